@@ -1,0 +1,214 @@
+//! Decoding a request body into an [`ItemCode`], for the two media types the original's
+//! Web API accepted for `[FromBody] string itemCode`.
+//!
+//! Pure functions of (Content-Type, bytes): no I/O, so every rule is unit-tested here.
+
+use axum::http::HeaderValue;
+use purchasing_persistence::ItemCode;
+
+use crate::problem::Problem;
+
+/// The largest body accepted. An item code is at most 100 characters; even fully
+/// percent-encoded 4-byte characters (12 bytes each) plus a key fit in well under this.
+/// Anything bigger is not an order, so it is refused before it is read into memory.
+pub const MAX_BODY_BYTES: usize = 4 * 1024;
+
+/// The form key ASP.NET model binding maps to the `itemCode` parameter (matched without
+/// regard to case, as model binding does). The empty key is the Web API convention for
+/// a single simple value: the original client and the article's smoke test send `=123`.
+pub const FORM_KEY: &str = "itemCode";
+
+const HOW_TO_SEND: &str = "send Content-Type application/x-www-form-urlencoded with body \
+     `=CODE` (or `itemCode=CODE`), or application/json with a JSON string such as \"CODE\"";
+
+/// Reads the item code out of a request body according to its Content-Type.
+pub fn item_code_from_body(
+    content_type: Option<&HeaderValue>,
+    body: &[u8],
+) -> Result<ItemCode, Problem> {
+    let Some(content_type) = content_type else {
+        return Err(Problem::unsupported_media_type(format!(
+            "the request has no Content-Type header; {HOW_TO_SEND}"
+        )));
+    };
+    let media_type = content_type
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .ok_or_else(|| {
+            Problem::unsupported_media_type(format!(
+                "the Content-Type header is not a valid media type; {HOW_TO_SEND}"
+            ))
+        })?;
+    match (media_type.type_(), media_type.subtype()) {
+        (mime::APPLICATION, mime::WWW_FORM_URLENCODED) => from_form(body),
+        (mime::APPLICATION, mime::JSON) => from_json(body),
+        _ => Err(Problem::unsupported_media_type(format!(
+            "the media type {} is not supported; {HOW_TO_SEND}",
+            media_type.essence_str()
+        ))),
+    }
+}
+
+fn invalid_code(e: purchasing_persistence::ItemCodeError) -> Problem {
+    Problem::bad_request(format!("invalid item code: {e}"))
+}
+
+fn from_json(body: &[u8]) -> Result<ItemCode, Problem> {
+    let code: String = serde_json::from_slice(body).map_err(|e| {
+        Problem::bad_request(format!(
+            "the JSON body must be a single string such as \"123\" ({e})"
+        ))
+    })?;
+    ItemCode::parse(code).map_err(invalid_code)
+}
+
+fn from_form(body: &[u8]) -> Result<ItemCode, Problem> {
+    let mut found: Option<Vec<u8>> = None;
+    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        let key = form_decode(key)?;
+        if !(key.is_empty() || key.eq_ignore_ascii_case(FORM_KEY.as_bytes())) {
+            continue; // other fields are ignored, as model binding ignores them
+        }
+        if found.is_some() {
+            return Err(Problem::bad_request(format!(
+                "the form carries more than one item code; {HOW_TO_SEND}"
+            )));
+        }
+        found = Some(form_decode(value)?);
+    }
+    let bytes = found.ok_or_else(|| {
+        Problem::bad_request(format!("the form carries no item code; {HOW_TO_SEND}"))
+    })?;
+    ItemCode::from_utf8(bytes).map_err(invalid_code)
+}
+
+/// `application/x-www-form-urlencoded` decoding of one key or value: `+` is a space and
+/// `%XX` a byte. Strict on purpose: a broken escape is an error rather than being passed
+/// through, and the bytes are returned as they are, so invalid UTF-8 is rejected later
+/// instead of being silently replaced by U+FFFD (which would store a different code).
+fn form_decode(input: &[u8]) -> Result<Vec<u8>, Problem> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let byte = input
+                    .get(i + 1..i + 3)
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                    .ok_or_else(|| {
+                        Problem::bad_request(
+                            "the form body has a malformed percent-escape; \
+                             encode `%` as `%25`",
+                        )
+                    })?;
+                out.push(byte);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    fn parse(content_type: Option<&str>, body: &str) -> Result<String, Problem> {
+        let header = content_type.map(|c| HeaderValue::from_str(c).unwrap());
+        item_code_from_body(header.as_ref(), body.as_bytes()).map(ItemCode::into_string)
+    }
+
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+    #[test]
+    fn the_originals_form_body() {
+        assert_eq!(parse(FORM, "=123").unwrap(), "123");
+    }
+
+    #[test]
+    fn named_form_field_any_case_and_charset_parameter() {
+        assert_eq!(parse(FORM, "itemCode=42").unwrap(), "42");
+        assert_eq!(parse(FORM, "ITEMCODE=42").unwrap(), "42");
+        let with_charset = Some("application/x-www-form-urlencoded; charset=utf-8");
+        assert_eq!(parse(with_charset, "=42").unwrap(), "42");
+        assert_eq!(parse(FORM, "other=1&itemCode=42").unwrap(), "42");
+    }
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(parse(FORM, "=a+b%26c%C3%A9").unwrap(), "a b&cé");
+    }
+
+    #[test]
+    fn json_string() {
+        assert_eq!(parse(Some("application/json"), r#""123""#).unwrap(), "123");
+        assert_eq!(
+            parse(Some("application/json; charset=utf-8"), r#" "x" "#).unwrap(),
+            "x"
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_400_with_a_useful_detail() {
+        for (content_type, body, needle) in [
+            (FORM, "", "no item code"),
+            (FORM, "123", "no item code"),
+            (FORM, "=", "empty"),
+            (FORM, "=1&=2", "more than one"),
+            (FORM, "=%zz", "percent-escape"),
+            (FORM, "=%4", "percent-escape"),
+            (FORM, "=%FF", "UTF-8"),
+            (FORM, "=123%0APurchase+order+for+item:+forged", "U+000A"),
+            (FORM, "=123%0D", "U+000D"),
+            (
+                Some("application/json"),
+                "123",
+                "JSON body must be a single string",
+            ),
+            (
+                Some("application/json"),
+                r#"{"itemCode":"1"}"#,
+                "JSON body must be",
+            ),
+            (Some("application/json"), r#""a\nb""#, "U+000A"),
+            (Some("application/json"), "", "JSON body must be"),
+        ] {
+            let problem = parse(content_type, body).unwrap_err();
+            assert_eq!(problem.status, StatusCode::BAD_REQUEST, "{body:?}");
+            assert!(
+                problem.detail.contains(needle),
+                "{body:?}: {}",
+                problem.detail
+            );
+        }
+    }
+
+    #[test]
+    fn missing_or_unsupported_media_type_is_415() {
+        for content_type in [
+            None,
+            Some("text/plain"),
+            Some("application/xml"),
+            Some("nonsense"),
+        ] {
+            let problem = parse(content_type, "=123").unwrap_err();
+            assert_eq!(
+                problem.status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{content_type:?}"
+            );
+            assert!(problem.detail.contains("=CODE"), "{}", problem.detail);
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! `purchasing-api`: parse the configuration, set up logging, run the server.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use purchasing_api::{Config, server, telemetry};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let result = telemetry::init(&config.log, config.log_format).and_then(|()| server::run(config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: what failed, where, and (in the context) what to do.
+            eprintln!("purchasing-api: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

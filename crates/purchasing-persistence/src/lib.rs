@@ -1,0 +1,26 @@
+//! The purchasing side's persistence: the Rust counterpart of the original
+//! `Enterprise.Purchasing.Persistence.PurchaseOrderStore`.
+//!
+//! This crate owns three facts that everyone else imports rather than restates:
+//!
+//! * [`ItemCode`] — what a valid item code is (a security boundary: codes land in a
+//!   line-oriented file, so a newline inside one would forge an order);
+//! * [`order_line`] — the exact line written per purchase order, and the parser that
+//!   reads an orders file back (the load-test reconciliation uses it);
+//! * [`Workload`] — the simulated expensive work per order and its defaults
+//!   (150,000,000 characters held for 500 ms).
+//!
+//! It depends on `std` only (plus an error derive): no async runtime, no HTTP. The store
+//! blocks its calling thread exactly like the original's `Thread.Sleep`, so async callers
+//! must run it on a blocking pool.
+
+mod item_code;
+pub mod order_line;
+mod store;
+
+pub use item_code::{ItemCode, ItemCodeError, MAX_ITEM_CODE_CHARS};
+pub use order_line::{MalformedLine, OrdersFile, format_line, parse_line, read_orders_file};
+pub use store::{
+    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, PurchaseOrderStore, StoreError,
+    Workload,
+};

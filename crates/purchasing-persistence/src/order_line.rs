@@ -1,0 +1,152 @@
+//! The one definition of a purchase-order line, and its reader.
+//!
+//! The writer ([`crate::PurchaseOrderStore`]) and every reader (tests, the load-test
+//! reconciliation) use these functions, so the format exists in exactly one place.
+
+use std::path::{Path, PathBuf};
+
+use crate::{ItemCode, StoreError};
+
+/// What precedes the item code on every line (the original's text, verbatim).
+pub const LINE_PREFIX: &str = "Purchase order for item: ";
+
+/// The complete line for one order, newline included: what one append writes.
+pub fn format_line(code: &ItemCode) -> String {
+    format!("{LINE_PREFIX}{code}\n")
+}
+
+/// Parses one line (without its trailing `\n`) back into the item code it records.
+pub fn parse_line(line: &str) -> Result<ItemCode, String> {
+    let code = line
+        .strip_prefix(LINE_PREFIX)
+        .ok_or_else(|| format!("does not start with {LINE_PREFIX:?}"))?;
+    ItemCode::parse(code).map_err(|e| e.to_string())
+}
+
+/// A line of an orders file that is not a well-formed order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedLine {
+    /// 1-based line number.
+    pub line_number: usize,
+    /// The line as read (invalid UTF-8 replaced for display only).
+    pub text: String,
+    pub reason: String,
+}
+
+/// The contents of an orders file: every well-formed order in file order, and every line
+/// that is not one (a torn write, an interleaving, or an edit by hand).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrdersFile {
+    pub orders: Vec<ItemCode>,
+    pub malformed: Vec<MalformedLine>,
+}
+
+impl OrdersFile {
+    /// Parses the raw bytes of an orders file. Never fails: what cannot be read as an
+    /// order is reported in [`OrdersFile::malformed`], so a reconciliation can count it.
+    pub fn parse(bytes: &[u8]) -> Self {
+        let mut file = OrdersFile::default();
+        if bytes.is_empty() {
+            return file;
+        }
+        let ends_with_newline = bytes.ends_with(b"\n");
+        let body = if ends_with_newline {
+            &bytes[..bytes.len() - 1]
+        } else {
+            bytes
+        };
+        let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+        let last = lines.len();
+        for (index, raw) in lines.into_iter().enumerate() {
+            let line_number = index + 1;
+            let malformed = |reason: String| MalformedLine {
+                line_number,
+                text: String::from_utf8_lossy(raw).into_owned(),
+                reason,
+            };
+            // Every order is written with its newline in one write; a last line without
+            // one was cut short (a crash mid-write, or a writer that is not ours).
+            if line_number == last && !ends_with_newline {
+                file.malformed
+                    .push(malformed("last line has no newline (torn write)".into()));
+                continue;
+            }
+            match std::str::from_utf8(raw) {
+                Err(_) => file.malformed.push(malformed("not valid UTF-8".into())),
+                Ok(text) => match parse_line(text) {
+                    Ok(code) => file.orders.push(code),
+                    Err(reason) => file.malformed.push(malformed(reason)),
+                },
+            }
+        }
+        file
+    }
+}
+
+/// Reads and parses the orders file at `path`. A missing file is an error (the caller
+/// decides whether "no file" means "no orders").
+pub fn read_orders_file(path: impl AsRef<Path>) -> Result<OrdersFile, StoreError> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| StoreError::Io {
+        action: "read",
+        path: PathBuf::from(path),
+        source,
+    })?;
+    Ok(OrdersFile::parse(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(s: &str) -> ItemCode {
+        ItemCode::parse(s).unwrap()
+    }
+
+    #[test]
+    fn line_is_the_originals_text() {
+        assert_eq!(format_line(&code("123")), "Purchase order for item: 123\n");
+    }
+
+    #[test]
+    fn round_trips_through_the_parser() {
+        let codes = [code("123"), code("a b"), code("Käse")];
+        let text: String = codes.iter().map(format_line).collect();
+        let parsed = OrdersFile::parse(text.as_bytes());
+        assert_eq!(parsed.orders, codes);
+        assert!(parsed.malformed.is_empty());
+    }
+
+    #[test]
+    fn empty_file_has_no_orders() {
+        assert_eq!(OrdersFile::parse(b""), OrdersFile::default());
+    }
+
+    #[test]
+    fn reports_each_kind_of_malformed_line_with_its_number() {
+        let bytes = b"Purchase order for item: 1\n\
+                      garbage\n\
+                      Purchase order for item: \n\
+                      Purchase order for item: \xff\n\
+                      Purchase order for item: 2\n\
+                      Purchase order for item: 3";
+        let parsed = OrdersFile::parse(bytes);
+        assert_eq!(parsed.orders, vec![code("1"), code("2")]);
+        let numbers: Vec<usize> = parsed.malformed.iter().map(|m| m.line_number).collect();
+        assert_eq!(numbers, vec![2, 3, 4, 6]);
+        assert!(parsed.malformed[0].reason.contains("does not start with"));
+        assert!(parsed.malformed[1].reason.contains("empty"));
+        assert!(parsed.malformed[2].reason.contains("UTF-8"));
+        assert!(parsed.malformed[3].reason.contains("torn"));
+    }
+
+    #[test]
+    fn read_error_names_the_path() {
+        let err = read_orders_file("/nonexistent/dir/PurchaseOrders.txt").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/dir/PurchaseOrders.txt"),
+            "{err}"
+        );
+    }
+}

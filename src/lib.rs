@@ -1,0 +1,1 @@
+//! Holds no code: this package exists for the end-to-end tests in `tests/`.
