@@ -112,6 +112,11 @@ impl ApiServer {
         }
     }
 
+    /// Resident set size now (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:") * 1024
+    }
+
     /// Peak resident set size so far (VmHWM), in bytes.
     pub fn peak_rss_bytes(&self) -> u64 {
         proc_status_kib(self.pid(), "VmHWM:") * 1024
