@@ -18,7 +18,9 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// because the request says `Connection: close`).
 fn raw_http(server: &ApiServer, request: &str) -> String {
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
@@ -42,7 +44,10 @@ fn the_articles_smoke_request_creates_the_order() {
         addr = server.addr
     );
     let response = raw_http(&server, &request);
-    assert!(response.starts_with("HTTP/1.1 201 Created\r\n"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 201 Created\r\n"),
+        "{response}"
+    );
     assert_eq!(server.orders_bytes(), b"Purchase order for item: 123\n");
 }
 
@@ -54,10 +59,29 @@ async fn bad_inputs_get_their_status_and_change_nothing() {
     let too_long = format!("={}", "x".repeat(101));
     let oversized = format!("={}", "a".repeat(10_000));
     // (method, path, content type, body, expected status)
-    let cases: Vec<(&str, String, Option<&str>, Vec<u8>, u16)> = vec![
-        ("POST", url.clone(), Some(FORM), b"=123%0APurchase+order+for+item:+forged".to_vec(), 400),
-        ("POST", url.clone(), Some(FORM), b"=123%0D%0APurchase+order+for+item:+x".to_vec(), 400),
-        ("POST", url.clone(), Some("application/json"), b"\"1\\nPurchase order for item: 2\"".to_vec(), 400),
+    type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            url.clone(),
+            Some(FORM),
+            b"=123%0APurchase+order+for+item:+forged".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            url.clone(),
+            Some(FORM),
+            b"=123%0D%0APurchase+order+for+item:+x".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            url.clone(),
+            Some("application/json"),
+            b"\"1\\nPurchase order for item: 2\"".to_vec(),
+            400,
+        ),
         ("POST", url.clone(), Some(FORM), b"=a%00b".to_vec(), 400),
         ("POST", url.clone(), Some(FORM), b"=a%09b".to_vec(), 400),
         ("POST", url.clone(), Some(FORM), b"=".to_vec(), 400),
@@ -66,27 +90,74 @@ async fn bad_inputs_get_their_status_and_change_nothing() {
         ("POST", url.clone(), Some(FORM), b"=%FF%FE".to_vec(), 400),
         ("POST", url.clone(), Some(FORM), b"=%G1".to_vec(), 400),
         ("POST", url.clone(), Some(FORM), b"=1&=2".to_vec(), 400),
-        ("POST", url.clone(), Some("application/json"), b"123".to_vec(), 400),
-        ("POST", url.clone(), Some("application/json"), b"{\"itemCode\":\"1\"}".to_vec(), 400),
-        ("POST", url.clone(), Some("application/json"), b"\"12".to_vec(), 400),
+        (
+            "POST",
+            url.clone(),
+            Some("application/json"),
+            b"123".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            url.clone(),
+            Some("application/json"),
+            b"{\"itemCode\":\"1\"}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            url.clone(),
+            Some("application/json"),
+            b"\"12".to_vec(),
+            400,
+        ),
         ("POST", url.clone(), None, b"=123".to_vec(), 415),
-        ("POST", url.clone(), Some("text/plain"), b"=123".to_vec(), 415),
+        (
+            "POST",
+            url.clone(),
+            Some("text/plain"),
+            b"=123".to_vec(),
+            415,
+        ),
         ("POST", url.clone(), Some(FORM), oversized.into_bytes(), 413),
         ("GET", url.clone(), None, vec![], 405),
         ("PUT", url.clone(), Some(FORM), b"=123".to_vec(), 405),
         ("DELETE", url.clone(), None, vec![], 405),
-        ("POST", format!("{}/api/purchaseorders", server.url()), Some(FORM), b"=123".to_vec(), 404),
-        ("POST", format!("{}/health", server.url()), Some(FORM), b"=123".to_vec(), 405),
+        (
+            "POST",
+            format!("{}/api/purchaseorders", server.url()),
+            Some(FORM),
+            b"=123".to_vec(),
+            404,
+        ),
+        (
+            "POST",
+            format!("{}/health", server.url()),
+            Some(FORM),
+            b"=123".to_vec(),
+            405,
+        ),
     ];
     for (method, url, content_type, body, status) in cases {
-        let shown = String::from_utf8_lossy(&body).chars().take(60).collect::<String>();
+        let shown = String::from_utf8_lossy(&body)
+            .chars()
+            .take(60)
+            .collect::<String>();
         let mut request = client.request(method.parse().unwrap(), &url).body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
         let response = request.send().await.unwrap();
-        assert_eq!(response.status().as_u16(), status, "{method} {url} {content_type:?} {shown:?}");
-        assert_eq!(response.headers()["content-type"], "application/problem+json", "{shown:?}");
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{method} {url} {content_type:?} {shown:?}"
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{shown:?}"
+        );
         if status == 405 {
             assert!(response.headers().contains_key("allow"), "{method} {url}");
         }
@@ -95,12 +166,21 @@ async fn bad_inputs_get_their_status_and_change_nothing() {
         assert_eq!(problem["status"], status);
         assert!(!problem["detail"].as_str().unwrap().is_empty());
     }
-    assert_eq!(server.orders_bytes(), b"", "no bad request may write anything");
+    assert_eq!(
+        server.orders_bytes(),
+        b"",
+        "no bad request may write anything"
+    );
 
     // ...and the server still takes a good order afterwards.
     let code = fresh_code();
-    let response =
-        client.post(&url).header("content-type", FORM).body(format!("={code}")).send().await.unwrap();
+    let response = client
+        .post(&url)
+        .header("content-type", FORM)
+        .body(format!("={code}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 201);
     assert_eq!(server.orders().orders.len(), 1);
 }
@@ -122,8 +202,14 @@ async fn the_default_workload_is_really_done() {
     let elapsed = started.elapsed();
     assert_eq!(response.status().as_u16(), 201);
     let grown = server.peak_rss_bytes().saturating_sub(before);
-    assert!(elapsed >= Duration::from_millis(500), "one order took only {elapsed:?}");
-    assert!(grown >= 150_000_000, "peak RSS grew by only {grown} bytes over the idle RSS");
+    assert!(
+        elapsed >= Duration::from_millis(500),
+        "one order took only {elapsed:?}"
+    );
+    assert!(
+        grown >= 150_000_000,
+        "peak RSS grew by only {grown} bytes over the idle RSS"
+    );
     assert_eq!(server.orders_bytes(), b"Purchase order for item: heavy\n");
 }
 
@@ -133,7 +219,10 @@ async fn two_processes_on_one_file_write_one_whole_line_per_order() {
     const CONCURRENCY: usize = 64;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("PurchaseOrders.txt");
-    let servers = [ApiServer::spawn_with_file(&file, &TINY_WORKLOAD), ApiServer::spawn_with_file(&file, &TINY_WORKLOAD)];
+    let servers = [
+        ApiServer::spawn_with_file(&file, &TINY_WORKLOAD),
+        ApiServer::spawn_with_file(&file, &TINY_WORKLOAD),
+    ];
     let urls: Vec<String> = servers.iter().map(ApiServer::orders_url).collect();
 
     let client = reqwest::Client::new();
@@ -146,7 +235,12 @@ async fn two_processes_on_one_file_write_one_whole_line_per_order() {
         let (client, url, permits) = (client.clone(), urls[i % 2].clone(), permits.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.unwrap();
-            client.post(url).header("content-type", FORM).body(format!("={code}")).send().await
+            client
+                .post(url)
+                .header("content-type", FORM)
+                .body(format!("={code}"))
+                .send()
+                .await
         }));
     }
     for task in tasks {
@@ -155,7 +249,11 @@ async fn two_processes_on_one_file_write_one_whole_line_per_order() {
     }
 
     let orders = servers[0].orders();
-    assert!(orders.malformed.is_empty(), "torn or interleaved lines: {:?}", orders.malformed);
+    assert!(
+        orders.malformed.is_empty(),
+        "torn or interleaved lines: {:?}",
+        orders.malformed
+    );
     let mut written: Vec<String> = orders.orders.into_iter().map(|c| c.into_string()).collect();
     written.sort();
     codes.sort();
@@ -171,8 +269,10 @@ async fn sigterm_lets_orders_in_flight_finish_and_exits_zero() {
     let tasks: Vec<_> = codes
         .iter()
         .map(|code| {
-            let request =
-                client.post(server.orders_url()).header("content-type", FORM).body(format!("={code}"));
+            let request = client
+                .post(server.orders_url())
+                .header("content-type", FORM)
+                .body(format!("={code}"));
             tokio::spawn(request.send())
         })
         .collect();
@@ -191,9 +291,18 @@ async fn sigterm_lets_orders_in_flight_finish_and_exits_zero() {
         assert_eq!(response.status().as_u16(), 201);
     }
     let status = server.wait_exit(Duration::from_secs(10));
-    assert!(status.success(), "exit status {status:?}; stderr:\n{}", server.stderr());
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{}",
+        server.stderr()
+    );
 
-    let mut written: Vec<String> = server.orders().orders.into_iter().map(|c| c.into_string()).collect();
+    let mut written: Vec<String> = server
+        .orders()
+        .orders
+        .into_iter()
+        .map(|c| c.into_string())
+        .collect();
     let mut codes = codes;
     written.sort();
     codes.sort();
@@ -208,7 +317,11 @@ fn start_expecting_failure(args: &[&str]) -> String {
         .output()
         .unwrap();
     assert!(!output.status.success(), "{args:?} should fail");
-    assert!(output.stdout.is_empty(), "must not claim to listen: {:?}", output.stdout);
+    assert!(
+        output.stdout.is_empty(),
+        "must not claim to listen: {:?}",
+        output.stdout
+    );
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
@@ -220,7 +333,8 @@ fn fails_fast_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("o.txt");
     let taken = server.addr.to_string();
-    let stderr = start_expecting_failure(&["--bind", &taken, "--orders-file", file.to_str().unwrap()]);
+    let stderr =
+        start_expecting_failure(&["--bind", &taken, "--orders-file", file.to_str().unwrap()]);
     assert!(
         stderr.contains(&format!("cannot listen on {taken}")) && stderr.contains("--bind"),
         "{stderr}"
@@ -234,7 +348,8 @@ fn fails_fast_with_one_clear_line() {
     ]);
     let line = stderr.lines().last().unwrap();
     assert!(
-        line.contains("/nonexistent-directory/PurchaseOrders.txt") && line.contains("--orders-file"),
+        line.contains("/nonexistent-directory/PurchaseOrders.txt")
+            && line.contains("--orders-file"),
         "{stderr}"
     );
 

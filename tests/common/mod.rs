@@ -16,7 +16,10 @@ pub const TINY_WORKLOAD: [&str; 4] = ["--alloc-chars", "1000", "--delay-ms", "5"
 /// (`target/<profile>/deps/<test>` → `target/<profile>/<name>`).
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("path of the running test executable");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
@@ -65,7 +68,13 @@ impl ApiServer {
             .spawn()
             .expect("start purchasing-api");
         let addr = read_listening_addr(&mut child, &stderr_log);
-        ApiServer { child, addr, orders_file: orders_file.to_path_buf(), stderr_log, _dir: None }
+        ApiServer {
+            child,
+            addr,
+            orders_file: orders_file.to_path_buf(),
+            stderr_log,
+            _dir: None,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -107,7 +116,10 @@ impl ApiServer {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not exit within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -152,7 +164,8 @@ fn read_listening_addr(child: &mut Child, stderr_log: &Path) -> SocketAddr {
     let addr = line
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    addr.parse().unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"))
+    addr.parse()
+        .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"))
 }
 
 /// A value from /proc/PID/status given in kB (e.g. "VmHWM:", "VmRSS:").

@@ -1,0 +1,284 @@
+//! The `inventory` command line: argument definitions and what each command does.
+//!
+//! `main.rs` only parses the arguments and drives [`run`] on a runtime.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::base_url::BaseUrl;
+use crate::error::ReplenishmentError;
+use crate::stock_manager::{
+    DEFAULT_TIMEOUT, DEFAULT_URL, PURCHASING_API_URL, StockManager, new_request_id,
+};
+
+/// How to start the API, for the hint shown when it is not reachable.
+const START_API_HINT: &str = "cargo run --release -p purchasing-api";
+
+/// The inventory side of the RPC spike lab: asks the purchasing API to replenish stock.
+#[derive(Debug, Parser)]
+#[command(name = "inventory", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Request stock replenishment for each item code, one after another, in order.
+    ///
+    /// Prints one line per code (`ok` or `failed`, the code, its request id, and why it
+    /// failed). Exits with 0 when every request succeeded, 1 otherwise.
+    Request(RequestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// Base URL of the purchasing API (http:// only).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = PURCHASING_API_URL,
+        default_value = DEFAULT_URL,
+        value_parser = BaseUrl::parse,
+    )]
+    pub url: BaseUrl,
+
+    /// Seconds to wait for each answer before giving up; fractions allowed (e.g. 0.5).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = Seconds(DEFAULT_TIMEOUT),
+        value_parser = parse_timeout,
+    )]
+    pub timeout: Seconds,
+
+    /// Item codes to order; the API decides which are valid.
+    #[arg(value_name = "CODE", required = true)]
+    pub codes: Vec<String>,
+}
+
+/// A duration given in (possibly fractional) seconds on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+/// Parses `--timeout`: a positive, finite number of seconds.
+pub fn parse_timeout(text: &str) -> Result<Seconds, String> {
+    const EXAMPLE: &str = "(e.g. 30 or 0.5)";
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a number of seconds {EXAMPLE}"))?;
+    // Written so that NaN is refused too.
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!(
+            "the timeout must be a number of seconds greater than 0 {EXAMPLE}"
+        ));
+    }
+    match Duration::try_from_secs_f64(secs) {
+        Ok(duration) if !duration.is_zero() => Ok(Seconds(duration)),
+        Ok(_) => Err(format!(
+            "the timeout must be at least 1 nanosecond {EXAMPLE}"
+        )),
+        Err(_) => Err(format!("the timeout is too large {EXAMPLE}")),
+    }
+}
+
+/// Runs the parsed command and says how the process should exit.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Request(args) => request(args).await,
+    }
+}
+
+/// `inventory request`: sends each code in turn, reports each outcome on stdout.
+async fn request(args: RequestArgs) -> ExitCode {
+    let manager = match StockManager::builder(args.url.clone())
+        .timeout(args.timeout.0)
+        .build()
+    {
+        Ok(manager) => manager,
+        Err(error) => {
+            // Writes to a closed stdout/stderr are ignored: the exit code still tells.
+            let _ = writeln!(io::stderr(), "error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = 0usize;
+    let mut could_not_connect = 0usize;
+    for code in &args.codes {
+        let request_id = new_request_id();
+        let result = manager
+            .request_stock_replenishment_with_id(code, &request_id)
+            .await;
+        if let Err(error) = &result {
+            failed += 1;
+            if matches!(error, ReplenishmentError::Connect { .. }) {
+                could_not_connect += 1;
+            }
+        }
+        let _ = writeln!(io::stdout(), "{}", outcome_line(code, &request_id, &result));
+    }
+    if failed > 0 && failed == could_not_connect {
+        let _ = writeln!(
+            io::stderr(),
+            "the purchasing API at {} is not reachable; start it with `{START_API_HINT}`",
+            args.url
+        );
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// One line per code: `ok      CODE  (request id ID)` or
+/// `failed  CODE  (request id ID): WHY`. Control characters in the code are escaped so that
+/// every outcome stays on its own line.
+pub fn outcome_line(
+    code: &str,
+    request_id: &str,
+    result: &Result<(), ReplenishmentError>,
+) -> String {
+    let shown: String = code
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    match result {
+        Ok(()) => format!("ok      {shown}  (request id {request_id})"),
+        Err(error) => format!("failed  {shown}  (request id {request_id}): {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<RequestArgs, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("inventory").chain(args.iter().copied()))?;
+        let Command::Request(args) = cli.command;
+        Ok(args)
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts_accept_fractions() {
+        assert_eq!(parse_timeout("30"), Ok(Seconds(Duration::from_secs(30))));
+        assert_eq!(
+            parse_timeout("0.5"),
+            Ok(Seconds(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            parse_timeout(" 2.25 "),
+            Ok(Seconds(Duration::from_millis(2250)))
+        );
+    }
+
+    #[test]
+    fn timeouts_must_be_positive_finite_numbers() {
+        for bad in [
+            "0", "0.0", "-1", "-0.5", "NaN", "inf", "1e300", "1e-10", "", "ten", "5s",
+        ] {
+            let error = parse_timeout(bad).unwrap_err();
+            assert!(error.ends_with("(e.g. 30 or 0.5)"), "{bad:?}: {error}");
+        }
+        for not_positive in ["0", "-1", "NaN", "inf"] {
+            assert_eq!(
+                parse_timeout(not_positive).unwrap_err(),
+                "the timeout must be a number of seconds greater than 0 (e.g. 30 or 0.5)"
+            );
+        }
+        assert_eq!(
+            parse_timeout("ten").unwrap_err(),
+            "not a number of seconds (e.g. 30 or 0.5)"
+        );
+    }
+
+    #[test]
+    fn the_default_timeout_prints_as_the_originals() {
+        assert_eq!(Seconds(DEFAULT_TIMEOUT).to_string(), "30");
+        assert_eq!(Seconds(Duration::from_millis(500)).to_string(), "0.5");
+    }
+
+    #[test]
+    fn parses_codes_in_order_with_defaults() {
+        // Skipped when the variable is set: the default would (rightly) come from it.
+        if std::env::var_os(PURCHASING_API_URL).is_some() {
+            return;
+        }
+        let args = parse(&["request", "b", "a", "b"]).unwrap();
+        assert_eq!(args.codes, ["b", "a", "b"]);
+        assert_eq!(args.url.as_str(), DEFAULT_URL);
+        assert_eq!(args.timeout, Seconds(DEFAULT_TIMEOUT));
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let args = parse(&[
+            "request",
+            "--url",
+            "http://vm:9000/",
+            "--timeout",
+            "0.25",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(args.url.as_str(), "http://vm:9000");
+        assert_eq!(args.timeout, Seconds(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn usage_errors_are_clap_errors() {
+        assert_eq!(
+            parse(&["request"]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        let https = parse(&["request", "--url", "https://vm", "x"]).unwrap_err();
+        assert_eq!(https.kind(), ErrorKind::ValueValidation);
+        assert!(https.to_string().contains("without TLS"), "{https}");
+        let zero = parse(&["request", "--timeout", "0", "x"]).unwrap_err();
+        assert_eq!(zero.kind(), ErrorKind::ValueValidation);
+        assert_eq!(zero.exit_code(), 2);
+    }
+
+    #[test]
+    fn outcome_lines() {
+        assert_eq!(
+            outcome_line("123", "id-1", &Ok(())),
+            "ok      123  (request id id-1)"
+        );
+        let rejected = Err(ReplenishmentError::Rejected {
+            status: 400,
+            title: None,
+            detail: Some("control character".into()),
+        });
+        assert_eq!(
+            outcome_line("a\tb\nc", "id-2", &rejected),
+            "failed  a\\tb\\nc  (request id id-2): the purchasing API rejected the request: \
+             400 Bad Request: control character"
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! The inventory side of the RPC spike lab: the Rust counterpart of the original
+//! `StockManager`, an HTTP client of the purchasing API, and the `inventory` CLI around it.
+//!
+//! This crate owns the client half of the wire contract:
+//!
+//! * [`StockManager`] — one replenishment request per call
+//!   (`POST /api/StockReplenishmentRequests`, form body `=CODE`, an `X-Request-Id`), with
+//!   the original's 30 s timeout and, by default, its new TCP connection per call;
+//! * [`ReplenishmentError`] — what went wrong, told apart the way an operator (and the load
+//!   tester, through [`ReplenishmentError::kind`]) needs: no answer in time, nothing to
+//!   connect to, a refusal by the server (with its RFC 9457 problem details), or a broken
+//!   transport;
+//! * [`cli`] — the `inventory request` command.
+//!
+//! It links nothing of the server's: item codes are validated by the API, not here, so the
+//! client sends exactly what it is given and reports the server's verdict.
+
+pub mod base_url;
+pub mod cli;
+pub mod error;
+pub mod stock_manager;
+pub mod wire;
+
+pub use base_url::BaseUrl;
+pub use error::{ConfigError, ReplenishmentError};
+pub use stock_manager::{
+    DEFAULT_TIMEOUT, DEFAULT_URL, PURCHASING_API_URL, StockManager, StockManagerBuilder,
+    new_request_id,
+};
