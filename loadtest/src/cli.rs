@@ -1,0 +1,681 @@
+//! The `loadtest` command line: `run` (the lab) and `confine` (run any command inside
+//! the emulated VM).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use inventory::BaseUrl;
+
+use crate::confine::{Limits, parse_memory_size};
+use crate::lab::{LabOptions, SAMPLE_EVERY, Target, run_lab};
+use crate::profile::{RateProfile, Spike, StepProfile};
+use crate::runner::{ClientConfig, Load, Plan};
+use crate::server::ServerSpec;
+use crate::threshold::{EXIT_THRESHOLD_FAILED, METRICS, Threshold};
+
+/// The original test's 1000 iterations.
+pub const BLOG_ITERATIONS: u64 = 1000;
+/// The original test's run-duration ceiling.
+pub const BLOG_DURATION: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadtest",
+    version,
+    about = "The spike lab: load the purchasing API like the original article, confine it like its VM, \
+             account for every order, report with charts"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a load test and write report.json, requests.csv and report.html.
+    Run(Box<RunArgs>),
+    /// Run any command confined to a CPU quota and a memory limit (a cgroup), e.g. the
+    /// API, to try it by hand with curl.
+    Confine(ConfineArgs),
+    /// Render a finished run again from its report.json: report.html, and with --svg-dir
+    /// one standalone SVG file per chart (e.g. to put a chart in a README).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run's directory (the --out of `loadtest run`), holding report.json.
+    pub dir: PathBuf,
+    /// Also write each chart as a standalone SVG file into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub svg_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProfileKind {
+    /// The original's numbers: 20 users, +20 every 5 s, up to 500, no think time, 1000
+    /// iterations, 60 s ceiling, 30 s timeout, a new connection per request.
+    Blog,
+    /// A step profile from --users, --step-users, --step-seconds, --max-users.
+    Step,
+    /// An open-model arrival rate (--rate for --duration) with an optional spike.
+    Rate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Connection {
+    /// A new TCP connection per request (the original's new HttpClient per call).
+    New,
+    /// Keep connections open between requests.
+    Reuse,
+}
+
+const AFTER_RUN_HELP: &str = "\
+Examples:
+  loadtest run --profile blog --spawn-server --cpus 1 --memory 2G --out blog-run
+  loadtest run --profile step --users 5 --step-users 5 --step-seconds 2 --max-users 20 \\
+      --duration 10 --spawn-server --out quick -- --alloc-chars 1000 --delay-ms 5
+  loadtest run --profile rate --rate 5 --duration 60 --spike-rate 50 --spike-start 20 \\
+      --spike-seconds 10 --url http://VM:8080
+  loadtest run ... --fail-on 'lost>0' --fail-on 'p99>2000'
+
+Exit status: 0 the run completed (even if the server failed), 99 a --fail-on threshold
+failed, 1 the run could not be done, 2 bad usage.";
+
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_RUN_HELP)]
+pub struct RunArgs {
+    /// Load profile.
+    #[arg(long, value_enum, default_value_t = ProfileKind::Blog)]
+    pub profile: ProfileKind,
+
+    /// Virtual users at the start (step profile) [default: 20].
+    #[arg(long, help_heading = "Step profile (closed model)")]
+    pub users: Option<u64>,
+    /// Users added at every step [default: 20].
+    #[arg(long, help_heading = "Step profile (closed model)")]
+    pub step_users: Option<u64>,
+    /// Seconds between steps [default: 5].
+    #[arg(long, help_heading = "Step profile (closed model)")]
+    pub step_seconds: Option<f64>,
+    /// Most virtual users [default: 500].
+    #[arg(long, help_heading = "Step profile (closed model)")]
+    pub max_users: Option<u64>,
+    /// Pause of each user between its answer and its next request, ms [default: 0].
+    #[arg(long, help_heading = "Step profile (closed model)")]
+    pub think_ms: Option<u64>,
+
+    /// Arrivals per second (rate profile).
+    #[arg(long, help_heading = "Rate profile (open model)")]
+    pub rate: Option<f64>,
+    /// Arrivals per second during the spike.
+    #[arg(long, help_heading = "Rate profile (open model)")]
+    pub spike_rate: Option<f64>,
+    /// Seconds after the start when the spike begins.
+    #[arg(long, help_heading = "Rate profile (open model)")]
+    pub spike_start: Option<f64>,
+    /// Length of the spike, seconds.
+    #[arg(long, help_heading = "Rate profile (open model)")]
+    pub spike_seconds: Option<f64>,
+
+    /// Stop after this many requests in total.
+    #[arg(long, help_heading = "Caps")]
+    pub iterations: Option<u64>,
+    /// Start no request after this many seconds (required for --profile rate).
+    #[arg(long, help_heading = "Caps")]
+    pub duration: Option<f64>,
+
+    /// Client timeout per request, seconds [default: 30, as the original].
+    #[arg(long, help_heading = "Client")]
+    pub timeout: Option<f64>,
+    /// Connection behaviour [default: new for --profile blog, as the original; reuse otherwise].
+    #[arg(long, value_enum, help_heading = "Client")]
+    pub connection: Option<Connection>,
+
+    /// Load a server that is already running (e.g. in a real VM).
+    #[arg(long, help_heading = "Target", conflicts_with = "spawn_server")]
+    pub url: Option<String>,
+    /// Start purchasing-api here (port 0; orders file in --out), arguments after `--`.
+    #[arg(long, help_heading = "Target")]
+    pub spawn_server: bool,
+    /// The purchasing-api binary [default: next to loadtest, else on PATH].
+    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    pub server_bin: Option<PathBuf>,
+    /// Orders file to reconcile (--url), or for the spawned server [default: OUT/PurchaseOrders.txt].
+    #[arg(long, help_heading = "Target")]
+    pub orders_file: Option<PathBuf>,
+    /// Confine the spawned server to this many CPUs (e.g. 1, 0.5), like the original VM.
+    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    pub cpus: Option<f64>,
+    /// Confine the spawned server to this much memory (e.g. 2G, 512M; binary units).
+    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    pub memory: Option<String>,
+    /// Restart the spawned server when it crashes (e.g. OOM-killed), like a supervisor.
+    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    pub restart_on_crash: bool,
+    /// With --url: seconds the orders file must stay unchanged before it is reconciled.
+    #[arg(long, help_heading = "Target", default_value_t = 5.0)]
+    pub settle: f64,
+
+    /// Directory for report.json, requests.csv, report.html, server.log
+    /// [default: loadtest-runs/<start time>].
+    #[arg(long, help_heading = "Report")]
+    pub out: Option<PathBuf>,
+    /// Exit 99 if this condition holds after the run, e.g. 'lost>0', 'p99>2000'; repeatable.
+    /// Metrics: see `loadtest run --help`'s list below.
+    #[arg(long = "fail-on", value_name = "METRIC OP NUMBER", help_heading = "Report", long_help = fail_on_help())]
+    pub fail_on: Vec<Threshold>,
+
+    /// Arguments for the spawned purchasing-api, e.g. -- --alloc-chars 1000 --delay-ms 5.
+    #[arg(last = true, value_name = "SERVER_ARGS")]
+    pub server_args: Vec<String>,
+}
+
+fn fail_on_help() -> String {
+    let mut text = String::from(
+        "Exit 99 if this condition holds after the run, e.g. 'lost>0', 'p99>2000'; repeatable. \
+         Operators: > >= < <= == !=. A metric that could not be measured fails the check.\n\nMetrics:",
+    );
+    for (name, meaning) in METRICS {
+        text.push_str(&format!("\n  {name:<24} {meaning}"));
+    }
+    text
+}
+
+#[derive(Debug, Args)]
+pub struct ConfineArgs {
+    /// CPUs the command may use (e.g. 1, 0.5).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Memory limit (e.g. 2G, 512M; binary units).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{flag} must be a number of seconds greater than 0, not {value}"))
+}
+
+fn limits(cpus: Option<f64>, memory: Option<&str>) -> Result<Limits, String> {
+    if let Some(c) = cpus
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(format!("--cpus must be greater than 0, not {c}"));
+    }
+    let memory_bytes = memory
+        .map(parse_memory_size)
+        .transpose()
+        .map_err(|e| format!("--memory: {e}"))?;
+    Ok(Limits { cpus, memory_bytes })
+}
+
+impl RunArgs {
+    /// Checks the combination of flags and turns them into lab options.
+    pub fn into_options(self) -> Result<LabOptions, String> {
+        let (profile_name, load, iterations, duration) = match self.profile {
+            ProfileKind::Blog => {
+                let given = [
+                    ("--users", self.users.is_some()),
+                    ("--step-users", self.step_users.is_some()),
+                    ("--step-seconds", self.step_seconds.is_some()),
+                    ("--max-users", self.max_users.is_some()),
+                    ("--think-ms", self.think_ms.is_some()),
+                    ("--iterations", self.iterations.is_some()),
+                    ("--duration", self.duration.is_some()),
+                    ("--timeout", self.timeout.is_some()),
+                    ("--rate", self.rate.is_some()),
+                ];
+                if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+                    return Err(format!(
+                        "--profile blog is the original test's numbers and takes no {flag}; \
+                         use --profile step (or rate) to choose your own"
+                    ));
+                }
+                let load = Load::Closed {
+                    profile: StepProfile::BLOG,
+                    think: Duration::ZERO,
+                };
+                ("blog", load, Some(BLOG_ITERATIONS), Some(BLOG_DURATION))
+            }
+            ProfileKind::Step => {
+                if self.rate.is_some() || self.spike_rate.is_some() {
+                    return Err("--rate and --spike-* belong to --profile rate".into());
+                }
+                let b = StepProfile::BLOG;
+                let profile = StepProfile {
+                    initial_users: self.users.unwrap_or(b.initial_users),
+                    step_users: self.step_users.unwrap_or(b.step_users),
+                    step_duration: match self.step_seconds {
+                        Some(s) => seconds(s, "--step-seconds")?,
+                        None => b.step_duration,
+                    },
+                    max_users: self
+                        .max_users
+                        .unwrap_or(b.max_users.max(self.users.unwrap_or(0))),
+                };
+                profile.validate()?;
+                let duration = self
+                    .duration
+                    .map(|d| seconds(d, "--duration"))
+                    .transpose()?;
+                if self.iterations.is_none() && duration.is_none() {
+                    return Err("a step profile needs --iterations or --duration so that the run ends by itself".into());
+                }
+                let think = Duration::from_millis(self.think_ms.unwrap_or(0));
+                (
+                    "step",
+                    Load::Closed { profile, think },
+                    self.iterations,
+                    duration,
+                )
+            }
+            ProfileKind::Rate => {
+                let step_flags = [self.users, self.step_users, self.max_users, self.think_ms];
+                if step_flags.iter().any(Option::is_some) || self.step_seconds.is_some() {
+                    return Err(
+                        "--users, --step-*, --max-users and --think-ms belong to --profile step"
+                            .into(),
+                    );
+                }
+                let rate = self
+                    .rate
+                    .ok_or("--profile rate needs --rate (arrivals per second)")?;
+                let duration = seconds(
+                    self.duration
+                        .ok_or("--profile rate needs --duration (seconds)")?,
+                    "--duration",
+                )?;
+                let spike =
+                    match (self.spike_rate, self.spike_start, self.spike_seconds) {
+                        (None, None, None) => None,
+                        (Some(rate), Some(start), Some(length)) => Some(Spike {
+                            rate,
+                            start: Duration::try_from_secs_f64(start)
+                                .map_err(|_| format!("--spike-start must be ≥ 0, not {start}"))?,
+                            duration: seconds(length, "--spike-seconds")?,
+                        }),
+                        _ => return Err(
+                            "a spike needs all of --spike-rate, --spike-start and --spike-seconds"
+                                .into(),
+                        ),
+                    };
+                let profile = RateProfile {
+                    base_rate: rate,
+                    spike,
+                    duration,
+                };
+                profile.validate()?;
+                ("rate", Load::Open(profile), self.iterations, Some(duration))
+            }
+        };
+
+        let timeout = match self.timeout {
+            Some(t) => seconds(t, "--timeout")?,
+            None => inventory::DEFAULT_TIMEOUT,
+        };
+        let new_connection_per_request = match self.connection {
+            Some(c) => c == Connection::New,
+            None => self.profile == ProfileKind::Blog,
+        };
+        let settle = seconds(self.settle, "--settle")?;
+
+        let out_dir = self.out.unwrap_or_else(|| {
+            let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+                .to_string()
+                .replace(':', "");
+            PathBuf::from("loadtest-runs").join(stamp)
+        });
+
+        let (target, base_url) = if self.spawn_server {
+            for arg in &self.server_args {
+                if ["--bind", "--orders-file"]
+                    .iter()
+                    .any(|f| arg == f || arg.starts_with(&format!("{f}=")))
+                {
+                    return Err(format!(
+                        "{arg} is set by the lab for a spawned server; use loadtest's --orders-file to choose the file"
+                    ));
+                }
+            }
+            let spec = ServerSpec {
+                binary: match self.server_bin {
+                    Some(path) => path,
+                    None => find_server_binary()?,
+                },
+                orders_file: self
+                    .orders_file
+                    .unwrap_or_else(|| out_dir.join("PurchaseOrders.txt")),
+                args: self.server_args,
+                limits: limits(self.cpus, self.memory.as_deref())?,
+                restart_on_crash: self.restart_on_crash,
+                sample_every: SAMPLE_EVERY,
+                log_file: Some(out_dir.join("server.log")),
+            };
+            // The real address is known once the server runs; a placeholder until then.
+            (
+                Target::Spawn(spec),
+                BaseUrl::parse("http://127.0.0.1:1").map_err(|e| e.to_string())?,
+            )
+        } else {
+            if !self.server_args.is_empty() {
+                return Err("server arguments after `--` need --spawn-server".into());
+            }
+            let url = self.url.ok_or(
+                "say where the API is: --url URL for a running server, or --spawn-server to start one",
+            )?;
+            let base_url = BaseUrl::parse(&url).map_err(|e| format!("--url: {e}"))?;
+            (
+                Target::Remote {
+                    orders_file: self.orders_file,
+                },
+                base_url,
+            )
+        };
+
+        Ok(LabOptions {
+            profile_name: profile_name.into(),
+            plan: Plan {
+                load,
+                iterations,
+                duration,
+                client: ClientConfig {
+                    base_url,
+                    timeout,
+                    new_connection_per_request,
+                },
+            },
+            target,
+            out_dir,
+            thresholds: self.fail_on,
+            settle,
+        })
+    }
+}
+
+/// `purchasing-api` next to this executable (both are built into the same target
+/// directory), else on PATH.
+fn find_server_binary() -> Result<PathBuf, String> {
+    const NAME: &str = "purchasing-api";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(NAME)));
+    if let Some(path) = beside.as_ref().filter(|p| p.is_file()) {
+        return Ok(path.clone());
+    }
+    if let Some(path) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(NAME))
+            .find(|p| p.is_file())
+    }) {
+        return Ok(path);
+    }
+    Err(format!(
+        "cannot find the {NAME} binary next to loadtest ({}) or on PATH; build it with \
+         `cargo build --release` (the whole workspace) or pass --server-bin",
+        beside.map(|p| p.display().to_string()).unwrap_or_default()
+    ))
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main_with(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Confine(args) => {
+            let limits = match limits(args.cpus, args.memory.as_deref()) {
+                Ok(l) => l,
+                Err(e) => return usage_error(&e),
+            };
+            match crate::confine::run_confined(&limits, &args.command) {
+                Ok(code) => code,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Report(args) => match rerender(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Command::Run(args) => {
+            let options = match args.into_options() {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+            };
+            let out_dir = options.out_dir.clone();
+            match runtime.block_on(run_lab(options)) {
+                Ok(report) => {
+                    print!("{}", crate::report::summary::render(&report));
+                    println!(
+                        "\nreport: {}/report.html (also report.json, requests.csv)",
+                        out_dir.display()
+                    );
+                    if report.thresholds.iter().any(|t| !t.passed) {
+                        ExitCode::from(EXIT_THRESHOLD_FAILED)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn rerender(args: &ReportArgs) -> anyhow::Result<()> {
+    use crate::report::html::{Chart, render_chart_svg};
+    use anyhow::Context;
+
+    let path = args.dir.join("report.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}; is {} a loadtest --out directory?",
+            path.display(),
+            args.dir.display()
+        )
+    })?;
+    let report: crate::report::Report = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a loadtest report", path.display()))?;
+    if report.schema_version != crate::report::SCHEMA_VERSION {
+        anyhow::bail!(
+            "{} has schema version {}, this loadtest writes {}",
+            path.display(),
+            report.schema_version,
+            crate::report::SCHEMA_VERSION
+        );
+    }
+    crate::lab::write_report_files(&report, &args.dir)?;
+    println!("wrote {}", args.dir.join("report.html").display());
+    if let Some(svg_dir) = &args.svg_dir {
+        std::fs::create_dir_all(svg_dir)
+            .with_context(|| format!("cannot create {}", svg_dir.display()))?;
+        for chart in Chart::ALL {
+            let file = svg_dir.join(chart.file_name());
+            std::fs::write(&file, render_chart_svg(&report, chart))
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            println!("wrote {}", file.display());
+        }
+    }
+    Ok(())
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("loadtest: error: {message}");
+    ExitCode::from(2)
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("loadtest: error: {error:#}");
+    ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<LabOptions, String> {
+        let mut argv = vec!["loadtest", "run"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Run(run) => run.into_options(),
+            _ => unreachable!("parsed a run"),
+        }
+    }
+
+    #[test]
+    fn blog_is_the_original_test() {
+        let o = parse(&["--url", "http://127.0.0.1:8080"]).unwrap();
+        assert_eq!(o.profile_name, "blog");
+        assert_eq!(
+            o.plan.load,
+            Load::Closed {
+                profile: StepProfile::BLOG,
+                think: Duration::ZERO
+            }
+        );
+        assert_eq!(o.plan.iterations, Some(1000));
+        assert_eq!(o.plan.client.timeout, Duration::from_secs(30));
+        assert!(o.plan.client.new_connection_per_request);
+    }
+
+    #[test]
+    fn blog_refuses_shape_flags() {
+        let err = parse(&["--url", "http://x:1", "--users", "5"]).unwrap_err();
+        assert!(err.contains("--profile step"), "{err}");
+    }
+
+    #[test]
+    fn step_and_rate_profiles() {
+        let o = parse(&[
+            "--profile",
+            "step",
+            "--users",
+            "5",
+            "--step-users",
+            "5",
+            "--step-seconds",
+            "2",
+            "--max-users",
+            "20",
+            "--duration",
+            "10",
+            "--url",
+            "http://127.0.0.1:1",
+        ])
+        .unwrap();
+        let Load::Closed { profile, .. } = o.plan.load else {
+            panic!()
+        };
+        assert_eq!(profile.max_users, 20);
+        assert!(!o.plan.client.new_connection_per_request);
+
+        let o = parse(&[
+            "--profile",
+            "rate",
+            "--rate",
+            "5",
+            "--duration",
+            "30",
+            "--spike-rate",
+            "50",
+            "--spike-start",
+            "10",
+            "--spike-seconds",
+            "5",
+            "--url",
+            "http://127.0.0.1:1",
+        ])
+        .unwrap();
+        let Load::Open(p) = o.plan.load else { panic!() };
+        assert_eq!(p.spike.unwrap().rate, 50.0);
+        assert_eq!(o.plan.duration, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn bad_combinations_are_explained() {
+        for (args, needle) in [
+            (
+                &["--profile", "step", "--url", "http://x:1"][..],
+                "--iterations or --duration",
+            ),
+            (
+                &[
+                    "--profile",
+                    "rate",
+                    "--duration",
+                    "5",
+                    "--url",
+                    "http://x:1",
+                ],
+                "needs --rate",
+            ),
+            (
+                &[
+                    "--profile",
+                    "rate",
+                    "--rate",
+                    "5",
+                    "--duration",
+                    "5",
+                    "--spike-rate",
+                    "9",
+                    "--url",
+                    "http://x:1",
+                ],
+                "all of",
+            ),
+            (&["--profile", "step", "--duration", "5"], "--url URL"),
+            (
+                &["--profile", "step", "--duration=-1", "--url", "http://x:1"],
+                "--duration",
+            ),
+            (
+                &["--url", "http://x:1", "--", "--alloc-chars", "1"],
+                "need --spawn-server",
+            ),
+            (
+                &[
+                    "--spawn-server",
+                    "--server-bin",
+                    "/bin/true",
+                    "--",
+                    "--bind",
+                    "0.0.0.0:1",
+                ],
+                "set by the lab",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn thresholds_with_unknown_metrics_are_usage_errors() {
+        let err = parse(&["--url", "http://x:1", "--fail-on", "lots>0"]).unwrap_err();
+        assert!(err.contains("unknown metric"), "{err}");
+        let o = parse(&[
+            "--url",
+            "http://x:1",
+            "--fail-on",
+            "lost>0",
+            "--fail-on",
+            "p99>2000",
+        ])
+        .unwrap();
+        assert_eq!(o.thresholds.len(), 2);
+    }
+}

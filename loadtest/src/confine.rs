@@ -1,0 +1,1138 @@
+//! Confinement: a cgroup standing in for the original's VM (1 vCPU, 2 GB).
+//!
+//! [`Cgroup::create`] makes a fresh cgroup with a CPU quota and a memory limit, under the
+//! cgroup this process already sits in (so limits set around us still apply to it), and
+//! [`Cgroup::confine_command`] makes a child process join it *before* `exec`, so there is no
+//! moment where the child runs unconfined and everything it starts inherits the limits.
+//! Dropping the [`Cgroup`] removes it again.
+//!
+//! Both hierarchies are supported: the unified cgroup v2 hierarchy when it has the `cpu` and
+//! `memory` controllers available to us, else the v1 `cpu` and `memory` controllers (each on
+//! its own mount). Where neither can be used — not root, a read-only cgroup file system, a
+//! controller missing — creation fails with a [`ConfineError`] saying what is needed. There is
+//! no silent fallback to an unconfined run.
+//!
+//! [`run_confined`] is `loadtest confine --cpus N --memory SIZE -- COMMAND...`.
+
+use std::ffi::{CString, OsString};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// What to confine a process to. `None` means no limit of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// CPU quota in CPUs (1.0 = one full CPU; 0.5 = half of one; 2.0 = two).
+    pub cpus: Option<f64>,
+    /// Memory limit in bytes (no swap on top of it where the kernel lets us say so).
+    pub memory_bytes: Option<u64>,
+}
+
+impl Limits {
+    pub fn is_unconfined(&self) -> bool {
+        self.cpus.is_none() && self.memory_bytes.is_none()
+    }
+
+    /// Checks the values make sense: a CPU quota of at least 0.01 CPU (the kernel's
+    /// minimum quota is 1 ms per 100 ms period) and a non-zero memory limit.
+    pub fn validate(&self) -> Result<(), ConfineError> {
+        if let Some(cpus) = self.cpus
+            && !(0.01..=100_000.0).contains(&cpus)
+        {
+            return Err(ConfineError::InvalidLimits(format!(
+                "--cpus {cpus} is not a usable CPU quota; give a number of CPUs such as 1, 0.5 or 2 (at least 0.01)"
+            )));
+        }
+        if self.memory_bytes == Some(0) {
+            return Err(ConfineError::InvalidLimits(
+                "a memory limit of 0 bytes cannot run anything; give a size such as 2G or 512M"
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Limits {
+    /// e.g. "1 CPU, 2.0 GiB", "0.5 CPU, no memory limit", "unconfined".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_unconfined() {
+            return f.write_str("unconfined");
+        }
+        match self.cpus {
+            Some(cpus) => write!(f, "{cpus} CPU")?,
+            None => f.write_str("no CPU limit")?,
+        }
+        match self.memory_bytes {
+            Some(bytes) => write!(f, ", {}", format_bytes(bytes)),
+            None => f.write_str(", no memory limit"),
+        }
+    }
+}
+
+/// Parses a memory size such as `2G`, `512M`, `1.5G`, `64MiB`, `4k` or `1048576` into
+/// bytes.
+///
+/// Units are **binary** and case-insensitive: `K`/`KB`/`KiB` = 1024 bytes, `M`/`MB`/`MiB` =
+/// 1024², `G`/`GB`/`GiB` = 1024³, `T`/`TB`/`TiB` = 1024⁴; `B` or no unit means bytes
+/// (whole bytes only). So `2G` is 2 GiB = 2,147,483,648 bytes, as with `docker --memory`.
+/// Zero, negative numbers and anything else are refused with a message saying what is
+/// accepted.
+pub fn parse_memory_size(text: &str) -> Result<u64, String> {
+    const ACCEPTED: &str =
+        "use a size such as 2G, 512M, 1.5G, 64MiB or 1048576 (binary units: 1K = 1024 bytes)";
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let unit = unit.trim_start();
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => {
+            return Err(format!(
+                "invalid memory size {text:?}: unknown unit; {ACCEPTED}"
+            ));
+        }
+    };
+    let valid_number = !number.is_empty()
+        && number.chars().filter(|&c| c == '.').count() <= 1
+        && number.chars().any(|c| c.is_ascii_digit());
+    if !valid_number {
+        return Err(format!("invalid memory size {text:?}: {ACCEPTED}"));
+    }
+    let bytes = if number.contains('.') {
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("invalid memory size {text:?}: {ACCEPTED}"))?;
+        let bytes = value * (1u64 << shift) as f64;
+        if bytes.fract() != 0.0 && shift == 0 {
+            return Err(format!(
+                "invalid memory size {text:?}: a number of bytes must be whole; {ACCEPTED}"
+            ));
+        }
+        if !(bytes.is_finite() && bytes < u64::MAX as f64) {
+            return Err(format!("invalid memory size {text:?}: too large"));
+        }
+        bytes.round() as u64
+    } else {
+        let value: u64 = number
+            .parse()
+            .map_err(|_| format!("invalid memory size {text:?}: too large"))?;
+        value
+            .checked_mul(1u64 << shift)
+            .ok_or_else(|| format!("invalid memory size {text:?}: too large"))?
+    };
+    if bytes == 0 {
+        return Err(format!(
+            "invalid memory size {text:?}: a memory limit must be more than 0; {ACCEPTED}"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Formats a byte count with binary units and one decimal: "2.0 GiB", "64.0 MiB",
+/// "512 B".
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// What is needed when confinement is not possible here.
+pub const CONFINE_REQUIREMENTS: &str = "run as root on a machine with the cgroup v1 cpu+memory controllers or cgroup v2 with cpu and memory enabled";
+
+/// Why a cgroup could not be created or used. The message says what failed, where, and
+/// what is needed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    /// The limits themselves are unusable (zero memory, a negative CPU count…).
+    #[error("cannot confine: {0}")]
+    InvalidLimits(String),
+    /// A cgroup file system operation failed (permission, read-only, …).
+    /// (The OS error is part of the message, so it is not also chained as a source.)
+    #[error("cannot confine: {what} failed: {error}; {CONFINE_REQUIREMENTS}")]
+    Io { what: String, error: io::Error },
+    /// No usable cgroup hierarchy (controller not mounted or not available to us).
+    #[error("cannot confine: {0}; {CONFINE_REQUIREMENTS}")]
+    Unsupported(String),
+}
+
+impl ConfineError {
+    /// True when the environment does not allow confinement (not root, read-only cgroup
+    /// file system, controllers missing) as opposed to bad limits. Tests skip on this.
+    pub fn is_not_permitted(&self) -> bool {
+        match self {
+            ConfineError::InvalidLimits(_) => false,
+            ConfineError::Unsupported(_) => true,
+            ConfineError::Io { error, .. } => matches!(
+                error.raw_os_error(),
+                Some(
+                    libc::EACCES
+                        | libc::EPERM
+                        | libc::EROFS
+                        | libc::ENOENT
+                        | libc::ENOTSUP
+                        | libc::EBUSY
+                )
+            ),
+        }
+    }
+}
+
+fn io_error(what: impl Into<String>, error: io::Error) -> ConfineError {
+    ConfineError::Io {
+        what: what.into(),
+        error,
+    }
+}
+
+/// Which cgroup hierarchy a [`Cgroup`] lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+impl CgroupVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupVersion::V1 => "cgroup v1",
+            CgroupVersion::V2 => "cgroup v2",
+        }
+    }
+}
+
+/// The CFS period we use: 100 ms, the kernel's default.
+const CPU_PERIOD_US: u64 = 100_000;
+/// v1 reports "no memory limit" as a page-aligned `i64::MAX`; anything this big is none.
+const V1_NO_LIMIT_THRESHOLD: u64 = 1 << 60;
+
+/// A cgroup (v2) or a pair of cgroups (v1 `cpu` and `memory`) created for one confined
+/// run. Removed on drop (after killing anything still inside).
+#[derive(Debug)]
+pub struct Cgroup {
+    version: CgroupVersion,
+    limits: Limits,
+    /// Directory holding the memory files (v2: the one cgroup; v1: the memory cgroup).
+    memory_dir: Option<PathBuf>,
+    /// Directory holding the cpu files (v2: the one cgroup; v1: the cpu cgroup).
+    cpu_dir: Option<PathBuf>,
+    /// Every directory we created, to remove on drop.
+    created: Vec<PathBuf>,
+    /// `cgroup.procs` of every created cgroup, ready for the pre-exec hook.
+    procs_files: Vec<CString>,
+}
+
+static NEXT_CGROUP: AtomicU64 = AtomicU64::new(0);
+
+fn unique_name() -> String {
+    format!(
+        "loadtest-{}-{}",
+        std::process::id(),
+        NEXT_CGROUP.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Cgroup {
+    /// Creates a cgroup with `limits` under this process's own cgroup(s): cgroup v2 when
+    /// the unified hierarchy offers the needed controllers to us, else cgroup v1.
+    ///
+    /// A controller is *needed* when its limit is set; the other one is also used when
+    /// available, for accounting (memory usage, OOM kills), and skipped otherwise.
+    pub fn create(limits: &Limits) -> Result<Cgroup, ConfineError> {
+        limits.validate()?;
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| io_error("reading /proc/self/mountinfo", e))?;
+        let membership = fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| io_error("reading /proc/self/cgroup", e))?;
+        let layout = Layout::detect(&mountinfo, &membership);
+        let need_cpu = limits.cpus.is_some();
+        let need_memory = limits.memory_bytes.is_some();
+
+        if let Some(v2) = &layout.v2 {
+            let available = read_words(&v2.join("cgroup.controllers"));
+            let has = |c: &str| available.iter().any(|a| a == c);
+            // v2 when it offers what the limits need (and something at all); else v1,
+            // whose error then says what is missing in both.
+            let v2_usable = (!need_cpu || has("cpu")) && (!need_memory || has("memory"));
+            if v2_usable && (has("cpu") || has("memory")) {
+                return Self::create_v2(v2, &available, limits);
+            }
+        }
+        Self::create_v1(&layout, limits)
+    }
+
+    fn create_v2(
+        own: &Path,
+        available: &[String],
+        limits: &Limits,
+    ) -> Result<Cgroup, ConfineError> {
+        let mut wanted: Vec<&str> = Vec::new();
+        for controller in ["cpu", "memory"] {
+            if available.iter().any(|a| a == controller) {
+                wanted.push(controller);
+            }
+        }
+        if limits.cpus.is_some() && !wanted.contains(&"cpu") {
+            return Err(ConfineError::Unsupported(format!(
+                "the cgroup v2 controller \"cpu\" is not available in {}",
+                own.display()
+            )));
+        }
+        if limits.memory_bytes.is_some() && !wanted.contains(&"memory") {
+            return Err(ConfineError::Unsupported(format!(
+                "the cgroup v2 controller \"memory\" is not available in {}",
+                own.display()
+            )));
+        }
+        // Children of our own cgroup get the controllers once they are enabled in its
+        // cgroup.subtree_control. A non-root cgroup that holds processes cannot enable
+        // them (the "no internal processes" rule: EBUSY); then the new cgroup becomes a
+        // sibling of ours, under our parent, which offers the controllers to us already.
+        let parent = match enable_subtree_controllers(own, &wanted) {
+            Ok(()) => own.to_path_buf(),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => match own.parent() {
+                Some(parent) if subtree_has(parent, &wanted) => parent.to_path_buf(),
+                _ => {
+                    return Err(io_error(
+                        format!(
+                            "enabling {} for child cgroups in {} (cgroup v2 refuses that in a cgroup that holds processes: start loadtest in a cgroup of its own whose parent delegates cpu and memory, e.g. with `systemd-run --scope -p Delegate=yes`)",
+                            wanted.join(" and "),
+                            own.join("cgroup.subtree_control").display()
+                        ),
+                        e,
+                    ));
+                }
+            },
+            Err(e) => {
+                return Err(io_error(
+                    format!(
+                        "enabling {} in {}",
+                        wanted.join(" and "),
+                        own.join("cgroup.subtree_control").display()
+                    ),
+                    e,
+                ));
+            }
+        };
+        let dir = parent.join(unique_name());
+        fs::create_dir(&dir)
+            .map_err(|e| io_error(format!("creating a cgroup at {}", dir.display()), e))?;
+        let mut cgroup = Cgroup {
+            version: CgroupVersion::V2,
+            limits: *limits,
+            memory_dir: wanted.contains(&"memory").then(|| dir.clone()),
+            cpu_dir: wanted.contains(&"cpu").then(|| dir.clone()),
+            created: vec![dir.clone()],
+            procs_files: Vec::new(),
+        };
+        // From here on, an error drops `cgroup`, which removes the directory.
+        if let Some(cpus) = limits.cpus {
+            let quota = cpu_quota_us(cpus);
+            write_file(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+        }
+        if let Some(bytes) = limits.memory_bytes {
+            write_file(&dir.join("memory.max"), &bytes.to_string())?;
+            let swap = dir.join("memory.swap.max");
+            if swap.exists() {
+                write_file(&swap, "0")?;
+            }
+        }
+        cgroup.procs_files = vec![procs_file(&dir)?];
+        Ok(cgroup)
+    }
+
+    fn create_v1(layout: &Layout, limits: &Limits) -> Result<Cgroup, ConfineError> {
+        let find = |controller: &str| {
+            layout
+                .v1
+                .iter()
+                .find(|(name, _)| name == controller)
+                .map(|(_, path)| path.clone())
+        };
+        let cpu_parent = find("cpu");
+        let memory_parent = find("memory");
+        for (needed, parent, controller) in [
+            (limits.cpus.is_some(), &cpu_parent, "cpu"),
+            (limits.memory_bytes.is_some(), &memory_parent, "memory"),
+        ] {
+            if needed && parent.is_none() {
+                return Err(ConfineError::Unsupported(format!(
+                    "no cgroup v1 \"{controller}\" controller is mounted{}",
+                    match &layout.v2 {
+                        Some(v2) => format!(
+                            " and the cgroup v2 hierarchy does not offer it either (see {})",
+                            v2.join("cgroup.controllers").display()
+                        ),
+                        None => String::new(),
+                    }
+                )));
+            }
+        }
+        let name = unique_name();
+        let mut cgroup = Cgroup {
+            version: CgroupVersion::V1,
+            limits: *limits,
+            memory_dir: None,
+            cpu_dir: None,
+            created: Vec::new(),
+            procs_files: Vec::new(),
+        };
+        // Memory first: it is the limit that matters most, and its errors are the
+        // clearest. A controller that is only for accounting may fail quietly.
+        for (controller, parent) in [("memory", &memory_parent), ("cpu", &cpu_parent)] {
+            let Some(parent) = parent else { continue };
+            let needed = match controller {
+                "memory" => limits.memory_bytes.is_some(),
+                _ => limits.cpus.is_some(),
+            };
+            let dir = parent.join(&name);
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                // Only for accounting: do without it.
+                Err(_) if !needed => continue,
+                Err(e) => {
+                    return Err(io_error(
+                        format!("creating a cgroup under {}", parent.display()),
+                        e,
+                    ));
+                }
+            }
+            cgroup.created.push(dir.clone());
+            cgroup.procs_files.push(procs_file(&dir)?);
+            if controller == "memory" {
+                cgroup.memory_dir = Some(dir);
+            } else {
+                cgroup.cpu_dir = Some(dir);
+            }
+        }
+        if let (Some(dir), Some(cpus)) = (&cgroup.cpu_dir, limits.cpus) {
+            write_file(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+            write_file(
+                &dir.join("cpu.cfs_quota_us"),
+                &cpu_quota_us(cpus).to_string(),
+            )?;
+        }
+        if let (Some(dir), Some(bytes)) = (&cgroup.memory_dir, limits.memory_bytes) {
+            // memory.memsw.limit_in_bytes (memory + swap) must stay >= the memory limit:
+            // set the memory limit first (a new cgroup starts unlimited), then memsw to
+            // the same value so swapping cannot dodge the limit.
+            write_file(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write_file(&memsw, &bytes.to_string())?;
+            }
+        }
+        Ok(cgroup)
+    }
+
+    /// Makes the child that `cmd` spawns join this cgroup before it executes the program:
+    /// it never runs unconfined, and whatever it starts inherits the cgroup. If joining
+    /// fails, the spawn fails with that error.
+    pub fn confine_command(&self, cmd: &mut Command) {
+        let files = self.procs_files.clone();
+        // SAFETY: the hook runs in the forked child before exec and only makes
+        // async-signal-safe calls (open, write, close) on memory prepared beforehand; it
+        // allocates nothing (an io::Error from an OS error code does not allocate).
+        unsafe {
+            cmd.pre_exec(move || {
+                for file in &files {
+                    join_cgroup(file)?;
+                }
+                Ok(())
+            });
+        }
+    }
+
+    pub fn version(&self) -> &'static str {
+        self.version.as_str()
+    }
+
+    pub fn cgroup_version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    /// The limits this cgroup was created with.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The cgroup directories (one for v2; the memory and cpu ones for v1).
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.created
+    }
+
+    /// Memory charged to the cgroup now (v1 `memory.usage_in_bytes`, v2
+    /// `memory.current`): the processes' memory plus the page cache they caused.
+    pub fn memory_usage_bytes(&self) -> Option<u64> {
+        let dir = self.memory_dir.as_ref()?;
+        match self.version {
+            CgroupVersion::V1 => read_u64(&dir.join("memory.usage_in_bytes")),
+            CgroupVersion::V2 => read_u64(&dir.join("memory.current")),
+        }
+    }
+
+    /// The highest memory usage the kernel recorded for the cgroup (v1
+    /// `memory.max_usage_in_bytes`, v2 `memory.peak` where the kernel has it). Unlike
+    /// sampling, it does not miss a spike between two samples.
+    pub fn memory_peak_bytes(&self) -> Option<u64> {
+        let dir = self.memory_dir.as_ref()?;
+        match self.version {
+            CgroupVersion::V1 => read_u64(&dir.join("memory.max_usage_in_bytes")),
+            CgroupVersion::V2 => read_u64(&dir.join("memory.peak")),
+        }
+    }
+
+    /// The memory limit in force, read back from the kernel (`None`: no limit).
+    pub fn memory_limit_bytes(&self) -> Option<u64> {
+        let dir = self.memory_dir.as_ref()?;
+        match self.version {
+            CgroupVersion::V1 => read_u64(&dir.join("memory.limit_in_bytes"))
+                .filter(|&limit| limit < V1_NO_LIMIT_THRESHOLD),
+            CgroupVersion::V2 => read_u64(&dir.join("memory.max")),
+        }
+    }
+
+    /// The CPU quota in force, in CPUs, read back from the kernel (`None`: no limit).
+    pub fn cpu_limit(&self) -> Option<f64> {
+        let dir = self.cpu_dir.as_ref()?;
+        let (quota, period) = match self.version {
+            CgroupVersion::V1 => {
+                let quota = fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok()?;
+                let quota: i64 = quota.trim().parse().ok()?;
+                let period = read_u64(&dir.join("cpu.cfs_period_us"))?;
+                (u64::try_from(quota).ok()?, period)
+            }
+            CgroupVersion::V2 => {
+                let text = fs::read_to_string(dir.join("cpu.max")).ok()?;
+                let mut words = text.split_whitespace();
+                let quota = words.next()?.parse().ok()?;
+                let period = words.next()?.parse().ok()?;
+                (quota, period)
+            }
+        };
+        (period > 0).then(|| quota as f64 / period as f64)
+    }
+
+    /// How many processes the kernel's OOM killer has killed in this cgroup (v1: the
+    /// `oom_kill` line of `memory.oom_control`; v2: `oom_kill` in `memory.events`).
+    pub fn oom_kills(&self) -> Option<u64> {
+        let dir = self.memory_dir.as_ref()?;
+        let file = match self.version {
+            CgroupVersion::V1 => dir.join("memory.oom_control"),
+            CgroupVersion::V2 => dir.join("memory.events"),
+        };
+        keyed_value(&fs::read_to_string(file).ok()?, "oom_kill")
+    }
+
+    /// Total time the cgroup's processes were throttled by the CPU quota, in seconds
+    /// (v1 `throttled_time` ns, v2 `throttled_usec` of `cpu.stat`).
+    pub fn cpu_throttled_seconds(&self) -> Option<f64> {
+        let dir = self.cpu_dir.as_ref()?;
+        let stat = fs::read_to_string(dir.join("cpu.stat")).ok()?;
+        match self.version {
+            CgroupVersion::V1 => keyed_value(&stat, "throttled_time").map(|ns| ns as f64 / 1e9),
+            CgroupVersion::V2 => keyed_value(&stat, "throttled_usec").map(|us| us as f64 / 1e6),
+        }
+    }
+
+    /// PIDs of the processes in the cgroup now.
+    pub fn pids(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = Vec::new();
+        for dir in &self.created {
+            if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+                for pid in text.split_whitespace().filter_map(|p| p.parse().ok()) {
+                    if !pids.contains(&pid) {
+                        pids.push(pid);
+                    }
+                }
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Cgroup {
+    /// Removes the cgroup directories; anything still inside is killed first. Best
+    /// effort, silent, bounded to about two seconds, never panics.
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for dir in self.created.iter().rev() {
+            let mut killed = false;
+            loop {
+                match fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(_) if Instant::now() >= deadline => break,
+                    Err(_) => {
+                        if !killed {
+                            if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+                                for pid in text.split_whitespace().filter_map(|p| p.parse().ok()) {
+                                    if pid > 0 {
+                                        // SAFETY: plain syscall.
+                                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                                    }
+                                }
+                            }
+                            killed = true;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pre-exec half of [`Cgroup::confine_command`]: writes "0" (the writing process)
+/// into a `cgroup.procs` file. Async-signal-safe.
+fn join_cgroup(file: &CString) -> io::Result<()> {
+    // SAFETY: `file` is a valid NUL-terminated path; open/write/close are
+    // async-signal-safe and the buffer is a static byte string.
+    unsafe {
+        let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        if written != 1 {
+            let error = if written < 0 {
+                io::Error::last_os_error()
+            } else {
+                io::Error::from_raw_os_error(libc::EIO)
+            };
+            libc::close(fd);
+            return Err(error);
+        }
+        libc::close(fd);
+    }
+    Ok(())
+}
+
+fn cpu_quota_us(cpus: f64) -> u64 {
+    ((cpus * CPU_PERIOD_US as f64).round() as u64).max(1000)
+}
+
+fn procs_file(dir: &Path) -> Result<CString, ConfineError> {
+    let path = dir.join("cgroup.procs");
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        ConfineError::Unsupported(format!(
+            "the cgroup path {} contains a NUL byte",
+            path.display()
+        ))
+    })
+}
+
+fn write_file(path: &Path, value: &str) -> Result<(), ConfineError> {
+    fs::write(path, value)
+        .map_err(|e| io_error(format!("writing {value} to {}", path.display()), e))
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn read_words(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .map(|text| text.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The value of `key` in a "key value" per line file (memory.events, cpu.stat…).
+fn keyed_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next()? == key).then(|| words.next()?.parse().ok())?
+    })
+}
+
+fn subtree_has(dir: &Path, controllers: &[&str]) -> bool {
+    let enabled = read_words(&dir.join("cgroup.subtree_control"));
+    controllers.iter().all(|c| enabled.iter().any(|e| e == c))
+}
+
+fn enable_subtree_controllers(dir: &Path, controllers: &[&str]) -> io::Result<()> {
+    if subtree_has(dir, controllers) {
+        return Ok(());
+    }
+    let request: Vec<String> = controllers.iter().map(|c| format!("+{c}")).collect();
+    fs::write(dir.join("cgroup.subtree_control"), request.join(" "))
+}
+
+/// Where this process's cgroups are, from `/proc/self/mountinfo` and `/proc/self/cgroup`.
+#[derive(Debug, Default, PartialEq)]
+struct Layout {
+    /// Our cgroup directory in the unified (v2) hierarchy, if one is mounted.
+    v2: Option<PathBuf>,
+    /// Our cgroup directory for each v1 controller that is mounted (e.g. ("cpu", path)).
+    v1: Vec<(String, PathBuf)>,
+}
+
+impl Layout {
+    fn detect(mountinfo: &str, membership: &str) -> Layout {
+        let mounts = parse_mountinfo(mountinfo);
+        let mut layout = Layout::default();
+        for line in membership.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_id), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if controllers.is_empty() {
+                if layout.v2.is_none() {
+                    layout.v2 = mounts
+                        .iter()
+                        .filter(|m| m.fstype == "cgroup2")
+                        .find_map(|m| m.locate(path));
+                }
+                continue;
+            }
+            for controller in controllers.split(',') {
+                if controller != "cpu" && controller != "memory" {
+                    continue;
+                }
+                // The first mount of that hierarchy that shows our cgroup (a hierarchy
+                // may be mounted several times, some showing only a subtree).
+                let dir = mounts
+                    .iter()
+                    .filter(|m| {
+                        m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller)
+                    })
+                    .find_map(|m| m.locate(path));
+                if let Some(dir) = dir {
+                    layout.v1.push((controller.to_string(), dir));
+                }
+            }
+        }
+        layout
+    }
+}
+
+#[derive(Debug)]
+struct Mount {
+    root: String,
+    mount_point: PathBuf,
+    fstype: String,
+    super_options: String,
+}
+
+impl Mount {
+    /// The directory of cgroup `path` (as in /proc/self/cgroup) under this mount, when
+    /// the mount shows it (its root is `path` or an ancestor of it).
+    fn locate(&self, path: &str) -> Option<PathBuf> {
+        let relative = if self.root == "/" {
+            path
+        } else if path == self.root {
+            ""
+        } else {
+            path.strip_prefix(&self.root)
+                .filter(|rest| rest.starts_with('/'))?
+        };
+        let relative = relative.trim_start_matches('/');
+        let dir = if relative.is_empty() {
+            self.mount_point.clone()
+        } else {
+            self.mount_point.join(relative)
+        };
+        Some(dir)
+    }
+}
+
+/// Parses /proc/self/mountinfo lines:
+/// `ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS`.
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    let mut mounts = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if left.len() < 5 || right.len() < 3 {
+            continue;
+        }
+        if right[0] != "cgroup" && right[0] != "cgroup2" {
+            continue;
+        }
+        mounts.push(Mount {
+            root: unescape_mountinfo(left[3]),
+            mount_point: PathBuf::from(unescape_mountinfo(left[4])),
+            fstype: right[0].to_string(),
+            super_options: right[2].to_string(),
+        });
+    }
+    mounts
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value =
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(value);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Signals received while [`run_confined`] waits, to pass on to the command
+/// (0 = none pending).
+static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn remember_signal(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _: *mut libc::c_void,
+) {
+    // A signal the kernel raised for the terminal (Ctrl-C: si_code SI_KERNEL) went to
+    // the whole foreground process group, the command included: do not send it twice.
+    // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
+    let from_terminal = !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
+    if !from_terminal {
+        PENDING_SIGNAL.store(signal, Ordering::SeqCst);
+    }
+}
+
+const FORWARDED_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Installs the forwarding handlers; restores the previous ones on drop.
+struct SignalForwarding {
+    previous: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl SignalForwarding {
+    fn install() -> SignalForwarding {
+        let mut previous = Vec::new();
+        for signal in FORWARDED_SIGNALS {
+            // SAFETY: sigaction with a handler that only stores into an atomic.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    remember_signal;
+                action.sa_sigaction = handler as usize;
+                action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, &action, &mut old) == 0 {
+                    previous.push((signal, old));
+                }
+            }
+        }
+        SignalForwarding { previous }
+    }
+}
+
+impl Drop for SignalForwarding {
+    fn drop(&mut self) {
+        for (signal, old) in &self.previous {
+            // SAFETY: restoring an action obtained from sigaction.
+            unsafe { libc::sigaction(*signal, old, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// `loadtest confine --cpus N --memory SIZE -- COMMAND...`: runs COMMAND (with inherited
+/// stdin/stdout/stderr) in a fresh cgroup with `limits`, passes SIGINT/SIGTERM/SIGHUP/
+/// SIGQUIT sent to us on to it, waits, says on stderr when the OOM killer killed it (or a
+/// process it started), removes the cgroup, and returns the command's exit code (128 +
+/// signal number when a signal killed it, as shells do).
+pub fn run_confined(limits: &Limits, argv: &[OsString]) -> anyhow::Result<ExitCode> {
+    let Some((program, args)) = argv.split_first() else {
+        anyhow::bail!(
+            "nothing to run: give the command after --, e.g. loadtest confine --cpus 1 --memory 2G -- purchasing-api"
+        );
+    };
+    if limits.is_unconfined() {
+        anyhow::bail!(
+            "no limit given: pass --cpus and/or --memory (e.g. --cpus 1 --memory 2G), or run the command directly"
+        );
+    }
+    let name = program.to_string_lossy().into_owned();
+    let cgroup = Cgroup::create(limits)?;
+    let oom_before = cgroup.oom_kills().unwrap_or(0);
+
+    let mut command = Command::new(program);
+    command.args(args);
+    cgroup.confine_command(&mut command);
+
+    PENDING_SIGNAL.store(0, Ordering::SeqCst);
+    let forwarding = SignalForwarding::install();
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            drop(forwarding);
+            anyhow::bail!(
+                "cannot run {name} confined ({}): {e}; check the command exists and is executable",
+                cgroup.version()
+            );
+        }
+    };
+    let pid = child.id() as libc::pid_t;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        let signal = PENDING_SIGNAL.swap(0, Ordering::SeqCst);
+        if signal != 0 {
+            // SAFETY: plain syscall; the child is not reaped yet, so the pid is its.
+            unsafe { libc::kill(pid, signal) };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(forwarding);
+    let status = status.map_err(|e| anyhow::anyhow!("cannot wait for {name}: {e}"))?;
+
+    let oom_now = wait_for_oom_count(&cgroup, oom_before, status.signal() == Some(libc::SIGKILL));
+    if oom_now > oom_before {
+        let limit = limits
+            .memory_bytes
+            .map(format_bytes)
+            .unwrap_or_else(|| "none".to_string());
+        if status.signal() == Some(libc::SIGKILL) {
+            eprintln!("loadtest confine: {name} was OOM-killed (memory limit {limit})");
+        } else {
+            eprintln!(
+                "loadtest confine: a process started by {name} was OOM-killed (memory limit {limit})"
+            );
+        }
+    }
+    drop(cgroup);
+    let code = match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 1,
+    };
+    Ok(ExitCode::from(
+        u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+    ))
+}
+
+/// The cgroup's OOM-kill count after a process in it ended. The kernel counts the kill
+/// just after sending SIGKILL, which is nearly always before the victim's exit is seen;
+/// when the death was by SIGKILL, wait up to 200 ms for the count to catch up.
+pub(crate) fn wait_for_oom_count(cgroup: &Cgroup, before: u64, sigkilled: bool) -> u64 {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    loop {
+        let now = cgroup.oom_kills().unwrap_or(before);
+        if now > before || !sigkilled || Instant::now() >= deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        let cases: &[(&str, u64)] = &[
+            ("2G", 2 << 30),
+            ("2g", 2 << 30),
+            ("2GiB", 2 << 30),
+            ("2GB", 2 << 30),
+            ("512M", 512 << 20),
+            ("1.5G", 3 << 29),
+            ("64MiB", 64 << 20),
+            ("4k", 4096),
+            ("1048576", 1_048_576),
+            ("100B", 100),
+            (" 3 M ", 3 << 20),
+            ("1T", 1 << 40),
+        ];
+        for (text, bytes) in cases {
+            assert_eq!(parse_memory_size(text), Ok(*bytes), "{text}");
+        }
+        for junk in [
+            "",
+            "0",
+            "0M",
+            "-1G",
+            "G",
+            "abc",
+            "1.2.3G",
+            "2X",
+            "1.5",
+            "1e9",
+            "99999999999999999999",
+            "20000000000T",
+        ] {
+            let error = parse_memory_size(junk).expect_err(junk);
+            assert!(error.contains("invalid memory size"), "{junk}: {error}");
+        }
+    }
+
+    #[test]
+    fn bytes_are_formatted_in_binary_units() {
+        assert_eq!(format_bytes(2 << 30), "2.0 GiB");
+        assert_eq!(format_bytes(64 << 20), "64.0 MiB");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(12), "12 B");
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        assert!(
+            Limits {
+                cpus: Some(0.0),
+                memory_bytes: None
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Limits {
+                cpus: Some(f64::NAN),
+                memory_bytes: None
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Limits {
+                cpus: None,
+                memory_bytes: Some(0)
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Limits {
+                cpus: Some(0.5),
+                memory_bytes: Some(1)
+            }
+            .validate()
+            .is_ok()
+        );
+        assert_eq!(cpu_quota_us(1.0), 100_000);
+        assert_eq!(cpu_quota_us(0.5), 50_000);
+        assert_eq!(cpu_quota_us(2.5), 250_000);
+        assert_eq!(
+            Limits {
+                cpus: Some(1.0),
+                memory_bytes: Some(2 << 30)
+            }
+            .to_string(),
+            "1 CPU, 2.0 GiB"
+        );
+    }
+
+    const HYBRID_MOUNTINFO: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const HYBRID_CGROUP: &str = "\
+9:name=systemd:/
+4:memory:/process_api/abc
+2:cpuacct:/
+1:cpu:/
+0::/
+";
+
+    #[test]
+    fn finds_our_cgroups_in_a_hybrid_layout() {
+        let layout = Layout::detect(HYBRID_MOUNTINFO, HYBRID_CGROUP);
+        assert_eq!(layout.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            layout.v1,
+            vec![
+                (
+                    "memory".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/memory/process_api/abc")
+                ),
+                ("cpu".to_string(), PathBuf::from("/sys/fs/cgroup/cpu")),
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_our_cgroup_in_a_unified_layout_and_under_a_namespaced_root() {
+        let mountinfo = "25 1 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let layout = Layout::detect(mountinfo, "0::/user.slice/user-0.slice/session-1.scope\n");
+        assert_eq!(
+            layout.v2,
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/user.slice/user-0.slice/session-1.scope"
+            ))
+        );
+        assert!(layout.v1.is_empty());
+
+        // A container whose cgroup mounts show only its own subtree.
+        let mountinfo = "40 31 0:32 /docker/xyz /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n\
+                         41 31 0:29 /docker/xyz /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct\n";
+        let layout = Layout::detect(
+            mountinfo,
+            "4:memory:/docker/xyz/sub\n1:cpu,cpuacct:/docker/xyz\n",
+        );
+        assert_eq!(
+            layout.v1,
+            vec![
+                (
+                    "memory".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/memory/sub")
+                ),
+                (
+                    "cpu".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
+                ),
+            ]
+        );
+        // A cgroup outside the mount's root cannot be located.
+        let layout = Layout::detect(mountinfo, "4:memory:/other\n");
+        assert!(layout.v1.is_empty());
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/end\\04"), "/end\\04");
+    }
+
+    #[test]
+    fn keyed_values() {
+        let text = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(keyed_value(text, "oom_kill"), Some(3));
+        assert_eq!(keyed_value(text, "missing"), None);
+    }
+}

@@ -1,0 +1,320 @@
+//! One lab run from start to report: start (or find) the target, drive the load while
+//! recording every request, let the server settle, reconcile the orders file, write the
+//! report files.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::progress::{CrashCount, report_progress};
+use crate::reconcile::{FileMark, reconcile};
+use crate::record::{CsvWriter, RequestRecord};
+use crate::report::{self, Reconciliation, Report, RunInfo, ServerReport, Timeline};
+use crate::runner::{self, Live, Load, Plan};
+use crate::server::{ServerHandle, ServerObservations, ServerSpec};
+use crate::stats::{Aggregates, Aggregator};
+use crate::threshold::{self, Threshold};
+
+/// Records buffered between the senders and the recorder thread.
+const RECORD_BUFFER: usize = 8192;
+
+/// How often the server's memory and CPU are sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// Where the load goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A server that is already running (perhaps in a real VM). Reconciliation needs its
+    /// orders file to be readable here.
+    Remote { orders_file: Option<PathBuf> },
+    /// The lab starts `purchasing-api` itself; `spec.orders_file` is reconciled.
+    Spawn(ServerSpec),
+}
+
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// `blog`, `step` or `rate` (for the report).
+    pub profile_name: String,
+    pub plan: Plan,
+    pub target: Target,
+    pub out_dir: PathBuf,
+    pub thresholds: Vec<Threshold>,
+    /// Remote targets: the orders file must stay unchanged this long before it is read.
+    pub settle: Duration,
+}
+
+/// Runs the lab and writes `report.json`, `requests.csv` and `report.html` to
+/// `out_dir`. Returns the report (thresholds evaluated).
+pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
+    std::fs::create_dir_all(&options.out_dir).with_context(|| {
+        format!(
+            "cannot create the output directory {}",
+            options.out_dir.display()
+        )
+    })?;
+
+    // The target.
+    let (server, orders_file) = match &options.target {
+        Target::Spawn(spec) => {
+            let handle = ServerHandle::start(spec.clone()).await?;
+            eprintln!(
+                "loadtest: started {} → {}",
+                handle.command_line().join(" "),
+                handle.url()
+            );
+            let url = handle.url().to_string();
+            options.plan.client.base_url = inventory::BaseUrl::parse(&url).map_err(|e| {
+                anyhow::anyhow!("the spawned server's address {url} is unusable: {e}")
+            })?;
+            (Some(handle), Some(spec.orders_file.clone()))
+        }
+        Target::Remote { orders_file } => (None, orders_file.clone()),
+    };
+    let server_command = server.as_ref().map(ServerHandle::command_line);
+    let mark = orders_file.as_deref().map(FileMark::take).transpose();
+
+    // The load, with a recorder thread writing the CSV and aggregating.
+    let csv_path = options.out_dir.join("requests.csv");
+    let csv_file =
+        File::create(&csv_path).with_context(|| format!("cannot create {}", csv_path.display()))?;
+    let csv = CsvWriter::new(BufWriter::new(csv_file))
+        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    let step_profile = match options.plan.load {
+        Load::Closed { profile, .. } => Some(profile),
+        Load::Open(_) => None,
+    };
+    let (records_tx, records_rx) = mpsc::channel(RECORD_BUFFER);
+    let recorder = std::thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || record_all(records_rx, csv, Aggregator::new(step_profile)))
+        .context("cannot start the recorder thread")?;
+
+    let server = server.map(|s| Arc::new(Mutex::new(s)));
+    let crash_count: Option<CrashCount> = server.clone().map(|s| -> CrashCount {
+        Box::new(move || s.lock().map(|s| s.crashes_so_far()).unwrap_or(0))
+    });
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let epoch = Instant::now();
+    let live = Arc::new(Live::default());
+    let progress = tokio::spawn(report_progress(epoch, live.clone(), crash_count));
+    let run_result = runner::run(options.plan.clone(), epoch, live.clone(), records_tx).await;
+    live.finished
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = progress.await;
+    let aggregator = recorder
+        .join()
+        .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))?
+        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    let gauges = run_result?;
+    let aggregates = aggregator.finish(&gauges);
+
+    // Settle: in-flight work may still reach the file after the clients gave up.
+    let settle_started = Instant::now();
+    let observations = match server {
+        Some(server) => {
+            eprintln!(
+                "loadtest: load finished; stopping the server so in-flight orders reach the file"
+            );
+            let handle = Arc::try_unwrap(server)
+                .map_err(|_| anyhow::anyhow!("server handle still shared"))?
+                .into_inner()
+                .map_err(|_| anyhow::anyhow!("server handle poisoned"))?;
+            let grace = options.plan.client.timeout.max(Duration::from_secs(60)) * 2;
+            Some(handle.stop(grace, epoch.into_std()).await)
+        }
+        None => {
+            if let Some(path) = &orders_file {
+                eprintln!(
+                    "loadtest: load finished; waiting until {} is unchanged for {:?}",
+                    path.display(),
+                    options.settle
+                );
+                wait_until_stable(path, options.settle, options.plan.client.timeout * 4).await;
+            }
+            None
+        }
+    };
+    let settle = settle_started.elapsed();
+
+    let reconciliation = match (orders_file, mark) {
+        (None, _) => unavailable(
+            None,
+            "no orders file: pass --orders-file with a path readable here (or --spawn-server)"
+                .into(),
+        ),
+        (Some(path), Err(e)) => {
+            unavailable(Some(&path), format!("cannot read {}: {e}", path.display()))
+        }
+        (Some(path), Ok(mark)) => {
+            let mark = mark.expect("a mark is taken whenever there is an orders file");
+            match mark.read_since(&path) {
+                Ok(written) => {
+                    let c = reconcile(&aggregates.sent, &written);
+                    Reconciliation {
+                        available: true,
+                        unavailable_reason: None,
+                        orders_file: Some(path.display().to_string()),
+                        acknowledged_persisted: Some(c.acknowledged_persisted),
+                        lost: Some(c.lost),
+                        ghost: Some(c.ghost),
+                        failed_absent: Some(c.failed_absent),
+                        duplicates: Some(c.duplicates),
+                        unexpected: Some(c.unexpected),
+                        malformed_lines: Some(c.malformed_lines),
+                        settle_s: Some(settle.as_secs_f64()),
+                    }
+                }
+                Err(reason) => unavailable(Some(&path), reason),
+            }
+        }
+    };
+
+    let mut report = build_report(
+        &options,
+        started_at,
+        server_command,
+        aggregates,
+        observations,
+        reconciliation,
+    );
+    report.thresholds = threshold::evaluate(&report, &options.thresholds);
+    write_report_files(&report, &options.out_dir)?;
+    Ok(report)
+}
+
+fn record_all(
+    mut records: mpsc::Receiver<RequestRecord>,
+    mut csv: CsvWriter<BufWriter<File>>,
+    mut aggregator: Aggregator,
+) -> std::io::Result<Aggregator> {
+    while let Some(record) = records.blocking_recv() {
+        csv.write(&record)?;
+        aggregator.add(&record);
+    }
+    csv.finish()?;
+    Ok(aggregator)
+}
+
+fn unavailable(path: Option<&Path>, reason: String) -> Reconciliation {
+    Reconciliation {
+        available: false,
+        unavailable_reason: Some(reason),
+        orders_file: path.map(|p| p.display().to_string()),
+        ..Default::default()
+    }
+}
+
+/// Waits until the file's length has not changed for `window` (at most `limit`).
+async fn wait_until_stable(path: &Path, window: Duration, limit: Duration) {
+    let started = Instant::now();
+    let len = || std::fs::metadata(path).map(|m| m.len()).ok();
+    let mut last = len();
+    let mut stable_since = Instant::now();
+    while started.elapsed() < limit && stable_since.elapsed() < window {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = len();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        }
+    }
+}
+
+fn build_report(
+    options: &LabOptions,
+    started_at: String,
+    server_command: Option<Vec<String>>,
+    a: Aggregates,
+    observations: Option<ServerObservations>,
+    reconciliation: Reconciliation,
+) -> Report {
+    let plan = &options.plan;
+    let (model, shape) = match plan.load {
+        Load::Closed { profile, think } => {
+            let mut shape = profile.describe();
+            if !think.is_zero() {
+                shape.push_str(&format!(", think {}", humantime::format_duration(think)));
+            }
+            ("closed", shape)
+        }
+        Load::Open(profile) => ("open", profile.describe()),
+    };
+    let (server, server_samples) = match observations {
+        Some(o) => (
+            ServerReport {
+                spawned: true,
+                crashes: o.crashes.len() as u64,
+                restarts: o.restarts,
+                peak_memory_bytes: o.samples.iter().filter_map(|s| s.memory_bytes).max(),
+                memory_limit_bytes: o.memory_limit_bytes,
+                cpu_limit: o.cpu_limit,
+                peak_cpu_percent: o
+                    .samples
+                    .iter()
+                    .filter_map(|s| s.cpu_percent)
+                    .reduce(f64::max),
+                cpu_seconds: o.cpu_seconds,
+                peak_threads: o.samples.iter().filter_map(|s| s.threads).max(),
+                confinement: o.confinement.clone(),
+                crash_events: o.crashes.clone(),
+            },
+            o.samples,
+        ),
+        None => (
+            ServerReport {
+                confinement: "unknown (not spawned by the lab)".into(),
+                ..Default::default()
+            },
+            Vec::new(),
+        ),
+    };
+    Report {
+        schema_version: report::SCHEMA_VERSION,
+        tool: format!("loadtest {}", env!("CARGO_PKG_VERSION")),
+        started_at,
+        run: RunInfo {
+            profile: options.profile_name.clone(),
+            model: model.into(),
+            shape,
+            url: plan.client.base_url.to_string(),
+            timeout_ms: plan.client.timeout.as_millis() as u64,
+            new_connection_per_request: plan.client.new_connection_per_request,
+            iterations_cap: plan.iterations,
+            duration_cap_s: plan.duration.map(|d| d.as_secs_f64()),
+            elapsed_s: a.elapsed.as_secs_f64(),
+            server_command,
+            orders_file: reconciliation.orders_file.clone(),
+        },
+        requests: a.counts,
+        latency_ms: a.latency,
+        throughput: a.throughput,
+        generator: a.generator,
+        steps: a.steps,
+        knee_step: a.knee_step,
+        reconciliation,
+        server,
+        timeline: Timeline {
+            seconds: a.seconds,
+            server: server_samples,
+        },
+        thresholds: Vec::new(),
+    }
+}
+
+/// Writes `report.json` and `report.html` (the CSV was streamed during the run).
+pub fn write_report_files(report: &Report, dir: &Path) -> anyhow::Result<()> {
+    let json_path = dir.join("report.json");
+    let json = serde_json::to_string_pretty(report).context("cannot serialise the report")?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    let html_path = dir.join("report.html");
+    std::fs::write(&html_path, report::html::render(report))
+        .with_context(|| format!("cannot write {}", html_path.display()))?;
+    Ok(())
+}

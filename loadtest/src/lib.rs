@@ -1,0 +1,29 @@
+//! The spike lab: the original article's load test as a reusable tool, and more.
+//!
+//! It drives the real client ([`inventory::StockManager`]) against the purchasing API under
+//! a closed step profile (the original's 20→500 virtual users) or an open arrival-rate
+//! profile with a spike; optionally starts the API itself confined to a CPU quota and a
+//! memory limit (a cgroup standing in for the original's 1 vCPU / 2 GB VM), samples its
+//! memory and CPU, restarts it when it crashes; records every request; then reads the
+//! orders file back with the persistence crate's parser and reconciles every item code:
+//! acknowledged and persisted, lost, ghost, duplicate, unexpected. It reports live
+//! progress, a summary table, `report.json`, `requests.csv` and a self-contained
+//! `report.html`, and can fail a CI job on thresholds.
+//!
+//! Modules: [`profile`] (load shapes and their schedules), [`runner`] (drives the load),
+//! [`record`] (one row per request, streamed to CSV), [`stats`] (aggregation), [`reconcile`],
+//! [`confine`] (cgroups), [`server`] (spawning and supervising the API), [`report`],
+//! [`threshold`], [`cli`].
+
+pub mod cli;
+pub mod confine;
+pub mod lab;
+pub mod profile;
+pub mod progress;
+pub mod reconcile;
+pub mod record;
+pub mod report;
+pub mod runner;
+pub mod server;
+pub mod stats;
+pub mod threshold;

@@ -1,0 +1,101 @@
+//! The report: its data model ([`model`]), the summary table for the terminal
+//! ([`summary`]), and the self-contained HTML page ([`html`]).
+
+pub mod html;
+pub mod model;
+pub mod summary;
+pub mod svg;
+
+pub use model::*;
+
+/// A fully populated report for unit tests of the modules that read reports.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub fn sample_report() -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool: "loadtest test".into(),
+            started_at: "2026-11-21T00:00:00Z".into(),
+            run: RunInfo {
+                profile: "blog".into(),
+                model: "closed".into(),
+                shape: "20 users, +20 every 5s, up to 500".into(),
+                url: "http://127.0.0.1:1".into(),
+                timeout_ms: 30_000,
+                new_connection_per_request: true,
+                iterations_cap: Some(1000),
+                duration_cap_s: Some(60.0),
+                elapsed_s: 10.0,
+                server_command: Some(vec!["purchasing-api".into()]),
+                orders_file: Some("PurchaseOrders.txt".into()),
+            },
+            requests: RequestCounts {
+                total: 100,
+                acknowledged: 60,
+                failed_status: 10,
+                timed_out: 10,
+                connect_errors: 15,
+                transport_errors: 5,
+                by_status: [("500".to_string(), 10)].into_iter().collect(),
+            },
+            latency_ms: LatencySummary {
+                count: 100,
+                avg: Some(900.0),
+                min: Some(500.0),
+                p50: Some(600.0),
+                p90: Some(1500.0),
+                p99: Some(29_000.0),
+                max: Some(30_000.0),
+                acknowledged_p50: Some(600.0),
+                acknowledged_p99: Some(2000.0),
+                note: "closed model".into(),
+            },
+            throughput: Throughput {
+                requests_per_s: 10.0,
+                acknowledged_per_s: 6.0,
+            },
+            generator: GeneratorHealth {
+                lag_p50_ms: Some(0.0),
+                lag_p99_ms: Some(1.0),
+                lag_max_ms: Some(2.0),
+                saturated: false,
+            },
+            steps: Vec::new(),
+            knee_step: None,
+            reconciliation: Reconciliation {
+                available: true,
+                unavailable_reason: None,
+                orders_file: Some("PurchaseOrders.txt".into()),
+                acknowledged_persisted: Some(60),
+                lost: Some(0),
+                ghost: Some(3),
+                failed_absent: Some(37),
+                duplicates: Some(0),
+                unexpected: Some(0),
+                malformed_lines: Some(0),
+                settle_s: Some(1.0),
+            },
+            server: ServerReport {
+                spawned: true,
+                crashes: 1,
+                crash_events: vec![CrashEvent {
+                    t_s: 4.0,
+                    cause: "OOM-killed".into(),
+                    oom_killed: true,
+                }],
+                restarts: 1,
+                peak_memory_bytes: Some(2 << 30),
+                memory_limit_bytes: Some(2 << 30),
+                cpu_limit: Some(1.0),
+                peak_cpu_percent: Some(100.0),
+                cpu_seconds: Some(9.0),
+                peak_threads: Some(30),
+                confinement: "cgroup v1".into(),
+            },
+            timeline: Timeline::default(),
+            thresholds: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The report's data: what `report.json` contains and what the summary table and
+//! `report.html` are rendered from. Versioned: bump [`SCHEMA_VERSION`] when a field
+//! changes meaning or disappears (adding fields does not need a bump).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool: String,
+    /// Wall-clock start of the load, RFC 3339 (UTC).
+    pub started_at: String,
+    pub run: RunInfo,
+    pub requests: RequestCounts,
+    pub latency_ms: LatencySummary,
+    pub throughput: Throughput,
+    pub generator: GeneratorHealth,
+    /// One row per step of a step profile (empty for the open model).
+    pub steps: Vec<StepRow>,
+    /// Index into `steps` of the knee: the first step where p99 broke or throughput
+    /// stopped growing.
+    pub knee_step: Option<usize>,
+    pub reconciliation: Reconciliation,
+    pub server: ServerReport,
+    pub timeline: Timeline,
+    pub thresholds: Vec<ThresholdResult>,
+}
+
+/// What was run, against what.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// `blog`, `step` or `rate`.
+    pub profile: String,
+    /// `closed` (virtual users, no coordinated-omission correction) or `open` (arrival
+    /// rate; latency measured from each request's scheduled send time).
+    pub model: String,
+    /// Human description of the load shape, e.g. "20 users +20 every 5s up to 500".
+    pub shape: String,
+    pub url: String,
+    pub timeout_ms: u64,
+    pub new_connection_per_request: bool,
+    pub iterations_cap: Option<u64>,
+    pub duration_cap_s: Option<f64>,
+    /// Seconds from the first request to the last answer.
+    pub elapsed_s: f64,
+    /// The server's command line when the lab spawned it.
+    pub server_command: Option<Vec<String>>,
+    pub orders_file: Option<String>,
+}
+
+/// Every request, counted once by its outcome.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub total: u64,
+    /// 2xx answers (the API answers 201 Created): the client believes the order exists.
+    pub acknowledged: u64,
+    /// Answered with a non-2xx status.
+    pub failed_status: u64,
+    /// No complete answer within the client timeout.
+    pub timed_out: u64,
+    /// Could not connect (refused: server down or restarting).
+    pub connect_errors: u64,
+    /// Connection reset or closed mid-exchange, or another transport failure.
+    pub transport_errors: u64,
+    /// Failed statuses by code, e.g. {"500": 12, "503": 40}.
+    pub by_status: BTreeMap<String, u64>,
+}
+
+impl RequestCounts {
+    pub fn failed(&self) -> u64 {
+        self.total - self.acknowledged
+    }
+}
+
+/// "Test time" in the original's words: from the intended send time (open model) or the
+/// actual send (closed model) to the end of the exchange, over all requests whatever
+/// their outcome. `None` when there were no requests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub avg: Option<f64>,
+    pub min: Option<f64>,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+    /// Same percentiles over acknowledged requests only.
+    pub acknowledged_p50: Option<f64>,
+    pub acknowledged_p99: Option<f64>,
+    /// How to read these numbers (coordinated omission in the closed model).
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Throughput {
+    /// Completed requests per second ("tests/s"), whatever their outcome.
+    pub requests_per_s: f64,
+    /// Acknowledged requests per second: goodput.
+    pub acknowledged_per_s: f64,
+}
+
+/// Whether the load generator kept to its schedule. Lag = actual send − intended send.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GeneratorHealth {
+    pub lag_p50_ms: Option<f64>,
+    pub lag_p99_ms: Option<f64>,
+    pub lag_max_ms: Option<f64>,
+    /// True when the lag grew past what a healthy generator shows: the numbers then
+    /// understate the load that was meant to be offered.
+    pub saturated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepRow {
+    pub index: usize,
+    /// Virtual users during this step.
+    pub users: u64,
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Requests that started in this step, by outcome.
+    pub sent: u64,
+    pub acknowledged: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    /// Completed requests per second during the step.
+    pub requests_per_s: f64,
+    pub acknowledged_per_s: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub knee: bool,
+}
+
+/// What happened to every item code the load generator sent, decided by reading the
+/// orders file back after the server settled.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Reconciliation {
+    /// False when the orders file could not be read (e.g. a remote server): every count
+    /// below is then `None` and `unavailable_reason` says why.
+    pub available: bool,
+    pub unavailable_reason: Option<String>,
+    pub orders_file: Option<String>,
+    /// Acknowledged and in the file: the good case.
+    pub acknowledged_persisted: Option<u64>,
+    /// Acknowledged but not in the file: an order the client was promised and lost.
+    pub lost: Option<u64>,
+    /// Failed or timed out at the client but in the file: the client believes it failed,
+    /// so a retry would order twice.
+    pub ghost: Option<u64>,
+    /// Failed and not in the file: consistent, the client knows it must retry.
+    pub failed_absent: Option<u64>,
+    /// Item codes sent once but in the file more than once.
+    pub duplicates: Option<u64>,
+    /// Orders in the file that this run never sent (left over, or forged).
+    pub unexpected: Option<u64>,
+    /// Lines of the file that are not well-formed orders (torn or interleaved writes).
+    pub malformed_lines: Option<u64>,
+    /// How long the lab waited for in-flight work to reach the file.
+    pub settle_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerReport {
+    /// True when the lab started the server (and so could sample and supervise it).
+    pub spawned: bool,
+    pub crashes: u64,
+    pub crash_events: Vec<CrashEvent>,
+    pub restarts: u64,
+    /// Peak memory seen: the cgroup's usage when confined, else the process RSS.
+    pub peak_memory_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    pub cpu_limit: Option<f64>,
+    /// Peak CPU use over a sampling interval, in % of one CPU.
+    pub peak_cpu_percent: Option<f64>,
+    /// CPU seconds the server used during the run.
+    pub cpu_seconds: Option<f64>,
+    pub peak_threads: Option<u64>,
+    /// How the server was confined: "cgroup v1", "cgroup v2", or "none".
+    pub confinement: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CrashEvent {
+    /// Seconds since the load started.
+    pub t_s: f64,
+    /// e.g. "OOM-killed (SIGKILL from the kernel's OOM killer)", "exited with status 1".
+    pub cause: String,
+    pub oom_killed: bool,
+}
+
+/// Everything over time, aggregated per second so the page stays small however long the
+/// run: one row per second of the load, one sample per sampling interval of the server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timeline {
+    pub seconds: Vec<SecondRow>,
+    pub server: Vec<ServerSample>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SecondRow {
+    /// Start of this second, in seconds since the load started.
+    pub t_s: u64,
+    /// Virtual users active (closed model) or the offered arrival rate (open model).
+    pub users: Option<u64>,
+    pub offered_rate: Option<f64>,
+    /// Requests that completed during this second, by outcome.
+    pub acknowledged: u64,
+    pub failed_status: u64,
+    pub timed_out: u64,
+    pub connect_errors: u64,
+    pub transport_errors: u64,
+    /// Latency percentiles of the requests that completed during this second.
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub in_flight: u64,
+}
+
+impl SecondRow {
+    pub fn failed(&self) -> u64 {
+        self.failed_status + self.timed_out + self.connect_errors + self.transport_errors
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerSample {
+    pub t_s: f64,
+    /// cgroup memory usage when confined, else RSS.
+    pub memory_bytes: Option<u64>,
+    pub rss_bytes: Option<u64>,
+    /// CPU use since the previous sample, in % of one CPU.
+    pub cpu_percent: Option<f64>,
+    pub threads: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdResult {
+    pub expression: String,
+    pub value: Option<f64>,
+    pub passed: bool,
+}

@@ -1,0 +1,228 @@
+//! The summary printed at the end of a run: the original's counters, the reconciliation
+//! and, for step profiles, one row per step with the knee marked.
+
+use std::fmt::Write;
+
+use super::Report;
+
+/// Formats bytes in binary units, e.g. "1.9 GiB".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.0}"))
+}
+
+fn count(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let q = &r.requests;
+    let l = &r.latency_ms;
+    let _ = writeln!(
+        out,
+        "\n== loadtest: {} profile ({} model): {}",
+        r.run.profile, r.run.model, r.run.shape
+    );
+    let _ = writeln!(
+        out,
+        "   target {}  timeout {:.1}s  {}  elapsed {:.1}s",
+        r.run.url,
+        r.run.timeout_ms as f64 / 1000.0,
+        if r.run.new_connection_per_request {
+            "new connection per request"
+        } else {
+            "connections reused"
+        },
+        r.run.elapsed_s
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "tests      total {}  passed {}  failed {}  (status {}, timed out {}, connect {}, reset/transport {})",
+        q.total,
+        q.acknowledged,
+        q.failed(),
+        q.failed_status,
+        q.timed_out,
+        q.connect_errors,
+        q.transport_errors
+    );
+    if !q.by_status.is_empty() {
+        let statuses: Vec<String> = q
+            .by_status
+            .iter()
+            .map(|(s, n)| format!("{s}×{n}"))
+            .collect();
+        let _ = writeln!(out, "           failed statuses: {}", statuses.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "test time  avg {} ms  p50 {}  p90 {}  p99 {}  max {} ms",
+        ms(l.avg),
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.max)
+    );
+    let _ = writeln!(out, "           ({})", l.note);
+    let _ = writeln!(
+        out,
+        "rate       {:.1} tests/s  goodput {:.1} acknowledged/s",
+        r.throughput.requests_per_s, r.throughput.acknowledged_per_s
+    );
+    let g = &r.generator;
+    let _ = writeln!(
+        out,
+        "generator  lag p50 {} ms  p99 {} ms  max {} ms{}",
+        ms(g.lag_p50_ms),
+        ms(g.lag_p99_ms),
+        ms(g.lag_max_ms),
+        if g.saturated {
+            "  GENERATOR SATURATED: the offered load was lower than planned"
+        } else {
+            ""
+        }
+    );
+
+    let s = &r.server;
+    if s.spawned {
+        let limit = s
+            .memory_limit_bytes
+            .map(|b| format!(" of {} limit", bytes(b)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "server     peak memory {}{}  peak CPU {}%  CPU time {}s  threads {}  confinement {}",
+            s.peak_memory_bytes.map_or_else(|| "-".into(), bytes),
+            limit,
+            s.peak_cpu_percent
+                .map_or_else(|| "-".into(), |c| format!("{c:.0}")),
+            s.cpu_seconds
+                .map_or_else(|| "-".into(), |c| format!("{c:.1}")),
+            count(s.peak_threads),
+            s.confinement
+        );
+        let _ = writeln!(
+            out,
+            "           crashes {}  restarts {}",
+            s.crashes, s.restarts
+        );
+        for c in &s.crash_events {
+            let _ = writeln!(out, "           ✗ {:>6.1}s  {}", c.t_s, c.cause);
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "server     not spawned by the lab: no memory/CPU samples, crashes unknown"
+        );
+    }
+
+    let c = &r.reconciliation;
+    if c.available {
+        let _ = writeln!(
+            out,
+            "orders     acknowledged & persisted {}  LOST {}  GHOST {}  failed & absent {}  \
+             duplicates {}  unexpected {}  malformed lines {}",
+            count(c.acknowledged_persisted),
+            count(c.lost),
+            count(c.ghost),
+            count(c.failed_absent),
+            count(c.duplicates),
+            count(c.unexpected),
+            count(c.malformed_lines)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "orders     not reconciled: {}",
+            c.unavailable_reason.as_deref().unwrap_or("no orders file")
+        );
+    }
+
+    if !r.steps.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "step  users   start    sent      ok  failed  timeout  tests/s  goodput/s   p50 ms   p99 ms"
+        );
+        for st in &r.steps {
+            let _ = writeln!(
+                out,
+                "{:>4}  {:>5}  {:>5.0}s  {:>6}  {:>6}  {:>6}  {:>7}  {:>7.1}  {:>9.1}  {:>7}  {:>7}{}",
+                st.index,
+                st.users,
+                st.start_s,
+                st.sent,
+                st.acknowledged,
+                st.failed,
+                st.timed_out,
+                st.requests_per_s,
+                st.acknowledged_per_s,
+                ms(st.p50_ms),
+                ms(st.p99_ms),
+                if st.knee { "  ← knee" } else { "" }
+            );
+        }
+    }
+
+    if !r.thresholds.is_empty() {
+        let _ = writeln!(out);
+        for t in &r.thresholds {
+            let value = t
+                .value
+                .map_or_else(|| "not measured".into(), |v| format!("{v}"));
+            let verdict = if t.passed { "ok    " } else { "FAILED" };
+            let _ = writeln!(
+                out,
+                "threshold {verdict} fail-on {}  (value {value})",
+                t.expression
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests_support::sample_report;
+
+    #[test]
+    fn binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(2 << 30), "2.0 GiB");
+        assert_eq!(bytes(150_000_000), "143.1 MiB");
+    }
+
+    #[test]
+    fn the_summary_carries_the_originals_counters_and_the_reconciliation() {
+        let text = render(&sample_report());
+        for part in [
+            "total 100  passed 60  failed 40",
+            "timed out 10",
+            "p99 29000",
+            "10.0 tests/s",
+            "peak memory 2.0 GiB of 2.0 GiB limit",
+            "crashes 1",
+            "OOM-killed",
+            "LOST 0  GHOST 3",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from:\n{text}");
+        }
+    }
+}

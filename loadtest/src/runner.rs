@@ -1,0 +1,284 @@
+//! Drives the load: virtual users (closed model) or scheduled arrivals (open model), each
+//! iteration one call of the real client, [`inventory::StockManager`], with a fresh UUID
+//! item code — exactly the original integration test.
+//!
+//! Every send time is computed against the run's start (`epoch`), never by chaining
+//! sleeps, so timer lateness does not accumulate; the remaining lateness is recorded per
+//! request as scheduler lag.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use inventory::{BaseUrl, StockManager};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+
+use crate::profile::{RateProfile, StepProfile};
+use crate::record::{Outcome, RequestRecord};
+use crate::stats::Gauge;
+
+/// The shape of the load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// Virtual users, each sending again `think` after its previous answer.
+    Closed {
+        profile: StepProfile,
+        think: Duration,
+    },
+    /// Arrivals on a schedule, whatever the server does.
+    Open(RateProfile),
+}
+
+/// What to run and when to stop: whichever of the caps comes first.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub load: Load,
+    /// Total requests at most (the original: 1000 test iterations).
+    pub iterations: Option<u64>,
+    /// No request is started after this long (in-flight ones still finish).
+    pub duration: Option<Duration>,
+    pub client: ClientConfig,
+}
+
+/// How each virtual user's client is built.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub base_url: BaseUrl,
+    pub timeout: Duration,
+    /// A new TCP connection per request, as the original's new `HttpClient` per call.
+    /// Otherwise each virtual user keeps its own connection open between requests.
+    pub new_connection_per_request: bool,
+}
+
+impl ClientConfig {
+    pub fn build(&self) -> anyhow::Result<StockManager> {
+        StockManager::builder(self.base_url.clone())
+            .timeout(self.timeout)
+            .new_connection_per_request(self.new_connection_per_request)
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
+    }
+}
+
+/// Counters the progress display and the per-second gauges read while the load runs.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub users: AtomicU64,
+    pub sent: AtomicU64,
+    pub acknowledged: AtomicU64,
+    pub failed: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub finished: AtomicBool,
+}
+
+impl Live {
+    pub fn completed(&self) -> u64 {
+        self.acknowledged.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// State shared by every sender of one run.
+struct Shared {
+    plan: Plan,
+    epoch: Instant,
+    live: Arc<Live>,
+    records: mpsc::Sender<RequestRecord>,
+    /// Iterations handed out so far (the next request's sequence number).
+    issued: AtomicU64,
+    /// Fired when the iteration cap is reached, so the user spawner stops waiting.
+    exhausted: Notify,
+}
+
+impl Shared {
+    /// The next sequence number, or `None` once the iteration cap or the duration is
+    /// reached.
+    fn claim(&self) -> Option<u64> {
+        if let Some(limit) = self.plan.duration
+            && self.epoch.elapsed() >= limit
+        {
+            return None;
+        }
+        let seq = self.issued.fetch_add(1, Ordering::Relaxed);
+        match self.plan.iterations {
+            Some(cap) if seq >= cap => {
+                self.exhausted.notify_waiters();
+                None
+            }
+            _ => Some(seq),
+        }
+    }
+
+    /// One iteration: one call of the real client with a fresh item code.
+    async fn send(&self, client: &StockManager, seq: u64, user: Option<u64>, scheduled: Duration) {
+        let item_code = uuid::Uuid::new_v4();
+        let request_id = inventory::new_request_id();
+        self.live.sent.fetch_add(1, Ordering::Relaxed);
+        self.live.in_flight.fetch_add(1, Ordering::Relaxed);
+        let started = self.epoch.elapsed();
+        let result = client
+            .request_stock_replenishment_with_id(&item_code.to_string(), &request_id)
+            .await;
+        let ended = self.epoch.elapsed();
+        self.live.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let outcome = Outcome::from_result(&result);
+        let counter = if outcome.is_acknowledged() {
+            &self.live.acknowledged
+        } else {
+            &self.live.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        // Open model: from the intended send, so queueing in the generator or behind a
+        // stalled server is counted. Closed model: from the actual send (k6's convention).
+        let from = match self.plan.load {
+            Load::Open(_) => scheduled,
+            Load::Closed { .. } => started,
+        };
+        let record = RequestRecord {
+            seq,
+            item_code,
+            request_id,
+            user,
+            scheduled,
+            started,
+            ended,
+            latency: ended.saturating_sub(from),
+            outcome,
+            error: result.err().map(|e| e.to_string()),
+        };
+        // The recorder lives until every sender is done; a send error means it failed,
+        // which the caller reports.
+        let _ = self.records.send(record).await;
+    }
+}
+
+/// Runs the plan to completion. Records go to `records` as requests finish; one gauge
+/// per second is returned for the report's timeline.
+pub async fn run(
+    plan: Plan,
+    epoch: Instant,
+    live: Arc<Live>,
+    records: mpsc::Sender<RequestRecord>,
+) -> anyhow::Result<Vec<Gauge>> {
+    let shared = Arc::new(Shared {
+        plan: plan.clone(),
+        epoch,
+        live: live.clone(),
+        records,
+        issued: AtomicU64::new(0),
+        exhausted: Notify::new(),
+    });
+    let gauges = tokio::spawn(sample_gauges(plan.load, epoch, live.clone()));
+    let result = match plan.load {
+        Load::Closed { profile, think } => run_closed(&shared, profile, think).await,
+        Load::Open(profile) => run_open(&shared, profile).await,
+    };
+    live.finished.store(true, Ordering::Relaxed);
+    let gauges = gauges.await.unwrap_or_default();
+    result.map(|()| gauges)
+}
+
+async fn run_closed(
+    shared: &Arc<Shared>,
+    profile: StepProfile,
+    think: Duration,
+) -> anyhow::Result<()> {
+    let mut users = JoinSet::new();
+    let mut started_users = 0u64;
+    for step in 0.. {
+        let at = shared.epoch + profile.step_start(step);
+        if shared
+            .plan
+            .duration
+            .is_some_and(|d| profile.step_start(step) >= d)
+        {
+            break;
+        }
+        // Wait for the step, unless the iterations run out first (then stop ramping).
+        // The future is created before the check, so a notification in between is kept.
+        let exhausted = shared.exhausted.notified();
+        let all_issued = || {
+            shared
+                .plan
+                .iterations
+                .is_some_and(|cap| shared.issued.load(Ordering::Relaxed) >= cap)
+        };
+        if all_issued() {
+            break;
+        }
+        tokio::select! {
+            () = sleep_until(at) => {}
+            () = exhausted => break,
+        }
+        if all_issued() {
+            break;
+        }
+        let target = profile.users_in_step(step);
+        while started_users < target {
+            let client = shared.plan.client.build()?;
+            let shared = shared.clone();
+            let user = started_users;
+            users.spawn(async move { virtual_user(shared, client, user, think).await });
+            started_users += 1;
+        }
+        if target >= profile.max_users {
+            break;
+        }
+    }
+    while users.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn virtual_user(shared: Arc<Shared>, client: StockManager, user: u64, think: Duration) {
+    shared.live.users.fetch_add(1, Ordering::Relaxed);
+    let mut ready = shared.epoch.elapsed();
+    while let Some(seq) = shared.claim() {
+        shared.send(&client, seq, Some(user), ready).await;
+        if think.is_zero() {
+            ready = shared.epoch.elapsed();
+        } else {
+            ready = shared.epoch.elapsed() + think;
+            sleep_until(shared.epoch + ready).await;
+        }
+    }
+    shared.live.users.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn run_open(shared: &Arc<Shared>, profile: RateProfile) -> anyhow::Result<()> {
+    // One client for all arrivals: its pool opens as many connections as are in flight.
+    let client = Arc::new(shared.plan.client.build()?);
+    let mut in_flight = JoinSet::new();
+    for scheduled in profile.arrivals() {
+        sleep_until(shared.epoch + scheduled).await;
+        let Some(seq) = shared.claim() else { break };
+        let (shared, client) = (shared.clone(), client.clone());
+        in_flight.spawn(async move { shared.send(&client, seq, None, scheduled).await });
+        // Reap finished tasks as we go so the set holds only what is in flight.
+        while in_flight.try_join_next().is_some() {}
+    }
+    while in_flight.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// One reading per second of the run: users (closed) or offered rate (open), in flight.
+async fn sample_gauges(load: Load, epoch: Instant, live: Arc<Live>) -> Vec<Gauge> {
+    let mut gauges = Vec::new();
+    for t_s in 0u64.. {
+        sleep_until(epoch + Duration::from_secs(t_s) + Duration::from_millis(500)).await;
+        let (users, offered_rate) = match load {
+            Load::Closed { .. } => (Some(live.users.load(Ordering::Relaxed)), None),
+            Load::Open(p) => (None, Some(p.rate_at(Duration::from_secs(t_s)))),
+        };
+        gauges.push(Gauge {
+            t_s,
+            users,
+            offered_rate,
+            in_flight: live.in_flight.load(Ordering::Relaxed),
+        });
+        if live.finished.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    gauges
+}
