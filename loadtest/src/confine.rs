@@ -869,7 +869,8 @@ impl Drop for SignalForwarding {
 /// stdin/stdout/stderr) in a fresh cgroup with `limits`, passes SIGINT/SIGTERM/SIGHUP/
 /// SIGQUIT sent to us on to it, waits, says on stderr when the OOM killer killed it (or a
 /// process it started), removes the cgroup, and returns the command's exit code (128 +
-/// signal number when a signal killed it, as shells do).
+/// signal number when a signal killed it, as shells do). Like a VM shutting down, the
+/// cgroup's removal kills anything the command left running in it.
 pub fn run_confined(limits: &Limits, argv: &[OsString]) -> anyhow::Result<ExitCode> {
     let Some((program, args)) = argv.split_first() else {
         anyhow::bail!(

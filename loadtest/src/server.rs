@@ -21,7 +21,7 @@
 //! [`ServerHandle`] dropped without [`ServerHandle::stop`] kills it. No stray servers.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -210,6 +210,8 @@ impl ServerHandle {
         let Some(threads) = self.threads.take() else {
             return ServerObservations::default();
         };
+        // Ask for the stop right away, so it happens even if this future is dropped.
+        let was_running = request_stop(&self.shared);
         let shared = Arc::clone(&self.shared);
         let confinement = self.confinement;
         let fallback = ServerObservations {
@@ -220,7 +222,7 @@ impl ServerHandle {
             ..ServerObservations::default()
         };
         tokio::task::spawn_blocking(move || {
-            stop_blocking(&shared, threads, confinement, grace, epoch)
+            stop_blocking(&shared, threads, confinement, was_running, grace, epoch)
         })
         .await
         .unwrap_or(fallback)
@@ -250,8 +252,8 @@ impl Drop for ServerHandle {
             });
         if done {
             let _ = threads.supervisor.join();
-            let _ = threads.sampler.join();
         }
+        let _ = threads.sampler.join(); // it ends at once: sampler_stop is set
         drop(threads.cgroup);
     }
 }
@@ -569,16 +571,22 @@ impl Launcher {
             let _ = std::thread::Builder::new()
                 .name("server-stdout".to_string())
                 .spawn(move || {
+                    // Wait for the address line, then keep draining (so the server never
+                    // blocks on a full pipe).
                     let mut sender = Some(line_tx);
-                    for_each_line(stdout, |line| {
-                        if let Some(tx) = &sender
-                            && let Some(addr) = line
-                                .trim()
-                                .strip_prefix("listening on http://")
-                                .and_then(|a| a.parse::<SocketAddr>().ok())
-                        {
-                            let _ = tx.send(addr);
-                            sender = None;
+                    let mut splitter = LineSplitter::default();
+                    for_each_chunk(stdout, |chunk| {
+                        if sender.is_some() {
+                            splitter.feed(chunk, |line| {
+                                if let Some(addr) = line
+                                    .trim()
+                                    .strip_prefix("listening on http://")
+                                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                                    && let Some(tx) = sender.take()
+                                {
+                                    let _ = tx.send(addr);
+                                }
+                            });
                         }
                     });
                 });
@@ -589,19 +597,20 @@ impl Launcher {
             let _ = std::thread::Builder::new()
                 .name("server-stderr".to_string())
                 .spawn(move || {
-                    for_each_line(stderr, |line| {
+                    // Copy to the log as it comes (one write per read), keep the last lines.
+                    let mut splitter = LineSplitter::default();
+                    for_each_chunk(stderr, |chunk| {
                         if let Some(log) = &log
                             && let Ok(mut file) = log.lock()
                         {
-                            let _ = writeln!(file, "{line}");
+                            let _ = file.write_all(chunk);
                         }
-                        if let Ok(mut tail) = tail.lock() {
-                            tail.push(line);
-                        }
+                        let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                        splitter.feed(chunk, |line| tail.push(line));
                     });
-                    if let Ok(mut tail) = tail.lock() {
-                        tail.closed = true;
-                    }
+                    let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    splitter.finish(|line| tail.push(line));
+                    tail.closed = true;
                 });
         }
         drop(child); // std's Child neither kills nor reaps on drop: we reap by PID.
@@ -820,14 +829,8 @@ fn supervise(
 // ---------------------------------------------------------------------------------------
 // Stop
 
-fn stop_blocking(
-    shared: &Shared,
-    threads: Threads,
-    confinement: &'static str,
-    grace: Duration,
-    epoch: Instant,
-) -> ServerObservations {
-    let asked_at = Instant::now();
+/// No more restarts; SIGTERM to the server if one is running (returns whether one was).
+fn request_stop(shared: &Shared) -> bool {
     let was_running = {
         let mut state = shared.lock();
         state.stop_requested = true;
@@ -840,6 +843,19 @@ fn stop_blocking(
         }
     };
     shared.changed.notify_all();
+    was_running
+}
+
+/// The waiting half of [`ServerHandle::stop`], after [`request_stop`].
+fn stop_blocking(
+    shared: &Shared,
+    threads: Threads,
+    confinement: &'static str,
+    was_running: bool,
+    grace: Duration,
+    epoch: Instant,
+) -> ServerObservations {
+    let asked_at = Instant::now();
     let in_grace = shared.wait_until(asked_at + grace, |s| s.supervisor_done);
     if !in_grace {
         {
@@ -866,7 +882,7 @@ fn stop_blocking(
     let stopped_cleanly =
         was_running && in_grace && final_status.is_some_and(|s| s.code() == Some(0));
     let stop_outcome = if !was_running {
-        "was not running (it had crashed and was not restarted)".to_string()
+        "was not running when the stop was asked (it had crashed)".to_string()
     } else if in_grace {
         format!("{} after SIGTERM", describe_status(final_status))
     } else {
@@ -1156,37 +1172,48 @@ fn truncate(text: &str, max_chars: usize) -> String {
     }
 }
 
-/// Calls `on_line` for each line of `reader` (lossy UTF-8, without the newline, at most
-/// [`MAX_LINE_BYTES`] of each) until end of file or an error.
-fn for_each_line(reader: impl Read, mut on_line: impl FnMut(&str)) {
-    let mut reader = BufReader::new(reader);
-    let mut line: Vec<u8> = Vec::new();
+/// Calls `on_chunk` with each piece of `reader` as it arrives, until end of file or an
+/// error.
+fn for_each_chunk(mut reader: impl Read, mut on_chunk: impl FnMut(&[u8])) {
+    let mut buffer = [0u8; 8192];
     loop {
-        let (consumed, found_newline) = match reader.fill_buf() {
-            Ok([]) => break,
-            Ok(buffer) => match buffer.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let room = MAX_LINE_BYTES.saturating_sub(line.len());
-                    line.extend_from_slice(&buffer[..i.min(room)]);
-                    (i + 1, true)
-                }
-                None => {
-                    let room = MAX_LINE_BYTES.saturating_sub(line.len());
-                    line.extend_from_slice(&buffer[..buffer.len().min(room)]);
-                    (buffer.len(), false)
-                }
-            },
+        match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => on_chunk(&buffer[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
-        };
-        reader.consume(consumed);
-        if found_newline {
-            on_line(&String::from_utf8_lossy(&line));
-            line.clear();
         }
     }
-    if !line.is_empty() {
-        on_line(&String::from_utf8_lossy(&line));
+}
+
+/// Cuts a byte stream into lines (lossy UTF-8, without the newline, at most
+/// [`MAX_LINE_BYTES`] kept of each).
+#[derive(Debug, Default)]
+struct LineSplitter {
+    line: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn feed(&mut self, mut chunk: &[u8], mut on_line: impl FnMut(&str)) {
+        while let Some(i) = chunk.iter().position(|&b| b == b'\n') {
+            self.keep(&chunk[..i]);
+            on_line(&String::from_utf8_lossy(&self.line));
+            self.line.clear();
+            chunk = &chunk[i + 1..];
+        }
+        self.keep(chunk);
+    }
+
+    /// The last line, if the stream did not end with a newline.
+    fn finish(self, mut on_line: impl FnMut(&str)) {
+        if !self.line.is_empty() {
+            on_line(&String::from_utf8_lossy(&self.line));
+        }
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.line.len());
+        self.line.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 }
 
@@ -1223,7 +1250,14 @@ mod tests {
         let long = "x".repeat(MAX_LINE_BYTES + 100);
         let input = format!("first\n{long}\nlast-without-newline");
         let mut lines = Vec::new();
-        for_each_line(input.as_bytes(), |l| lines.push(l.to_string()));
+        let mut splitter = LineSplitter::default();
+        // Fed in uneven pieces, as a pipe delivers them.
+        for_each_chunk(input.as_bytes(), |chunk| {
+            for piece in chunk.chunks(3) {
+                splitter.feed(piece, |l| lines.push(l.to_string()));
+            }
+        });
+        splitter.finish(|l| lines.push(l.to_string()));
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0], "first");
         assert_eq!(lines[1].len(), MAX_LINE_BYTES);

@@ -370,3 +370,61 @@ fn usage_errors_exit_2_with_a_message() {
         );
     }
 }
+
+#[test]
+fn a_confined_server_over_its_memory_limit_is_oom_killed_and_counted() {
+    // 64 MiB limit, 100 MB per order: the first order kills the server.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let api = api_binary();
+    let output = loadtest(&[
+        "run",
+        "--profile",
+        "rate",
+        "--rate",
+        "2",
+        "--duration",
+        "1",
+        "--spawn-server",
+        "--server-bin",
+        api.to_str().unwrap(),
+        "--cpus",
+        "1",
+        "--memory",
+        "64M",
+        "--out",
+        out.to_str().unwrap(),
+        "--",
+        "--alloc-chars",
+        "100000000",
+        "--delay-ms",
+        "100",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("cannot confine") {
+        eprintln!("SKIPPED: cannot create cgroups here: {}", stderr.trim());
+        return;
+    }
+    assert!(output.status.success(), "{}", text(&output));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(u(&report, "/server/crashes") >= 1, "{report:#}");
+    let crash = &report["server"]["crash_events"][0];
+    assert_eq!(crash["oom_killed"], true, "{crash}");
+    assert!(crash["cause"].as_str().unwrap().contains("OOM"));
+    assert_eq!(u(&report, "/server/memory_limit_bytes"), 64 << 20);
+    assert_eq!(
+        report["server"]["confinement"]
+            .as_str()
+            .map(|c| c.starts_with("cgroup")),
+        Some(true)
+    );
+    // Nothing was acknowledged, so nothing can be lost; what the server never wrote is absent.
+    assert_eq!(u(&report, "/requests/acknowledged"), 0);
+    assert_eq!(u(&report, "/reconciliation/lost"), 0);
+    assert_eq!(
+        u(&report, "/reconciliation/failed_absent"),
+        u(&report, "/requests/total")
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("OOM-killed"));
+}
