@@ -21,6 +21,6 @@ mod store;
 pub use item_code::{ItemCode, ItemCodeError, MAX_ITEM_CODE_CHARS};
 pub use order_line::{MalformedLine, OrdersFile, format_line, parse_line, read_orders_file};
 pub use store::{
-    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, PurchaseOrderStore, StoreError,
-    Workload,
+    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, IdempotencyKey, PurchaseOrderStore,
+    StoreError, StoreOptions, SubmitOptions, Submitted, Workload,
 };

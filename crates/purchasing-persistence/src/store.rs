@@ -49,9 +49,72 @@ impl Default for Workload {
     }
 }
 
-/// Why an order could not be stored. Nothing was written to the file in either case.
+/// How the store keeps its promises. Both off by default: the faithful store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// `sync_data` the orders file (and the idempotency journal) before a submit returns,
+    /// so a success means "on disk", not "in the page cache".
+    pub durable: bool,
+    /// Keep an idempotency journal beside the orders file so a keyed order is written at
+    /// most once, also across restarts.
+    pub idempotency: bool,
+}
+
+/// What one submit should respect.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubmitOptions<'a> {
+    /// Past this instant the order must not be written: checked before the work starts and
+    /// again just before the append, so an abandoned request leaves no ghost order.
+    pub deadline: Option<std::time::Instant>,
+    /// The client's idempotency key (needs [`StoreOptions::idempotency`]).
+    pub key: Option<&'a IdempotencyKey>,
+}
+
+/// What a successful submit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// The order line was appended.
+    Written,
+    /// The key had already completed with the same item code: nothing was written, the
+    /// first outcome is replayed.
+    Replayed,
+}
+
+/// A client-chosen idempotency key: 1–255 visible ASCII characters (a UUID in practice).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(key: &str) -> Result<Self, String> {
+        if key.is_empty() || key.len() > Self::MAX_LEN || !key.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(format!(
+                "an idempotency key is 1 to {} visible ASCII characters (a UUID, say)",
+                Self::MAX_LEN
+            ));
+        }
+        Ok(Self(key.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why an order could not be stored. Nothing was written to the file in any case.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The submit's deadline passed before the order could be written.
+    #[error("the deadline passed {stage}; the order was not written")]
+    DeadlineExceeded { stage: &'static str },
+    /// Another submit with this key is still in progress.
+    #[error("an order with idempotency key {key} is still in progress")]
+    KeyInProgress { key: String },
+    /// The key was already used for a different item code.
+    #[error("idempotency key {key} was already used for item code {original_code:?}")]
+    KeyReused { key: String, original_code: String },
     /// The allocator refused the simulated work's memory (the original's
     /// `OutOfMemoryException`). Returned as a value, never an abort.
     #[error("could not allocate {chars} characters for the simulated work: {source}")]
@@ -104,6 +167,26 @@ impl PurchaseOrderStore {
 
     pub fn workload(&self) -> Workload {
         self.workload
+    }
+
+    /// INTERFACE STUB (being implemented): opens a store with options; today it ignores them.
+    pub fn open_with(
+        path: impl Into<PathBuf>,
+        workload: Workload,
+        _options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        Self::open(path, workload)
+    }
+
+    /// INTERFACE STUB (being implemented): a submit that honours a deadline and an
+    /// idempotency key; today it ignores both.
+    pub fn submit(
+        &self,
+        code: &ItemCode,
+        _options: SubmitOptions<'_>,
+    ) -> Result<Submitted, StoreError> {
+        self.submit_purchase_order(code)
+            .map(|()| Submitted::Written)
     }
 
     /// Records one purchase order: allocate and fill `alloc_chars` characters, block for
