@@ -43,6 +43,32 @@ pub enum Command {
     /// Render a finished run again from its report.json: report.html, and with --svg-dir
     /// one standalone SVG file per chart (e.g. to put a chart in a README).
     Report(ReportArgs),
+    /// Run the same load twice — against the faithful baseline and against
+    /// `purchasing-api --protect` with client retries — and write one side-by-side report.
+    Compare(Box<RunArgs>),
+    /// Find the capacity: an open-model run at each offered rate, against the baseline and
+    /// the protected configuration, and a chart of goodput against offered load.
+    Sweep(Box<SweepArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Offered rates to run, arrivals per second, e.g. 2,5,10,20.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "R,R,...")]
+    pub rates: Vec<f64>,
+    /// Which configurations to run at each rate.
+    #[arg(long, value_delimiter = ',', default_value = "baseline,protected")]
+    pub configs: Vec<SweepConfig>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SweepConfig {
+    /// The faithful server and client.
+    Baseline,
+    /// `purchasing-api --protect` and the client's retry policy.
+    Protected,
 }
 
 #[derive(Debug, Args)]
@@ -85,7 +111,7 @@ Examples:
 Exit status: 0 the run completed (even if the server failed), 99 a --fail-on threshold
 failed, 1 the run could not be done, 2 bad usage.";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(after_help = AFTER_RUN_HELP)]
 pub struct RunArgs {
     /// Load profile.
@@ -131,6 +157,13 @@ pub struct RunArgs {
     /// Client timeout per request, seconds [default: 30, as the original].
     #[arg(long, help_heading = "Client")]
     pub timeout: Option<f64>,
+    /// Retry each failed request up to N more times with the client's retry policy
+    /// (exponential backoff with full jitter, Retry-After honoured, a 10 % retry budget,
+    /// an Idempotency-Key kept across attempts) [default: 0, as the original].
+    /// (`loadtest compare` and `sweep`: the protected side only, default 2.)
+    #[arg(long, value_name = "N", help_heading = "Client",
+          value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub retries: Option<u32>,
     /// Connection behaviour [default: new for --profile blog, as the original; reuse otherwise].
     #[arg(long, value_enum, help_heading = "Client")]
     pub connection: Option<Connection>,
@@ -391,6 +424,7 @@ impl RunArgs {
                     base_url,
                     timeout,
                     new_connection_per_request,
+                    retries: self.retries.unwrap_or(0),
                 },
             },
             target,
@@ -438,6 +472,8 @@ pub fn main_with(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Compare(args) => compare(*args),
+        Command::Sweep(args) => sweep(*args),
         Command::Report(args) => match rerender(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
@@ -462,15 +498,200 @@ pub fn main_with(cli: Cli) -> ExitCode {
                         "\nreport: {}/report.html (also report.json, requests.csv)",
                         out_dir.display()
                     );
-                    if report.thresholds.iter().any(|t| !t.passed) {
-                        ExitCode::from(EXIT_THRESHOLD_FAILED)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
+                    threshold_exit(&report)
                 }
                 Err(e) => fail(&e),
             }
         }
+    }
+}
+
+/// Client retries on the protected side of `compare` and `sweep` unless --retries says.
+pub const DEFAULT_PROTECTED_RETRIES: u32 = 2;
+
+/// The two configurations' run arguments from one set: the baseline exactly as given
+/// with the original client (no retries), the protected one with `--protect` added to the
+/// server and the retry policy on the client.
+fn configuration(args: &RunArgs, config: SweepConfig, out: PathBuf) -> Result<RunArgs, String> {
+    if !args.spawn_server {
+        return Err("compare and sweep start both servers themselves: add --spawn-server (and --cpus/--memory to confine them)".into());
+    }
+    if args.server_args.iter().any(|a| a == "--protect") {
+        return Err(
+            "leave --protect out of the server arguments: the protected side adds it".into(),
+        );
+    }
+    let mut run = args.clone();
+    run.out = Some(out);
+    match config {
+        SweepConfig::Baseline => run.retries = Some(0),
+        SweepConfig::Protected => {
+            run.retries = Some(args.retries.unwrap_or(DEFAULT_PROTECTED_RETRIES));
+            run.server_args.push("--protect".into());
+        }
+    }
+    if config == SweepConfig::Baseline {
+        // Thresholds gate the protected configuration; the baseline is expected to fail.
+        run.fail_on.clear();
+    }
+    Ok(run)
+}
+
+fn default_out(kind: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    PathBuf::from("loadtest-runs").join(format!("{kind}-{stamp}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
+
+fn compare(args: RunArgs) -> ExitCode {
+    let out = args.out.clone().unwrap_or_else(|| default_out("compare"));
+    let mut options = Vec::new();
+    for config in [SweepConfig::Baseline, SweepConfig::Protected] {
+        let dir = out.join(if config == SweepConfig::Baseline {
+            crate::compare::BASELINE
+        } else {
+            crate::compare::PROTECTED
+        });
+        match configuration(&args, config, dir).and_then(RunArgs::into_options) {
+            Ok(o) => options.push(o),
+            Err(e) => return usage_error(&e),
+        }
+    }
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let mut reports = Vec::new();
+            for o in options {
+                eprintln!(
+                    "loadtest: === {} run → {}",
+                    if reports.is_empty() {
+                        "baseline"
+                    } else {
+                        "protected"
+                    },
+                    o.out_dir.display()
+                );
+                let report = run_lab(o).await?;
+                print!("{}", crate::report::summary::render(&report));
+                reports.push(report);
+            }
+            let protected = reports.pop().expect("two runs");
+            let baseline = reports.pop().expect("two runs");
+            Ok::<_, anyhow::Error>(crate::compare::Comparison::new(baseline, protected))
+        })
+    });
+    let comparison = match result {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = write_comparison(&comparison, &out) {
+        return fail(&e);
+    }
+    print!("{}", crate::compare::render_table(&comparison));
+    println!(
+        "\nreport: {}/comparison.html (also comparison.json, baseline/, protected/)",
+        out.display()
+    );
+    threshold_exit(&comparison.protected)
+}
+
+fn write_comparison(c: &crate::compare::Comparison, out: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let json = serde_json::to_string_pretty(c).context("cannot serialise the comparison")?;
+    std::fs::write(out.join("comparison.json"), json + "\n")
+        .context("cannot write comparison.json")?;
+    std::fs::write(out.join("comparison.html"), crate::compare::render_html(c))
+        .context("cannot write comparison.html")?;
+    Ok(())
+}
+
+fn sweep(args: SweepArgs) -> ExitCode {
+    use crate::compare::{Sweep, SweepPoint};
+    let out = args.run.out.clone().unwrap_or_else(|| default_out("sweep"));
+    if args.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+        return usage_error("--rates must be positive numbers, e.g. --rates 2,5,10");
+    }
+    let Some(duration) = args.run.duration else {
+        return usage_error("sweep needs --duration (seconds per point)");
+    };
+    let mut runs = Vec::new();
+    for &rate in &args.rates {
+        for &config in &args.configs {
+            let mut run = args.run.clone();
+            run.profile = ProfileKind::Rate;
+            run.rate = Some(rate);
+            let name = format!(
+                "{}-{rate}",
+                if config == SweepConfig::Baseline {
+                    "baseline"
+                } else {
+                    "protected"
+                }
+            );
+            match configuration(&run, config, out.join(&name)).and_then(RunArgs::into_options) {
+                Ok(o) => runs.push((config, rate, o)),
+                Err(e) => return usage_error(&e),
+            }
+        }
+    }
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let mut points = Vec::new();
+            for (config, rate, o) in runs {
+                let name = if config == SweepConfig::Baseline {
+                    "baseline"
+                } else {
+                    "protected"
+                };
+                eprintln!("loadtest: === {name} at {rate}/s → {}", o.out_dir.display());
+                let report = run_lab(o).await?;
+                points.push(SweepPoint::from_report(name, rate, &report));
+            }
+            Ok::<_, anyhow::Error>(Sweep {
+                schema_version: crate::report::SCHEMA_VERSION,
+                duration_s: duration,
+                points,
+            })
+        })
+    });
+    let sweep = match result {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let written = (|| -> anyhow::Result<()> {
+        use anyhow::Context;
+        let json = serde_json::to_string_pretty(&sweep).context("cannot serialise the sweep")?;
+        std::fs::write(out.join("sweep.json"), json + "\n").context("cannot write sweep.json")?;
+        std::fs::write(
+            out.join("sweep.html"),
+            crate::compare::render_sweep_html(&sweep),
+        )
+        .context("cannot write sweep.html")?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        return fail(&e);
+    }
+    print!("{}", crate::compare::render_sweep_table(&sweep));
+    println!(
+        "\nreport: {}/sweep.html (also sweep.json and one directory per point)",
+        out.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn threshold_exit(report: &crate::report::Report) -> ExitCode {
+    if report.thresholds.iter().any(|t| !t.passed) {
+        ExitCode::from(EXIT_THRESHOLD_FAILED)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -12,13 +12,14 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::profile::RateProfile;
 use crate::progress::{CrashCount, report_progress};
 use crate::reconcile::{FileMark, reconcile};
 use crate::record::{CsvWriter, RequestRecord};
-use crate::report::{self, Reconciliation, Report, RunInfo, ServerReport, Timeline};
+use crate::report::{self, Reconciliation, Report, RetryStats, RunInfo, ServerReport, Timeline};
 use crate::runner::{self, Live, Load, Plan};
 use crate::server::{ServerHandle, ServerObservations, ServerSpec};
-use crate::stats::{Aggregates, Aggregator};
+use crate::stats::{Aggregates, Aggregator, spike_recovery};
 use crate::threshold::{self, Threshold};
 
 /// Records buffered between the senders and the recorder thread.
@@ -270,6 +271,27 @@ fn build_report(
             Vec::new(),
         ),
     };
+    let retries = RetryStats {
+        enabled: plan.client.retries > 0,
+        max_attempts: plan.client.retries + 1,
+        attempts_total: a.attempts.total,
+        attempts_per_request: (a.counts.total > 0)
+            .then(|| a.attempts.total as f64 / a.counts.total as f64),
+        attempts_max: a.attempts.max,
+        budget_denied: a.attempts.budget_denied,
+        replayed: a.attempts.replayed,
+    };
+    let mut throughput = a.throughput;
+    if let Load::Open(RateProfile {
+        spike: Some(spike), ..
+    }) = plan.load
+    {
+        let start = spike.start.as_secs_f64();
+        let (pre, recovery) =
+            spike_recovery(&a.seconds, start, start + spike.duration.as_secs_f64());
+        throughput.pre_spike_acknowledged_per_s = pre;
+        throughput.recovery_s = recovery;
+    }
     Report {
         schema_version: report::SCHEMA_VERSION,
         tool: format!("loadtest {}", env!("CARGO_PKG_VERSION")),
@@ -289,7 +311,7 @@ fn build_report(
         },
         requests: a.counts,
         latency_ms: a.latency,
-        throughput: a.throughput,
+        throughput,
         generator: a.generator,
         steps: a.steps,
         knee_step: a.knee_step,
@@ -300,6 +322,7 @@ fn build_report(
             server: server_samples,
         },
         thresholds: Vec::new(),
+        retries,
     }
 }
 

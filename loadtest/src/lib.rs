@@ -16,6 +16,7 @@
 //! [`threshold`], [`cli`].
 
 pub mod cli;
+pub mod compare;
 pub mod confine;
 pub mod lab;
 pub mod profile;

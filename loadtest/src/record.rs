@@ -76,6 +76,12 @@ pub struct RequestRecord {
     pub outcome: Outcome,
     /// The client's one-line error, for failures.
     pub error: Option<String>,
+    /// HTTP requests made for this logical request (1 without retries).
+    pub attempts: u32,
+    /// The retry budget refused a retry this request wanted.
+    pub budget_denied: bool,
+    /// The acknowledgement was the server's replay of an earlier attempt's outcome.
+    pub replayed: bool,
 }
 
 impl RequestRecord {
@@ -85,8 +91,7 @@ impl RequestRecord {
     }
 }
 
-pub const CSV_HEADER: &str =
-    "seq,item_code,request_id,user,scheduled_s,started_s,ended_s,latency_ms,outcome,status,error";
+pub const CSV_HEADER: &str = "seq,item_code,request_id,user,scheduled_s,started_s,ended_s,latency_ms,outcome,status,attempts,error";
 
 /// Writes one CSV row per request, header first.
 pub struct CsvWriter<W: Write> {
@@ -102,7 +107,7 @@ impl<W: Write> CsvWriter<W> {
     pub fn write(&mut self, r: &RequestRecord) -> io::Result<()> {
         writeln!(
             self.out,
-            "{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{},{}",
+            "{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{},{},{}",
             r.seq,
             r.item_code,
             csv_field(&r.request_id),
@@ -116,6 +121,7 @@ impl<W: Write> CsvWriter<W> {
                 .status()
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
+            r.attempts,
             csv_field(r.error.as_deref().unwrap_or("")),
         )
     }
@@ -151,6 +157,9 @@ mod tests {
             latency: Duration::from_millis(500),
             outcome,
             error: error.map(str::to_owned),
+            attempts: 1,
+            budget_denied: false,
+            replayed: false,
         }
     }
 
@@ -168,10 +177,10 @@ mod tests {
         assert_eq!(lines[0], CSV_HEADER);
         assert_eq!(
             lines[1],
-            "7,00000000-0000-0000-0000-000000000000,rid,3,1.000000,1.002000,1.502000,500.000,acknowledged,,"
+            "7,00000000-0000-0000-0000-000000000000,rid,3,1.000000,1.002000,1.502000,500.000,acknowledged,,1,"
         );
         assert!(
-            lines[2].ends_with(",failed_status,503,\"rejected: 503, \"\"busy\"\"\""),
+            lines[2].ends_with(",failed_status,503,1,\"rejected: 503, \"\"busy\"\"\""),
             "{}",
             lines[2]
         );

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use inventory::{BaseUrl, StockManager};
+use inventory::{BaseUrl, RetryPolicy, StockManager};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
@@ -48,15 +48,22 @@ pub struct ClientConfig {
     pub base_url: BaseUrl,
     pub timeout: Duration,
     /// A new TCP connection per request, as the original's new `HttpClient` per call.
-    /// Otherwise each virtual user keeps its own connection open between requests.
+    /// Otherwise connections are kept open and reused (one per request in flight).
     pub new_connection_per_request: bool,
+    /// Retries per logical request under the client's retry policy (0 = off, as the
+    /// original client never retried).
+    pub retries: u32,
 }
 
 impl ClientConfig {
     pub fn build(&self) -> anyhow::Result<StockManager> {
+        // The retry policy's defaults (full jitter, Retry-After, a 10 % budget) with the
+        // attempts asked for; `None` is the original client, which never retried.
+        let policy = (self.retries > 0).then(|| RetryPolicy::with_max_attempts(self.retries + 1));
         StockManager::builder(self.base_url.clone())
             .timeout(self.timeout)
             .new_connection_per_request(self.new_connection_per_request)
+            .retry_policy(policy)
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
     }
@@ -117,9 +124,8 @@ impl Shared {
         self.live.sent.fetch_add(1, Ordering::Relaxed);
         self.live.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = self.epoch.elapsed();
-        let result = client
-            .request_stock_replenishment_with_id(&item_code.to_string(), &request_id)
-            .await;
+        let delivery = client.replenish(&item_code.to_string(), &request_id).await;
+        let result = delivery.result;
         let ended = self.epoch.elapsed();
         self.live.in_flight.fetch_sub(1, Ordering::Relaxed);
         let outcome = Outcome::from_result(&result);
@@ -146,6 +152,9 @@ impl Shared {
             latency: ended.saturating_sub(from),
             outcome,
             error: result.err().map(|e| e.to_string()),
+            attempts: delivery.attempts.max(1),
+            budget_denied: delivery.budget_denied,
+            replayed: delivery.replayed,
         };
         // The recorder lives until every sender is done; a send error means it failed,
         // which the caller reports.
@@ -184,6 +193,10 @@ async fn run_closed(
     profile: StepProfile,
     think: Duration,
 ) -> anyhow::Result<()> {
+    // One client for the whole run, cloned into every virtual user: clones share the
+    // connection pool and the retry budget, so retries are limited across all users
+    // together (a budget per user would not limit a spike at all).
+    let client = shared.plan.client.build()?;
     let mut users = JoinSet::new();
     let mut started_users = 0u64;
     for step in 0.. {
@@ -216,7 +229,7 @@ async fn run_closed(
         }
         let target = profile.users_in_step(step);
         while started_users < target {
-            let client = shared.plan.client.build()?;
+            let client = client.clone();
             let shared = shared.clone();
             let user = started_users;
             users.spawn(async move { virtual_user(shared, client, user, think).await });

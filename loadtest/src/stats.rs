@@ -108,6 +108,9 @@ pub struct Aggregator {
     latency: Histogram<u64>,
     acknowledged_latency: Histogram<u64>,
     lag: Histogram<u64>,
+    /// Test time of 503 answers: how quickly the server refuses when it sheds.
+    shed_latency: Histogram<u64>,
+    attempts: AttemptCounts,
     latency_sum_us: u128,
     /// Seconds still accepting records, by second.
     open_seconds: BTreeMap<u64, SecondAcc>,
@@ -130,6 +133,7 @@ pub struct Aggregates {
     pub sent: SentCodes,
     /// From the start of the load to the last answer.
     pub elapsed: Duration,
+    pub attempts: AttemptCounts,
 }
 
 impl Aggregator {
@@ -142,6 +146,8 @@ impl Aggregator {
             latency: histogram(),
             acknowledged_latency: histogram(),
             lag: histogram(),
+            shed_latency: histogram(),
+            attempts: AttemptCounts::default(),
             latency_sum_us: 0,
             open_seconds: BTreeMap::new(),
             seconds: Vec::new(),
@@ -169,6 +175,13 @@ impl Aggregator {
             self.acknowledged_latency.saturating_record(latency_us);
         }
         self.lag.saturating_record(us(r.lag()));
+        if r.outcome == Outcome::FailedStatus(503) {
+            self.shed_latency.saturating_record(latency_us);
+        }
+        self.attempts.total += u64::from(r.attempts);
+        self.attempts.max = self.attempts.max.max(r.attempts);
+        self.attempts.budget_denied += u64::from(r.budget_denied);
+        self.attempts.replayed += u64::from(r.replayed);
         self.latency_sum_us += u128::from(latency_us);
         self.last_end = self.last_end.max(r.ended);
         self.sent.insert(r.item_code, r.outcome.is_acknowledged());
@@ -282,6 +295,8 @@ impl Aggregator {
                 CLOSED_MODEL_NOTE
             }
             .to_string(),
+            shed_p50: ms_at(&self.shed_latency, 0.50),
+            shed_p99: ms_at(&self.shed_latency, 0.99),
         };
         let lag_p99 = ms_at(&self.lag, 0.99);
         let generator = GeneratorHealth {
@@ -293,6 +308,7 @@ impl Aggregator {
         let throughput = Throughput {
             requests_per_s: per_s(n),
             acknowledged_per_s: per_s(self.counts.acknowledged),
+            ..Default::default()
         };
         let (steps, knee_step) = match self.step_profile {
             Some(profile) => step_rows(&profile, &self.steps, elapsed),
@@ -308,8 +324,48 @@ impl Aggregator {
             seconds: self.seconds,
             sent: self.sent,
             elapsed,
+            attempts: self.attempts,
         }
     }
+}
+
+/// Attempt counters of a run (see [`crate::report::RetryStats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttemptCounts {
+    pub total: u64,
+    pub max: u32,
+    pub budget_denied: u64,
+    pub replayed: u64,
+}
+
+/// "Back to normal" after a spike: goodput at 95 % of what it was before.
+pub const RECOVERED_FRACTION: f64 = 0.95;
+
+/// Goodput before a spike and the time it took to come back after it, from the
+/// per-second rows: pre-spike = mean acknowledged/s over [2 s, spike start) (the first
+/// two seconds are warm-up); recovered at the first second t ≥ spike end whose 3-second
+/// mean is ≥ [`RECOVERED_FRACTION`] of it. Returns (pre-spike goodput, recovery seconds).
+pub fn spike_recovery(
+    seconds: &[SecondRow],
+    spike_start: f64,
+    spike_end: f64,
+) -> (Option<f64>, Option<f64>) {
+    let good = |t: usize| seconds.get(t).map_or(0.0, |r| r.acknowledged as f64);
+    let from = 2usize;
+    let to = spike_start.floor() as usize;
+    if to <= from {
+        return (None, None);
+    }
+    let pre = (from..to).map(good).sum::<f64>() / (to - from) as f64;
+    if pre <= 0.0 {
+        return (Some(pre), None);
+    }
+    let end = spike_end.ceil() as usize;
+    let last = seconds.len().saturating_sub(3);
+    let recovered = (end..=last)
+        .find(|&t| (t..t + 3).map(good).sum::<f64>() / 3.0 >= RECOVERED_FRACTION * pre)
+        .map(|t| (t as f64 - spike_end).max(0.0));
+    (Some(pre), recovered)
 }
 
 fn step_rows(
@@ -396,6 +452,9 @@ mod tests {
             latency: ms(latency),
             outcome,
             error: None,
+            attempts: 1,
+            budget_denied: false,
+            replayed: false,
         }
     }
 
@@ -507,6 +566,47 @@ mod tests {
             p99_ms: Some(p99),
             knee: false,
         }
+    }
+
+    #[test]
+    fn shed_latency_and_attempts_are_aggregated() {
+        let mut agg = Aggregator::new(None);
+        let mut shed = rec(0, 0, 3, Outcome::FailedStatus(503));
+        shed.attempts = 3;
+        shed.budget_denied = true;
+        agg.add(&shed);
+        let mut ok = rec(1, 0, 600, Outcome::Acknowledged);
+        ok.replayed = true;
+        agg.add(&ok);
+        let out = agg.finish(&[]);
+        assert!((out.latency.shed_p99.unwrap() - 3.0).abs() < 0.01);
+        let want = AttemptCounts {
+            total: 4,
+            max: 3,
+            budget_denied: 1,
+            replayed: 1,
+        };
+        assert_eq!(out.attempts, want);
+    }
+
+    #[test]
+    fn recovery_after_a_spike() {
+        let row = |t: u64, ok: u64| SecondRow {
+            t_s: t,
+            acknowledged: ok,
+            ..Default::default()
+        };
+        // 10/s before, collapse during the spike (10..20 s), back at 10/s from 23 s.
+        let seconds: Vec<SecondRow> = (0..40)
+            .map(|t| row(t, if (10..23).contains(&t) { 1 } else { 10 }))
+            .collect();
+        let (pre, recovery) = spike_recovery(&seconds, 10.0, 20.0);
+        assert_eq!(pre, Some(10.0));
+        assert_eq!(recovery, Some(3.0));
+        let never: Vec<SecondRow> = (0..40)
+            .map(|t| row(t, if t < 10 { 10 } else { 0 }))
+            .collect();
+        assert_eq!(spike_recovery(&never, 10.0, 20.0).1, None);
     }
 
     #[test]

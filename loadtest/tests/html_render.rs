@@ -84,6 +84,7 @@ fn base_report(profile: &str, shape: &str, elapsed_s: f64) -> Report {
         },
         timeline: Timeline::default(),
         thresholds: Vec::new(),
+        retries: Default::default(),
     }
 }
 
@@ -107,6 +108,7 @@ fn fill_totals(r: &mut Report) {
     r.throughput = Throughput {
         requests_per_s: q.total as f64 / elapsed,
         acknowledged_per_s: q.acknowledged as f64 / elapsed,
+        ..Default::default()
     };
     let max = |f: fn(&SecondRow) -> Option<f64>| s.iter().filter_map(f).fold(0.0, f64::max);
     r.latency_ms.count = q.total;

@@ -428,3 +428,109 @@ fn a_confined_server_over_its_memory_limit_is_oom_killed_and_counted() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("OOM-killed"));
 }
+
+#[test]
+fn compare_runs_both_configurations_into_one_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmp");
+    let api = api_binary();
+    let output = loadtest(&[
+        "compare",
+        "--profile",
+        "rate",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+        "--spawn-server",
+        "--server-bin",
+        api.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--fail-on",
+        "lost>0",
+        "--",
+        "--alloc-chars",
+        "1000",
+        "--delay-ms",
+        "5",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let c: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("comparison.json")).unwrap())
+            .unwrap();
+    let command = |side: &str| c[side]["run"]["server_command"].to_string();
+    assert!(!command("baseline").contains("--protect"));
+    assert!(command("protected").contains("--protect"));
+    assert_eq!(c["baseline"]["retries"]["enabled"], false);
+    assert_eq!(c["protected"]["retries"]["enabled"], true);
+    assert_eq!(c["protected"]["retries"]["max_attempts"], 3);
+    for side in ["baseline", "protected"] {
+        assert_eq!(
+            u(&c[side], "/requests/acknowledged"),
+            u(&c[side], "/requests/total"),
+            "{side}"
+        );
+        assert_eq!(u(&c[side], "/reconciliation/lost"), 0);
+        assert!(out.join(side).join("report.html").is_file());
+    }
+    // Thresholds gate the protected side only.
+    assert_eq!(c["protected"]["thresholds"][0]["expression"], "lost>0");
+    assert!(c["baseline"]["thresholds"].as_array().unwrap().is_empty());
+    let html = std::fs::read_to_string(out.join("comparison.html")).unwrap();
+    assert!(html.contains("Baseline vs protected") && html.contains("<svg"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("side by side"));
+
+    let output = loadtest(&[
+        "compare",
+        "--url",
+        "http://127.0.0.1:9",
+        "--profile",
+        "rate",
+        "--rate",
+        "1",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+}
+
+#[test]
+fn sweep_measures_goodput_at_each_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let api = api_binary();
+    let output = loadtest(&[
+        "sweep",
+        "--rates",
+        "5,10",
+        "--configs",
+        "protected",
+        "--duration",
+        "0.5",
+        "--spawn-server",
+        "--server-bin",
+        api.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--",
+        "--alloc-chars",
+        "1000",
+        "--delay-ms",
+        "5",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    let points = s["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    assert_eq!(points[0]["offered_rate"], 5.0);
+    assert_eq!(points[1]["config"], "protected");
+    assert!(points.iter().all(|p| p["acknowledged"] == p["sent"]));
+    assert!(
+        std::fs::read_to_string(out.join("sweep.html"))
+            .unwrap()
+            .contains("Goodput against offered load")
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("measured capacity"));
+}

@@ -11,9 +11,13 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::base_url::BaseUrl;
 use crate::error::ReplenishmentError;
+use crate::retry::{MAX_ATTEMPTS_LIMIT, RetryPolicy};
 use crate::stock_manager::{
-    DEFAULT_TIMEOUT, DEFAULT_URL, PURCHASING_API_URL, StockManager, new_request_id,
+    DEFAULT_TIMEOUT, DEFAULT_URL, Delivery, PURCHASING_API_URL, StockManager, new_request_id,
 };
+
+/// The most `--retries`: the policy's attempt limit, less the first attempt.
+pub const MAX_RETRIES: u32 = MAX_ATTEMPTS_LIMIT - 1;
 
 /// How to start the API, for the hint shown when it is not reachable.
 const START_API_HINT: &str = "cargo run --release -p purchasing-api";
@@ -30,8 +34,9 @@ pub struct Cli {
 pub enum Command {
     /// Request stock replenishment for each item code, one after another, in order.
     ///
-    /// Prints one line per code (`ok` or `failed`, the code, its request id, and why it
-    /// failed). Exits with 0 when every request succeeded, 1 otherwise.
+    /// Prints one line per code (`ok` or `failed`, the code, its request id, the attempts
+    /// when more than one, and why it failed). Exits with 0 when every request succeeded,
+    /// 1 otherwise.
     Request(RequestArgs),
 }
 
@@ -47,7 +52,8 @@ pub struct RequestArgs {
     )]
     pub url: BaseUrl,
 
-    /// Seconds to wait for each answer before giving up; fractions allowed (e.g. 0.5).
+    /// Seconds each code's request may take before giving up, retries and the waits
+    /// between them included; fractions allowed (e.g. 0.5).
     #[arg(
         long,
         value_name = "SECS",
@@ -55,6 +61,23 @@ pub struct RequestArgs {
         value_parser = parse_timeout,
     )]
     pub timeout: Seconds,
+
+    /// Extra attempts after a failed first one (0 = no retries, as the original; at most 9).
+    ///
+    /// With N > 0 each request carries an Idempotency-Key, kept across its retries so the
+    /// order is placed at most once, and the time it has left (X-Request-Budget-Ms).
+    /// Retried: 408, 409, 429, 500, 502, 503, 504, refused connections and broken
+    /// exchanges; never a request the server called wrong (400, 404, 413, 422, …). Waits
+    /// between attempts are random up to 0.1 s, 0.2 s, 0.4 s, … (at most 5 s), and at least
+    /// the server's Retry-After; no wait runs past --timeout. A retry budget allows about
+    /// one retry per ten requests once the first request's retries are spent.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RETRIES)),
+    )]
+    pub retries: u32,
 
     /// Item codes to order; the API decides which are valid.
     #[arg(value_name = "CODE", required = true)]
@@ -102,8 +125,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 /// `inventory request`: sends each code in turn, reports each outcome on stdout.
 async fn request(args: RequestArgs) -> ExitCode {
+    let policy = (args.retries > 0).then(|| RetryPolicy::with_max_attempts(args.retries + 1));
     let manager = match StockManager::builder(args.url.clone())
         .timeout(args.timeout.0)
+        .retry_policy(policy)
         .build()
     {
         Ok(manager) => manager,
@@ -117,16 +142,18 @@ async fn request(args: RequestArgs) -> ExitCode {
     let mut could_not_connect = 0usize;
     for code in &args.codes {
         let request_id = new_request_id();
-        let result = manager
-            .request_stock_replenishment_with_id(code, &request_id)
-            .await;
-        if let Err(error) = &result {
+        let delivery = manager.replenish(code, &request_id).await;
+        if let Err(error) = &delivery.result {
             failed += 1;
             if matches!(error, ReplenishmentError::Connect { .. }) {
                 could_not_connect += 1;
             }
         }
-        let _ = writeln!(io::stdout(), "{}", outcome_line(code, &request_id, &result));
+        let _ = writeln!(
+            io::stdout(),
+            "{}",
+            outcome_line(code, &request_id, &delivery)
+        );
     }
     if failed > 0 && failed == could_not_connect {
         let _ = writeln!(
@@ -143,13 +170,11 @@ async fn request(args: RequestArgs) -> ExitCode {
 }
 
 /// One line per code: `ok      CODE  (request id ID)` or
-/// `failed  CODE  (request id ID): WHY`. Control characters in the code are escaped so that
-/// every outcome stays on its own line.
-pub fn outcome_line(
-    code: &str,
-    request_id: &str,
-    result: &Result<(), ReplenishmentError>,
-) -> String {
+/// `failed  CODE  (request id ID): WHY`. After the id come, when they apply, the attempts
+/// (`3 attempts`), a server replay (`replayed`) and why a due retry was not made
+/// (`retry budget spent`, `no time left to retry`). Control characters in the code are
+/// escaped so that every outcome stays on its own line.
+pub fn outcome_line(code: &str, request_id: &str, delivery: &Delivery) -> String {
     let shown: String = code
         .chars()
         .map(|c| {
@@ -160,9 +185,22 @@ pub fn outcome_line(
             }
         })
         .collect();
-    match result {
-        Ok(()) => format!("ok      {shown}  (request id {request_id})"),
-        Err(error) => format!("failed  {shown}  (request id {request_id}): {error}"),
+    let mut about = format!("request id {request_id}");
+    if delivery.attempts > 1 {
+        about.push_str(&format!(", {} attempts", delivery.attempts));
+    }
+    if delivery.replayed {
+        about.push_str(", replayed");
+    }
+    if delivery.budget_denied {
+        about.push_str(", retry budget spent");
+    }
+    if delivery.deadline_denied {
+        about.push_str(", no time left to retry");
+    }
+    match &delivery.result {
+        Ok(()) => format!("ok      {shown}  ({about})"),
+        Err(error) => format!("failed  {shown}  ({about}): {error}"),
     }
 }
 
@@ -233,6 +271,30 @@ mod tests {
         assert_eq!(args.codes, ["b", "a", "b"]);
         assert_eq!(args.url.as_str(), DEFAULT_URL);
         assert_eq!(args.timeout, Seconds(DEFAULT_TIMEOUT));
+        assert_eq!(args.retries, 0, "retries are off by default");
+    }
+
+    #[test]
+    fn retries_go_up_to_nine() {
+        assert_eq!(
+            parse(&["request", "--retries", "2", "x"]).unwrap().retries,
+            2
+        );
+        assert_eq!(
+            parse(&["request", "--retries", "9", "x"]).unwrap().retries,
+            9
+        );
+        assert_eq!(
+            parse(&["request", "--retries", "0", "x"]).unwrap().retries,
+            0
+        );
+        for bad in ["10", "-1", "two", ""] {
+            let flag = format!("--retries={bad}");
+            let error = parse(&["request", &flag, "x"]).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::ValueValidation, "{bad:?}: {error}");
+        }
+        let ten = parse(&["request", "--retries", "10", "x"]).unwrap_err();
+        assert!(ten.to_string().contains("0..=9"), "{ten}");
     }
 
     #[test]
@@ -264,21 +326,73 @@ mod tests {
         assert_eq!(zero.exit_code(), 2);
     }
 
+    fn delivery(result: Result<(), ReplenishmentError>, attempts: u32) -> Delivery {
+        Delivery {
+            result,
+            attempts,
+            budget_denied: false,
+            deadline_denied: false,
+            replayed: false,
+            idempotency_key: None,
+        }
+    }
+
+    fn rejected(status: u16, detail: Option<&str>) -> Result<(), ReplenishmentError> {
+        Err(ReplenishmentError::Rejected {
+            status,
+            title: None,
+            detail: detail.map(str::to_owned),
+        })
+    }
+
     #[test]
     fn outcome_lines() {
         assert_eq!(
-            outcome_line("123", "id-1", &Ok(())),
+            outcome_line("123", "id-1", &delivery(Ok(()), 1)),
             "ok      123  (request id id-1)"
         );
-        let rejected = Err(ReplenishmentError::Rejected {
-            status: 400,
-            title: None,
-            detail: Some("control character".into()),
-        });
         assert_eq!(
-            outcome_line("a\tb\nc", "id-2", &rejected),
+            outcome_line(
+                "a\tb\nc",
+                "id-2",
+                &delivery(rejected(400, Some("control character")), 1)
+            ),
             "failed  a\\tb\\nc  (request id id-2): the purchasing API rejected the request: \
              400 Bad Request: control character"
+        );
+    }
+
+    #[test]
+    fn outcome_lines_tell_how_retries_went() {
+        assert_eq!(
+            outcome_line("123", "id-1", &delivery(Ok(()), 2)),
+            "ok      123  (request id id-1, 2 attempts)"
+        );
+        let replayed = Delivery {
+            replayed: true,
+            ..delivery(Ok(()), 3)
+        };
+        assert_eq!(
+            outcome_line("123", "id-1", &replayed),
+            "ok      123  (request id id-1, 3 attempts, replayed)"
+        );
+        let denied = Delivery {
+            budget_denied: true,
+            ..delivery(rejected(503, None), 1)
+        };
+        assert_eq!(
+            outcome_line("123", "id-1", &denied),
+            "failed  123  (request id id-1, retry budget spent): the purchasing API rejected \
+             the request: 503 Service Unavailable"
+        );
+        let late = Delivery {
+            deadline_denied: true,
+            ..delivery(rejected(503, None), 2)
+        };
+        assert_eq!(
+            outcome_line("123", "id-1", &late),
+            "failed  123  (request id id-1, 2 attempts, no time left to retry): the purchasing \
+             API rejected the request: 503 Service Unavailable"
         );
     }
 }

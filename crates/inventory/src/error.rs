@@ -1,4 +1,7 @@
 //! The crate's two error types: a client that cannot be set up, and a call that failed.
+//!
+//! Under a retry policy a call makes several attempts; its error is always the last
+//! attempt's, with the same kinds as without retries.
 
 use std::time::Duration;
 
@@ -19,6 +22,9 @@ pub enum ConfigError {
     #[error("the purchasing API URL {url:?} has scheme {scheme:?}; it must start with http://")]
     UnsupportedScheme { url: String, scheme: String },
 
+    #[error("invalid retry policy: {reason}")]
+    InvalidRetryPolicy { reason: String },
+
     #[error("could not set up the HTTP client: {source}")]
     Client {
         #[source]
@@ -32,10 +38,15 @@ pub enum ConfigError {
 /// counts separately (see [`ReplenishmentError::kind`]). Whether the order was placed is
 /// known only for [`ReplenishmentError::Rejected`] (it was not) and
 /// [`ReplenishmentError::Connect`] (it was not); after a timeout or a transport failure the
-/// server may or may not have written it — only the orders file can tell.
+/// server may or may not have written it — only the orders file can tell. Under a retry
+/// policy the error is the *last* attempt's, so the same holds for earlier attempts too: a
+/// final 503 after an attempt that timed out, or a final 409 ("the same key is still in
+/// progress"), leaves the order's fate open.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplenishmentError {
-    /// No complete answer within the deadline (connect, send and response together).
+    /// No complete answer within the deadline (connect, send and response together; under a
+    /// retry policy, all attempts and the waits between them together). `after` is the
+    /// configured timeout.
     #[error("no answer from the purchasing API within {after:?} (timed out)")]
     TimedOut { after: Duration },
 

@@ -10,6 +10,10 @@
 //!   tester, through [`ReplenishmentError::kind`]) needs: no answer in time, nothing to
 //!   connect to, a refusal by the server (with its RFC 9457 problem details), or a broken
 //!   transport;
+//! * [`RetryPolicy`] — opt-in retries (off by default, as in the original): few attempts,
+//!   full-jitter backoff, `Retry-After`, a shared retry budget, one `Idempotency-Key` per
+//!   logical request and the time left in `X-Request-Budget-Ms`; [`StockManager::replenish`]
+//!   reports how a request went ([`Delivery`]);
 //! * [`cli`] — the `inventory request` command.
 //!
 //! It links nothing of the server's: item codes are validated by the API, not here, so the
@@ -18,12 +22,14 @@
 pub mod base_url;
 pub mod cli;
 pub mod error;
+pub mod retry;
 pub mod stock_manager;
 pub mod wire;
 
 pub use base_url::BaseUrl;
 pub use error::{ConfigError, ReplenishmentError};
+pub use retry::{RetryBudget, RetryPolicy};
 pub use stock_manager::{
-    DEFAULT_TIMEOUT, DEFAULT_URL, PURCHASING_API_URL, StockManager, StockManagerBuilder,
+    DEFAULT_TIMEOUT, DEFAULT_URL, Delivery, PURCHASING_API_URL, StockManager, StockManagerBuilder,
     new_request_id,
 };

@@ -1,11 +1,14 @@
-//! [`StockManager`]: the original `StockManager.RequestStockReplenishment`, over HTTP.
+//! [`StockManager`]: the original `StockManager.RequestStockReplenishment`, over HTTP —
+//! and, opt-in, with retries made safe by an idempotency key (see [`crate::retry`]).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use tokio::time::Instant;
 
 use crate::base_url::BaseUrl;
 use crate::error::{ConfigError, ReplenishmentError};
+use crate::retry::{self, Jitter, RetryBudget, RetryPolicy};
 use crate::wire;
 
 /// Where the purchasing API listens unless told otherwise (its own default bind address).
@@ -25,21 +28,38 @@ pub fn new_request_id() -> String {
 
 /// Asks the purchasing API to replenish stock: one `POST` per item code.
 ///
+/// By default exactly as the original: one attempt, no retry. With a [`RetryPolicy`]
+/// ([`StockManagerBuilder::retry_policy`]) a failed attempt may be followed by others,
+/// every one carrying the same `Idempotency-Key` and the time left (`X-Request-Budget-Ms`).
+///
 /// Cheap to clone (the HTTP client inside is reference-counted), so concurrent callers can
-/// share one.
+/// share one; clones share the retry budget too.
 #[derive(Debug, Clone)]
 pub struct StockManager {
     /// Where the API lives; also names the server in connect errors.
     base_url: BaseUrl,
     /// The endpoint, built once from `base_url`.
     endpoint: reqwest::Url,
-    /// The total deadline of one call (connect, send, answer); reported in `TimedOut`.
+    /// The total deadline of one call (connect, send, answer; under a retry policy all its
+    /// attempts and waits); reported in `TimedOut`.
     timeout: Duration,
     /// Whether every call opens its own TCP connection, as the original did.
     new_connection_per_request: bool,
     /// One client for the manager's life. Even when every call gets a new connection, the
     /// client (its configuration, resolver and connector) is built once, not per call.
     client: reqwest::Client,
+    /// The retry policy and its budget when retries are on. `None` (the default) sends each
+    /// request exactly once and without the idempotency and deadline headers: the faithful
+    /// baseline.
+    retry: Option<Retry>,
+}
+
+/// A retry policy in force, with the budget it draws on.
+#[derive(Debug, Clone)]
+struct Retry {
+    policy: RetryPolicy,
+    /// Shared by every clone of the manager (it is an `Arc` inside).
+    budget: RetryBudget,
 }
 
 /// Settings for a [`StockManager`]; see [`StockManager::builder`].
@@ -48,6 +68,55 @@ pub struct StockManagerBuilder {
     base_url: BaseUrl,
     timeout: Duration,
     new_connection_per_request: bool,
+    retry_policy: Option<RetryPolicy>,
+    retry_budget: Option<RetryBudget>,
+}
+
+/// What became of one logical request ([`StockManager::replenish`]): the result, and how
+/// it was reached.
+#[derive(Debug)]
+pub struct Delivery {
+    /// Success, or the last attempt's error (of the same kinds as without retries).
+    pub result: Result<(), ReplenishmentError>,
+    /// HTTP requests made for it: always 1 without a retry policy, `1..=max_attempts` under
+    /// one, 0 when nothing could be sent (a request id that is not a valid header value).
+    pub attempts: u32,
+    /// A retry was due (a retryable failure, attempts and time left) but the retry budget
+    /// had no token for it, so the last error was returned.
+    pub budget_denied: bool,
+    /// A retry was due but the wait before it (backoff, at least `Retry-After`) would have
+    /// run past the deadline or left too little time for another attempt, so the last
+    /// error was returned at once instead of after a pointless wait. (Also set when the
+    /// last attempt itself ran into the deadline and timed out.)
+    pub deadline_denied: bool,
+    /// The final answer carried `Idempotent-Replayed: true`: the server answered from the
+    /// outcome of an earlier attempt with the same key (e.g. one whose answer was lost)
+    /// instead of placing the order again.
+    pub replayed: bool,
+    /// The key sent in `Idempotency-Key` with every attempt (on the wire it is quoted);
+    /// `None` without a retry policy, or when nothing was sent.
+    pub idempotency_key: Option<uuid::Uuid>,
+}
+
+impl Delivery {
+    fn nothing_sent(error: ReplenishmentError) -> Self {
+        Delivery {
+            result: Err(error),
+            attempts: 0,
+            budget_denied: false,
+            deadline_denied: false,
+            replayed: false,
+            idempotency_key: None,
+        }
+    }
+}
+
+/// The answer to one attempt, with what the retry loop needs from its headers.
+struct Answer {
+    result: Result<(), ReplenishmentError>,
+    /// The server's `Retry-After`, on a refusal.
+    retry_after: Option<Duration>,
+    replayed: bool,
 }
 
 impl StockManager {
@@ -63,6 +132,8 @@ impl StockManager {
             base_url,
             timeout: DEFAULT_TIMEOUT,
             new_connection_per_request: true,
+            retry_policy: None,
+            retry_budget: None,
         }
     }
 
@@ -76,6 +147,16 @@ impl StockManager {
 
     pub fn new_connection_per_request(&self) -> bool {
         self.new_connection_per_request
+    }
+
+    /// The retry policy, when retries are on.
+    pub fn retry_policy(&self) -> Option<&RetryPolicy> {
+        self.retry.as_ref().map(|r| &r.policy)
+    }
+
+    /// The retry budget this manager (and its clones) draw on, when retries are on.
+    pub fn retry_budget(&self) -> Option<&RetryBudget> {
+        self.retry.as_ref().map(|r| &r.budget)
     }
 
     /// Requests replenishment of `item_code` under a fresh request id.
@@ -92,29 +173,152 @@ impl StockManager {
 
     /// Same as [`StockManager::request_stock_replenishment`], under the caller's
     /// `request_id` (sent as `X-Request-Id`), so the caller can record and correlate it.
+    /// Under a retry policy this is [`StockManager::replenish`]'s result.
     pub async fn request_stock_replenishment_with_id(
         &self,
         item_code: &str,
         request_id: &str,
     ) -> Result<(), ReplenishmentError> {
-        let id = HeaderValue::from_str(request_id).map_err(|_| {
-            ReplenishmentError::InvalidRequestId {
+        self.replenish(item_code, request_id).await.result
+    }
+
+    /// One logical request for `item_code` under `request_id`, with the story of how it
+    /// went: how many attempts, whether a retry was refused by the budget or the deadline,
+    /// whether the server replayed an earlier outcome.
+    ///
+    /// Without a retry policy: one attempt, exactly the original's request.
+    ///
+    /// Under a policy, every attempt carries the same `X-Request-Id`, the same
+    /// `Idempotency-Key` (a fresh v4 UUID per call) and `X-Request-Budget-Ms`, the time
+    /// left of the manager's timeout minus a margin. The timeout bounds the whole call —
+    /// attempts and waits — and each attempt may use all the time left. After a failure
+    /// that [`retry::is_retryable`] accepts, while attempts remain, the call waits
+    /// (full-jitter backoff, plus the server's `Retry-After` if any) and tries again — unless
+    /// the wait would leave no time for another attempt, or the retry budget has no token;
+    /// then it returns the last error at once.
+    pub async fn replenish(&self, item_code: &str, request_id: &str) -> Delivery {
+        let Ok(id) = HeaderValue::from_str(request_id) else {
+            return Delivery::nothing_sent(ReplenishmentError::InvalidRequestId {
                 request_id: request_id.to_owned(),
+            });
+        };
+        let Some(retry) = &self.retry else {
+            let answer = self.attempt(item_code, &id, None).await;
+            return Delivery {
+                result: answer.result,
+                attempts: 1,
+                budget_denied: false,
+                deadline_denied: false,
+                replayed: answer.replayed,
+                idempotency_key: None,
+            };
+        };
+        let deadline = Instant::now() + self.timeout;
+        let key = uuid::Uuid::new_v4();
+        let key_value = HeaderValue::from_str(&wire::idempotency_key_value(&key))
+            .expect("a quoted UUID is a valid header value");
+        retry.budget.deposit();
+        let mut delivery = Delivery {
+            result: Ok(()),
+            attempts: 0,
+            budget_denied: false,
+            deadline_denied: false,
+            replayed: false,
+            idempotency_key: Some(key),
+        };
+        // Drawn from the OS's randomness only if a retry is actually considered.
+        let mut jitter = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let answer = self
+                .attempt(item_code, &id, Some((&key_value, remaining)))
+                .await;
+            delivery.attempts += 1;
+            delivery.replayed = answer.replayed;
+            delivery.result = answer.result;
+            let Err(error) = &delivery.result else {
+                return delivery;
+            };
+            if !retry::is_retryable(error) || delivery.attempts >= retry.policy.max_attempts {
+                return delivery;
             }
-        })?;
-        let response = self
+            // Retry-After is a floor; the jitter on top keeps the clients that one shedding
+            // told "1 second" from all coming back in the same instant.
+            let jitter = jitter.get_or_insert_with(Jitter::from_entropy);
+            let wait = retry
+                .policy
+                .backoff(delivery.attempts, jitter)
+                .saturating_add(answer.retry_after.unwrap_or_default());
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if !retry::worth_another_attempt(remaining.saturating_sub(wait)) {
+                delivery.deadline_denied = true;
+                return delivery;
+            }
+            // Checked last, so a token is spent only on a retry that is really made.
+            if !retry.budget.try_withdraw() {
+                delivery.budget_denied = true;
+                return delivery;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One HTTP exchange. `guarded` carries, under a retry policy, the idempotency key and
+    /// the time left: then the deadline header is sent and the attempt may take no longer.
+    /// Without it the request is the original's, bounded by the client's timeout.
+    async fn attempt(
+        &self,
+        item_code: &str,
+        request_id: &HeaderValue,
+        guarded: Option<(&HeaderValue, Duration)>,
+    ) -> Answer {
+        let mut request = self
             .client
             .post(self.endpoint.clone())
             .header(CONTENT_TYPE, wire::FORM_CONTENT_TYPE)
-            .header(wire::REQUEST_ID_HEADER, id)
-            .body(wire::form_body(item_code))
-            .send()
-            .await
-            .map_err(|e| self.classify(e))?;
-        if response.status().is_success() {
-            return Ok(());
+            .header(wire::REQUEST_ID_HEADER, request_id.clone())
+            .body(wire::form_body(item_code));
+        if let Some((key, remaining)) = guarded {
+            let budget = retry::request_budget(remaining);
+            request = request
+                .header(wire::IDEMPOTENCY_KEY_HEADER, key.clone())
+                .header(
+                    wire::REQUEST_BUDGET_HEADER,
+                    wire::request_budget_value(budget),
+                )
+                .timeout(remaining);
         }
-        Err(rejection(response).await)
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                return Answer {
+                    result: Err(self.classify(error)),
+                    retry_after: None,
+                    replayed: false,
+                };
+            }
+        };
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
+        let replayed = header(wire::IDEMPOTENT_REPLAYED_HEADER).is_some_and(wire::is_replayed);
+        if response.status().is_success() {
+            return Answer {
+                result: Ok(()),
+                retry_after: None,
+                replayed,
+            };
+        }
+        let retry_after = header(RETRY_AFTER.as_str())
+            .and_then(|v| wire::parse_retry_after(v, SystemTime::now()));
+        Answer {
+            result: Err(rejection(response).await),
+            retry_after,
+            replayed,
+        }
     }
 
     /// Sorts a failed exchange by what the operator should do about it. A timeout comes
@@ -136,8 +340,8 @@ impl StockManager {
 }
 
 impl StockManagerBuilder {
-    /// The total deadline of one call: connect, send and the complete answer.
-    /// Default [`DEFAULT_TIMEOUT`].
+    /// The total deadline of one call: connect, send and the complete answer — under a
+    /// retry policy, every attempt and every wait between them. Default [`DEFAULT_TIMEOUT`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -150,7 +354,35 @@ impl StockManagerBuilder {
         self
     }
 
+    /// `None` (the default, as the original): one attempt per call, no idempotency or
+    /// deadline header. `Some(policy)`: retries as [`StockManager::replenish`] describes;
+    /// the policy is checked by [`StockManagerBuilder::build`].
+    pub fn retry_policy(mut self, policy: Option<RetryPolicy>) -> Self {
+        self.retry_policy = policy;
+        self
+    }
+
+    /// Draw on `budget` instead of a fresh one, so that several managers (e.g. one per
+    /// virtual user, each with its own connection) share one retry budget as clones of one
+    /// manager do. Ignored without a retry policy.
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.retry_budget = Some(budget);
+        self
+    }
+
     pub fn build(self) -> Result<StockManager, ConfigError> {
+        let retry = match self.retry_policy {
+            Some(policy) => {
+                policy.validate()?;
+                Some(Retry {
+                    budget: self
+                        .retry_budget
+                        .unwrap_or_else(|| RetryBudget::new(&policy)),
+                    policy,
+                })
+            }
+            None => None,
+        };
         let mut client = reqwest::Client::builder()
             .timeout(self.timeout)
             // The API answers 201 or an error, never a redirect; following one would turn the
@@ -175,6 +407,7 @@ impl StockManagerBuilder {
             timeout: self.timeout,
             new_connection_per_request: self.new_connection_per_request,
             client,
+            retry,
         })
     }
 }
@@ -215,7 +448,8 @@ mod tests {
 
     use std::io::{ErrorKind, Read, Write};
     use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::sync::mpsc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, mpsc};
     use std::thread;
     use std::time::Instant;
 
@@ -257,6 +491,15 @@ mod tests {
     }
 
     fn peer(response: Option<String>) -> Peer {
+        scripted_peer(vec![response], Duration::ZERO)
+    }
+
+    /// A peer whose n-th request (counted over all connections, from 0) gets `script[n]`,
+    /// or the script's last entry once it has run out, after waiting `delay`.
+    fn scripted_peer(script: Vec<Option<String>>, delay: Duration) -> Peer {
+        assert!(!script.is_empty());
+        let script = Arc::new(script);
+        let served = Arc::new(AtomicUsize::new(0));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -272,11 +515,15 @@ mod tests {
                         let _ = connections_tx.send(accepted);
                         stream.set_nonblocking(false).unwrap();
                         let requests_tx = requests_tx.clone();
-                        let response = response.clone();
+                        let (script, served) = (script.clone(), served.clone());
                         thread::spawn(move || {
                             while let Some(request) = read_request(&mut stream) {
+                                let n = served.fetch_add(1, Ordering::SeqCst);
                                 let _ = requests_tx.send(request);
-                                let Some(response) = &response else { return };
+                                thread::sleep(delay);
+                                let Some(response) = &script[n.min(script.len() - 1)] else {
+                                    return;
+                                };
                                 if stream.write_all(response.as_bytes()).is_err() {
                                     return;
                                 }
@@ -284,7 +531,7 @@ mod tests {
                         });
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        thread::sleep(Duration::from_millis(5))
+                        thread::sleep(Duration::from_millis(2))
                     }
                     Err(e) => panic!("accept: {e}"),
                 }
@@ -566,5 +813,381 @@ mod tests {
             StockManager::new("vm:8080"),
             Err(ConfigError::InvalidUrl { .. })
         ));
+    }
+
+    // ---- retries -------------------------------------------------------------------------
+
+    /// A manager with `policy` and `timeout`.
+    fn retrying(addr: SocketAddr, policy: RetryPolicy, timeout: Duration) -> StockManager {
+        let url = BaseUrl::parse(&format!("http://{addr}")).unwrap();
+        StockManager::builder(url)
+            .timeout(timeout)
+            .retry_policy(Some(policy))
+            .build()
+            .unwrap()
+    }
+
+    /// The default policy with waits of a few milliseconds, for tests about counts.
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn status(status_line: &str, extra_headers: &str) -> Option<String> {
+        Some(format!(
+            "HTTP/1.1 {status_line}\r\n{extra_headers}content-length: 0\r\n\r\n"
+        ))
+    }
+
+    /// The value of header `name` (lower case) in a request as the peer read it.
+    fn header<'a>(request: &'a str, name: &str) -> Option<&'a str> {
+        request.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn received(peer: &Peer) -> Vec<String> {
+        peer.requests.try_iter().collect()
+    }
+
+    #[tokio::test]
+    async fn retries_are_off_by_default_one_attempt_without_the_new_headers() {
+        let peer = peer(status("503 Service Unavailable", "retry-after: 0\r\n"));
+        let manager = manager(peer.addr);
+        assert!(manager.retry_policy().is_none() && manager.retry_budget().is_none());
+        let delivery = manager.replenish("123", "req-1").await;
+        assert_eq!(delivery.result.unwrap_err().status(), Some(503));
+        assert_eq!(delivery.attempts, 1);
+        assert_eq!(delivery.idempotency_key, None);
+        assert!(!delivery.budget_denied && !delivery.deadline_denied);
+        manager
+            .request_stock_replenishment("123")
+            .await
+            .unwrap_err();
+        let requests = received(&peer);
+        assert_eq!(requests.len(), 2, "one attempt per call");
+        for request in &requests {
+            assert_eq!(header(request, wire::IDEMPOTENCY_KEY_HEADER), None);
+            assert_eq!(header(request, wire::REQUEST_BUDGET_HEADER), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn every_attempt_carries_the_same_key_and_a_shrinking_budget() {
+        // The peer takes 20 ms per answer, so each attempt has visibly less time left.
+        let peer = scripted_peer(
+            vec![
+                status("503 Service Unavailable", ""),
+                status("409 Conflict", ""),
+                Some(CREATED.to_owned()),
+            ],
+            Duration::from_millis(20),
+        );
+        let manager = retrying(peer.addr, quick(), Duration::from_secs(2));
+        let delivery = manager.replenish("123", "req-7").await;
+        assert!(delivery.result.is_ok(), "{:?}", delivery.result);
+        assert_eq!(delivery.attempts, 3);
+        assert!(!delivery.replayed && !delivery.budget_denied && !delivery.deadline_denied);
+        let key = delivery.idempotency_key.expect("a key under a policy");
+        assert_eq!(key.get_version_num(), 4);
+        let requests = received(&peer);
+        assert_eq!(requests.len(), 3);
+        let mut budgets = Vec::new();
+        for request in &requests {
+            assert_eq!(
+                header(request, wire::IDEMPOTENCY_KEY_HEADER),
+                Some(format!("\"{key}\"").as_str()),
+                "{request}"
+            );
+            assert_eq!(header(request, wire::REQUEST_ID_HEADER), Some("req-7"));
+            assert!(request.ends_with("\r\n\r\n=123"), "{request}");
+            let budget: u64 = header(request, wire::REQUEST_BUDGET_HEADER)
+                .expect("a budget header")
+                .parse()
+                .unwrap();
+            budgets.push(budget);
+        }
+        // 2 s less the 5 % margin at most, and less on each attempt.
+        assert!(budgets[0] <= 1900 && budgets[0] > 1500, "{budgets:?}");
+        assert!(budgets.windows(2).all(|w| w[1] < w[0]), "{budgets:?}");
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_waited_out() {
+        let peer = scripted_peer(
+            vec![
+                status("503 Service Unavailable", "retry-after: 1\r\n"),
+                Some(CREATED.to_owned()),
+            ],
+            Duration::ZERO,
+        );
+        let manager = retrying(peer.addr, RetryPolicy::default(), DEFAULT_TIMEOUT);
+        let started = Instant::now();
+        let delivery = manager.replenish("123", "req-1").await;
+        let elapsed = started.elapsed();
+        assert!(delivery.result.is_ok(), "{:?}", delivery.result);
+        assert_eq!(delivery.attempts, 2);
+        assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+        // Retry-After plus at most the first retry's jitter ceiling (100 ms), plus slack.
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_request_the_server_calls_wrong_is_not_retried() {
+        for (line, code) in [
+            ("400 Bad Request", 400),
+            ("404 Not Found", 404),
+            ("413 Payload Too Large", 413),
+            ("422 Unprocessable Entity", 422),
+        ] {
+            let peer = peer(status(line, ""));
+            let delivery = retrying(peer.addr, quick(), DEFAULT_TIMEOUT)
+                .replenish("123", "req-1")
+                .await;
+            assert_eq!(delivery.result.unwrap_err().status(), Some(code));
+            assert_eq!(delivery.attempts, 1, "{code}");
+            assert!(!delivery.budget_denied && !delivery.deadline_denied);
+            assert_eq!(received(&peer).len(), 1, "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn when_attempts_run_out_the_last_error_is_returned() {
+        let peer = scripted_peer(
+            vec![
+                status("503 Service Unavailable", ""),
+                status("502 Bad Gateway", ""),
+                status("500 Internal Server Error", ""),
+                Some(CREATED.to_owned()),
+            ],
+            Duration::ZERO,
+        );
+        let manager = retrying(peer.addr, quick(), DEFAULT_TIMEOUT);
+        let delivery = manager.replenish("123", "req-1").await;
+        assert_eq!(delivery.result.unwrap_err().status(), Some(500));
+        assert_eq!(delivery.attempts, 3, "the default policy's limit");
+        assert!(!delivery.budget_denied && !delivery.deadline_denied);
+        assert_eq!(received(&peer).len(), 3);
+        // The plain call reports the same way, under the same policy.
+        let error = manager.request_stock_replenishment("1").await;
+        assert!(
+            error.is_ok(),
+            "the script's fourth answer is 201: {error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_retried_then_given_up() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let delivery = retrying(addr, quick(), DEFAULT_TIMEOUT)
+            .replenish("123", "req-1")
+            .await;
+        assert_eq!(delivery.result.unwrap_err().kind(), "connect");
+        assert_eq!(delivery.attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn a_broken_exchange_is_retried_and_a_replay_is_reported() {
+        // The first attempt is read and then the connection closed without an answer: the
+        // order may have been placed. The retry, same key, is answered from the record.
+        let peer = scripted_peer(
+            vec![None, status("201 Created", "idempotent-replayed: true\r\n")],
+            Duration::ZERO,
+        );
+        let delivery = retrying(peer.addr, quick(), DEFAULT_TIMEOUT)
+            .replenish("123", "req-1")
+            .await;
+        assert!(delivery.result.is_ok(), "{:?}", delivery.result);
+        assert_eq!(delivery.attempts, 2);
+        assert!(delivery.replayed);
+        let requests = received(&peer);
+        assert_eq!(
+            header(&requests[0], wire::IDEMPOTENCY_KEY_HEADER),
+            header(&requests[1], wire::IDEMPOTENCY_KEY_HEADER)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_retry_budget_keeps_a_failing_spike_from_multiplying() {
+        let peer = peer(status("503 Service Unavailable", ""));
+        let manager = retrying(peer.addr, quick(), DEFAULT_TIMEOUT);
+        const REQUESTS: u32 = 100;
+        // Concurrent calls on clones: they share one budget.
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..REQUESTS {
+            let manager = manager.clone();
+            calls.spawn(async move { manager.replenish("123", &format!("req-{n}")).await });
+        }
+        let (mut attempts, mut denied) = (0, 0);
+        while let Some(delivery) = calls.join_next().await {
+            let delivery = delivery.unwrap();
+            assert_eq!(delivery.result.unwrap_err().status(), Some(503));
+            attempts += delivery.attempts;
+            denied += u32::from(delivery.budget_denied);
+        }
+        // Initial allowance (max_attempts − 1 = 2) + 10 % of the requests, not 3×.
+        let bound = REQUESTS + REQUESTS / 10 + 2;
+        assert!(
+            (REQUESTS..=bound).contains(&attempts),
+            "{attempts} attempts for {REQUESTS} requests"
+        );
+        assert!(denied >= REQUESTS - (bound - REQUESTS), "{denied} denied");
+        assert_eq!(
+            received(&peer).len(),
+            attempts as usize,
+            "the server agrees"
+        );
+        assert!(manager.retry_budget().unwrap().tokens() < 1.0);
+    }
+
+    #[tokio::test]
+    async fn managers_can_share_one_budget() {
+        let url = BaseUrl::parse("http://127.0.0.1:1").unwrap();
+        let policy = RetryPolicy::default();
+        let budget = RetryBudget::new(&policy);
+        let build = || {
+            StockManager::builder(url.clone())
+                .retry_policy(Some(policy))
+                .retry_budget(budget.clone())
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (build(), build());
+        assert!(a.retry_budget().unwrap().try_withdraw());
+        assert!(b.retry_budget().unwrap().try_withdraw());
+        assert!(
+            !a.retry_budget().unwrap().try_withdraw(),
+            "both drew on one"
+        );
+        assert_eq!(a.retry_policy(), Some(&policy));
+    }
+
+    #[tokio::test]
+    async fn no_wait_runs_past_the_deadline() {
+        let peer = peer(status("503 Service Unavailable", "retry-after: 5\r\n"));
+        let manager = retrying(peer.addr, RetryPolicy::default(), Duration::from_secs(1));
+        let started = Instant::now();
+        let delivery = manager.replenish("123", "req-1").await;
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_millis(1200), "{elapsed:?}");
+        assert_eq!(delivery.result.unwrap_err().status(), Some(503));
+        assert_eq!(delivery.attempts, 1);
+        assert!(delivery.deadline_denied && !delivery.budget_denied);
+        // The retry that was not made cost no token: 2 initial + 0.1 deposited.
+        assert_eq!(manager.retry_budget().unwrap().tokens(), 2.1);
+    }
+
+    #[tokio::test]
+    async fn the_timeout_bounds_all_attempts_and_waits_together() {
+        // Each answer takes 150 ms and waits are up to 400 ms: ten attempts would need
+        // seconds, the timeout allows one.
+        let peer = scripted_peer(
+            vec![status("503 Service Unavailable", "")],
+            Duration::from_millis(150),
+        );
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(400),
+            max_delay: Duration::from_millis(400),
+            ..RetryPolicy::default()
+        };
+        let manager = retrying(peer.addr, policy, Duration::from_secs(1));
+        let started = Instant::now();
+        let delivery = manager.replenish("123", "req-1").await;
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_millis(1200), "{elapsed:?}");
+        assert!(delivery.attempts < 10, "{}", delivery.attempts);
+        // Ended by the deadline, not by the attempts or the budget (9 initial tokens): either
+        // a wait would have left too little time, or the last attempt, started with at least
+        // MIN_ATTEMPT_TIME left, was cut off at the deadline itself.
+        assert!(delivery.deadline_denied, "{delivery:?}");
+        let error = delivery.result.unwrap_err();
+        assert!(
+            error.status() == Some(503) || error.kind() == "timed_out",
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_under_a_policy_times_out_once_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let manager = retrying(
+            listener.local_addr().unwrap(),
+            RetryPolicy::default(),
+            Duration::from_millis(300),
+        );
+        let started = Instant::now();
+        let delivery = manager.replenish("123", "req-1").await;
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(290) && elapsed < Duration::from_secs(2),
+            "{elapsed:?}"
+        );
+        let error = delivery.result.unwrap_err();
+        assert_eq!(error.kind(), "timed_out");
+        assert_eq!(
+            error.to_string(),
+            "no answer from the purchasing API within 300ms (timed out)"
+        );
+        assert_eq!(delivery.attempts, 1);
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_single_attempt_policy_sends_the_headers_but_never_retries() {
+        let peer = peer(status("503 Service Unavailable", ""));
+        let delivery = retrying(
+            peer.addr,
+            RetryPolicy::with_max_attempts(1),
+            DEFAULT_TIMEOUT,
+        )
+        .replenish("123", "req-1")
+        .await;
+        assert_eq!(delivery.attempts, 1);
+        assert!(!delivery.budget_denied && !delivery.deadline_denied);
+        let requests = received(&peer);
+        assert_eq!(requests.len(), 1);
+        assert!(header(&requests[0], wire::IDEMPOTENCY_KEY_HEADER).is_some());
+        assert!(header(&requests[0], wire::REQUEST_BUDGET_HEADER).is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unsendable_request_id_makes_no_attempt_under_a_policy_either() {
+        let peer = peer(Some(CREATED.to_owned()));
+        let manager = retrying(peer.addr, quick(), DEFAULT_TIMEOUT);
+        let delivery = manager.replenish("123", "a\nb").await;
+        assert_eq!(delivery.result.unwrap_err().kind(), "invalid_request_id");
+        assert_eq!(delivery.attempts, 0);
+        assert_eq!(delivery.idempotency_key, None);
+        assert!(
+            peer.connections
+                .recv_timeout(Duration::from_millis(200))
+                .is_err()
+        );
+        assert_eq!(manager.retry_budget().unwrap().tokens(), 2.0, "no deposit");
+    }
+
+    #[test]
+    fn an_unusable_policy_is_refused_at_build() {
+        let url = BaseUrl::parse(DEFAULT_URL).unwrap();
+        let error = StockManager::builder(url)
+            .retry_policy(Some(RetryPolicy::with_max_attempts(11)))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(error, ConfigError::InvalidRetryPolicy { .. }),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "invalid retry policy: max_attempts is 11; it must be between 1 and 10"
+        );
     }
 }

@@ -3,6 +3,8 @@
 //! Everything here is a fact of the wire contract (DESIGN.md, "The wire contract"), kept in
 //! one place so the client and its tests cannot drift apart.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 /// The endpoint, relative to the API's base URL: the original controller's default route.
 pub const REPLENISHMENT_PATH: &str = "/api/StockReplenishmentRequests";
 
@@ -12,6 +14,22 @@ pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 /// The header that correlates one call across the client, the server's log and the
 /// load tester's records.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Sent under a retry policy: one key per logical request, the same on each of its attempts,
+/// so the server places the order once and replays the outcome to a retry (IETF httpapi
+/// draft "The Idempotency-Key HTTP Header Field"). See [`idempotency_key_value`].
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Sent under a retry policy: the whole milliseconds this attempt may still take, after a
+/// margin for the way back (see [`crate::retry::request_budget`]). A relative budget rather
+/// than an absolute deadline, so the client's and the server's clocks need not agree (as
+/// gRPC's `grpc-timeout`, Envoy's `x-envoy-expected-rq-timeout-ms`); the server's deadline
+/// is its arrival time plus this.
+pub const REQUEST_BUDGET_HEADER: &str = "x-request-budget-ms";
+
+/// The server's mark on an answer replayed from an earlier attempt with the same
+/// idempotency key: `Idempotent-Replayed: true`.
+pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// The most of a refusal's body the client reads: enough for any problem document, and a
 /// misbehaving server cannot make the client buffer without limit.
@@ -68,6 +86,86 @@ pub fn parse_rejection_body(
         return (None, detail);
     }
     (None, None)
+}
+
+/// The `Idempotency-Key` value for `key`: the draft makes the field a Structured Field
+/// String (RFC 8941), so the UUID goes in double quotes, e.g.
+/// `Idempotency-Key: "8e03978e-40d5-43e8-bc93-6894a57f9324"`.
+pub fn idempotency_key_value(key: &uuid::Uuid) -> String {
+    format!("\"{key}\"")
+}
+
+/// The `X-Request-Budget-Ms` value for `budget`: whole milliseconds, rounded down (a
+/// server must not believe it has more time than it has).
+pub fn request_budget_value(budget: Duration) -> String {
+    budget.as_millis().to_string()
+}
+
+/// Whether an `Idempotent-Replayed` value says "replayed": `true` (any case), or the
+/// Structured Field boolean `?1`.
+pub fn is_replayed(value: &str) -> bool {
+    let value = value.trim();
+    value.eq_ignore_ascii_case("true") || value == "?1"
+}
+
+/// How long a `Retry-After` value asks the client to wait, as of `now`: delta-seconds
+/// (`120`), or an HTTP-date in the IMF-fixdate form every sender must use
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`; a date in the past means "now"). Anything else — the
+/// obsolete RFC 850 and asctime date forms included — is ignored: `None`.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still "a very long time".
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = parse_imf_fixdate(value)?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` as a point in time (RFC 9110 §5.6.7).
+fn parse_imf_fixdate(text: &str) -> Option<SystemTime> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let b = text.as_bytes();
+    // ASCII first, so that slicing by byte position below cannot split a character.
+    if !text.is_ascii() || b.len() != 29 || &text[3..5] != ", " || &text[25..] != " GMT" {
+        return None;
+    }
+    if [7, 11, 16].iter().any(|&i| b[i] != b' ') || b[19] != b':' || b[22] != b':' {
+        return None;
+    }
+    DAYS.contains(&&text[..3]).then_some(())?;
+    let number = |range: std::ops::Range<usize>| -> Option<u64> {
+        let digits = &text[range];
+        digits
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let day = number(5..7)?;
+    let month = MONTHS.iter().position(|m| *m == &text[8..11])? as u64 + 1;
+    let year = number(12..16)?;
+    let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
+    if !(1..=31).contains(&day) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_since_epoch(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Days from 1970-01-01 to the given date, for years from 1970 (the civil-from-days
+/// algorithm of Howard Hinnant, restricted to the proleptic Gregorian calendar after 1970).
+fn days_since_epoch(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// `text` made safe for a one-line message: control characters (a newline from the server
@@ -152,6 +250,86 @@ mod tests {
             ),
             (None, Some("Failed to parse form".to_owned()))
         );
+    }
+
+    #[test]
+    fn idempotency_keys_are_structured_field_strings() {
+        let key = uuid::Uuid::parse_str("8e03978e-40d5-43e8-bc93-6894a57f9324").unwrap();
+        assert_eq!(
+            idempotency_key_value(&key),
+            r#""8e03978e-40d5-43e8-bc93-6894a57f9324""#
+        );
+    }
+
+    #[test]
+    fn budgets_are_whole_milliseconds_rounded_down() {
+        assert_eq!(
+            request_budget_value(Duration::from_micros(28_500_999)),
+            "28500"
+        );
+        assert_eq!(request_budget_value(Duration::ZERO), "0");
+    }
+
+    #[test]
+    fn replay_marks() {
+        assert!(is_replayed("true"));
+        assert!(is_replayed(" True "));
+        assert!(is_replayed("?1"));
+        assert!(!is_replayed("false"));
+        assert!(!is_replayed("?0"));
+        assert!(!is_replayed(""));
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        let now = SystemTime::now();
+        assert_eq!(parse_retry_after("1", now), Some(Duration::from_secs(1)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        for bad in ["", "-1", "1.5", "soon", "5s"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date() {
+        // 784111777 is Sun, 06 Nov 1994 08:49:37 GMT (RFC 9110's example).
+        let date = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let example = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(
+            parse_retry_after(example, date - Duration::from_secs(90)),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after(example, date + Duration::from_secs(5)),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        // Across a leap day and a century: 2000-03-01 00:00:00 is 951868800.
+        assert_eq!(
+            parse_retry_after("Wed, 01 Mar 2000 00:00:00 GMT", UNIX_EPOCH),
+            Some(Duration::from_secs(951_868_800))
+        );
+        for ignored in [
+            "Sunday, 06-Nov-94 08:49:37 GMT", // RFC 850
+            "Sun Nov  6 08:49:37 1994",       // asctime
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:49:37 GMT",
+            "Xyz, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 0x Nov 1994 08:49:37 GMT",
+            "Sün, 06 Nov 1994 08:49:37 GM", // 29 bytes, not ASCII
+        ] {
+            assert_eq!(parse_retry_after(ignored, UNIX_EPOCH), None, "{ignored:?}");
+        }
     }
 
     #[test]

@@ -82,3 +82,33 @@ fn codes_are_required() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn retries_are_tried_and_counted_on_the_line() {
+    let url = closed_url();
+    let output = inventory(&["request", "--url", &url, "--retries", "2", "a"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("failed  a  (request id "), "{stdout}");
+    assert!(
+        stdout.contains(", 3 attempts): could not connect to the purchasing API"),
+        "{stdout}"
+    );
+    // Still only refused connections: the hint is still given.
+    assert!(
+        text(&output.stderr).contains("is not reachable"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn too_many_retries_is_a_usage_error() {
+    let output = inventory(&["request", "--retries", "10", "a"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("--retries") && stderr.contains("0..=9"),
+        "{stderr}"
+    );
+}

@@ -1,19 +1,26 @@
-//! The router: routes, path matching, body limit and per-request ids, composed in one
-//! place so the whole HTTP surface can be read here.
+//! The router: routes, path matching, body limit, per-request ids, metrics and the
+//! opt-in protections, composed in one place so the whole HTTP surface can be read here.
+//!
+//! The faithful baseline is this same router with [`Protections::default()`]: no
+//! admission layer, no deadline layer, idempotency keys ignored.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, Uri};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use purchasing_persistence::PurchaseOrderStore;
 use tracing::Instrument;
 
+use crate::admission::{self, Admission, AdmissionLimits};
 use crate::body::MAX_BODY_BYTES;
+use crate::deadline::{self, Deadlines};
+use crate::limits::Sizing;
+use crate::metrics::{self, Metrics};
 use crate::routes::{self, health, orders};
 
 /// The correlation id header: taken from the client when it sends a sensible one,
@@ -26,20 +33,90 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Every path the router serves, in its canonical spelling.
-const ROUTES: [&str; 2] = [orders::PATH, health::PATH];
+const ROUTES: [&str; 3] = [orders::PATH, health::PATH, metrics::PATH];
 
-/// What the handlers share.
+/// The protections in force, resolved to numbers (`auto` already sized: see
+/// [`crate::server`]). The default is none: the faithful system.
+#[derive(Debug, Clone, Default)]
+pub struct Protections {
+    /// Admission control on the orders route.
+    pub admission: Option<AdmissionLimits>,
+    /// The server-side maximum request time; `Some` turns deadlines on.
+    pub max_request: Option<Duration>,
+    /// Honour `Idempotency-Key` (the store must have been opened with idempotency).
+    pub idempotency: bool,
+    /// One order's estimated time (delay + calibrated allocation): the room a deadline
+    /// must leave, and the base of `Retry-After`. Known when admission or deadlines are on.
+    pub work_estimate: Option<Duration>,
+    /// How `--max-in-flight auto` was sized, when it was.
+    pub sizing: Option<Sizing>,
+}
+
+/// What the handlers and layers share.
 #[derive(Clone)]
 pub struct AppState {
     /// The store is `Sync` and serialises its own appends; handlers share one instance.
     pub store: Arc<PurchaseOrderStore>,
+    /// Counters for `/metrics`, updated by the layers and the handler.
+    pub metrics: Arc<Metrics>,
+    /// Whether the orders handler reads the `Idempotency-Key` header.
+    pub idempotency: bool,
+    /// The admission controller, created once so its limit is global (see
+    /// [`crate::admission`]).
+    admission: Option<Arc<Admission>>,
+    deadlines: Option<Arc<Deadlines>>,
+}
+
+impl AppState {
+    /// The faithful system: no protection.
+    pub fn new(store: Arc<PurchaseOrderStore>) -> Self {
+        Self::with_protections(store, &Protections::default())
+    }
+
+    pub fn with_protections(store: Arc<PurchaseOrderStore>, protections: &Protections) -> Self {
+        let metrics = Arc::new(Metrics::new(store.workload().alloc_chars, protections));
+        let work_estimate = protections.work_estimate.unwrap_or_default();
+        Self {
+            admission: protections
+                .admission
+                .map(|limits| Arc::new(Admission::new(limits, work_estimate, metrics.clone()))),
+            deadlines: protections
+                .max_request
+                .map(|max| Arc::new(Deadlines::new(max, work_estimate, metrics.clone()))),
+            idempotency: protections.idempotency,
+            store,
+            metrics,
+        }
+    }
 }
 
 /// The complete application: everything [`crate::server`] serves and tests call.
 pub fn app(state: AppState) -> Router {
+    // The protections wrap the orders route only, so `/health` and `/metrics` never wait
+    // for an order slot. Each layer's state is an `Arc` created once in `AppState`, so
+    // axum rebuilding the route's service (per connection) still shares one limit.
+    // `route_layer`: a 405 on this path is answered without taking a slot. The last
+    // layer added runs first: deadline (sets it, refuses hopeless requests), then
+    // admission (slot or 503), then the handler.
+    let mut orders_route = post(orders::create);
+    if let Some(admission) = &state.admission {
+        orders_route = orders_route.route_layer(middleware::from_fn_with_state(
+            admission.clone(),
+            admission::admit,
+        ));
+    }
+    if let Some(deadlines) = &state.deadlines {
+        orders_route = orders_route.route_layer(middleware::from_fn_with_state(
+            deadlines.clone(),
+            deadline::enforce,
+        ));
+    }
+
+    let metrics = state.metrics.clone();
     let routes = Router::new()
-        .route(orders::PATH, post(orders::create))
+        .route(orders::PATH, orders_route)
         .route(health::PATH, get(health::health))
+        .route(metrics::PATH, get(metrics::render))
         .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::not_found)
         // axum's default limit is 2 MB; an order needs a few bytes.
@@ -49,8 +126,10 @@ pub fn app(state: AppState) -> Router {
     // Path rewriting must happen before routing, and a `Router::layer` only runs after
     // a route matched; so the routes sit inside an outer router as its fallback service
     // and the outer router's layers wrap all of it. (Layers run outermost-last-added.)
+    // Metrics sit inside the path rewriting, so every spelling counts as its route.
     Router::new()
         .fallback_service(routes)
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .layer(middleware::map_request(canonicalize_path))
         .layer(middleware::from_fn(request_span))
 }
@@ -106,7 +185,11 @@ async fn request_span(request: Request, next: Next) -> Response {
     let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
     span.record("latency_ms", latency_ms);
     span.in_scope(|| {
-        if status.is_server_error() {
+        if is_deliberate_refusal(status) {
+            // Shedding and deadlines answer many requests in a spike by design: each is
+            // counted in /metrics, and logged at info like any other request.
+            tracing::info!("request refused");
+        } else if status.is_server_error() {
             tracing::warn!("request failed");
         } else {
             tracing::info!("request finished");
@@ -117,6 +200,11 @@ async fn request_span(request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// 503 (shed) and 504 (deadline) are the protections working, not the server failing.
+fn is_deliberate_refusal(status: StatusCode) -> bool {
+    status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT
 }
 
 /// Visible ASCII only, bounded length: safe to log and to echo.

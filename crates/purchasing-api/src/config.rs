@@ -3,11 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use clap::builder::TypedValueParser as _;
+use clap::builder::{BoolishValueParser, TypedValueParser as _};
 use clap::{Parser, ValueEnum};
-use purchasing_persistence::{DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, Workload};
+use purchasing_persistence::{
+    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, StoreOptions, Workload,
+};
 
 /// Loopback by default: nothing outside this machine can reach a server started by
 /// accident. Inside a VM, pass `--bind 0.0.0.0:8080` so the inventory side can call it.
@@ -18,6 +21,16 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 
 const DEFAULT_DELAY_MS: u64 = DEFAULT_DELAY.as_millis() as u64;
+
+/// How long a queued order waits for a slot before it is refused. Short on purpose: the
+/// queue only absorbs the jitter of arrivals (a slot frees every `work / N`); a long wait
+/// just moves the overload into the client's timeout, where it costs more than a 503.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// `--protect`'s longest request: 10 s is about 17 faithful orders back to back, far above
+/// a healthy order's 0.6 s, and below the 100 s that clients such as `HttpClient` wait by
+/// default — so the server gives up before the client does and writes no ghost order.
+pub const PROTECT_MAX_REQUEST: Duration = Duration::from_secs(10);
 
 /// The purchasing API: receives stock-replenishment requests and writes purchase orders.
 #[derive(Debug, Clone, Parser)]
@@ -71,6 +84,158 @@ pub struct Config {
     /// Log line format on stderr.
     #[arg(long, env = "PURCHASING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    // Protections beyond the original (all off by default, so that without these flags
+    // the server is the faithful system). Each is explained where it is built: admission
+    // in `admission`, deadlines in `deadline`, sizing in `limits`.
+    /// Turn on the recommended protections: `--max-in-flight auto`, a queue as long as the
+    /// limit with a 250 ms wait, `--max-request-ms 10000`, `--idempotency` and `--durable`.
+    /// Any of them given explicitly still wins (e.g. `--protect --durable=false`).
+    // One switch, because the protections only work as a set: shedding without deadlines
+    // still does work for clients that left; retries without idempotency duplicate orders.
+    #[arg(long, env = "PURCHASING_PROTECT")]
+    pub protect: bool,
+
+    /// Admission control: at most N orders in progress at once in this process (`auto`:
+    /// as many as the memory limit and the CPUs allow; `off`: no limit). Orders beyond N
+    /// wait in a short queue, then get 503 with Retry-After, without any work done.
+    // The faithful server accepts everything and dies of the 150 MB per order; a limit
+    // turns that crash into fast, retryable refusals of the excess.
+    #[arg(long, env = "PURCHASING_MAX_IN_FLIGHT", value_name = "N|auto|off")]
+    pub max_in_flight: Option<MaxInFlight>,
+
+    /// Orders that may wait for a slot when all N are taken [default: N]. 0 refuses at
+    /// once. Needs admission control (`--max-in-flight` or `--protect`).
+    // A small queue keeps the slots busy between one order finishing and the next
+    // arriving; a long one only adds latency and holds connections.
+    #[arg(long, env = "PURCHASING_QUEUE", value_name = "N")]
+    pub queue: Option<usize>,
+
+    /// Longest an order waits in the queue before it is refused with 503 [default: 250].
+    /// Needs admission control.
+    #[arg(long, env = "PURCHASING_QUEUE_TIMEOUT_MS", value_name = "MS")]
+    pub queue_timeout_ms: Option<u64>,
+
+    /// Deadlines: the longest a request may take, in ms (`off`: none). Turns on the
+    /// client's `X-Request-Budget-Ms` header (ignored without this flag); an order whose
+    /// deadline cannot be met gets 504 and nothing is recorded.
+    // Work finished after the client gave up is a ghost order: paid for, never
+    // acknowledged, often retried. A deadline lets the server refuse it instead.
+    #[arg(long, env = "PURCHASING_MAX_REQUEST_MS", value_name = "MS|off")]
+    pub max_request_ms: Option<MaxRequest>,
+
+    /// Honour the `Idempotency-Key` header (ignored without this flag): a repeated key
+    /// replays the first outcome and writes no second order, also after a restart. Keys
+    /// are kept in a journal beside the orders file.
+    // What makes a client's retry of a POST safe: without it a retry after a lost
+    // response writes the order twice.
+    #[arg(
+        long,
+        env = "PURCHASING_IDEMPOTENCY",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub idempotency: Option<bool>,
+
+    /// Make 201 mean "on disk": sync the orders file (and the idempotency journal) before
+    /// answering. Costs a disk flush per order.
+    // Without it a 201 means "in the page cache": a power cut or a VM reset can lose
+    // acknowledged orders.
+    #[arg(
+        long,
+        env = "PURCHASING_DURABLE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub durable: Option<bool>,
+}
+
+/// `--max-in-flight`: a number, `auto` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxInFlight {
+    Off,
+    Auto,
+    Fixed(usize),
+}
+
+impl FromStr for MaxInFlight {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            n => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Self::Fixed(n)),
+                _ => Err(format!(
+                    "{s:?} is not a limit: use a number of orders (1 or more), `auto` or `off`"
+                )),
+            },
+        }
+    }
+}
+
+/// `--max-request-ms`: milliseconds or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxRequest {
+    Off,
+    Millis(u64),
+}
+
+impl FromStr for MaxRequest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "off" => Ok(Self::Off),
+            n => match n.parse::<u64>() {
+                Ok(ms) if ms >= 1 => Ok(Self::Millis(ms)),
+                _ => Err(format!(
+                    "{s:?} is not a duration: use milliseconds (1 or more) or `off`"
+                )),
+            },
+        }
+    }
+}
+
+/// How many orders admission control lets in; `auto` is resolved at start-up, when the
+/// process can measure its limits (see [`crate::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlightLimit {
+    Auto,
+    Fixed(usize),
+}
+
+/// Admission control as the flags ask for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionSettings {
+    pub max_in_flight: InFlightLimit,
+    /// `None`: as long as the resolved limit.
+    pub queue: Option<usize>,
+    pub queue_timeout: Duration,
+}
+
+/// The protections the flags ask for, with `--protect`'s defaults filled in and explicit
+/// flags winning. `None` / `false` everywhere is the faithful system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProtectionSettings {
+    pub admission: Option<AdmissionSettings>,
+    /// The server-side maximum time of a request; `Some` turns deadlines on.
+    pub max_request: Option<Duration>,
+    pub store: StoreOptions,
+}
+
+impl ProtectionSettings {
+    /// True when any protection that needs the work-time estimate is on.
+    pub fn needs_work_estimate(&self) -> bool {
+        self.admission.is_some() || self.max_request.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,6 +254,52 @@ impl Config {
             release_early: self.release_early,
         }
     }
+
+    /// Resolves the protection flags. Fails, with a message for the person at the
+    /// terminal, on combinations that would silently do nothing.
+    pub fn protections(&self) -> Result<ProtectionSettings, String> {
+        let protect = self.protect;
+        let max_in_flight = self.max_in_flight.unwrap_or(if protect {
+            MaxInFlight::Auto
+        } else {
+            MaxInFlight::Off
+        });
+        let admission = match max_in_flight {
+            MaxInFlight::Off => {
+                if self.queue.is_some() || self.queue_timeout_ms.is_some() {
+                    return Err(
+                        "--queue and --queue-timeout-ms need admission control: add \
+                         --max-in-flight N (or auto), or --protect"
+                            .into(),
+                    );
+                }
+                None
+            }
+            MaxInFlight::Auto | MaxInFlight::Fixed(_) => Some(AdmissionSettings {
+                max_in_flight: match max_in_flight {
+                    MaxInFlight::Fixed(n) => InFlightLimit::Fixed(n),
+                    _ => InFlightLimit::Auto,
+                },
+                queue: self.queue,
+                queue_timeout: self
+                    .queue_timeout_ms
+                    .map_or(DEFAULT_QUEUE_TIMEOUT, Duration::from_millis),
+            }),
+        };
+        let max_request = match self.max_request_ms {
+            Some(MaxRequest::Millis(ms)) => Some(Duration::from_millis(ms)),
+            Some(MaxRequest::Off) => None,
+            None => protect.then_some(PROTECT_MAX_REQUEST),
+        };
+        Ok(ProtectionSettings {
+            admission,
+            max_request,
+            store: StoreOptions {
+                durable: self.durable.unwrap_or(protect),
+                idempotency: self.idempotency.unwrap_or(protect),
+            },
+        })
+    }
 }
 
 #[cfg(test)]
@@ -102,6 +313,93 @@ mod tests {
         assert_eq!(config.orders_file, PathBuf::from("PurchaseOrders.txt"));
         assert_eq!(config.workload(), Workload::default());
         assert_eq!(config.max_blocking_threads, 512);
+        // No protection at all: the faithful system.
+        assert_eq!(config.protections().unwrap(), ProtectionSettings::default());
+    }
+
+    fn protections(args: &[&str]) -> Result<ProtectionSettings, String> {
+        let mut argv = vec!["purchasing-api"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .protections()
+    }
+
+    #[test]
+    fn protect_turns_on_the_recommended_set() {
+        let p = protections(&["--protect"]).unwrap();
+        assert_eq!(
+            p.admission,
+            Some(AdmissionSettings {
+                max_in_flight: InFlightLimit::Auto,
+                queue: None,
+                queue_timeout: Duration::from_millis(250),
+            })
+        );
+        assert_eq!(p.max_request, Some(Duration::from_secs(10)));
+        assert_eq!(
+            p.store,
+            StoreOptions {
+                durable: true,
+                idempotency: true
+            }
+        );
+    }
+
+    #[test]
+    fn explicit_flags_override_protect() {
+        let p = protections(&[
+            "--protect",
+            "--max-in-flight",
+            "4",
+            "--queue",
+            "0",
+            "--queue-timeout-ms",
+            "50",
+            "--max-request-ms",
+            "off",
+            "--durable=false",
+        ])
+        .unwrap();
+        let admission = p.admission.unwrap();
+        assert_eq!(admission.max_in_flight, InFlightLimit::Fixed(4));
+        assert_eq!(admission.queue, Some(0));
+        assert_eq!(admission.queue_timeout, Duration::from_millis(50));
+        assert_eq!(p.max_request, None);
+        assert!(!p.store.durable);
+        assert!(p.store.idempotency);
+
+        let p = protections(&["--protect", "--max-in-flight", "off"]).unwrap();
+        assert_eq!(p.admission, None);
+    }
+
+    #[test]
+    fn each_protection_alone() {
+        let p = protections(&["--max-in-flight", "2"]).unwrap();
+        assert_eq!(p.admission.unwrap().max_in_flight, InFlightLimit::Fixed(2));
+        assert_eq!(p.max_request, None);
+        assert_eq!(p.store, StoreOptions::default());
+
+        let p = protections(&["--max-request-ms", "300"]).unwrap();
+        assert_eq!(p.admission, None);
+        assert_eq!(p.max_request, Some(Duration::from_millis(300)));
+
+        let p = protections(&["--idempotency", "--durable"]).unwrap();
+        assert_eq!(
+            p.store,
+            StoreOptions {
+                durable: true,
+                idempotency: true
+            }
+        );
+        assert_eq!(p.admission, None);
+    }
+
+    #[test]
+    fn queue_without_admission_is_refused() {
+        let err = protections(&["--queue", "3"]).unwrap_err();
+        assert!(err.contains("--max-in-flight"), "{err}");
+        assert!(protections(&["--queue-timeout-ms", "3"]).is_err());
     }
 
     #[test]
@@ -135,6 +433,10 @@ mod tests {
             &["purchasing-api", "--bind", "localhost"][..],
             &["purchasing-api", "--max-blocking-threads", "0"],
             &["purchasing-api", "--delay-ms", "-1"],
+            &["purchasing-api", "--max-in-flight", "0"],
+            &["purchasing-api", "--max-in-flight", "many"],
+            &["purchasing-api", "--max-request-ms", "0"],
+            &["purchasing-api", "--durable=perhaps"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -9,15 +9,29 @@
 //! * [`app`] — the router: routes, case-insensitive paths, body limit, request ids;
 //! * [`routes`] — the handlers; [`body`] — decoding the request body into an item code;
 //! * [`problem`] — every error response, as RFC 9457 `application/problem+json`;
-//! * [`server`] — binding, serving, graceful shutdown; [`telemetry`] — logging.
+//! * [`server`] — binding, serving, graceful shutdown; [`telemetry`] — logging;
+//! * [`metrics`] — `GET /metrics` in the Prometheus text format.
+//!
+//! Opt-in protections beyond the original (all off by default; `--protect` turns on the
+//! recommended set), each a module composed in [`app`]:
+//!
+//! * [`admission`] — at most N orders in progress, a short queue, fast 503s;
+//! * [`limits`] — the memory and CPU limits the process runs under, and `auto` sizing;
+//! * [`deadline`] — the client's time budget: no work for requests that cannot finish;
+//! * [`idempotency`] — the `Idempotency-Key` header (the keys are kept by the store).
 
+pub mod admission;
 pub mod app;
 pub mod body;
 pub mod config;
+pub mod deadline;
+pub mod idempotency;
+pub mod limits;
+pub mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
 
-pub use app::{AppState, app};
+pub use app::{AppState, Protections, app};
 pub use config::Config;

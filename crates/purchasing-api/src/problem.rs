@@ -17,6 +17,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub struct Problem {
     pub status: StatusCode,
     pub detail: String,
+    /// Seconds for the `Retry-After` header (RFC 9110 §10.2.3), when the client should
+    /// retry later rather than never: a shed order (503) or a key still in progress (409).
+    pub retry_after_secs: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -33,7 +36,14 @@ impl Problem {
         Self {
             status,
             detail: detail.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// Adds `Retry-After: secs` (at least 1: "0" would invite an immediate retry storm).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -59,9 +69,11 @@ impl IntoResponse for Problem {
             detail: &self.detail,
         };
         let mut response = (self.status, Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }

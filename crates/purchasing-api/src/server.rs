@@ -9,8 +9,10 @@ use anyhow::Context;
 use purchasing_persistence::PurchaseOrderStore;
 use tokio::net::TcpListener;
 
-use crate::app::{AppState, app};
-use crate::config::Config;
+use crate::admission::AdmissionLimits;
+use crate::app::{AppState, Protections, app};
+use crate::config::{Config, InFlightLimit, ProtectionSettings};
+use crate::limits::{self, Environment, MAX_AUTO_IN_FLIGHT, SizingInputs};
 
 /// Runs the server described by `config` until SIGINT or SIGTERM. Builds its own tokio
 /// runtime so the blocking-pool size can be set from the configuration.
@@ -35,11 +37,18 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let settings = config.protections().map_err(anyhow::Error::msg)?;
     // Open the orders file first: a server that cannot write orders must not start and
     // then fail every request.
-    let store = PurchaseOrderStore::open(&config.orders_file, config.workload()).with_context(
+    let store = PurchaseOrderStore::open_with(
+        &config.orders_file,
+        config.workload(),
+        settings.store,
+    )
+    .with_context(
         || "check that the directory exists and is writable, or choose another --orders-file",
     )?;
+    let protections = resolve(&config, &settings).await?;
     let listener = bind(config.bind).await?;
     let addr = listener
         .local_addr()
@@ -52,6 +61,12 @@ pub async fn serve(
         delay_ms = config.delay_ms,
         release_early = config.release_early,
         max_blocking_threads = config.max_blocking_threads,
+        max_in_flight = protections.admission.map(|a| a.max_in_flight),
+        queue = protections.admission.map(|a| a.queue),
+        queue_timeout_ms = protections.admission.map(|a| a.queue_timeout.as_millis() as u64),
+        max_request_ms = protections.max_request.map(|d| d.as_millis() as u64),
+        idempotency = settings.store.idempotency,
+        durable = settings.store.durable,
         "purchasing API ready"
     );
     // The one line on stdout: tools and tests read the real port from it.
@@ -61,14 +76,92 @@ pub async fn serve(
         .context("cannot write to stdout")?;
     drop(stdout);
 
-    let state = AppState {
-        store: Arc::new(store),
-    };
+    let state = AppState::with_protections(Arc::new(store), &protections);
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
         .context("the server stopped unexpectedly")?;
     Ok(())
+}
+
+/// Turns the protection flags into numbers. Measures only when a protection needs it, so
+/// the faithful configuration starts exactly as before: without a calibration allocation.
+async fn resolve(config: &Config, settings: &ProtectionSettings) -> anyhow::Result<Protections> {
+    let mut protections = Protections {
+        max_request: settings.max_request,
+        idempotency: settings.store.idempotency,
+        ..Protections::default()
+    };
+    if !settings.needs_work_estimate() {
+        return Ok(protections);
+    }
+
+    let workload = config.workload();
+    let auto = settings
+        .admission
+        .is_some_and(|a| a.max_in_flight == InFlightLimit::Auto);
+    // Reading /proc and timing an allocation block: done on the blocking pool.
+    let (baseline_rss, alloc_time, environment) = tokio::task::spawn_blocking(move || {
+        // The baseline is measured before the calibration allocates anything.
+        let baseline_rss = limits::resident_memory_bytes().unwrap_or(0);
+        let alloc_time = limits::calibrate_alloc_time(workload.alloc_chars);
+        (baseline_rss, alloc_time, auto.then(Environment::discover))
+    })
+    .await
+    .context("cannot measure the process's limits")?;
+    let work_estimate = workload.delay + alloc_time;
+    protections.work_estimate = Some(work_estimate);
+    tracing::info!(
+        alloc_chars = workload.alloc_chars,
+        alloc_ms = alloc_time.as_secs_f64() * 1e3,
+        delay_ms = workload.delay.as_millis() as u64,
+        work_estimate_ms = work_estimate.as_secs_f64() * 1e3,
+        "calibrated the cost of one order"
+    );
+
+    if let Some(admission) = settings.admission {
+        let max_in_flight = match (admission.max_in_flight, environment) {
+            (InFlightLimit::Fixed(n), _) => n,
+            (InFlightLimit::Auto, environment) => {
+                let environment = environment.unwrap_or_else(Environment::discover);
+                let sizing = limits::size(SizingInputs {
+                    memory_limit_bytes: environment.memory.value,
+                    baseline_rss_bytes: baseline_rss,
+                    alloc_chars: workload.alloc_chars,
+                    cpus: environment.cpus.value,
+                    delay: workload.delay,
+                    alloc_time,
+                    // More admitted orders than blocking threads would only queue in the
+                    // pool, holding their slot without running.
+                    cap: MAX_AUTO_IN_FLIGHT.min(config.max_blocking_threads),
+                });
+                tracing::info!(
+                    max_in_flight = sizing.max_in_flight,
+                    n_mem = sizing.n_mem,
+                    n_cpu = sizing.n_cpu,
+                    cap = sizing.inputs.cap,
+                    memory_limit_bytes = environment.memory.value,
+                    memory_limit_source = %environment.memory.source,
+                    baseline_rss_bytes = baseline_rss,
+                    memory_share = limits::MEMORY_SHARE,
+                    cpus = environment.cpus.value,
+                    cpus_source = %environment.cpus.source,
+                    "sized admission control: max_in_flight = max(1, min(n_mem, n_cpu, cap)), \
+                     n_mem = floor((memory_share * memory_limit - baseline_rss) / alloc_chars), \
+                     n_cpu = ceil(cpus * (delay + alloc) / alloc)"
+                );
+                let n = sizing.max_in_flight;
+                protections.sizing = Some(sizing);
+                n
+            }
+        };
+        protections.admission = Some(AdmissionLimits {
+            max_in_flight,
+            queue: admission.queue.unwrap_or(max_in_flight),
+            queue_timeout: admission.queue_timeout,
+        });
+    }
+    Ok(protections)
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

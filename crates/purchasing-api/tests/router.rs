@@ -30,9 +30,7 @@ fn test_app() -> TestApp {
     let path = dir.path().join("PurchaseOrders.txt");
     let store = PurchaseOrderStore::open(&path, TINY).unwrap();
     TestApp {
-        router: app(AppState {
-            store: Arc::new(store),
-        }),
+        router: app(AppState::new(Arc::new(store))),
         path,
         _dir: dir,
     }
@@ -169,9 +167,7 @@ async fn oversized_body_is_413_before_any_work() {
 async fn store_failure_is_500_and_the_app_keeps_serving() {
     // /dev/full opens fine and fails every write with ENOSPC.
     let store = PurchaseOrderStore::open("/dev/full", TINY).unwrap();
-    let router = app(AppState {
-        store: Arc::new(store),
-    });
+    let router = app(AppState::new(Arc::new(store)));
     let response = router
         .clone()
         .oneshot(post("/api/StockReplenishmentRequests", FORM, "=1"))

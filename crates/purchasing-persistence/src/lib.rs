@@ -1,26 +1,40 @@
 //! The purchasing side's persistence: the Rust counterpart of the original
 //! `Enterprise.Purchasing.Persistence.PurchaseOrderStore`.
 //!
-//! This crate owns three facts that everyone else imports rather than restates:
+//! This crate owns the facts that everyone else imports rather than restates:
 //!
 //! * [`ItemCode`] — what a valid item code is (a security boundary: codes land in a
 //!   line-oriented file, so a newline inside one would forge an order);
 //! * [`order_line`] — the exact line written per purchase order, and the parser that
 //!   reads an orders file back (the load-test reconciliation uses it);
 //! * [`Workload`] — the simulated expensive work per order and its defaults
-//!   (150,000,000 characters held for 500 ms).
+//!   (150,000,000 characters held for 500 ms);
+//! * [`idempotency`] — what an idempotency key is, the journal beside the orders file
+//!   that remembers keys across restarts, and its recovery rule.
+//!
+//! [`PurchaseOrderStore::open`] with [`PurchaseOrderStore::submit_purchase_order`] is the
+//! faithful store. Protections are opt-in and never change the orders file's format:
+//!
+//! * a deadline per submit ([`SubmitOptions::deadline`]): checked before the work and
+//!   again just before the append, so an abandoned request leaves no ghost order;
+//! * idempotency keys ([`StoreOptions::idempotency`], [`SubmitOptions::key`]): a keyed
+//!   order is written at most once, also across restarts and crashes;
+//! * durable acknowledgements ([`StoreOptions::durable`]): a success means the order is
+//!   on disk, not only in the page cache.
 //!
 //! It depends on `std` only (plus an error derive): no async runtime, no HTTP. The store
 //! blocks its calling thread exactly like the original's `Thread.Sleep`, so async callers
 //! must run it on a blocking pool.
 
+pub mod idempotency;
 mod item_code;
 pub mod order_line;
 mod store;
 
+pub use idempotency::{IDEMPOTENCY_KEY_EXPIRY, IdempotencyKey, JournalRecovery};
 pub use item_code::{ItemCode, ItemCodeError, MAX_ITEM_CODE_CHARS};
 pub use order_line::{MalformedLine, OrdersFile, format_line, parse_line, read_orders_file};
 pub use store::{
-    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, IdempotencyKey, PurchaseOrderStore,
-    StoreError, StoreOptions, SubmitOptions, Submitted, Workload,
+    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, PurchaseOrderStore, StoreError,
+    StoreOptions, SubmitOptions, Submitted, Workload,
 };

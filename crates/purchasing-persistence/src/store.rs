@@ -1,12 +1,14 @@
-//! `PurchaseOrderStore`: the literal translation of the original's `SubmitPurchaseOrder`.
+//! `PurchaseOrderStore`: the literal translation of the original's `SubmitPurchaseOrder`,
+//! plus the opt-in protections (deadlines, idempotency keys, durable acknowledgements).
 
 use std::collections::TryReserveError;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::idempotency::{Begin, IdempotencyKey, Journal, JournalRecovery, KeyIndex};
 use crate::{ItemCode, order_line};
 
 /// Characters allocated per order by default: the article's `new string('a', 150000000)`.
@@ -53,10 +55,12 @@ impl Default for Workload {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreOptions {
     /// `sync_data` the orders file (and the idempotency journal) before a submit returns,
-    /// so a success means "on disk", not "in the page cache".
+    /// so a success means "on disk", not "in the page cache". Without it, a success means
+    /// the line is in the operating system's page cache: it survives a crash of this
+    /// process (kill -9) but not a power loss or a kernel crash.
     pub durable: bool,
     /// Keep an idempotency journal beside the orders file so a keyed order is written at
-    /// most once, also across restarts.
+    /// most once, also across restarts (see [`crate::idempotency`]).
     pub idempotency: bool,
 }
 
@@ -66,12 +70,13 @@ pub struct SubmitOptions<'a> {
     /// Past this instant the order must not be written: checked before the work starts and
     /// again just before the append, so an abandoned request leaves no ghost order.
     pub deadline: Option<std::time::Instant>,
-    /// The client's idempotency key (needs [`StoreOptions::idempotency`]).
+    /// The client's idempotency key. Ignored unless the store was opened with
+    /// [`StoreOptions::idempotency`]: without a journal a key could promise nothing.
     pub key: Option<&'a IdempotencyKey>,
 }
 
 /// What a successful submit did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Submitted {
     /// The order line was appended.
     Written,
@@ -80,33 +85,15 @@ pub enum Submitted {
     Replayed,
 }
 
-/// A client-chosen idempotency key: 1–255 visible ASCII characters (a UUID in practice).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    pub const MAX_LEN: usize = 255;
-
-    pub fn parse(key: &str) -> Result<Self, String> {
-        if key.is_empty() || key.len() > Self::MAX_LEN || !key.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(format!(
-                "an idempotency key is 1 to {} visible ASCII characters (a UUID, say)",
-                Self::MAX_LEN
-            ));
-        }
-        Ok(Self(key.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Why an order could not be stored. Nothing was written to the file in any case.
+/// Why an order could not be stored.
+///
+/// Nothing was written to the orders file, with one exception: an `Io` error whose
+/// `action` is `"sync"` on the orders file means the line was appended but could not be
+/// confirmed on disk (durable mode); whether it survives is unknown.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The submit's deadline passed before the order could be written.
+    /// The submit's deadline passed before the order could be written. `stage` is
+    /// [`StoreError::DEADLINE_BEFORE_WORK`] or [`StoreError::DEADLINE_BEFORE_WRITE`].
     #[error("the deadline passed {stage}; the order was not written")]
     DeadlineExceeded { stage: &'static str },
     /// Another submit with this key is still in progress.
@@ -122,8 +109,9 @@ pub enum StoreError {
         chars: usize,
         source: TryReserveError,
     },
-    /// The orders file could not be opened, locked, written or read.
-    #[error("cannot {action} orders file {}: {source}", path.display())]
+    /// A file (the orders file, the idempotency journal or its directory) could not be
+    /// opened, locked, written, synced or read. `path` says which.
+    #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -131,20 +119,51 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// [`StoreError::DeadlineExceeded`] stage: the deadline had passed when the submit
+    /// started; nothing was allocated.
+    pub const DEADLINE_BEFORE_WORK: &'static str = "before the work started";
+    /// [`StoreError::DeadlineExceeded`] stage: the work was done, but the deadline passed
+    /// before the order line could be appended; it was not appended.
+    pub const DEADLINE_BEFORE_WRITE: &'static str = "before the order was written";
+}
+
+/// The idempotency machinery of a store opened with [`StoreOptions::idempotency`].
+#[derive(Debug)]
+struct Idempotency {
+    /// Which keys are in progress or completed, with their item codes.
+    index: KeyIndex,
+    /// Makes completed keys survive a restart.
+    journal: Journal,
+    /// What opening the journal found, kept for the start-up log.
+    recovery: JournalRecovery,
+}
+
 /// Writes purchase orders to a text file, one line each, after doing the simulated work.
 ///
 /// Safe to share between threads (`&self` methods) and between processes writing the
 /// same file: each append happens under an in-process mutex *and* an exclusive OS
 /// advisory lock on the file, and is a single `write` of the whole line.
+///
+/// Opened with [`PurchaseOrderStore::open`] (or [`PurchaseOrderStore::open_with`] and
+/// default options) it is the faithful store. [`StoreOptions`] and [`SubmitOptions`] opt
+/// in to deadlines, idempotency keys and durable acknowledgements; none of them changes
+/// the orders file's format.
 #[derive(Debug)]
 pub struct PurchaseOrderStore {
+    /// The orders file: the spec, one line per order, never another format.
     path: PathBuf,
     workload: Workload,
+    /// Which opt-in protections apply to every submit (none: the faithful store).
+    options: StoreOptions,
     /// The original's `lock (SyncRoot)`: serialises appends inside this process. The
     /// OS lock below would also do so on Linux (flock locks conflict between two opens
     /// in one process), but not on every platform and not for every lock kind; keeping
-    /// the explicit mutex makes the intent independent of that detail.
+    /// the explicit mutex makes the intent independent of that detail. It also serialises
+    /// the idempotency journal's appends, which happen under it.
     append_lock: Mutex<()>,
+    /// `Some` iff [`StoreOptions::idempotency`].
+    idempotency: Option<Idempotency>,
 }
 
 impl PurchaseOrderStore {
@@ -152,12 +171,47 @@ impl PurchaseOrderStore {
     /// the file cannot be opened for append, so a server can refuse to start rather than
     /// fail every order later.
     pub fn open(path: impl Into<PathBuf>, workload: Workload) -> Result<Self, StoreError> {
-        let store = Self {
+        Self::open_with(path, workload, StoreOptions::default())
+    }
+
+    /// Like [`PurchaseOrderStore::open`], with the opt-in protections of `options`.
+    ///
+    /// With `durable`, a newly created orders file (and journal) has its directory synced,
+    /// so the file's name survives a power loss too. With `idempotency`, the journal beside
+    /// the orders file ([`crate::idempotency::journal_path`]) is recovered before this
+    /// returns: records whose order line is not in the orders file, a torn last record and
+    /// records older than [`crate::IDEMPOTENCY_KEY_EXPIRY`] are dropped and the journal is
+    /// rewritten without them ([`PurchaseOrderStore::journal_recovery`] says what was
+    /// found). A journal line that is not a record is an error naming the file and line.
+    pub fn open_with(
+        path: impl Into<PathBuf>,
+        workload: Workload,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let mut store = Self {
             path: path.into(),
             workload,
+            options,
             append_lock: Mutex::new(()),
+            idempotency: None,
         };
-        store.open_for_append()?;
+        let file = if options.durable {
+            store.create_durably()?
+        } else {
+            store.open_for_append()?
+        };
+        if options.idempotency {
+            // Hold the orders file's OS lock while the journal is checked against it, so
+            // no other process appends in between. Released when `file` is dropped.
+            file.lock()
+                .map_err(|source| store.io_error("lock", source))?;
+            let (journal, index, recovery) = Journal::open(&store.path, options.durable)?;
+            store.idempotency = Some(Idempotency {
+                index,
+                journal,
+                recovery,
+            });
+        }
         Ok(store)
     }
 
@@ -169,32 +223,72 @@ impl PurchaseOrderStore {
         self.workload
     }
 
-    /// INTERFACE STUB (being implemented): opens a store with options; today it ignores them.
-    pub fn open_with(
-        path: impl Into<PathBuf>,
-        workload: Workload,
-        _options: StoreOptions,
-    ) -> Result<Self, StoreError> {
-        Self::open(path, workload)
+    /// The protections this store was opened with.
+    pub fn options(&self) -> StoreOptions {
+        self.options
     }
 
-    /// INTERFACE STUB (being implemented): a submit that honours a deadline and an
-    /// idempotency key; today it ignores both.
+    /// The idempotency journal's path, `None` when idempotency is off.
+    pub fn idempotency_journal_path(&self) -> Option<&Path> {
+        self.idempotency.as_ref().map(|i| i.journal.path())
+    }
+
+    /// What recovering the journal found at open, `None` when idempotency is off.
+    pub fn journal_recovery(&self) -> Option<JournalRecovery> {
+        self.idempotency.as_ref().map(|i| i.recovery)
+    }
+
+    /// Keys whose submit is doing its work now (0 when idempotency is off). Also counts a
+    /// key whose line was written but could not be synced: its outcome is unknown until a
+    /// restart, so it answers `KeyInProgress` rather than risk a duplicate or a false
+    /// replay.
+    pub fn keys_in_progress(&self) -> usize {
+        self.idempotency
+            .as_ref()
+            .map_or(0, |i| i.index.in_progress())
+    }
+
+    /// Keys remembered, in progress or completed (0 when idempotency is off). A running
+    /// store keeps every key; expired ones are dropped at the next open.
+    pub fn keys_known(&self) -> usize {
+        self.idempotency.as_ref().map_or(0, |i| i.index.known())
+    }
+
+    /// Records one purchase order like [`PurchaseOrderStore::submit_purchase_order`],
+    /// honouring a deadline and an idempotency key.
+    ///
+    /// In order: a deadline already past returns [`StoreError::DeadlineExceeded`] before
+    /// anything is allocated; a key is looked up ([`Submitted::Replayed`] at once for a
+    /// completed key with the same code, [`StoreError::KeyReused`] for another code,
+    /// [`StoreError::KeyInProgress`] while its first submit runs); the work is done; under
+    /// the append lock the deadline is checked again, and the order line is appended (after
+    /// its journal record when keyed) and, if durable, synced. Any failure before the line
+    /// is written releases the key so a retry can do the work.
+    ///
+    /// Blocks the calling thread for at least the workload's delay, except when it
+    /// returns early as above.
     pub fn submit(
         &self,
         code: &ItemCode,
-        _options: SubmitOptions<'_>,
+        options: SubmitOptions<'_>,
     ) -> Result<Submitted, StoreError> {
-        self.submit_purchase_order(code)
-            .map(|()| Submitted::Written)
-    }
+        if deadline_passed(options.deadline) {
+            return Err(StoreError::DeadlineExceeded {
+                stage: StoreError::DEADLINE_BEFORE_WORK,
+            });
+        }
+        // A key given to a store without idempotency is ignored: with no journal it could
+        // promise nothing, and refusing it would make the header an error on a faithful
+        // server.
+        let claim = match (options.key, &self.idempotency) {
+            (Some(key), Some(idempotency)) => match idempotency.index.begin(key, code)? {
+                Begin::Replay => return Ok(Submitted::Replayed),
+                Begin::DoTheWork => Some(Claim::new(&idempotency.index, key)),
+            },
+            _ => None,
+        };
 
-    /// Records one purchase order: allocate and fill `alloc_chars` characters, block for
-    /// `delay`, then append `Purchase order for item: CODE\n` to the file.
-    ///
-    /// Blocks the calling thread for at least `delay`; call it from a thread that may
-    /// block (for example tokio's `spawn_blocking`), never from an async task.
-    pub fn submit_purchase_order(&self, code: &ItemCode) -> Result<(), StoreError> {
+        // From here on, an early return drops `claim`, which releases the key.
         let work = simulate_expensive_work(self.workload.alloc_chars)?;
         let work = if self.workload.release_early {
             drop(work);
@@ -204,13 +298,39 @@ impl PurchaseOrderStore {
         };
 
         std::thread::sleep(self.workload.delay);
-        self.append_line(code)?;
+        match self.append_order(code, options.deadline, claim.as_ref().map(|c| c.key)) {
+            Ok(()) => {
+                if let Some(claim) = claim {
+                    claim.complete();
+                }
+            }
+            Err(AppendError {
+                error,
+                line_written,
+            }) => {
+                if line_written && let Some(claim) = claim {
+                    claim.leave_in_doubt();
+                }
+                return Err(error);
+            }
+        }
 
         // Keep the string observably alive until the order is written, so neither the
         // optimiser nor an early drop shortens the time the memory is held.
         std::hint::black_box(&work);
         drop(work);
-        Ok(())
+        Ok(Submitted::Written)
+    }
+
+    /// Records one purchase order: allocate and fill `alloc_chars` characters, block for
+    /// `delay`, then append `Purchase order for item: CODE\n` to the file — the faithful
+    /// method ([`PurchaseOrderStore::submit`] with no deadline and no key; synced when the
+    /// store is durable).
+    ///
+    /// Blocks the calling thread for at least `delay`; call it from a thread that may
+    /// block (for example tokio's `spawn_blocking`), never from an async task.
+    pub fn submit_purchase_order(&self, code: &ItemCode) -> Result<(), StoreError> {
+        self.submit(code, SubmitOptions::default()).map(|_| ())
     }
 
     fn open_for_append(&self) -> Result<File, StoreError> {
@@ -221,9 +341,34 @@ impl PurchaseOrderStore {
             .map_err(|source| self.io_error("open for append", source))
     }
 
+    /// Opens the orders file for append; if this call created it, syncs its directory so
+    /// the new name is on disk before any order in it is acknowledged.
+    fn create_durably(&self) -> Result<File, StoreError> {
+        match OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&self.path)
+        {
+            Ok(file) => {
+                sync_parent_dir(&self.path)?;
+                Ok(file)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.open_for_append(),
+            Err(source) => Err(self.io_error("open for append", source)),
+        }
+    }
+
     /// One order line, appended under both locks in a single write. The file is opened
     /// per call, like the original's `File.AppendText`, and closed (unlocking it) on drop.
-    fn append_line(&self, code: &ItemCode) -> Result<(), StoreError> {
+    ///
+    /// With a key (and idempotency on), the journal record goes first; see
+    /// [`crate::idempotency`] for the protocol.
+    fn append_order(
+        &self,
+        code: &ItemCode,
+        deadline: Option<Instant>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<(), AppendError> {
         let line = order_line::format_line(code);
         // A poisoned mutex only means another thread panicked while appending; the
         // mutex guards no data, so it is still safe to take.
@@ -234,20 +379,150 @@ impl PurchaseOrderStore {
         let mut file = self.open_for_append()?;
         file.lock()
             .map_err(|source| self.io_error("lock", source))?;
+        // Checked under both locks, as late as possible: waiting behind other writers (and
+        // their fsyncs) takes time too. A request whose client has given up must not leave
+        // a ghost order — an order nobody was told about, which a retry would duplicate.
+        // A deadline passing after this point is not an error: the order is being written
+        // and reporting a failure for it would be a lie.
+        if deadline_passed(deadline) {
+            return Err(StoreError::DeadlineExceeded {
+                stage: StoreError::DEADLINE_BEFORE_WRITE,
+            }
+            .into());
+        }
+        let durable = self.options.durable;
+        let journaled = match (key, &self.idempotency) {
+            (Some(key), Some(idempotency)) => {
+                // Exact: every writer appends under the OS lock we hold.
+                let offset = file
+                    .metadata()
+                    .map_err(|source| self.io_error("read the length of", source))?
+                    .len();
+                let journal = &idempotency.journal;
+                Some((journal, journal.append(key, code, offset, durable)?))
+            }
+            _ => None,
+        };
         // O_APPEND makes the kernel position every write at the current end of file; the
         // exclusive lock keeps other processes' lines from landing inside ours.
-        file.write_all(line.as_bytes())
-            .map_err(|source| self.io_error("append to", source))?;
+        if let Err(source) = file.write_all(line.as_bytes()) {
+            if let Some((journal, mark)) = journaled {
+                journal.undo(mark, durable);
+            }
+            return Err(self.io_error("append to", source).into());
+        }
+        if durable {
+            // An fsync error is fatal for this request and is never retried: after a
+            // failed fsync Linux may drop the dirty pages and mark them clean, so a second
+            // fsync can succeed without the data being on disk (PostgreSQL's "fsyncgate",
+            // 2018). The line is in the file, but whether it will survive is unknown.
+            file.sync_data().map_err(|source| AppendError {
+                error: self.io_error("sync", source),
+                line_written: true,
+            })?;
+        }
         Ok(())
     }
 
     fn io_error(&self, action: &'static str, source: std::io::Error) -> StoreError {
-        StoreError::Io {
-            action,
-            path: self.path.clone(),
-            source,
+        io_error_at(action, &self.path, source)
+    }
+}
+
+/// Why an append failed, and whether the order line reached the file anyway.
+struct AppendError {
+    error: StoreError,
+    /// The line was appended but could not be synced.
+    line_written: bool,
+}
+
+impl From<StoreError> for AppendError {
+    fn from(error: StoreError) -> Self {
+        Self {
+            error,
+            line_written: false,
         }
     }
+}
+
+/// A key marked in progress by this submit. Dropped unsettled (an early return, a
+/// panic), it releases the key so a retry can do the work.
+struct Claim<'a> {
+    index: &'a KeyIndex,
+    key: &'a IdempotencyKey,
+    settled: bool,
+}
+
+impl<'a> Claim<'a> {
+    fn new(index: &'a KeyIndex, key: &'a IdempotencyKey) -> Self {
+        Self {
+            index,
+            key,
+            settled: false,
+        }
+    }
+
+    /// The order is written (and synced, if durable): later submits replay.
+    fn complete(mut self) {
+        self.index.complete(self.key);
+        self.settled = true;
+    }
+
+    /// The line was written but not confirmed on disk: keep the key in progress so this
+    /// process neither writes it twice nor replays an order that may be lost. The next
+    /// open decides from what the orders file really holds.
+    fn leave_in_doubt(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.index.release(self.key);
+        }
+    }
+}
+
+fn deadline_passed(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+pub(crate) fn io_error_at(action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Makes a file's creation, rename or removal in its directory durable: on Linux a new
+/// name is only certain to survive a power loss once the directory itself is fsynced.
+pub(crate) fn sync_parent_dir(path: &Path) -> Result<(), StoreError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    sync_dir(dir).map_err(|source| io_error_at("sync the directory", dir, source))
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Elsewhere a directory cannot be opened like a file, and its entries are made durable
+/// with the file.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is set before it).
+pub(crate) fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The original's `new string('a', n)`: a string of `chars` `'a'`s with every byte
@@ -266,7 +541,6 @@ fn simulate_expensive_work(chars: usize) -> Result<String, StoreError> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Instant;
 
     use super::*;
     use crate::read_orders_file;
@@ -387,5 +661,78 @@ mod tests {
             .collect();
         want.sort();
         assert_eq!(got, want);
+    }
+
+    /// A keyed store whose journal is the given file (a real journal is always beside
+    /// its orders file, which makes a failing one hard to arrange).
+    fn store_with_journal(orders: &str, journal: &Path) -> PurchaseOrderStore {
+        let file = OpenOptions::new().append(true).open(journal).unwrap();
+        PurchaseOrderStore {
+            path: orders.into(),
+            workload: tiny(),
+            options: StoreOptions {
+                durable: false,
+                idempotency: true,
+            },
+            append_lock: Mutex::new(()),
+            idempotency: Some(Idempotency {
+                index: KeyIndex::default(),
+                journal: Journal::on_file(journal.to_owned(), file),
+                recovery: JournalRecovery::default(),
+            }),
+        }
+    }
+
+    fn keyed(key: &IdempotencyKey) -> SubmitOptions<'_> {
+        SubmitOptions {
+            deadline: None,
+            key: Some(key),
+        }
+    }
+
+    #[test]
+    fn a_journal_failure_writes_no_order_and_refuses_keyed_orders_until_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = dir.path().join("o.txt");
+        std::fs::write(&orders, "").unwrap();
+        let store = store_with_journal(orders.to_str().unwrap(), Path::new("/dev/full"));
+        let k = IdempotencyKey::parse("k").unwrap();
+
+        let err = store.submit(&code("1"), keyed(&k)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("cannot append to /dev/full: "),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&orders).unwrap(), b"");
+        assert_eq!(store.keys_known(), 0, "the key is released for a retry");
+
+        let err = store.submit(&code("1"), keyed(&k)).unwrap_err();
+        assert!(err.to_string().contains("earlier write or sync"), "{err}");
+        // Orders without a key do not need the journal.
+        store.submit_purchase_order(&code("2")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&orders).unwrap(),
+            "Purchase order for item: 2\n"
+        );
+    }
+
+    #[test]
+    fn a_failed_order_append_takes_its_journal_record_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        std::fs::write(&journal, "").unwrap();
+        let store = store_with_journal("/dev/full", &journal);
+        let k = IdempotencyKey::parse("k").unwrap();
+        for _ in 0..2 {
+            // The second attempt fails on the orders file again, not on a journal that
+            // was marked failed: taking the record back succeeded.
+            let err = store.submit(&code("1"), keyed(&k)).unwrap_err();
+            assert!(
+                err.to_string().starts_with("cannot append to /dev/full: "),
+                "{err}"
+            );
+            assert_eq!(std::fs::read(&journal).unwrap(), b"");
+            assert_eq!(store.keys_known(), 0);
+        }
     }
 }

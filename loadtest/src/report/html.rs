@@ -838,7 +838,7 @@ fn reconciliation_bar(report: &Report) -> StackedBar {
 // The page
 // ---------------------------------------------------------------------------------------
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 :root{--fg:#1f2937;--muted:#6b7280;--line:#e5e7eb;--bg:#f5f6f8;--ok:#2e7d32;--bad:#c0392b;--warn:#b45309}
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%}
@@ -1658,6 +1658,7 @@ mod tests {
             },
             timeline: Timeline::default(),
             thresholds: Vec::new(),
+            retries: Default::default(),
         }
     }
 

@@ -51,10 +51,14 @@ pub(crate) mod tests_support {
                 acknowledged_p50: Some(600.0),
                 acknowledged_p99: Some(2000.0),
                 note: "closed model".into(),
+                shed_p50: Some(1.0),
+                shed_p99: Some(4.0),
             },
             throughput: Throughput {
                 requests_per_s: 10.0,
                 acknowledged_per_s: 6.0,
+                pre_spike_acknowledged_per_s: Some(6.0),
+                recovery_s: Some(2.0),
             },
             generator: GeneratorHealth {
                 lag_p50_ms: Some(0.0),
@@ -96,6 +100,15 @@ pub(crate) mod tests_support {
             },
             timeline: Timeline::default(),
             thresholds: Vec::new(),
+            retries: RetryStats {
+                enabled: true,
+                max_attempts: 3,
+                attempts_total: 105,
+                attempts_per_request: Some(1.05),
+                attempts_max: 3,
+                budget_denied: 2,
+                replayed: 1,
+            },
         }
     }
 }

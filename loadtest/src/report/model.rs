@@ -28,6 +28,28 @@ pub struct Report {
     pub server: ServerReport,
     pub timeline: Timeline,
     pub thresholds: Vec<ThresholdResult>,
+    /// The client's retry policy at work (all zero when retries were off).
+    #[serde(default)]
+    pub retries: RetryStats,
+}
+
+/// How often the client retried: a logical request is one item code; attempts are the
+/// HTTP requests made for it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RetryStats {
+    pub enabled: bool,
+    /// Most attempts the policy allowed per logical request.
+    pub max_attempts: u32,
+    pub attempts_total: u64,
+    /// attempts_total / requests.total.
+    pub attempts_per_request: Option<f64>,
+    /// The most attempts any one logical request took.
+    pub attempts_max: u32,
+    /// Logical requests whose retry the retry budget refused.
+    pub budget_denied: u64,
+    /// Acknowledgements the server marked as a replay of an earlier attempt
+    /// (`Idempotent-Replayed: true`).
+    pub replayed: u64,
 }
 
 /// What was run, against what.
@@ -93,6 +115,11 @@ pub struct LatencySummary {
     pub acknowledged_p99: Option<f64>,
     /// How to read these numbers (coordinated omission in the closed model).
     pub note: String,
+    /// Test time of the requests answered 503 (shed): how fast a refusal is.
+    #[serde(default)]
+    pub shed_p50: Option<f64>,
+    #[serde(default)]
+    pub shed_p99: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -101,6 +128,14 @@ pub struct Throughput {
     pub requests_per_s: f64,
     /// Acknowledged requests per second: goodput.
     pub acknowledged_per_s: f64,
+    /// Open model with a spike: goodput before the spike (acknowledged/s, averaged over
+    /// the seconds before it, the first two left out as warm-up).
+    #[serde(default)]
+    pub pre_spike_acknowledged_per_s: Option<f64>,
+    /// Seconds after the spike ended until goodput (3-second average) was back to ≥ 95 %
+    /// of its pre-spike value; `None` when it never came back or there was no spike.
+    #[serde(default)]
+    pub recovery_s: Option<f64>,
 }
 
 /// Whether the load generator kept to its schedule. Lag = actual send − intended send.

@@ -85,6 +85,33 @@ pub fn render(r: &Report) -> String {
         "rate       {:.1} tests/s  goodput {:.1} acknowledged/s",
         r.throughput.requests_per_s, r.throughput.acknowledged_per_s
     );
+    if l.shed_p99.is_some() {
+        let _ = writeln!(
+            out,
+            "shed       503 answered in p50 {} ms, p99 {} ms",
+            ms(l.shed_p50),
+            ms(l.shed_p99)
+        );
+    }
+    if let Some(pre) = r.throughput.pre_spike_acknowledged_per_s {
+        let back = r.throughput.recovery_s.map_or_else(
+            || "never back to 95 % of it".to_string(),
+            |t| format!("back to ≥ 95 % of it {t:.0} s after the spike"),
+        );
+        let _ = writeln!(out, "spike      goodput before {pre:.1}/s, {back}");
+    }
+    let t = &r.retries;
+    if t.enabled {
+        let _ = writeln!(
+            out,
+            "retries    up to {} attempts: {:.2} attempts/request (max {}), retry budget denied {}, replays {}",
+            t.max_attempts,
+            t.attempts_per_request.unwrap_or(0.0),
+            t.attempts_max,
+            t.budget_denied,
+            t.replayed
+        );
+    }
     let g = &r.generator;
     let _ = writeln!(
         out,
@@ -221,6 +248,9 @@ mod tests {
             "crashes 1",
             "OOM-killed",
             "LOST 0  GHOST 3",
+            "p99 4 ms",
+            "1.05 attempts/request",
+            "back to ≥ 95 % of it 2 s after",
         ] {
             assert!(text.contains(part), "{part:?} missing from:\n{text}");
         }

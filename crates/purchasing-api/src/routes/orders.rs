@@ -1,12 +1,18 @@
 //! `POST /api/StockReplenishmentRequests`: the original controller's `Post` action.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use purchasing_persistence::{ItemCode, StoreError, SubmitOptions, Submitted};
 
+use crate::admission::AdmissionPermit;
 use crate::app::AppState;
 use crate::body::{MAX_BODY_BYTES, item_code_from_body};
+use crate::deadline::{Deadline, Stage};
+use crate::idempotency::{IDEMPOTENT_REPLAYED, key_from_headers};
 use crate::problem::Problem;
 
 /// The route, spelled as the original's default ASP.NET route spells it. Requests match
@@ -15,42 +21,111 @@ pub const PATH: &str = "/api/StockReplenishmentRequests";
 
 /// Decodes the item code, runs the store call on the blocking pool and answers
 /// `201 Created` once the order line is in the file.
+///
+/// With protections on, the layers in front of this handler may have left a deadline
+/// and an admission permit in the request's extensions; both are handed to the work.
 pub async fn create(
     State(state): State<AppState>,
+    permit: Option<Extension<AdmissionPermit>>,
+    deadline: Option<Extension<Deadline>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, Problem> {
+) -> Result<Response, Problem> {
     let body = body.map_err(body_rejection)?;
     let code = item_code_from_body(headers.get(header::CONTENT_TYPE), &body)?;
+    let key = if state.idempotency {
+        key_from_headers(&headers)?
+    } else {
+        None
+    };
+    let deadline = deadline.map(|Extension(Deadline(instant))| instant);
+    let permit = permit.and_then(|Extension(permit)| permit.take());
 
     // The store blocks its thread for the whole order (allocation + sleep + write), as
     // the original blocked an IIS worker thread. tokio's blocking pool is that thread
     // pool; its size is `--max-blocking-threads`. If the client goes away, this task is
     // not cancelled: like the original, the order is still written (a "ghost" to a
-    // client that gave up).
+    // client that gave up) — unless a deadline stops it first.
     let store = state.store.clone();
+    let metrics = state.metrics.clone();
     let task_code = code.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || store.submit_purchase_order(&task_code)).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        // Held until the closure ends, i.e. until the order's memory is freed: only then
+        // may admission control let another order in.
+        let _permit = permit;
+        let _in_flight = metrics.order_started();
+        let options = SubmitOptions {
+            deadline,
+            key: key.as_ref(),
+        };
+        store.submit(&task_code, options)
+    })
+    .await;
 
     match outcome {
-        Ok(Ok(())) => {
+        Ok(Ok(Submitted::Written)) => {
             tracing::debug!(item_code = %code, "purchase order written");
-            Ok(StatusCode::CREATED)
+            Ok(StatusCode::CREATED.into_response())
         }
-        Ok(Err(error)) => {
-            tracing::error!(item_code = %code, %error, "purchase order could not be stored");
-            Err(Problem::internal(
-                "the purchase order could not be stored; it was not recorded and can be \
-                 retried (the server log has the cause)",
-            ))
+        Ok(Ok(Submitted::Replayed)) => {
+            tracing::debug!(item_code = %code, "purchase order replayed");
+            state.metrics.replayed();
+            let mut response = StatusCode::CREATED.into_response();
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            Ok(response)
         }
+        Ok(Err(error)) => Err(store_error(&state, &code, error)),
         Err(join_error) => {
             tracing::error!(item_code = %code, error = %join_error, "store task failed");
             Err(Problem::internal(
                 "the purchase order could not be stored because the worker failed; it was \
                  not recorded and can be retried",
             ))
+        }
+    }
+}
+
+/// One place maps each store failure to its status.
+fn store_error(state: &AppState, code: &ItemCode, error: StoreError) -> Problem {
+    match error {
+        StoreError::DeadlineExceeded { stage } => {
+            state.metrics.deadline_rejected(Stage::Store);
+            tracing::info!(item_code = %code, stage, "deadline passed; order not written");
+            Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "the request's deadline passed {stage}; nothing was recorded. Retry \
+                     with a larger budget, or later"
+                ),
+            )
+        }
+        // The IETF draft's answer to a duplicate that arrives while the first is still
+        // being worked on: try again shortly, the first outcome will then be replayed.
+        StoreError::KeyInProgress { key } => Problem::new(
+            StatusCode::CONFLICT,
+            format!(
+                "an order with Idempotency-Key {key} is still in progress; retry shortly to \
+                 get its outcome"
+            ),
+        )
+        .with_retry_after(1),
+        StoreError::KeyReused { key, original_code } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "Idempotency-Key {key} was already used for item code {original_code:?}, \
+                 not {:?}; nothing was recorded. Use a new key for a different order",
+                code.as_str()
+            ),
+        ),
+        // Allocation refused, I/O failed (or a kind added later): the server's fault.
+        error => {
+            tracing::error!(item_code = %code, %error, "purchase order could not be stored");
+            Problem::internal(
+                "the purchase order could not be stored; it was not recorded and can be \
+                 retried (the server log has the cause)",
+            )
         }
     }
 }

@@ -1,0 +1,252 @@
+//! Admission control: at most N orders in progress in the whole process, a short bounded
+//! wait queue, and a fast `503 Service Unavailable` with `Retry-After` for the rest.
+//!
+//! Why each piece is the way it is:
+//!
+//! * **One semaphore, created once, in an `Arc`.** tower's `ConcurrencyLimitLayer` on an
+//!   axum `Router` is rebuilt per connection by `axum::serve` (no limit at all) or per
+//!   route (one limit each), and queues instead of refusing (see FIELD-NOTES). Here the
+//!   layer's state *is* the `Arc<Semaphore>`, so however often axum rebuilds the service,
+//!   every request draws from the same N permits.
+//! * **The permit lives as long as the work, not the response.** `spawn_blocking` work
+//!   cannot be cancelled: if the client goes away, the order still allocates its memory.
+//!   So the permit travels to the handler as a request extension ([`AdmissionPermit`])
+//!   and the handler moves it into the blocking closure; the slot frees only when the
+//!   order's memory does.
+//! * **A bounded queue with a short wait.** A few waiters keep the slots busy between one
+//!   order finishing and the next arriving; more only hold connections and add latency.
+//!   Waiting stops early when the request's deadline would no longer leave room for the
+//!   work ([`crate::deadline`]).
+//! * **Shedding is cheap.** A refused order is answered before its body is read, without
+//!   allocating its work or touching the store: a few microseconds of CPU, so refusing
+//!   costs far less than serving and the server stays responsive under any spike.
+//! * **`Retry-After` is an estimate of when a slot frees**, so well-behaved clients come
+//!   back when they have a chance instead of immediately.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+use crate::deadline::{self, Deadline, Stage};
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+
+/// Longest `Retry-After` advised: beyond a minute the estimate means little, and a
+/// client should rather re-evaluate than sleep on it.
+const MAX_RETRY_AFTER_SECS: u64 = 60;
+
+/// How many orders may be in progress and waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionLimits {
+    /// Orders in progress at once (≥ 1).
+    pub max_in_flight: usize,
+    /// Orders waiting for a slot; 0 refuses as soon as all slots are taken.
+    pub queue: usize,
+    /// Longest wait in the queue.
+    pub queue_timeout: Duration,
+}
+
+/// The admission controller: shared state of the [`admit`] layer.
+#[derive(Debug)]
+pub struct Admission {
+    /// The N slots. Never closed.
+    semaphore: Arc<Semaphore>,
+    limits: AdmissionLimits,
+    /// One order's estimated time, for `Retry-After` and the deadline check.
+    work_estimate: Duration,
+    /// Counters, including the queue length this controller maintains.
+    metrics: Arc<Metrics>,
+}
+
+impl Admission {
+    pub fn new(limits: AdmissionLimits, work_estimate: Duration, metrics: Arc<Metrics>) -> Self {
+        let limits = AdmissionLimits {
+            max_in_flight: limits.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
+            ..limits
+        };
+        Self {
+            semaphore: Arc::new(Semaphore::new(limits.max_in_flight)),
+            limits,
+            work_estimate,
+            metrics,
+        }
+    }
+
+    pub fn limits(&self) -> AdmissionLimits {
+        self.limits
+    }
+
+    /// Waits for a slot as a queued order, within the queue's bounds and the deadline.
+    async fn wait(&self, deadline: Option<Deadline>) -> Result<OwnedSemaphorePermit, Response> {
+        let Some(_slot) = QueueSlot::take(&self.metrics.admission_queued, self.limits.queue) else {
+            return Err(self.shed("and the wait queue is full"));
+        };
+        // Waiting past the point where the work no longer fits the deadline is pointless.
+        let room = deadline.map(|d| d.room_after(self.work_estimate, Instant::now()));
+        let wait = room.map_or(self.limits.queue_timeout, |room| {
+            room.min(self.limits.queue_timeout)
+        });
+        let bound_by_deadline = room.is_some_and(|room| room < self.limits.queue_timeout);
+        match tokio::time::timeout(wait, Arc::clone(&self.semaphore).acquire_owned()).await {
+            Ok(Ok(permit)) => {
+                if let Some(deadline) = deadline {
+                    deadline::check_after_wait(deadline, self.work_estimate, &self.metrics)?;
+                }
+                Ok(permit)
+            }
+            Err(_elapsed) if bound_by_deadline => Err(deadline::reject(
+                &self.metrics,
+                Stage::Queue,
+                format!(
+                    "the request's deadline cannot be met: no order slot freed in time for \
+                     an order of about {} ms; nothing was recorded. Retry later",
+                    self.work_estimate.as_millis()
+                ),
+            )),
+            Err(_elapsed) => Err(self.shed(&format!(
+                "and no slot freed within {} ms",
+                self.limits.queue_timeout.as_millis()
+            ))),
+            Ok(Err(_closed)) => Err(self.shed("and it is shutting down")),
+        }
+    }
+
+    /// The 503. Allocates nothing beyond the small response.
+    fn shed(&self, why: &str) -> Response {
+        self.metrics.shed();
+        let queued = self.metrics.admission_queued.load(Ordering::Relaxed);
+        let secs = retry_after_secs(self.work_estimate, queued, self.limits.max_in_flight);
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the server is at capacity: {} orders are in progress {why}. Nothing was \
+                 recorded; retry after {secs} s (with the same Idempotency-Key, if you sent \
+                 one)",
+                self.limits.max_in_flight
+            ),
+        )
+        .with_retry_after(secs)
+        .into_response()
+    }
+}
+
+/// When a refused client should come back, in whole seconds: one order's time for every
+/// "round" of N orders ahead of it (those in progress and those queued), rounded up,
+/// between 1 and [`MAX_RETRY_AFTER_SECS`].
+pub fn retry_after_secs(work_estimate: Duration, queued: u64, max_in_flight: usize) -> u64 {
+    let rounds = 1.0 + queued as f64 / max_in_flight.max(1) as f64;
+    let secs = (work_estimate.as_secs_f64() * rounds).ceil();
+    (secs as u64).clamp(1, MAX_RETRY_AFTER_SECS)
+}
+
+/// A place in the wait queue; gives it back on drop (also when the request is dropped
+/// because its client left).
+struct QueueSlot<'a>(&'a AtomicU64);
+
+impl<'a> QueueSlot<'a> {
+    fn take(queued: &'a AtomicU64, capacity: usize) -> Option<Self> {
+        queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q < capacity as u64).then_some(q + 1)
+            })
+            .ok()
+            .map(|_| QueueSlot(queued))
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An admission slot on its way to the blocking closure. A request extension must be
+/// `Clone`, a permit is not: the handler [`take`](Self::take)s it out once.
+#[derive(Debug, Clone)]
+pub struct AdmissionPermit(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl AdmissionPermit {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        Self(Arc::new(Mutex::new(Some(permit))))
+    }
+
+    /// The permit, the first time; move it into the work so the slot is held until the
+    /// work ends.
+    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+/// The admission layer of the orders route: a slot now, a slot after a short wait, or
+/// 503 (or 504 when the deadline runs out while waiting).
+pub async fn admit(
+    State(admission): State<Arc<Admission>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let permit = match Arc::clone(&admission.semaphore).try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(TryAcquireError::NoPermits) => {
+            let deadline = request.extensions().get::<Deadline>().copied();
+            match admission.wait(deadline).await {
+                Ok(permit) => permit,
+                Err(response) => return response,
+            }
+        }
+        Err(TryAcquireError::Closed) => return admission.shed("and it is shutting down"),
+    };
+    request
+        .extensions_mut()
+        .insert(AdmissionPermit::new(permit));
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_grows_with_the_queue_and_stays_in_bounds() {
+        let faithful = Duration::from_millis(580);
+        assert_eq!(retry_after_secs(faithful, 0, 8), 1);
+        assert_eq!(retry_after_secs(faithful, 8, 8), 2); // 1.16 s
+        assert_eq!(retry_after_secs(Duration::from_millis(5), 0, 2), 1);
+        assert_eq!(retry_after_secs(Duration::ZERO, 0, 1), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(30), 100, 1), 60);
+    }
+
+    #[test]
+    fn queue_slots_are_bounded_and_given_back() {
+        let queued = AtomicU64::new(0);
+        let a = QueueSlot::take(&queued, 2).unwrap();
+        let b = QueueSlot::take(&queued, 2).unwrap();
+        assert!(QueueSlot::take(&queued, 2).is_none());
+        drop(a);
+        assert_eq!(queued.load(Ordering::Relaxed), 1);
+        assert!(QueueSlot::take(&queued, 2).is_some());
+        drop(b);
+        assert_eq!(queued.load(Ordering::Relaxed), 0);
+        assert!(QueueSlot::take(&queued, 0).is_none());
+    }
+
+    #[test]
+    fn a_permit_is_taken_once() {
+        let semaphore = Arc::new(Semaphore::new(1));
+        let permit = AdmissionPermit::new(semaphore.clone().try_acquire_owned().unwrap());
+        let clone = permit.clone();
+        let taken = clone.take().unwrap();
+        assert!(permit.take().is_none());
+        assert_eq!(semaphore.available_permits(), 0);
+        drop(taken);
+        assert_eq!(semaphore.available_permits(), 1);
+    }
+}

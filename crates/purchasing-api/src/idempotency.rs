@@ -1,0 +1,79 @@
+//! The `Idempotency-Key` request header (IETF httpapi draft "The Idempotency-Key HTTP
+//! Header Field") on the HTTP side; the keys themselves are kept by the store (see
+//! [`purchasing_persistence::StoreOptions::idempotency`]), so that an order line and its
+//! key are recorded together and survive restarts together.
+//!
+//! With `--idempotency`: a first request with a key does the work; a repeat with the same
+//! key and item code gets the first outcome again (`201` plus `Idempotent-Replayed: true`)
+//! and writes nothing; the same key with another item code is `422`; a repeat while the
+//! first is still in progress is `409` with `Retry-After: 1`. Without `--idempotency` the
+//! header is ignored, as the original system knew no such thing.
+
+use axum::http::{HeaderMap, HeaderName};
+use purchasing_persistence::IdempotencyKey;
+
+use crate::problem::Problem;
+
+/// The request header carrying the client's key (a UUID in practice).
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The response header marking a replayed outcome (as Stripe names it): the order was
+/// recorded by an earlier request with the same key, not by this one.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// The key of a request, if it sent one; 400 when it is malformed or repeated.
+pub fn key_from_headers(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Problem> {
+    let mut values = headers.get_all(&IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Problem::bad_request(format!(
+            "send at most one {IDEMPOTENCY_KEY} header"
+        )));
+    }
+    let text = value.to_str().map_err(|_| {
+        Problem::bad_request(format!(
+            "the {IDEMPOTENCY_KEY} header must be visible ASCII, such as a UUID"
+        ))
+    })?;
+    IdempotencyKey::parse(text)
+        .map(Some)
+        .map_err(|e| Problem::bad_request(format!("invalid {IDEMPOTENCY_KEY} header: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn keys_are_parsed_by_the_store_rule() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(key_from_headers(&headers).unwrap(), None);
+        headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("abc-123"));
+        assert_eq!(
+            key_from_headers(&headers).unwrap().unwrap().as_str(),
+            "abc-123"
+        );
+        headers.append(IDEMPOTENCY_KEY, HeaderValue::from_static("again"));
+        assert!(
+            key_from_headers(&headers)
+                .unwrap_err()
+                .detail
+                .contains("at most one")
+        );
+
+        for bad in ["", "has space", &"k".repeat(256)] {
+            let mut headers = HeaderMap::new();
+            headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(bad).unwrap());
+            let problem = key_from_headers(&headers).unwrap_err();
+            assert_eq!(
+                problem.status,
+                axum::http::StatusCode::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+    }
+}
