@@ -83,9 +83,9 @@ impl Admission {
     }
 
     /// Waits for a slot as a queued order, within the queue's bounds and the deadline.
-    async fn wait(&self, deadline: Option<Deadline>) -> Result<OwnedSemaphorePermit, Response> {
+    async fn wait(&self, deadline: Option<Deadline>) -> Result<OwnedSemaphorePermit, Refusal> {
         let Some(_slot) = QueueSlot::take(&self.metrics.admission_queued, self.limits.queue) else {
-            return Err(self.shed("and the wait queue is full"));
+            return Err(Refusal::Shed("and the wait queue is full".into()));
         };
         // Waiting past the point where the work no longer fits the deadline is pointless.
         let room = deadline.map(|d| d.room_after(self.work_estimate, Instant::now()));
@@ -95,25 +95,30 @@ impl Admission {
         let bound_by_deadline = room.is_some_and(|room| room < self.limits.queue_timeout);
         match tokio::time::timeout(wait, Arc::clone(&self.semaphore).acquire_owned()).await {
             Ok(Ok(permit)) => {
-                if let Some(deadline) = deadline {
-                    deadline::check_after_wait(deadline, self.work_estimate, &self.metrics)?;
+                let late =
+                    deadline.and_then(|d| deadline::unmeetable_after_wait(d, self.work_estimate));
+                match late {
+                    Some(detail) => Err(Refusal::Deadline(detail)),
+                    None => Ok(permit),
                 }
-                Ok(permit)
             }
-            Err(_elapsed) if bound_by_deadline => Err(deadline::reject(
-                &self.metrics,
-                Stage::Queue,
-                format!(
-                    "the request's deadline cannot be met: no order slot freed in time for \
-                     an order of about {} ms; nothing was recorded. Retry later",
-                    self.work_estimate.as_millis()
-                ),
-            )),
-            Err(_elapsed) => Err(self.shed(&format!(
+            Err(_elapsed) if bound_by_deadline => Err(Refusal::Deadline(format!(
+                "the request's deadline cannot be met: no order slot freed in time for an \
+                 order of about {} ms; nothing was recorded. Retry later",
+                self.work_estimate.as_millis()
+            ))),
+            Err(_elapsed) => Err(Refusal::Shed(format!(
                 "and no slot freed within {} ms",
                 self.limits.queue_timeout.as_millis()
             ))),
-            Ok(Err(_closed)) => Err(self.shed("and it is shutting down")),
+            Ok(Err(_closed)) => Err(Refusal::Shed("and it is shutting down".into())),
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Response {
+        match refusal {
+            Refusal::Shed(why) => self.shed(&why),
+            Refusal::Deadline(detail) => deadline::reject(&self.metrics, Stage::Queue, detail),
         }
     }
 
@@ -134,6 +139,14 @@ impl Admission {
         .with_retry_after(secs)
         .into_response()
     }
+}
+
+/// Why a queued order was not admitted.
+enum Refusal {
+    /// 503: the reason completes "N orders are in progress …".
+    Shed(String),
+    /// 504: the detail.
+    Deadline(String),
 }
 
 /// When a refused client should come back, in whole seconds: one order's time for every
@@ -199,7 +212,7 @@ pub async fn admit(
             let deadline = request.extensions().get::<Deadline>().copied();
             match admission.wait(deadline).await {
                 Ok(permit) => permit,
-                Err(response) => return response,
+                Err(refusal) => return admission.refuse(refusal),
             }
         }
         Err(TryAcquireError::Closed) => return admission.shed("and it is shutting down"),

@@ -29,6 +29,9 @@ use crate::problem::Problem;
 /// The client's remaining time budget, in whole milliseconds.
 pub const BUDGET_HEADER: HeaderName = HeaderName::from_static("x-request-budget-ms");
 
+/// The header as people spell it, for messages (header names are case-insensitive).
+const BUDGET_HEADER_TEXT: &str = "X-Request-Budget-Ms";
+
 /// Longest deadline honoured, whatever `--max-request-ms` says: keeps `Instant`
 /// arithmetic far from overflow. Nobody waits a day for an HTTP answer.
 const LONGEST: Duration = Duration::from_secs(24 * 60 * 60);
@@ -98,7 +101,7 @@ pub fn parse_budget(value: &[u8]) -> Result<Duration, Problem> {
         .map(Duration::from_millis)
         .ok_or_else(|| {
             Problem::bad_request(format!(
-                "the {BUDGET_HEADER} header must be the whole number of milliseconds the \
+                "the {BUDGET_HEADER_TEXT} header must be the whole number of milliseconds the \
                  client will still wait, such as 5000"
             ))
         })
@@ -113,7 +116,7 @@ pub fn reject(metrics: &Metrics, stage: Stage, detail: String) -> Response {
 fn cannot_be_met(deadline: Deadline, work: Duration, now: Instant) -> String {
     format!(
         "the request's deadline cannot be met: {} ms left, an order takes about {} ms; \
-         nothing was recorded. Retry with a larger {BUDGET_HEADER}, or later",
+         nothing was recorded. Retry with a larger {BUDGET_HEADER_TEXT}, or later",
         deadline.0.saturating_duration_since(now).as_millis(),
         work.as_millis(),
     )
@@ -135,7 +138,7 @@ pub async fn enforce(
             Err(problem) => return problem.into_response(),
         },
         (Some(_), Some(_)) => {
-            return Problem::bad_request(format!("send at most one {BUDGET_HEADER} header"))
+            return Problem::bad_request(format!("send at most one {BUDGET_HEADER_TEXT} header"))
                 .into_response();
         }
     };
@@ -148,19 +151,13 @@ pub async fn enforce(
     next.run(request).await
 }
 
-/// The check after waiting for an admission slot: `Err` with the 504 when the deadline
-/// can no longer be met.
-pub fn check_after_wait(
-    deadline: Deadline,
-    work_estimate: Duration,
-    metrics: &Metrics,
-) -> Result<(), Response> {
+/// The check after waiting for an admission slot: the 504's detail when the deadline can
+/// no longer be met (the caller answers it with [`reject`]).
+pub fn unmeetable_after_wait(deadline: Deadline, work_estimate: Duration) -> Option<String> {
     let now = Instant::now();
-    if deadline.cannot_fit(work_estimate, now) {
-        let detail = cannot_be_met(deadline, work_estimate, now);
-        return Err(reject(metrics, Stage::Queue, detail));
-    }
-    Ok(())
+    deadline
+        .cannot_fit(work_estimate, now)
+        .then(|| cannot_be_met(deadline, work_estimate, now))
 }
 
 #[cfg(test)]
@@ -182,7 +179,7 @@ mod tests {
         ] {
             let problem = parse_budget(bad).unwrap_err();
             assert_eq!(problem.status, StatusCode::BAD_REQUEST);
-            assert!(problem.detail.contains("x-request-budget-ms"));
+            assert!(problem.detail.contains("X-Request-Budget-Ms"));
         }
     }
 

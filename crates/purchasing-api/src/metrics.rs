@@ -10,6 +10,8 @@
 //!
 //! `purchasing_requests_total` counts every request by route (`orders`, `health`,
 //! `metrics`, `other`) and status; the latency histogram covers the orders route only.
+//! A request whose client disconnects before the answer is not counted (its future is
+//! dropped), but its work still shows in `purchasing_orders_in_flight` until it ends.
 
 use std::fmt::Write as _;
 use std::sync::Arc;

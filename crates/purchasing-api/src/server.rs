@@ -48,6 +48,21 @@ pub async fn serve(
     .with_context(
         || "check that the directory exists and is writable, or choose another --orders-file",
     )?;
+    if let (Some(recovery), Some(journal)) =
+        (store.journal_recovery(), store.idempotency_journal_path())
+    {
+        tracing::info!(
+            journal = %journal.display(),
+            kept = recovery.kept,
+            incomplete = recovery.incomplete,
+            torn = recovery.torn,
+            expired = recovery.expired,
+            superseded = recovery.superseded,
+            rewritten = recovery.rewritten,
+            key_expiry_hours = purchasing_persistence::IDEMPOTENCY_KEY_EXPIRY.as_secs() / 3600,
+            "idempotency journal recovered"
+        );
+    }
     let protections = resolve(&config, &settings).await?;
     let listener = bind(config.bind).await?;
     let addr = listener

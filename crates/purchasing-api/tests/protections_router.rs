@@ -156,7 +156,7 @@ async fn a_malformed_budget_is_400() {
             body["detail"]
                 .as_str()
                 .unwrap()
-                .contains("x-request-budget-ms"),
+                .contains("X-Request-Budget-Ms"),
             "{body}"
         );
     }
@@ -404,7 +404,7 @@ async fn with_idempotency_a_malformed_key_is_400_and_nothing_is_recorded() {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let body = problem(response).await;
         assert!(
-            body["detail"].as_str().unwrap().contains("idempotency-key"),
+            body["detail"].as_str().unwrap().contains("Idempotency-Key"),
             "{body}"
         );
     }

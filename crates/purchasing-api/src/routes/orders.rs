@@ -119,6 +119,21 @@ fn store_error(state: &AppState, code: &ItemCode, error: StoreError) -> Problem 
                 code.as_str()
             ),
         ),
+        // Durable mode: the line was appended but `sync_data` failed. Whether it survives
+        // is unknown, so the answer must not invite a blind retry (which could duplicate
+        // it); with its key, a retry cannot.
+        StoreError::Io {
+            action: "sync",
+            ref path,
+            ..
+        } if path == state.store.path() => {
+            tracing::error!(item_code = %code, %error, "purchase order written but not synced");
+            Problem::internal(
+                "the purchase order was written but the disk could not confirm it; whether it \
+                 is recorded is unknown. Retry only with the same Idempotency-Key (the server \
+                 log has the cause)",
+            )
+        }
         // Allocation refused, I/O failed (or a kind added later): the server's fault.
         error => {
             tracing::error!(item_code = %code, %error, "purchase order could not be stored");
