@@ -48,7 +48,7 @@ fn u(v: Option<u64>) -> String {
 }
 
 /// The figures of the side-by-side table, in order.
-const FIGURES: [&str; 20] = [
+const FIGURES: [&str; 21] = [
     "requests sent",
     "acknowledged (201)",
     "goodput, acknowledged/s",
@@ -60,6 +60,7 @@ const FIGURES: [&str; 20] = [
     "test time p50, ms",
     "test time p99, ms",
     "acknowledged p99, ms",
+    "admitted attempt p99, ms",
     "503 answered in p99, ms",
     "server crashes",
     "server peak memory",
@@ -98,6 +99,7 @@ fn column(r: &Report) -> Vec<String> {
         f(r.latency_ms.p50, 0),
         f(r.latency_ms.p99, 0),
         f(r.latency_ms.acknowledged_p99, 0),
+        f(r.latency_ms.admitted_p99, 0),
         f(r.latency_ms.shed_p99, 1),
         r.server.crashes.to_string(),
         memory,
@@ -434,6 +436,7 @@ pub struct SweepPoint {
     pub timed_out: u64,
     pub connect_errors: u64,
     pub acknowledged_p99_ms: Option<f64>,
+    pub admitted_p99_ms: Option<f64>,
     pub shed_p99_ms: Option<f64>,
     pub crashes: u64,
     pub peak_memory_bytes: Option<u64>,
@@ -456,6 +459,7 @@ impl SweepPoint {
             timed_out: r.requests.timed_out,
             connect_errors: r.requests.connect_errors,
             acknowledged_p99_ms: r.latency_ms.acknowledged_p99,
+            admitted_p99_ms: r.latency_ms.admitted_p99,
             shed_p99_ms: r.latency_ms.shed_p99,
             crashes: r.server.crashes,
             peak_memory_bytes: r.server.peak_memory_bytes,
@@ -492,7 +496,7 @@ fn sweep_header() -> [&'static str; 11] {
         "503",
         "timed out",
         "refused",
-        "ack p99 ms",
+        "admitted p99 ms",
         "503 p99 ms",
         "crashes",
         "lost/ghost/dup",
@@ -508,7 +512,7 @@ fn sweep_row(p: &SweepPoint) -> Vec<String> {
         p.shed.to_string(),
         p.timed_out.to_string(),
         p.connect_errors.to_string(),
-        f(p.acknowledged_p99_ms, 0),
+        f(p.admitted_p99_ms, 0),
         f(p.shed_p99_ms, 1),
         p.crashes.to_string(),
         format!("{}/{}/{}", u(p.lost), u(p.ghost), u(p.duplicates)),

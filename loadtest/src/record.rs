@@ -78,6 +78,9 @@ pub struct RequestRecord {
     pub error: Option<String>,
     /// HTTP requests made for this logical request (1 without retries).
     pub attempts: u32,
+    /// How long the final attempt took (the server's response time to it, without the
+    /// client's backoff between attempts).
+    pub last_attempt: Duration,
     /// The retry budget refused a retry this request wanted.
     pub budget_denied: bool,
     /// The acknowledgement was the server's replay of an earlier attempt's outcome.
@@ -91,7 +94,7 @@ impl RequestRecord {
     }
 }
 
-pub const CSV_HEADER: &str = "seq,item_code,request_id,user,scheduled_s,started_s,ended_s,latency_ms,outcome,status,attempts,error";
+pub const CSV_HEADER: &str = "seq,item_code,request_id,user,scheduled_s,started_s,ended_s,latency_ms,outcome,status,attempts,last_attempt_ms,error";
 
 /// Writes one CSV row per request, header first.
 pub struct CsvWriter<W: Write> {
@@ -107,7 +110,7 @@ impl<W: Write> CsvWriter<W> {
     pub fn write(&mut self, r: &RequestRecord) -> io::Result<()> {
         writeln!(
             self.out,
-            "{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{},{},{}",
+            "{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{},{},{:.3},{}",
             r.seq,
             r.item_code,
             csv_field(&r.request_id),
@@ -122,6 +125,7 @@ impl<W: Write> CsvWriter<W> {
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
             r.attempts,
+            r.last_attempt.as_secs_f64() * 1000.0,
             csv_field(r.error.as_deref().unwrap_or("")),
         )
     }
@@ -158,6 +162,7 @@ mod tests {
             outcome,
             error: error.map(str::to_owned),
             attempts: 1,
+            last_attempt: Duration::from_millis(500),
             budget_denied: false,
             replayed: false,
         }
@@ -177,10 +182,10 @@ mod tests {
         assert_eq!(lines[0], CSV_HEADER);
         assert_eq!(
             lines[1],
-            "7,00000000-0000-0000-0000-000000000000,rid,3,1.000000,1.002000,1.502000,500.000,acknowledged,,1,"
+            "7,00000000-0000-0000-0000-000000000000,rid,3,1.000000,1.002000,1.502000,500.000,acknowledged,,1,500.000,"
         );
         assert!(
-            lines[2].ends_with(",failed_status,503,1,\"rejected: 503, \"\"busy\"\"\""),
+            lines[2].ends_with(",failed_status,503,1,500.000,\"rejected: 503, \"\"busy\"\"\""),
             "{}",
             lines[2]
         );

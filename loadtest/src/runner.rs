@@ -153,6 +153,7 @@ impl Shared {
             outcome,
             error: result.err().map(|e| e.to_string()),
             attempts: delivery.attempts.max(1),
+            last_attempt: delivery.last_attempt,
             budget_denied: delivery.budget_denied,
             replayed: delivery.replayed,
         };

@@ -110,6 +110,8 @@ pub struct Aggregator {
     lag: Histogram<u64>,
     /// Test time of 503 answers: how quickly the server refuses when it sheds.
     shed_latency: Histogram<u64>,
+    /// Last-attempt time of acknowledged requests.
+    admitted_latency: Histogram<u64>,
     attempts: AttemptCounts,
     latency_sum_us: u128,
     /// Seconds still accepting records, by second.
@@ -147,6 +149,7 @@ impl Aggregator {
             acknowledged_latency: histogram(),
             lag: histogram(),
             shed_latency: histogram(),
+            admitted_latency: histogram(),
             attempts: AttemptCounts::default(),
             latency_sum_us: 0,
             open_seconds: BTreeMap::new(),
@@ -173,10 +176,12 @@ impl Aggregator {
         self.latency.saturating_record(latency_us);
         if r.outcome.is_acknowledged() {
             self.acknowledged_latency.saturating_record(latency_us);
+            self.admitted_latency.saturating_record(us(r.last_attempt));
         }
         self.lag.saturating_record(us(r.lag()));
         if r.outcome == Outcome::FailedStatus(503) {
-            self.shed_latency.saturating_record(latency_us);
+            // The refusal itself, not the client's waits between its attempts.
+            self.shed_latency.saturating_record(us(r.last_attempt));
         }
         self.attempts.total += u64::from(r.attempts);
         self.attempts.max = self.attempts.max.max(r.attempts);
@@ -297,6 +302,8 @@ impl Aggregator {
             .to_string(),
             shed_p50: ms_at(&self.shed_latency, 0.50),
             shed_p99: ms_at(&self.shed_latency, 0.99),
+            admitted_p50: ms_at(&self.admitted_latency, 0.50),
+            admitted_p99: ms_at(&self.admitted_latency, 0.99),
         };
         let lag_p99 = ms_at(&self.lag, 0.99);
         let generator = GeneratorHealth {
@@ -453,6 +460,7 @@ mod tests {
             outcome,
             error: None,
             attempts: 1,
+            last_attempt: ms(latency),
             budget_denied: false,
             replayed: false,
         }

@@ -33,6 +33,10 @@ pub const METRICS: &[(&str, &str)] = &[
         "acknowledged_p99",
         "99th percentile test time of acknowledged requests, ms",
     ),
+    (
+        "admitted_p99",
+        "99th percentile time of the admitted attempt of acknowledged requests, ms",
+    ),
     ("shed", "requests answered 503 (shed by admission control)"),
     ("shed_p99", "99th percentile test time of 503 answers, ms"),
     (
@@ -175,6 +179,7 @@ pub fn metric_value(report: &Report, metric: &str) -> Option<f64> {
         "goodput" => Some(report.throughput.acknowledged_per_s),
         "lag_p99" => report.generator.lag_p99_ms,
         "acknowledged_p99" => l.acknowledged_p99,
+        "admitted_p99" => l.admitted_p99,
         "shed" => n(r.by_status.get("503").copied().unwrap_or(0)),
         "shed_p99" => l.shed_p99,
         "recovery_s" => report.throughput.recovery_s,

@@ -334,6 +334,7 @@ mod tests {
             deadline_denied: false,
             replayed: false,
             idempotency_key: None,
+            last_attempt: std::time::Duration::ZERO,
         }
     }
 

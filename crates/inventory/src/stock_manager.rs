@@ -96,6 +96,9 @@ pub struct Delivery {
     /// The key sent in `Idempotency-Key` with every attempt (on the wire it is quoted);
     /// `None` without a retry policy, or when nothing was sent.
     pub idempotency_key: Option<uuid::Uuid>,
+    /// How long the final attempt took, from sending to its answer (or failure): the
+    /// server's own response time, without the backoff waits between attempts.
+    pub last_attempt: Duration,
 }
 
 impl Delivery {
@@ -107,6 +110,7 @@ impl Delivery {
             deadline_denied: false,
             replayed: false,
             idempotency_key: None,
+            last_attempt: Duration::ZERO,
         }
     }
 }
@@ -203,6 +207,7 @@ impl StockManager {
             });
         };
         let Some(retry) = &self.retry else {
+            let sent = Instant::now();
             let answer = self.attempt(item_code, &id, None).await;
             return Delivery {
                 result: answer.result,
@@ -211,6 +216,7 @@ impl StockManager {
                 deadline_denied: false,
                 replayed: answer.replayed,
                 idempotency_key: None,
+                last_attempt: sent.elapsed(),
             };
         };
         let deadline = Instant::now() + self.timeout;
@@ -225,14 +231,17 @@ impl StockManager {
             deadline_denied: false,
             replayed: false,
             idempotency_key: Some(key),
+            last_attempt: Duration::ZERO,
         };
         // Drawn from the OS's randomness only if a retry is actually considered.
         let mut jitter = None;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
+            let sent = Instant::now();
             let answer = self
                 .attempt(item_code, &id, Some((&key_value, remaining)))
                 .await;
+            delivery.last_attempt = sent.elapsed();
             delivery.attempts += 1;
             delivery.replayed = answer.replayed;
             delivery.result = answer.result;

@@ -20,6 +20,12 @@
 //! * **Shedding is cheap.** A refused order is answered before its body is read, without
 //!   allocating its work or touching the store: a few microseconds of CPU, so refusing
 //!   costs far less than serving and the server stays responsive under any spike.
+//! * **A standing queue means overload: then wait only briefly** (CoDel, as in Facebook's
+//!   "Fail at Scale"). While the queue keeps emptying, a waiter may wait the full queue
+//!   timeout: that absorbs bursts. Once it has not been empty for [`STANDING_QUEUE`], the
+//!   excess is not a burst but more load than capacity; every queued request would then
+//!   wait the full timeout only to be refused, turning fast 503s into slow ones. So the
+//!   wait shrinks to [`OVERLOAD_WAIT`] until the queue drains again.
 //! * **`Retry-After` is an estimate of when a slot frees**, so well-behaved clients come
 //!   back when they have a chance instead of immediately.
 
@@ -40,6 +46,16 @@ use crate::problem::Problem;
 /// Longest `Retry-After` advised: beyond a minute the estimate means little, and a
 /// client should rather re-evaluate than sleep on it.
 const MAX_RETRY_AFTER_SECS: u64 = 60;
+
+/// How long the queue must have stayed non-empty to count as a standing queue (overload).
+pub const STANDING_QUEUE: Duration = Duration::from_millis(100);
+
+/// How long a queue wait that ran out keeps the controller in overload mode.
+pub const OVERLOAD_MEMORY: Duration = Duration::from_secs(1);
+
+/// The wait in the queue during overload: long enough to catch a slot freeing right now,
+/// short enough that a refusal stays fast.
+pub const OVERLOAD_WAIT: Duration = Duration::from_millis(1);
 
 /// How many orders may be in progress and waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +78,11 @@ pub struct Admission {
     work_estimate: Duration,
     /// Counters, including the queue length this controller maintains.
     metrics: Arc<Metrics>,
+    /// When the queue was last seen empty, in µs since `epoch`.
+    last_empty_us: AtomicU64,
+    /// When a queued request last waited in vain, in µs since `epoch` (0: never).
+    last_timeout_us: AtomicU64,
+    epoch: Instant,
 }
 
 impl Admission {
@@ -75,6 +96,36 @@ impl Admission {
             limits,
             work_estimate,
             metrics,
+            last_empty_us: AtomicU64::new(0),
+            last_timeout_us: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Records that nobody is waiting (a request got a slot without queueing, or the
+    /// last waiter left).
+    fn queue_was_empty(&self) {
+        self.last_empty_us.store(self.now_us(), Ordering::Relaxed);
+    }
+
+    /// The longest a request that joins the queue now may wait: the queue timeout, or
+    /// [`OVERLOAD_WAIT`] while a standing queue shows overload.
+    pub fn wait_limit(&self) -> Duration {
+        let now = self.now_us();
+        let since_empty = now.saturating_sub(self.last_empty_us.load(Ordering::Relaxed));
+        let last_timeout = self.last_timeout_us.load(Ordering::Relaxed);
+        // A wait that ran out recently is overload too, even if one arrival since then
+        // happened to find a free slot: otherwise the next waiter would wait in vain.
+        let recent_timeout = last_timeout > 0
+            && Duration::from_micros(now - last_timeout.min(now)) < OVERLOAD_MEMORY;
+        if recent_timeout || Duration::from_micros(since_empty) > STANDING_QUEUE {
+            OVERLOAD_WAIT.min(self.limits.queue_timeout)
+        } else {
+            self.limits.queue_timeout
         }
     }
 
@@ -84,15 +135,28 @@ impl Admission {
 
     /// Waits for a slot as a queued order, within the queue's bounds and the deadline.
     async fn wait(&self, deadline: Option<Deadline>) -> Result<OwnedSemaphorePermit, Refusal> {
-        let Some(_slot) = QueueSlot::take(&self.metrics.admission_queued, self.limits.queue) else {
+        let Some((_slot, position)) =
+            QueueSlot::take(&self.metrics.admission_queued, self.limits.queue)
+        else {
             return Err(Refusal::Shed("and the wait queue is full".into()));
         };
+        // Refuse now what would only be refused later: with N slots each busy for about
+        // one work estimate, a slot frees every work/N on average, so the order at
+        // `position` can expect to wait position · work / N. If that exceeds the queue
+        // timeout, waiting would just turn a fast 503 into a slow one.
+        let expected = expected_wait(self.work_estimate, position, self.limits.max_in_flight);
+        if expected > self.limits.queue_timeout {
+            return Err(Refusal::Shed(format!(
+                "and the wait for one (about {} ms) would exceed the queue's {} ms",
+                expected.as_millis(),
+                self.limits.queue_timeout.as_millis()
+            )));
+        }
         // Waiting past the point where the work no longer fits the deadline is pointless.
+        let limit = self.wait_limit();
         let room = deadline.map(|d| d.room_after(self.work_estimate, Instant::now()));
-        let wait = room.map_or(self.limits.queue_timeout, |room| {
-            room.min(self.limits.queue_timeout)
-        });
-        let bound_by_deadline = room.is_some_and(|room| room < self.limits.queue_timeout);
+        let wait = room.map_or(limit, |room| room.min(limit));
+        let bound_by_deadline = room.is_some_and(|room| room < limit);
         match tokio::time::timeout(wait, Arc::clone(&self.semaphore).acquire_owned()).await {
             Ok(Ok(permit)) => {
                 let late =
@@ -107,10 +171,11 @@ impl Admission {
                  order of about {} ms; nothing was recorded. Retry later",
                 self.work_estimate.as_millis()
             ))),
-            Err(_elapsed) => Err(Refusal::Shed(format!(
-                "and no slot freed within {} ms",
-                self.limits.queue_timeout.as_millis()
-            ))),
+            Err(_elapsed) => Err({
+                self.last_timeout_us
+                    .store(self.now_us().max(1), Ordering::Relaxed);
+                Refusal::Shed(format!("and no slot freed within {} ms", wait.as_millis()))
+            }),
             Ok(Err(_closed)) => Err(Refusal::Shed("and it is shutting down".into())),
         }
     }
@@ -158,18 +223,24 @@ pub fn retry_after_secs(work_estimate: Duration, queued: u64, max_in_flight: usi
     (secs as u64).clamp(1, MAX_RETRY_AFTER_SECS)
 }
 
+/// The expected wait of the order at 1-based queue `position` (see [`Admission::wait`]).
+pub fn expected_wait(work_estimate: Duration, position: u64, max_in_flight: usize) -> Duration {
+    work_estimate.mul_f64(position as f64 / max_in_flight.max(1) as f64)
+}
+
 /// A place in the wait queue; gives it back on drop (also when the request is dropped
 /// because its client left).
 struct QueueSlot<'a>(&'a AtomicU64);
 
 impl<'a> QueueSlot<'a> {
-    fn take(queued: &'a AtomicU64, capacity: usize) -> Option<Self> {
+    /// A place, and its 1-based position in the queue; `None` when the queue is full.
+    fn take(queued: &'a AtomicU64, capacity: usize) -> Option<(Self, u64)> {
         queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
                 (q < capacity as u64).then_some(q + 1)
             })
             .ok()
-            .map(|_| QueueSlot(queued))
+            .map(|before| (QueueSlot(queued), before + 1))
     }
 }
 
@@ -207,7 +278,13 @@ pub async fn admit(
     next: Next,
 ) -> Response {
     let permit = match Arc::clone(&admission.semaphore).try_acquire_owned() {
-        Ok(permit) => permit,
+        Ok(permit) => {
+            // A slot without waiting: whoever queued before has been served.
+            if admission.metrics.admission_queued.load(Ordering::Relaxed) == 0 {
+                admission.queue_was_empty();
+            }
+            permit
+        }
         Err(TryAcquireError::NoPermits) => {
             let deadline = request.extensions().get::<Deadline>().copied();
             match admission.wait(deadline).await {
@@ -240,8 +317,9 @@ mod tests {
     #[test]
     fn queue_slots_are_bounded_and_given_back() {
         let queued = AtomicU64::new(0);
-        let a = QueueSlot::take(&queued, 2).unwrap();
-        let b = QueueSlot::take(&queued, 2).unwrap();
+        let (a, first) = QueueSlot::take(&queued, 2).unwrap();
+        let (b, second) = QueueSlot::take(&queued, 2).unwrap();
+        assert_eq!((first, second), (1, 2), "positions in the queue");
         assert!(QueueSlot::take(&queued, 2).is_none());
         drop(a);
         assert_eq!(queued.load(Ordering::Relaxed), 1);
@@ -249,6 +327,52 @@ mod tests {
         drop(b);
         assert_eq!(queued.load(Ordering::Relaxed), 0);
         assert!(QueueSlot::take(&queued, 0).is_none());
+    }
+
+    fn controller(queue_timeout_ms: u64) -> Admission {
+        let limits = AdmissionLimits {
+            max_in_flight: 2,
+            queue: 2,
+            queue_timeout: Duration::from_millis(queue_timeout_ms),
+        };
+        Admission::new(
+            limits,
+            Duration::from_millis(600),
+            Arc::new(Metrics::new(1000, &Default::default())),
+        )
+    }
+
+    #[test]
+    fn a_standing_queue_shortens_the_wait() {
+        let admission = controller(250);
+        admission.queue_was_empty();
+        assert_eq!(
+            admission.wait_limit(),
+            Duration::from_millis(250),
+            "a burst may wait"
+        );
+        // The queue has not been seen empty for longer than STANDING_QUEUE: overload.
+        std::thread::sleep(STANDING_QUEUE + Duration::from_millis(20));
+        assert_eq!(admission.wait_limit(), OVERLOAD_WAIT);
+        admission.queue_was_empty();
+        assert_eq!(
+            admission.wait_limit(),
+            Duration::from_millis(250),
+            "drained: bursts wait again"
+        );
+        // Never longer than the configured timeout.
+        assert_eq!(
+            controller(2).wait_limit().min(Duration::from_millis(2)),
+            Duration::from_millis(2)
+        );
+    }
+
+    #[test]
+    fn the_expected_wait_grows_with_the_position() {
+        let work = Duration::from_millis(600);
+        assert_eq!(expected_wait(work, 1, 6), Duration::from_millis(100));
+        assert_eq!(expected_wait(work, 3, 6), Duration::from_millis(300));
+        assert_eq!(expected_wait(work, 2, 0), Duration::from_millis(1200));
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Protections {
     pub work_estimate: Option<Duration>,
     /// How `--max-in-flight auto` was sized, when it was.
     pub sizing: Option<Sizing>,
+    /// Run each order's work at idle CPU priority (see [`crate::priority`]).
+    pub idle_priority_work: bool,
 }
 
 /// What the handlers and layers share.
@@ -61,6 +63,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether the orders handler reads the `Idempotency-Key` header.
     pub idempotency: bool,
+    /// Whether the orders' blocking work runs at idle CPU priority.
+    pub idle_priority_work: bool,
     /// The admission controller, created once so its limit is global (see
     /// [`crate::admission`]).
     admission: Option<Arc<Admission>>,
@@ -84,6 +88,7 @@ impl AppState {
                 .max_request
                 .map(|max| Arc::new(Deadlines::new(max, work_estimate, metrics.clone()))),
             idempotency: protections.idempotency,
+            idle_priority_work: protections.idle_priority_work,
             store,
             metrics,
         }

@@ -28,6 +28,7 @@ pub mod deadline;
 pub mod idempotency;
 pub mod limits;
 pub mod metrics;
+pub mod priority;
 pub mod problem;
 pub mod routes;
 pub mod server;

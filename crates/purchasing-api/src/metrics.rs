@@ -319,7 +319,7 @@ impl Metrics {
                 ),
                 (
                     "purchasing_sizing_cpu_max_in_flight",
-                    "Orders the CPUs can serve: ceil(cpus (delay + alloc) / alloc).",
+                    "Orders the CPUs can serve at 70 % use: floor(0.7 cpus (delay + alloc) / alloc).",
                     sizing.n_cpu as f64,
                 ),
             ] {

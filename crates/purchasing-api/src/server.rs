@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::admission::AdmissionLimits;
 use crate::app::{AppState, Protections, app};
-use crate::config::{Config, InFlightLimit, ProtectionSettings};
+use crate::config::{Config, InFlightLimit, MaxInFlight, ProtectionSettings};
 use crate::limits::{self, Environment, MAX_AUTO_IN_FLIGHT, SizingInputs};
 
 /// Runs the server described by `config` until SIGINT or SIGTERM. Builds its own tokio
@@ -40,10 +40,22 @@ pub async fn serve(
     let settings = config.protections().map_err(anyhow::Error::msg)?;
     // Open the orders file first: a server that cannot write orders must not start and
     // then fail every request.
+    let mut store_options = settings.store;
+    store_options.max_concurrent_fills = match settings.fills {
+        MaxInFlight::Off => None,
+        MaxInFlight::Fixed(n) => Some(n),
+        MaxInFlight::Auto => {
+            let cpus = crate::limits::Environment::discover().cpus;
+            let n = (cpus.value.ceil() as usize).max(1);
+            tracing::info!(max_concurrent_fills = n, cpus = cpus.value, cpus_source = %cpus.source,
+                "sized the fill gate: one order filling per CPU");
+            Some(n)
+        }
+    };
     let store = PurchaseOrderStore::open_with(
         &config.orders_file,
         config.workload(),
-        settings.store,
+        store_options,
     )
     .with_context(
         || "check that the directory exists and is writable, or choose another --orders-file",
@@ -105,6 +117,7 @@ async fn resolve(config: &Config, settings: &ProtectionSettings) -> anyhow::Resu
     let mut protections = Protections {
         max_request: settings.max_request,
         idempotency: settings.store.idempotency,
+        idle_priority_work: settings.idle_priority_work,
         ..Protections::default()
     };
     if !settings.needs_work_estimate() {
@@ -163,7 +176,7 @@ async fn resolve(config: &Config, settings: &ProtectionSettings) -> anyhow::Resu
                     cpus_source = %environment.cpus.source,
                     "sized admission control: max_in_flight = max(1, min(n_mem, n_cpu, cap)), \
                      n_mem = floor((memory_share * memory_limit - baseline_rss) / alloc_chars), \
-                     n_cpu = ceil(cpus * (delay + alloc) / alloc)"
+                     n_cpu = floor(0.7 * cpus * (delay + alloc) / alloc)"
                 );
                 let n = sizing.max_in_flight;
                 protections.sizing = Some(sizing);

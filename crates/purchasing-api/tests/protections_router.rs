@@ -38,6 +38,7 @@ fn test_app(delay_ms: u64, protections: Protections) -> TestApp {
     let options = StoreOptions {
         durable: false,
         idempotency: protections.idempotency,
+        max_concurrent_fills: None,
     };
     let store = PurchaseOrderStore::open_with(&path, workload(delay_ms), options).unwrap();
     TestApp {
@@ -296,7 +297,9 @@ async fn a_queued_order_takes_the_next_free_slot() {
 
 #[tokio::test]
 async fn a_queue_wait_that_times_out_is_503() {
-    let app = Arc::new(test_app(400, admission(1, 4, 100, 400)));
+    // The estimate (50 ms) says a slot frees in time, so the order waits; the real work
+    // (400 ms) holds the slot past the 100 ms queue timeout.
+    let app = Arc::new(test_app(400, admission(1, 4, 100, 50)));
     let first = tokio::spawn({
         let app = Arc::clone(&app);
         async move { app.call(order("1", &[])).await.status() }
@@ -309,6 +312,31 @@ async fn a_queue_wait_that_times_out_is_503() {
     assert!(
         waited >= Duration::from_millis(90) && waited < Duration::from_millis(300),
         "{waited:?}"
+    );
+    assert_eq!(first.await.unwrap(), StatusCode::CREATED);
+    assert_eq!(app.lines(), 1);
+}
+
+#[tokio::test]
+async fn a_wait_predicted_to_exceed_the_queue_timeout_is_refused_at_once() {
+    // One slot busy for 400 ms: the next order would wait ~400 ms, more than the 100 ms
+    // the queue allows, so it is refused immediately rather than after 100 ms.
+    let app = Arc::new(test_app(400, admission(1, 4, 100, 400)));
+    let first = tokio::spawn({
+        let app = Arc::clone(&app);
+        async move { app.call(order("1", &[])).await.status() }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let started = Instant::now();
+    let second = app.call(order("2", &[])).await;
+    let waited = started.elapsed();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(second.headers().contains_key(header::RETRY_AFTER));
+    assert!(waited < Duration::from_millis(60), "{waited:?}");
+    assert!(
+        text(second)
+            .await
+            .contains("would exceed the queue's 100 ms")
     );
     assert_eq!(first.await.unwrap(), StatusCode::CREATED);
     assert_eq!(app.lines(), 1);

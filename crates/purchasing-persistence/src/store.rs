@@ -5,7 +5,7 @@ use std::collections::TryReserveError;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::idempotency::{Begin, IdempotencyKey, Journal, JournalRecovery, KeyIndex};
@@ -62,6 +62,14 @@ pub struct StoreOptions {
     /// Keep an idempotency journal beside the orders file so a keyed order is written at
     /// most once, also across restarts (see [`crate::idempotency`]).
     pub idempotency: bool,
+    /// At most this many orders fill their string at the same time (`None`: no limit, as
+    /// the original). The fill is the CPU-heavy part of an order (page faults); the sleep
+    /// is not. With a CPU quota, N concurrent fills share the CPU and each takes N times
+    /// as long — and page faults of many threads in one address space contend with each
+    /// other — so every order's latency grows with the load. Letting ⌈CPUs⌉ fill at once
+    /// while the others wait their turn (their sleeps still overlap) keeps each fill at
+    /// its unloaded cost. It limits no memory: admission control does that.
+    pub max_concurrent_fills: Option<usize>,
 }
 
 /// What one submit should respect.
@@ -164,6 +172,8 @@ pub struct PurchaseOrderStore {
     append_lock: Mutex<()>,
     /// `Some` iff [`StoreOptions::idempotency`].
     idempotency: Option<Idempotency>,
+    /// `Some` iff [`StoreOptions::max_concurrent_fills`].
+    fill_gate: Option<FillGate>,
 }
 
 impl PurchaseOrderStore {
@@ -193,6 +203,7 @@ impl PurchaseOrderStore {
             workload,
             options,
             append_lock: Mutex::new(()),
+            fill_gate: options.max_concurrent_fills.map(FillGate::new),
             idempotency: None,
         };
         let file = if options.durable {
@@ -289,7 +300,10 @@ impl PurchaseOrderStore {
         };
 
         // From here on, an early return drops `claim`, which releases the key.
-        let work = simulate_expensive_work(self.workload.alloc_chars)?;
+        let work = {
+            let _turn = self.fill_gate.as_ref().map(FillGate::enter);
+            simulate_expensive_work(self.workload.alloc_chars)?
+        };
         let work = if self.workload.release_early {
             drop(work);
             None
@@ -527,6 +541,47 @@ pub(crate) fn unix_ms_now() -> u64 {
 
 /// The original's `new string('a', n)`: a string of `chars` `'a'`s with every byte
 /// written (so every page is really touched), allocated fallibly.
+/// A counting semaphore (std only) bounding the orders that fill their string at once.
+#[derive(Debug)]
+struct FillGate {
+    filling: Mutex<usize>,
+    turn_freed: Condvar,
+    max: usize,
+}
+
+/// One order's turn to fill; gives it back on drop.
+struct FillTurn<'a>(&'a FillGate);
+
+impl FillGate {
+    fn new(max: usize) -> Self {
+        FillGate {
+            filling: Mutex::new(0),
+            turn_freed: Condvar::new(),
+            max: max.max(1),
+        }
+    }
+
+    fn enter(&self) -> FillTurn<'_> {
+        let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+        while *filling >= self.max {
+            filling = self
+                .turn_freed
+                .wait(filling)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        *filling += 1;
+        FillTurn(self)
+    }
+}
+
+impl Drop for FillTurn<'_> {
+    fn drop(&mut self) {
+        let mut filling = self.0.filling.lock().unwrap_or_else(|p| p.into_inner());
+        *filling -= 1;
+        self.0.turn_freed.notify_one();
+    }
+}
+
 fn simulate_expensive_work(chars: usize) -> Result<String, StoreError> {
     let mut bytes = Vec::new();
     bytes
@@ -591,6 +646,61 @@ mod tests {
         let started = Instant::now();
         store.submit_purchase_order(&code("1")).unwrap();
         assert!(started.elapsed() >= Duration::from_millis(120));
+    }
+
+    #[test]
+    fn the_fill_gate_lets_at_most_its_limit_in_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let gate = Arc::new(FillGate::new(2));
+        let (inside, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (gate, inside, most) = (gate.clone(), inside.clone(), most.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..5 {
+                        let _turn = gate.enter();
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(2));
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            *gate.filling.lock().unwrap(),
+            0,
+            "every turn was given back"
+        );
+    }
+
+    #[test]
+    fn a_store_with_a_fill_gate_still_writes_every_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.txt");
+        let options = StoreOptions {
+            max_concurrent_fills: Some(1),
+            ..Default::default()
+        };
+        let store = Arc::new(PurchaseOrderStore::open_with(&path, tiny(), options).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store
+                        .submit_purchase_order(&code(&format!("g{t}")))
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(read_orders_file(&path).unwrap().orders.len(), 8);
     }
 
     #[test]
@@ -673,8 +783,10 @@ mod tests {
             options: StoreOptions {
                 durable: false,
                 idempotency: true,
+                max_concurrent_fills: None,
             },
             append_lock: Mutex::new(()),
+            fill_gate: None,
             idempotency: Some(Idempotency {
                 index: KeyIndex::default(),
                 journal: Journal::on_file(journal.to_owned(), file),

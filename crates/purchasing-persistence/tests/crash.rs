@@ -25,6 +25,7 @@ const CYCLES: usize = 30;
 const DURABLE_IDEMPOTENT: StoreOptions = StoreOptions {
     durable: true,
     idempotency: true,
+    max_concurrent_fills: None,
 };
 
 fn writer_workload() -> Workload {

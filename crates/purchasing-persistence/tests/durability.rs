@@ -9,6 +9,7 @@ use purchasing_persistence::{PurchaseOrderStore, StoreError, StoreOptions, Submi
 const DURABLE_IDEMPOTENT: StoreOptions = StoreOptions {
     durable: true,
     idempotency: true,
+    max_concurrent_fills: None,
 };
 
 #[test]
@@ -42,6 +43,7 @@ fn a_durable_store_without_idempotency_writes_the_faithful_lines() {
     let options = StoreOptions {
         durable: true,
         idempotency: false,
+        max_concurrent_fills: None,
     };
     let store = open(dir.path(), tiny(), options);
     store.submit_purchase_order(&code("1")).unwrap();
@@ -61,6 +63,7 @@ fn a_write_failure_in_durable_mode_is_an_io_error_naming_the_file() {
     let options = StoreOptions {
         durable: true,
         idempotency: false,
+        max_concurrent_fills: None,
     };
     let store = PurchaseOrderStore::open_with("/dev/full", tiny(), options).unwrap();
     let err = store.submit_purchase_order(&code("1")).unwrap_err();

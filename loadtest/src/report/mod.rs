@@ -53,6 +53,8 @@ pub(crate) mod tests_support {
                 note: "closed model".into(),
                 shed_p50: Some(1.0),
                 shed_p99: Some(4.0),
+                admitted_p50: Some(600.0),
+                admitted_p99: Some(1200.0),
             },
             throughput: Throughput {
                 requests_per_s: 10.0,

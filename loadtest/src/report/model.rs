@@ -115,11 +115,19 @@ pub struct LatencySummary {
     pub acknowledged_p99: Option<f64>,
     /// How to read these numbers (coordinated omission in the closed model).
     pub note: String,
-    /// Test time of the requests answered 503 (shed): how fast a refusal is.
+    /// How fast a refusal is: the duration of the final attempt of the requests answered
+    /// 503 (shed), without the client's backoff between attempts.
     #[serde(default)]
     pub shed_p50: Option<f64>,
     #[serde(default)]
     pub shed_p99: Option<f64>,
+    /// Duration of the admitted attempt of acknowledged requests (its last attempt): what
+    /// an order the server accepted cost, without earlier refused attempts and backoff.
+    /// Equal to the acknowledged figures when the client does not retry.
+    #[serde(default)]
+    pub admitted_p50: Option<f64>,
+    #[serde(default)]
+    pub admitted_p99: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -49,7 +49,11 @@ pub async fn create(
     let store = state.store.clone();
     let metrics = state.metrics.clone();
     let task_code = code.clone();
+    let idle_priority = state.idle_priority_work;
     let outcome = tokio::task::spawn_blocking(move || {
+        if idle_priority {
+            crate::priority::make_current_thread_idle();
+        }
         // Held until the closure ends, i.e. until the order's memory is freed: only then
         // may admission control let another order in.
         let _permit = permit;

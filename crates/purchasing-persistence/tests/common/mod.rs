@@ -35,6 +35,7 @@ pub fn key(s: &str) -> IdempotencyKey {
 pub const IDEMPOTENT: StoreOptions = StoreOptions {
     durable: false,
     idempotency: true,
+    max_concurrent_fills: None,
 };
 
 pub fn orders_path(dir: &Path) -> PathBuf {
