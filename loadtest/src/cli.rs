@@ -40,8 +40,9 @@ pub enum Command {
     /// Run any command confined to a CPU quota and a memory limit (a cgroup), e.g. the
     /// API, to try it by hand with curl.
     Confine(ConfineArgs),
-    /// Render a finished run again from its report.json: report.html, and with --svg-dir
-    /// one standalone SVG file per chart (e.g. to put a chart in a README).
+    /// Render a finished run, comparison or sweep again from its JSON (report.json,
+    /// comparison.json or sweep.json), and with --svg-dir one standalone SVG file per
+    /// chart (e.g. to put a chart in a README).
     Report(ReportArgs),
     /// Run the same load twice — against the faithful baseline and against
     /// `purchasing-api --protect` with client retries — and write one side-by-side report.
@@ -73,7 +74,7 @@ pub enum SweepConfig {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The run's directory (the --out of `loadtest run`), holding report.json.
+    /// The directory (the --out of `loadtest run`, `compare` or `sweep`).
     pub dir: PathBuf,
     /// Also write each chart as a standalone SVG file into this directory.
     #[arg(long, value_name = "DIR")]
@@ -695,41 +696,96 @@ fn threshold_exit(report: &crate::report::Report) -> ExitCode {
     }
 }
 
-fn rerender(args: &ReportArgs) -> anyhow::Result<()> {
-    use crate::report::html::{Chart, render_chart_svg};
+/// Reads a JSON file the lab wrote, with the schema version checked.
+fn read_versioned<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &str,
+    version: impl Fn(&T) -> u32,
+) -> anyhow::Result<T> {
     use anyhow::Context;
-
-    let path = args.dir.join("report.json");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {}; is {} a loadtest --out directory?",
-            path.display(),
-            args.dir.display()
-        )
-    })?;
-    let report: crate::report::Report = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a loadtest report", path.display()))?;
-    if report.schema_version != crate::report::SCHEMA_VERSION {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: T = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a loadtest {what}", path.display()))?;
+    let found = version(&value);
+    if found != crate::report::SCHEMA_VERSION {
         anyhow::bail!(
-            "{} has schema version {}, this loadtest writes {}",
+            "{} has schema version {found}, this loadtest writes {}",
             path.display(),
-            report.schema_version,
             crate::report::SCHEMA_VERSION
         );
     }
-    crate::lab::write_report_files(&report, &args.dir)?;
-    println!("wrote {}", args.dir.join("report.html").display());
-    if let Some(svg_dir) = &args.svg_dir {
-        std::fs::create_dir_all(svg_dir)
-            .with_context(|| format!("cannot create {}", svg_dir.display()))?;
-        for chart in Chart::ALL {
-            let file = svg_dir.join(chart.file_name());
-            std::fs::write(&file, render_chart_svg(&report, chart))
-                .with_context(|| format!("cannot write {}", file.display()))?;
-            println!("wrote {}", file.display());
-        }
+    Ok(value)
+}
+
+fn write_svgs(dir: Option<&std::path::Path>, charts: Vec<(&str, String)>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let Some(dir) = dir else { return Ok(()) };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, svg) in charts {
+        let file = dir.join(name);
+        std::fs::write(&file, svg).with_context(|| format!("cannot write {}", file.display()))?;
+        println!("wrote {}", file.display());
     }
     Ok(())
+}
+
+/// `loadtest report DIR`: renders a run's, a comparison's or a sweep's page again from
+/// its JSON (whichever DIR holds), and with `--svg-dir` each chart as its own SVG file.
+fn rerender(args: &ReportArgs) -> anyhow::Result<()> {
+    use crate::compare::{
+        Comparison, Sweep, comparison_charts, render_html, render_sweep_html, sweep_chart,
+    };
+    use crate::report::html::{Chart, render_chart_svg};
+    use anyhow::Context;
+
+    let dir = &args.dir;
+    let svg_dir = args.svg_dir.as_deref();
+    if dir.join("comparison.json").is_file() {
+        let c: Comparison = read_versioned(
+            &dir.join("comparison.json"),
+            "comparison",
+            |c: &Comparison| c.schema_version,
+        )?;
+        std::fs::write(dir.join("comparison.html"), render_html(&c))
+            .context("cannot write comparison.html")?;
+        println!("wrote {}", dir.join("comparison.html").display());
+        let names = ["goodput.svg", "failed.svg", "latency.svg", "memory.svg"];
+        let charts = names
+            .into_iter()
+            .zip(comparison_charts(&c))
+            .map(|(n, chart)| (n, chart.to_svg(true)));
+        return write_svgs(svg_dir, charts.collect());
+    }
+    if dir.join("sweep.json").is_file() {
+        let s: Sweep = read_versioned(&dir.join("sweep.json"), "sweep", |s: &Sweep| {
+            s.schema_version
+        })?;
+        std::fs::write(dir.join("sweep.html"), render_sweep_html(&s))
+            .context("cannot write sweep.html")?;
+        println!("wrote {}", dir.join("sweep.html").display());
+        return write_svgs(
+            svg_dir,
+            vec![("goodput-vs-offered.svg", sweep_chart(&s).to_svg(true))],
+        );
+    }
+    let path = dir.join("report.json");
+    if !path.is_file() {
+        anyhow::bail!(
+            "{} holds no report.json, comparison.json or sweep.json; is it a loadtest --out directory?",
+            dir.display()
+        );
+    }
+    let report: crate::report::Report =
+        read_versioned(&path, "report", |r: &crate::report::Report| {
+            r.schema_version
+        })?;
+    crate::lab::write_report_files(&report, dir)?;
+    println!("wrote {}", dir.join("report.html").display());
+    let charts = Chart::ALL
+        .into_iter()
+        .map(|c| (c.file_name(), render_chart_svg(&report, c)));
+    write_svgs(svg_dir, charts.collect())
 }
 
 fn usage_error(message: &str) -> ExitCode {

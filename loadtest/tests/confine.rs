@@ -114,8 +114,8 @@ fn a_cgroup_holds_the_limits_and_its_processes_and_is_removed_on_drop() {
     match cgroup.cgroup_version() {
         CgroupVersion::V1 => {
             assert_eq!(cgroup.version(), "cgroup v1");
-            assert_eq!(read("cpu.cfs_period_us"), "100000");
-            assert_eq!(read("cpu.cfs_quota_us"), "50000");
+            assert_eq!(read("cpu.cfs_period_us"), "10000");
+            assert_eq!(read("cpu.cfs_quota_us"), "5000");
             assert_eq!(read("memory.limit_in_bytes"), (64 * MIB).to_string());
             if paths
                 .iter()
@@ -126,7 +126,7 @@ fn a_cgroup_holds_the_limits_and_its_processes_and_is_removed_on_drop() {
         }
         CgroupVersion::V2 => {
             assert_eq!(cgroup.version(), "cgroup v2");
-            assert_eq!(read("cpu.max"), "50000 100000");
+            assert_eq!(read("cpu.max"), "5000 10000");
             assert_eq!(read("memory.max"), (64 * MIB).to_string());
         }
     }

@@ -481,6 +481,23 @@ fn compare_runs_both_configurations_into_one_report() {
     assert!(html.contains("Baseline vs protected") && html.contains("<svg"));
     assert!(String::from_utf8_lossy(&output.stdout).contains("side by side"));
 
+    // Rendered again from comparison.json, charts as files.
+    let svgs = out.join("svg");
+    let output = loadtest(&[
+        "report",
+        out.to_str().unwrap(),
+        "--svg-dir",
+        svgs.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    for chart in ["goodput", "failed", "latency", "memory"] {
+        assert!(
+            std::fs::read_to_string(svgs.join(format!("{chart}.svg")))
+                .unwrap()
+                .contains("<svg")
+        );
+    }
+
     let output = loadtest(&[
         "compare",
         "--url",
@@ -533,4 +550,18 @@ fn sweep_measures_goodput_at_each_rate() {
             .contains("Goodput against offered load")
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("measured capacity"));
+
+    let svgs = out.join("svg");
+    let output = loadtest(&[
+        "report",
+        out.to_str().unwrap(),
+        "--svg-dir",
+        svgs.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        std::fs::read_to_string(svgs.join("goodput-vs-offered.svg"))
+            .unwrap()
+            .contains("capacity")
+    );
 }

@@ -89,8 +89,9 @@ pub struct Config {
     // the server is the faithful system). Each is explained where it is built: admission
     // in `admission`, deadlines in `deadline`, sizing in `limits`.
     /// Turn on the recommended protections: `--max-in-flight auto`, a queue as long as the
-    /// limit with a 250 ms wait, `--max-request-ms 10000`, `--idempotency` and `--durable`.
-    /// Any of them given explicitly still wins (e.g. `--protect --durable=false`).
+    /// limit with a 250 ms wait, `--max-concurrent-fills auto`, `--idle-priority-work`,
+    /// `--max-request-ms 10000`, `--idempotency` and `--durable`. Any of them given
+    /// explicitly still wins (e.g. `--protect --durable=false`).
     // One switch, because the protections only work as a set: shedding without deadlines
     // still does work for clients that left; retries without idempotency duplicate orders.
     #[arg(long, env = "PURCHASING_PROTECT")]
@@ -366,6 +367,29 @@ mod tests {
         Config::try_parse_from(argv)
             .map_err(|e| e.to_string())?
             .protections()
+    }
+
+    #[test]
+    fn protect_gates_the_fills_and_idles_the_work_unless_told_otherwise() {
+        let p = protections(&["--protect"]).unwrap();
+        assert_eq!(p.fills, MaxInFlight::Auto);
+        assert!(p.idle_priority_work);
+        let p = protections(&[
+            "--protect",
+            "--max-concurrent-fills",
+            "off",
+            "--idle-priority-work=false",
+        ])
+        .unwrap();
+        assert_eq!(p.fills, MaxInFlight::Off);
+        assert!(!p.idle_priority_work);
+        let p = protections(&["--max-concurrent-fills", "2"]).unwrap();
+        assert_eq!(p.fills, MaxInFlight::Fixed(2));
+        assert!(
+            p.admission.is_none(),
+            "the gate alone adds no admission control"
+        );
+        assert!(protections(&["--max-concurrent-fills", "0"]).is_err());
     }
 
     #[test]
