@@ -25,6 +25,8 @@ use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use cgroup_info::Cgroups;
+
 /// What to confine a process to. `None` means no limit of that kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Limits {
@@ -273,11 +275,11 @@ impl Cgroup {
             .map_err(|e| io_error("reading /proc/self/mountinfo", e))?;
         let membership = fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| io_error("reading /proc/self/cgroup", e))?;
-        let layout = Layout::detect(&mountinfo, &membership);
+        let cgroups = Cgroups::locate(&mountinfo, &membership);
         let need_cpu = limits.cpus.is_some();
         let need_memory = limits.memory_bytes.is_some();
 
-        if let Some(v2) = &layout.v2 {
+        if let Some(v2) = cgroups.v2.as_ref().map(|c| &c.dir) {
             let available = read_words(&v2.join("cgroup.controllers"));
             let has = |c: &str| available.iter().any(|a| a == c);
             // v2 when it offers what the limits need (and something at all); else v1,
@@ -287,7 +289,7 @@ impl Cgroup {
                 return Self::create_v2(v2, &available, limits);
             }
         }
-        Self::create_v1(&layout, limits)
+        Self::create_v1(&cgroups, limits)
     }
 
     fn create_v2(
@@ -370,16 +372,9 @@ impl Cgroup {
         Ok(cgroup)
     }
 
-    fn create_v1(layout: &Layout, limits: &Limits) -> Result<Cgroup, ConfineError> {
-        let find = |controller: &str| {
-            layout
-                .v1
-                .iter()
-                .find(|(name, _)| name == controller)
-                .map(|(_, path)| path.clone())
-        };
-        let cpu_parent = find("cpu");
-        let memory_parent = find("memory");
+    fn create_v1(cgroups: &Cgroups, limits: &Limits) -> Result<Cgroup, ConfineError> {
+        let cpu_parent = cgroups.v1_cpu.as_ref().map(|c| c.dir.clone());
+        let memory_parent = cgroups.v1_memory.as_ref().map(|c| c.dir.clone());
         for (needed, parent, controller) in [
             (limits.cpus.is_some(), &cpu_parent, "cpu"),
             (limits.memory_bytes.is_some(), &memory_parent, "memory"),
@@ -387,10 +382,10 @@ impl Cgroup {
             if needed && parent.is_none() {
                 return Err(ConfineError::Unsupported(format!(
                     "no cgroup v1 \"{controller}\" controller is mounted{}",
-                    match &layout.v2 {
+                    match &cgroups.v2 {
                         Some(v2) => format!(
                             " and the cgroup v2 hierarchy does not offer it either (see {})",
-                            v2.join("cgroup.controllers").display()
+                            v2.dir.join("cgroup.controllers").display()
                         ),
                         None => String::new(),
                     }
@@ -687,136 +682,6 @@ fn enable_subtree_controllers(dir: &Path, controllers: &[&str]) -> io::Result<()
     fs::write(dir.join("cgroup.subtree_control"), request.join(" "))
 }
 
-/// Where this process's cgroups are, from `/proc/self/mountinfo` and `/proc/self/cgroup`.
-#[derive(Debug, Default, PartialEq)]
-struct Layout {
-    /// Our cgroup directory in the unified (v2) hierarchy, if one is mounted.
-    v2: Option<PathBuf>,
-    /// Our cgroup directory for each v1 controller that is mounted (e.g. ("cpu", path)).
-    v1: Vec<(String, PathBuf)>,
-}
-
-impl Layout {
-    fn detect(mountinfo: &str, membership: &str) -> Layout {
-        let mounts = parse_mountinfo(mountinfo);
-        let mut layout = Layout::default();
-        for line in membership.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(_id), Some(controllers), Some(path)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            if controllers.is_empty() {
-                if layout.v2.is_none() {
-                    layout.v2 = mounts
-                        .iter()
-                        .filter(|m| m.fstype == "cgroup2")
-                        .find_map(|m| m.locate(path));
-                }
-                continue;
-            }
-            for controller in controllers.split(',') {
-                if controller != "cpu" && controller != "memory" {
-                    continue;
-                }
-                // The first mount of that hierarchy that shows our cgroup (a hierarchy
-                // may be mounted several times, some showing only a subtree).
-                let dir = mounts
-                    .iter()
-                    .filter(|m| {
-                        m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller)
-                    })
-                    .find_map(|m| m.locate(path));
-                if let Some(dir) = dir {
-                    layout.v1.push((controller.to_string(), dir));
-                }
-            }
-        }
-        layout
-    }
-}
-
-#[derive(Debug)]
-struct Mount {
-    root: String,
-    mount_point: PathBuf,
-    fstype: String,
-    super_options: String,
-}
-
-impl Mount {
-    /// The directory of cgroup `path` (as in /proc/self/cgroup) under this mount, when
-    /// the mount shows it (its root is `path` or an ancestor of it).
-    fn locate(&self, path: &str) -> Option<PathBuf> {
-        let relative = if self.root == "/" {
-            path
-        } else if path == self.root {
-            ""
-        } else {
-            path.strip_prefix(&self.root)
-                .filter(|rest| rest.starts_with('/'))?
-        };
-        let relative = relative.trim_start_matches('/');
-        let dir = if relative.is_empty() {
-            self.mount_point.clone()
-        } else {
-            self.mount_point.join(relative)
-        };
-        Some(dir)
-    }
-}
-
-/// Parses /proc/self/mountinfo lines:
-/// `ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS`.
-fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    let mut mounts = Vec::new();
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        if left.len() < 5 || right.len() < 3 {
-            continue;
-        }
-        if right[0] != "cgroup" && right[0] != "cgroup2" {
-            continue;
-        }
-        mounts.push(Mount {
-            root: unescape_mountinfo(left[3]),
-            mount_point: PathBuf::from(unescape_mountinfo(left[4])),
-            fstype: right[0].to_string(),
-            super_options: right[2].to_string(),
-        });
-    }
-    mounts
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let value =
-                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(value);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Signals received while [`run_confined`] waits, to pass on to the command
 /// (0 = none pending).
 static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -1062,81 +927,6 @@ mod tests {
             .to_string(),
             "1 CPU, 2.0 GiB"
         );
-    }
-
-    const HYBRID_MOUNTINFO: &str = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
-    const HYBRID_CGROUP: &str = "\
-9:name=systemd:/
-4:memory:/process_api/abc
-2:cpuacct:/
-1:cpu:/
-0::/
-";
-
-    #[test]
-    fn finds_our_cgroups_in_a_hybrid_layout() {
-        let layout = Layout::detect(HYBRID_MOUNTINFO, HYBRID_CGROUP);
-        assert_eq!(layout.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
-        assert_eq!(
-            layout.v1,
-            vec![
-                (
-                    "memory".to_string(),
-                    PathBuf::from("/sys/fs/cgroup/memory/process_api/abc")
-                ),
-                ("cpu".to_string(), PathBuf::from("/sys/fs/cgroup/cpu")),
-            ]
-        );
-    }
-
-    #[test]
-    fn finds_our_cgroup_in_a_unified_layout_and_under_a_namespaced_root() {
-        let mountinfo = "25 1 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
-        let layout = Layout::detect(mountinfo, "0::/user.slice/user-0.slice/session-1.scope\n");
-        assert_eq!(
-            layout.v2,
-            Some(PathBuf::from(
-                "/sys/fs/cgroup/user.slice/user-0.slice/session-1.scope"
-            ))
-        );
-        assert!(layout.v1.is_empty());
-
-        // A container whose cgroup mounts show only its own subtree.
-        let mountinfo = "40 31 0:32 /docker/xyz /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n\
-                         41 31 0:29 /docker/xyz /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct\n";
-        let layout = Layout::detect(
-            mountinfo,
-            "4:memory:/docker/xyz/sub\n1:cpu,cpuacct:/docker/xyz\n",
-        );
-        assert_eq!(
-            layout.v1,
-            vec![
-                (
-                    "memory".to_string(),
-                    PathBuf::from("/sys/fs/cgroup/memory/sub")
-                ),
-                (
-                    "cpu".to_string(),
-                    PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
-                ),
-            ]
-        );
-        // A cgroup outside the mount's root cannot be located.
-        let layout = Layout::detect(mountinfo, "4:memory:/other\n");
-        assert!(layout.v1.is_empty());
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
-        assert_eq!(unescape_mountinfo("/end\\04"), "/end\\04");
     }
 
     #[test]

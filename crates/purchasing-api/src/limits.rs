@@ -5,7 +5,8 @@
 //! ancestor of its cgroup binds it too (this lab nests cgroups, and containers and VMs'
 //! service managers do the same), so the smallest limit over the cgroup and its ancestors
 //! wins; without one, the machine's. Reading is kept apart from parsing, so every rule is
-//! unit-tested from strings (see the tests below) without a confined process.
+//! unit-tested from strings (see the tests below and in `cgroup-info`, which reads the
+//! cgroups) without a confined process.
 //!
 //! The formula, with `t_alloc` the CPU time to allocate and fill one order's string and
 //! `delay` the order's sleep:
@@ -21,8 +22,16 @@
 //! for the CPU while holding their memory, making every order slower (and the deadline
 //! harder to meet) without finishing more of them per second.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+// The cgroup facts (which cgroups, where, what their limit files say) are defined once in
+// `cgroup-info`, shared with the lab's confinement; re-exported here under their old names.
+pub use cgroup_info::{
+    CgroupDir, Cgroups, Limit, parse_v1_cpu_quota, parse_v1_memory_limit, parse_v2_cpu_max,
+    parse_v2_memory_max,
+};
+use cgroup_info::{smallest, smallest_f64};
 
 /// The share of the memory limit orders may fill. The rest is headroom for what the
 /// formula does not count: the allocator's overhead and fragmentation, the page cache the
@@ -44,18 +53,6 @@ pub const CALIBRATION_MAX_BYTES: usize = 32 << 20;
 /// The calibration keeps the fastest of a few runs: the CPU cost of the work, not the
 /// noise of whatever else ran at the same moment.
 const CALIBRATION_ROUNDS: usize = 3;
-
-/// cgroup v1 reports "no limit" as the largest page-aligned `i64`
-/// (9223372036854771712 with 4 KiB pages, a little less with larger pages); anything
-/// from 2^62 bytes (4 EiB) up is treated as no limit.
-const V1_NO_LIMIT_FROM: u64 = 1 << 62;
-
-/// Where a limit came from, for the start-up log and the metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limit<T> {
-    pub value: T,
-    pub source: String,
-}
 
 /// Everything the automatic limit depends on. A plain value, so the formula is tested
 /// with fixed numbers.
@@ -187,14 +184,6 @@ impl Environment {
     }
 }
 
-fn smallest(limits: impl Iterator<Item = Limit<u64>>) -> Option<Limit<u64>> {
-    limits.min_by_key(|l| l.value)
-}
-
-fn smallest_f64(limits: impl Iterator<Item = Limit<f64>>) -> Option<Limit<f64>> {
-    limits.min_by(|a, b| a.value.total_cmp(&b.value))
-}
-
 /// The process's resident memory now (`VmRSS`), if /proc can tell.
 pub fn resident_memory_bytes() -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
@@ -215,254 +204,8 @@ fn kib_field(text: &str, field: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// cgroup v2 `memory.max`: bytes, or `max` for none.
-pub fn parse_v2_memory_max(text: &str) -> Option<u64> {
-    match text.trim() {
-        "max" => None,
-        n => n.parse().ok(),
-    }
-}
-
-/// cgroup v1 `memory.limit_in_bytes`: bytes, with a huge value meaning none.
-pub fn parse_v1_memory_limit(text: &str) -> Option<u64> {
-    text.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|&bytes| bytes < V1_NO_LIMIT_FROM)
-}
-
-/// cgroup v2 `cpu.max`: `QUOTA PERIOD` in µs, or `max PERIOD` for none. In CPUs.
-pub fn parse_v2_cpu_max(text: &str) -> Option<f64> {
-    let mut words = text.split_whitespace();
-    let quota = words.next()?;
-    let period: f64 = words.next().map_or(Some(100_000.0), |p| p.parse().ok())?;
-    if quota == "max" {
-        return None;
-    }
-    cpus_from_quota(quota.parse().ok()?, period)
-}
-
-/// cgroup v1 `cpu.cfs_quota_us` (-1 for none) and `cpu.cfs_period_us`. In CPUs.
-pub fn parse_v1_cpu_quota(quota_us: &str, period_us: &str) -> Option<f64> {
-    let quota: f64 = quota_us.trim().parse().ok()?;
-    let period: f64 = period_us.trim().parse().ok()?;
-    cpus_from_quota(quota, period)
-}
-
-fn cpus_from_quota(quota: f64, period: f64) -> Option<f64> {
-    (quota > 0.0 && period > 0.0).then(|| quota / period)
-}
-
-/// This process's cgroup directories: in the unified (v2) hierarchy and in the v1
-/// `memory` and `cpu` hierarchies, each with the mount point that bounds its ancestry.
-#[derive(Debug, Default, PartialEq)]
-pub struct Cgroups {
-    pub v2: Option<CgroupDir>,
-    pub v1_memory: Option<CgroupDir>,
-    pub v1_cpu: Option<CgroupDir>,
-}
-
-/// A cgroup directory and the mount point of its hierarchy (the highest ancestor this
-/// process can see).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CgroupDir {
-    pub mount_point: PathBuf,
-    pub dir: PathBuf,
-}
-
-impl CgroupDir {
-    /// The directory and each ancestor up to the mount point, nearest first.
-    pub fn lineage(&self) -> Vec<PathBuf> {
-        let mut dirs = vec![self.dir.clone()];
-        let mut current = self.dir.as_path();
-        while current != self.mount_point {
-            match current.parent() {
-                Some(parent) if parent.starts_with(&self.mount_point) => {
-                    dirs.push(parent.to_path_buf());
-                    current = parent;
-                }
-                _ => break,
-            }
-        }
-        dirs
-    }
-}
-
-impl Cgroups {
-    /// Finds this process's cgroups from `/proc/self/mountinfo` and `/proc/self/cgroup`
-    /// (`ID:CONTROLLERS:PATH` lines; an empty controller list is the v2 hierarchy).
-    pub fn locate(mountinfo: &str, membership: &str) -> Self {
-        let mounts = parse_mountinfo(mountinfo);
-        let mut cgroups = Cgroups::default();
-        for line in membership.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(_id), Some(controllers), Some(path)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            if controllers.is_empty() {
-                cgroups.v2 = cgroups.v2.or_else(|| {
-                    mounts
-                        .iter()
-                        .filter(|m| m.fstype == "cgroup2")
-                        .find_map(|m| m.locate(path))
-                });
-                continue;
-            }
-            for controller in controllers.split(',') {
-                let slot = match controller {
-                    "memory" => &mut cgroups.v1_memory,
-                    "cpu" => &mut cgroups.v1_cpu,
-                    _ => continue,
-                };
-                *slot = slot.take().or_else(|| {
-                    mounts
-                        .iter()
-                        .filter(|m| {
-                            m.fstype == "cgroup"
-                                && m.super_options.split(',').any(|o| o == controller)
-                        })
-                        .find_map(|m| m.locate(path))
-                });
-            }
-        }
-        cgroups
-    }
-
-    /// The smallest memory limit over our cgroups and their ancestors, both hierarchies.
-    pub fn memory_limit(&self, read: &dyn Fn(&Path) -> Option<String>) -> Option<Limit<u64>> {
-        let v2 = self.v2.iter().flat_map(|c| c.lineage()).filter_map(|dir| {
-            let value = parse_v2_memory_max(&read(&dir.join("memory.max"))?)?;
-            Some(Limit {
-                value,
-                source: format!("cgroup v2 {}", dir.join("memory.max").display()),
-            })
-        });
-        let v1 = self
-            .v1_memory
-            .iter()
-            .flat_map(|c| c.lineage())
-            .filter_map(|dir| {
-                let file = dir.join("memory.limit_in_bytes");
-                let value = parse_v1_memory_limit(&read(&file)?)?;
-                Some(Limit {
-                    value,
-                    source: format!("cgroup v1 {}", file.display()),
-                })
-            });
-        smallest(v2.chain(v1))
-    }
-
-    /// The smallest CPU quota over our cgroups and their ancestors, both hierarchies.
-    pub fn cpu_limit(&self, read: &dyn Fn(&Path) -> Option<String>) -> Option<Limit<f64>> {
-        let v2 = self.v2.iter().flat_map(|c| c.lineage()).filter_map(|dir| {
-            let file = dir.join("cpu.max");
-            let value = parse_v2_cpu_max(&read(&file)?)?;
-            Some(Limit {
-                value,
-                source: format!("cgroup v2 {}", file.display()),
-            })
-        });
-        let v1 = self
-            .v1_cpu
-            .iter()
-            .flat_map(|c| c.lineage())
-            .filter_map(|dir| {
-                let quota = read(&dir.join("cpu.cfs_quota_us"))?;
-                let period = read(&dir.join("cpu.cfs_period_us"))?;
-                let value = parse_v1_cpu_quota(&quota, &period)?;
-                Some(Limit {
-                    value,
-                    source: format!("cgroup v1 {}", dir.join("cpu.cfs_quota_us").display()),
-                })
-            });
-        smallest_f64(v2.chain(v1))
-    }
-}
-
-#[derive(Debug)]
-struct Mount {
-    root: String,
-    mount_point: PathBuf,
-    fstype: String,
-    super_options: String,
-}
-
-impl Mount {
-    /// Our cgroup `path` (as in /proc/self/cgroup) under this mount, when the mount
-    /// shows it: its root is `path` or an ancestor of it (a container may see only its
-    /// own subtree).
-    fn locate(&self, path: &str) -> Option<CgroupDir> {
-        let relative = if self.root == "/" {
-            path
-        } else if path == self.root {
-            ""
-        } else {
-            path.strip_prefix(&self.root)
-                .filter(|rest| rest.starts_with('/'))?
-        };
-        let relative = relative.trim_start_matches('/');
-        let dir = if relative.is_empty() {
-            self.mount_point.clone()
-        } else {
-            self.mount_point.join(relative)
-        };
-        Some(CgroupDir {
-            mount_point: self.mount_point.clone(),
-            dir,
-        })
-    }
-}
-
-/// The cgroup mounts of /proc/self/mountinfo, whose lines read
-/// `ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS`.
-fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let left: Vec<&str> = left.split(' ').collect();
-            let right: Vec<&str> = right.split(' ').collect();
-            if left.len() < 5 || right.len() < 3 || !matches!(right[0], "cgroup" | "cgroup2") {
-                return None;
-            }
-            Some(Mount {
-                root: unescape_mountinfo(left[3]),
-                mount_point: PathBuf::from(unescape_mountinfo(left[4])),
-                fstype: right[0].to_string(),
-                super_options: right[2].to_string(),
-            })
-        })
-        .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo` (octal).
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|digits| bytes[i] == b'\\' && digits.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match octal {
-            Some(d) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     const GIB: u64 = 1 << 30;
@@ -545,148 +288,12 @@ mod tests {
     }
 
     #[test]
-    fn cgroup_file_values() {
-        assert_eq!(parse_v2_memory_max("max\n"), None);
-        assert_eq!(parse_v2_memory_max("2147483648\n"), Some(2 * GIB));
-        assert_eq!(parse_v1_memory_limit("9223372036854771712\n"), None);
-        assert_eq!(parse_v1_memory_limit("9223372036854710272\n"), None); // 64 KiB pages
-        assert_eq!(parse_v1_memory_limit("2147483648\n"), Some(2 * GIB));
-        assert_eq!(parse_v1_memory_limit("garbage"), None);
-        assert_eq!(parse_v2_cpu_max("max 100000\n"), None);
-        assert_eq!(parse_v2_cpu_max("50000 100000\n"), Some(0.5));
-        assert_eq!(parse_v2_cpu_max("200000 100000\n"), Some(2.0));
-        assert_eq!(parse_v1_cpu_quota("-1\n", "100000\n"), None);
-        assert_eq!(parse_v1_cpu_quota("100000\n", "100000\n"), Some(1.0));
-        assert_eq!(parse_v1_cpu_quota("150000", "100000"), Some(1.5));
+    fn meminfo_values() {
         assert_eq!(
             parse_mem_total("MemTotal:       24684092 kB\nMemFree: 1 kB\n"),
             Some(24_684_092 * 1024)
         );
         assert_eq!(parse_mem_total("nothing"), None);
-    }
-
-    // This machine's layout: cgroup v1 controllers plus an empty unified hierarchy, and
-    // the process in a nested memory cgroup.
-    const HYBRID_MOUNTINFO: &str = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
-    const HYBRID_CGROUP: &str = "\
-9:name=systemd:/
-4:memory:/process_api/abc/lab-1
-2:cpuacct:/
-1:cpu:/lab-1
-0::/
-";
-
-    fn fake_fs(files: &[(&str, &str)]) -> impl Fn(&Path) -> Option<String> {
-        let files: HashMap<PathBuf, String> = files
-            .iter()
-            .map(|(p, c)| (PathBuf::from(p), c.to_string()))
-            .collect();
-        move |path: &Path| files.get(path).cloned()
-    }
-
-    #[test]
-    fn hybrid_layout_takes_the_smallest_limit_over_the_ancestors() {
-        let cgroups = Cgroups::locate(HYBRID_MOUNTINFO, HYBRID_CGROUP);
-        let memory = cgroups.v1_memory.clone().unwrap();
-        assert_eq!(
-            memory.lineage(),
-            [
-                "/sys/fs/cgroup/memory/process_api/abc/lab-1",
-                "/sys/fs/cgroup/memory/process_api/abc",
-                "/sys/fs/cgroup/memory/process_api",
-                "/sys/fs/cgroup/memory",
-            ]
-            .map(PathBuf::from)
-        );
-        let read = fake_fs(&[
-            // The innermost cgroup is unlimited; an ancestor limits it to 2 GiB; a
-            // higher one to 8 GiB.
-            (
-                "/sys/fs/cgroup/memory/process_api/abc/lab-1/memory.limit_in_bytes",
-                "9223372036854771712\n",
-            ),
-            (
-                "/sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes",
-                "2147483648\n",
-            ),
-            (
-                "/sys/fs/cgroup/memory/process_api/memory.limit_in_bytes",
-                "8589934592\n",
-            ),
-            (
-                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                "9223372036854771712\n",
-            ),
-            ("/sys/fs/cgroup/cpu/lab-1/cpu.cfs_quota_us", "100000\n"),
-            ("/sys/fs/cgroup/cpu/lab-1/cpu.cfs_period_us", "100000\n"),
-            ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n"),
-            ("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n"),
-        ]);
-        let limit = cgroups.memory_limit(&read).unwrap();
-        assert_eq!(limit.value, 2 * GIB);
-        assert!(
-            limit
-                .source
-                .contains("process_api/abc/memory.limit_in_bytes")
-        );
-        assert_eq!(cgroups.cpu_limit(&read).unwrap().value, 1.0);
-        // The unified hierarchy has no controllers here: no files, no limit from it.
-        assert_eq!(
-            cgroups.v2.as_ref().unwrap().dir,
-            PathBuf::from("/sys/fs/cgroup/unified")
-        );
-    }
-
-    #[test]
-    fn unified_layout_reads_memory_max_and_cpu_max() {
-        let mountinfo = "25 1 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
-        let cgroups = Cgroups::locate(mountinfo, "0::/system.slice/lab.service\n");
-        let read = fake_fs(&[
-            (
-                "/sys/fs/cgroup/system.slice/lab.service/memory.max",
-                "max\n",
-            ),
-            (
-                "/sys/fs/cgroup/system.slice/lab.service/cpu.max",
-                "max 100000\n",
-            ),
-            ("/sys/fs/cgroup/system.slice/memory.max", "1073741824\n"),
-            ("/sys/fs/cgroup/system.slice/cpu.max", "150000 100000\n"),
-        ]);
-        assert_eq!(cgroups.memory_limit(&read).unwrap().value, GIB);
-        assert_eq!(cgroups.cpu_limit(&read).unwrap().value, 1.5);
-        assert_eq!(cgroups.v1_memory, None);
-    }
-
-    #[test]
-    fn no_limit_anywhere_is_none() {
-        let cgroups = Cgroups::locate(HYBRID_MOUNTINFO, HYBRID_CGROUP);
-        let read = fake_fs(&[]);
-        assert_eq!(cgroups.memory_limit(&read), None);
-        assert_eq!(cgroups.cpu_limit(&read), None);
-        assert_eq!(Cgroups::locate("", ""), Cgroups::default());
-    }
-
-    #[test]
-    fn a_container_sees_only_its_subtree() {
-        let mountinfo =
-            "40 31 0:32 /docker/xyz /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n";
-        let cgroups = Cgroups::locate(mountinfo, "4:memory:/docker/xyz/sub\n");
-        let memory = cgroups.v1_memory.unwrap();
-        assert_eq!(memory.dir, PathBuf::from("/sys/fs/cgroup/memory/sub"));
-        assert_eq!(memory.lineage().len(), 2);
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
-        assert_eq!(unescape_mountinfo(r"/trailing\04"), r"/trailing\04");
     }
 
     #[test]
