@@ -48,11 +48,19 @@ pub const MAX_AUTO_IN_FLIGHT: usize = 1024;
 /// Largest allocation timed at start-up. Big enough that page faults dominate (as they do
 /// for the faithful 150 MB), small enough to cost a few tens of milliseconds and a
 /// negligible share of any sensible memory limit. The time is scaled up linearly.
-pub const CALIBRATION_MAX_BYTES: usize = 32 << 20;
+///
+/// Above 32 MiB on purpose: glibc serves allocations above its mmap threshold with a
+/// fresh mapping (page faults on every byte, like a real 150 MB order), and that
+/// threshold grows after each free up to 32 MiB. A 32 MiB sample could therefore be
+/// served a second time from already-faulted heap pages, and the fastest of the rounds
+/// was then a fill without page faults: measured, the estimate varied 75–106 ms between
+/// starts (and N between 3 and 5). 64 MiB is always a fresh mapping.
+pub const CALIBRATION_MAX_BYTES: usize = 64 << 20;
 
-/// The calibration keeps the fastest of a few runs: the CPU cost of the work, not the
-/// noise of whatever else ran at the same moment.
-const CALIBRATION_ROUNDS: usize = 3;
+/// The calibration keeps the median of a few runs: neither a run slowed by whatever else
+/// ran at the same moment nor an unusually fast one decides N (measured: with the fastest
+/// of 3, one start in eight sized N one higher than the others).
+const CALIBRATION_ROUNDS: usize = 5;
 
 /// Everything the automatic limit depends on. A plain value, so the formula is tested
 /// with fixed numbers.
@@ -129,7 +137,7 @@ pub fn calibrate_alloc_time(alloc_chars: usize) -> Duration {
     if sample == 0 {
         return Duration::ZERO;
     }
-    let fastest = (0..CALIBRATION_ROUNDS)
+    let mut rounds: Vec<Duration> = (0..CALIBRATION_ROUNDS)
         .filter_map(|_| {
             let started = Instant::now();
             let mut bytes: Vec<u8> = Vec::new();
@@ -139,9 +147,13 @@ pub fn calibrate_alloc_time(alloc_chars: usize) -> Duration {
             drop(bytes);
             Some(started.elapsed())
         })
-        .min()
+        .collect();
+    rounds.sort();
+    let median = rounds
+        .get(rounds.len() / 2)
+        .copied()
         .unwrap_or(Duration::ZERO);
-    fastest.mul_f64(alloc_chars as f64 / sample as f64)
+    median.mul_f64(alloc_chars as f64 / sample as f64)
 }
 
 /// The limits of the running process, read from /proc and the cgroup file system.
