@@ -72,6 +72,16 @@ pub enum SweepConfig {
     Protected,
 }
 
+impl SweepConfig {
+    /// Its name in directories, reports and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepConfig::Baseline => crate::compare::BASELINE,
+            SweepConfig::Protected => crate::compare::PROTECTED,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The directory (the --out of `loadtest run`, `compare` or `sweep`).
@@ -362,12 +372,7 @@ impl RunArgs {
         };
         let settle = seconds(self.settle, "--settle")?;
 
-        let out_dir = self.out.unwrap_or_else(|| {
-            let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
-                .to_string()
-                .replace(':', "");
-            PathBuf::from("loadtest-runs").join(stamp)
-        });
+        let out_dir = self.out.unwrap_or_else(|| default_out(""));
 
         let (target, base_url) = if self.spawn_server {
             for arg in &self.server_args {
@@ -538,11 +543,12 @@ fn configuration(args: &RunArgs, config: SweepConfig, out: PathBuf) -> Result<Ru
     Ok(run)
 }
 
-fn default_out(kind: &str) -> PathBuf {
+/// `loadtest-runs/<prefix><start time>`: the output directory when --out is not given.
+fn default_out(prefix: &str) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
         .to_string()
         .replace(':', "");
-    PathBuf::from("loadtest-runs").join(format!("{kind}-{stamp}"))
+    PathBuf::from("loadtest-runs").join(format!("{prefix}{stamp}"))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -553,30 +559,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn compare(args: RunArgs) -> ExitCode {
-    let out = args.out.clone().unwrap_or_else(|| default_out("compare"));
+    let out = args.out.clone().unwrap_or_else(|| default_out("compare-"));
     let mut options = Vec::new();
     for config in [SweepConfig::Baseline, SweepConfig::Protected] {
-        let dir = out.join(if config == SweepConfig::Baseline {
-            crate::compare::BASELINE
-        } else {
-            crate::compare::PROTECTED
-        });
+        let dir = out.join(config.name());
         match configuration(&args, config, dir).and_then(RunArgs::into_options) {
-            Ok(o) => options.push(o),
+            Ok(o) => options.push((config, o)),
             Err(e) => return usage_error(&e),
         }
     }
     let result = runtime().and_then(|rt| {
         rt.block_on(async {
             let mut reports = Vec::new();
-            for o in options {
+            for (config, o) in options {
                 eprintln!(
                     "loadtest: === {} run → {}",
-                    if reports.is_empty() {
-                        "baseline"
-                    } else {
-                        "protected"
-                    },
+                    config.name(),
                     o.out_dir.display()
                 );
                 let report = run_lab(o).await?;
@@ -615,7 +613,11 @@ fn write_comparison(c: &crate::compare::Comparison, out: &std::path::Path) -> an
 
 fn sweep(args: SweepArgs) -> ExitCode {
     use crate::compare::{Sweep, SweepPoint};
-    let out = args.run.out.clone().unwrap_or_else(|| default_out("sweep"));
+    let out = args
+        .run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("sweep-"));
     if args.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
         return usage_error("--rates must be positive numbers, e.g. --rates 2,5,10");
     }
@@ -628,14 +630,7 @@ fn sweep(args: SweepArgs) -> ExitCode {
             let mut run = args.run.clone();
             run.profile = ProfileKind::Rate;
             run.rate = Some(rate);
-            let name = format!(
-                "{}-{rate}",
-                if config == SweepConfig::Baseline {
-                    "baseline"
-                } else {
-                    "protected"
-                }
-            );
+            let name = format!("{}-{rate}", config.name());
             match configuration(&run, config, out.join(&name)).and_then(RunArgs::into_options) {
                 Ok(o) => runs.push((config, rate, o)),
                 Err(e) => return usage_error(&e),
@@ -646,11 +641,7 @@ fn sweep(args: SweepArgs) -> ExitCode {
         rt.block_on(async {
             let mut points = Vec::new();
             for (config, rate, o) in runs {
-                let name = if config == SweepConfig::Baseline {
-                    "baseline"
-                } else {
-                    "protected"
-                };
+                let name = config.name();
                 eprintln!("loadtest: === {name} at {rate}/s → {}", o.out_dir.display());
                 let report = run_lab(o).await?;
                 points.push(SweepPoint::from_report(name, rate, &report));

@@ -47,33 +47,8 @@ fn u(v: Option<u64>) -> String {
     v.map_or_else(|| "–".into(), |v| v.to_string())
 }
 
-/// The figures of the side-by-side table, in order.
-const FIGURES: [&str; 21] = [
-    "requests sent",
-    "acknowledged (201)",
-    "goodput, acknowledged/s",
-    "rejected cleanly (503 + Retry-After)",
-    "other HTTP errors",
-    "timed out",
-    "connection refused",
-    "connection reset / other",
-    "test time p50, ms",
-    "test time p99, ms",
-    "acknowledged p99, ms",
-    "admitted attempt p99, ms",
-    "503 answered in p99, ms",
-    "server crashes",
-    "server peak memory",
-    "LOST (acknowledged, not in file)",
-    "GHOST (failed, yet in file)",
-    "duplicates",
-    "failed & absent",
-    "attempts per request (max)",
-    "recovery after the spike, s",
-];
-
-/// One column of the table: `r`'s value of each of [`FIGURES`].
-fn column(r: &Report) -> Vec<String> {
+/// One column of the side-by-side table: each figure's name with `r`'s value, in order.
+fn column(r: &Report) -> Vec<(&'static str, String)> {
     let shed = r.requests.by_status.get("503").copied().unwrap_or(0);
     let memory = match (r.server.peak_memory_bytes, r.server.memory_limit_bytes) {
         (Some(m), Some(l)) => {
@@ -88,41 +63,52 @@ fn column(r: &Report) -> Vec<String> {
         _ => "–".into(),
     };
     vec![
-        r.requests.total.to_string(),
-        r.requests.acknowledged.to_string(),
-        format!("{:.1}", r.throughput.acknowledged_per_s),
-        shed.to_string(),
-        r.requests.failed_status.saturating_sub(shed).to_string(),
-        r.requests.timed_out.to_string(),
-        r.requests.connect_errors.to_string(),
-        r.requests.transport_errors.to_string(),
-        f(r.latency_ms.p50, 0),
-        f(r.latency_ms.p99, 0),
-        f(r.latency_ms.acknowledged_p99, 0),
-        f(r.latency_ms.admitted_p99, 0),
-        f(r.latency_ms.shed_p99, 1),
-        r.server.crashes.to_string(),
-        memory,
-        u(r.reconciliation.lost),
-        u(r.reconciliation.ghost),
-        u(r.reconciliation.duplicates),
-        u(r.reconciliation.failed_absent),
-        format!(
-            "{} ({})",
-            f(r.retries.attempts_per_request, 2),
-            r.retries.attempts_max
+        ("requests sent", r.requests.total.to_string()),
+        ("acknowledged (201)", r.requests.acknowledged.to_string()),
+        (
+            "goodput, acknowledged/s",
+            format!("{:.1}", r.throughput.acknowledged_per_s),
         ),
-        f(r.throughput.recovery_s, 0),
+        ("rejected cleanly (503 + Retry-After)", shed.to_string()),
+        (
+            "other HTTP errors",
+            r.requests.failed_status.saturating_sub(shed).to_string(),
+        ),
+        ("timed out", r.requests.timed_out.to_string()),
+        ("connection refused", r.requests.connect_errors.to_string()),
+        (
+            "connection reset / other",
+            r.requests.transport_errors.to_string(),
+        ),
+        ("test time p50, ms", f(r.latency_ms.p50, 0)),
+        ("test time p99, ms", f(r.latency_ms.p99, 0)),
+        ("acknowledged p99, ms", f(r.latency_ms.acknowledged_p99, 0)),
+        ("admitted attempt p99, ms", f(r.latency_ms.admitted_p99, 0)),
+        ("503 answered in p99, ms", f(r.latency_ms.shed_p99, 1)),
+        ("server crashes", r.server.crashes.to_string()),
+        ("server peak memory", memory),
+        ("LOST (acknowledged, not in file)", u(r.reconciliation.lost)),
+        ("GHOST (failed, yet in file)", u(r.reconciliation.ghost)),
+        ("duplicates", u(r.reconciliation.duplicates)),
+        ("failed & absent", u(r.reconciliation.failed_absent)),
+        (
+            "attempts per request (max)",
+            format!(
+                "{} ({})",
+                f(r.retries.attempts_per_request, 2),
+                r.retries.attempts_max
+            ),
+        ),
+        ("recovery after the spike, s", f(r.throughput.recovery_s, 0)),
     ]
 }
 
 /// The rows of the side-by-side table: (figure, baseline, protected).
 pub fn comparison_rows(b: &Report, p: &Report) -> Vec<(&'static str, String, String)> {
-    FIGURES
+    column(b)
         .into_iter()
-        .zip(column(b))
         .zip(column(p))
-        .map(|((name, b), p)| (name, b, p))
+        .map(|((name, b), (_, p))| (name, b, p))
         .collect()
 }
 

@@ -105,8 +105,6 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
     let live = Arc::new(Live::default());
     let progress = tokio::spawn(report_progress(epoch, live.clone(), crash_count));
     let run_result = runner::run(options.plan.clone(), epoch, live.clone(), records_tx).await;
-    live.finished
-        .store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = progress.await;
     let aggregator = recorder
         .join()

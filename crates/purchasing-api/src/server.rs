@@ -38,14 +38,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let settings = config.protections().map_err(anyhow::Error::msg)?;
+    // The limits this process runs under, read once, and only when an `auto` setting
+    // needs them (the faithful server reads nothing).
+    let auto_admission = settings
+        .admission
+        .is_some_and(|a| a.max_in_flight == InFlightLimit::Auto);
+    let environment =
+        (auto_admission || settings.fills == MaxInFlight::Auto).then(Environment::discover);
     // Open the orders file first: a server that cannot write orders must not start and
     // then fail every request.
     let mut store_options = settings.store;
-    store_options.max_concurrent_fills = match settings.fills {
-        MaxInFlight::Off => None,
-        MaxInFlight::Fixed(n) => Some(n),
-        MaxInFlight::Auto => {
-            let cpus = crate::limits::Environment::discover().cpus;
+    store_options.max_concurrent_fills = match (settings.fills, &environment) {
+        (MaxInFlight::Off, _) => None,
+        (MaxInFlight::Fixed(n), _) => Some(n),
+        (MaxInFlight::Auto, environment) => {
+            let cpus = &environment
+                .as_ref()
+                .expect("discovered for an auto setting")
+                .cpus;
             let n = (cpus.value.ceil() as usize).max(1);
             tracing::info!(max_concurrent_fills = n, cpus = cpus.value, cpus_source = %cpus.source,
                 "sized the fill gate: one order filling per CPU");
@@ -75,7 +85,7 @@ pub async fn serve(
             "idempotency journal recovered"
         );
     }
-    let protections = resolve(&config, &settings).await?;
+    let protections = resolve(&config, &settings, environment).await?;
     let listener = bind(config.bind).await?;
     let addr = listener
         .local_addr()
@@ -113,7 +123,12 @@ pub async fn serve(
 
 /// Turns the protection flags into numbers. Measures only when a protection needs it, so
 /// the faithful configuration starts exactly as before: without a calibration allocation.
-async fn resolve(config: &Config, settings: &ProtectionSettings) -> anyhow::Result<Protections> {
+/// `environment` is `Some` whenever `--max-in-flight auto` is in effect.
+async fn resolve(
+    config: &Config,
+    settings: &ProtectionSettings,
+    environment: Option<Environment>,
+) -> anyhow::Result<Protections> {
     let mut protections = Protections {
         max_request: settings.max_request,
         idempotency: settings.store.idempotency,
@@ -125,15 +140,12 @@ async fn resolve(config: &Config, settings: &ProtectionSettings) -> anyhow::Resu
     }
 
     let workload = config.workload();
-    let auto = settings
-        .admission
-        .is_some_and(|a| a.max_in_flight == InFlightLimit::Auto);
     // Reading /proc and timing an allocation block: done on the blocking pool.
-    let (baseline_rss, alloc_time, environment) = tokio::task::spawn_blocking(move || {
+    let (baseline_rss, alloc_time) = tokio::task::spawn_blocking(move || {
         // The baseline is measured before the calibration allocates anything.
         let baseline_rss = limits::resident_memory_bytes().unwrap_or(0);
         let alloc_time = limits::calibrate_alloc_time(workload.alloc_chars);
-        (baseline_rss, alloc_time, auto.then(Environment::discover))
+        (baseline_rss, alloc_time)
     })
     .await
     .context("cannot measure the process's limits")?;
@@ -151,7 +163,7 @@ async fn resolve(config: &Config, settings: &ProtectionSettings) -> anyhow::Resu
         let max_in_flight = match (admission.max_in_flight, environment) {
             (InFlightLimit::Fixed(n), _) => n,
             (InFlightLimit::Auto, environment) => {
-                let environment = environment.unwrap_or_else(Environment::discover);
+                let environment = environment.expect("discovered for --max-in-flight auto");
                 let sizing = limits::size(SizingInputs {
                     memory_limit_bytes: environment.memory.value,
                     baseline_rss_bytes: baseline_rss,

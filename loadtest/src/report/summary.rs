@@ -5,21 +5,8 @@ use std::fmt::Write;
 
 use super::Report;
 
-/// Formats bytes in binary units, e.g. "1.9 GiB".
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+/// Bytes in binary units, e.g. "1.9 GiB" (the one formatter; confinement messages use it too).
+pub use crate::confine::format_bytes as bytes;
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.0}"))
