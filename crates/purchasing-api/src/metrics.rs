@@ -100,6 +100,11 @@ pub struct Metrics {
     /// Orders waiting for an admission slot. The admission queue's own counter, not a
     /// copy: one fact, read by both.
     pub(crate) admission_queued: AtomicU64,
+    /// How long an order typically holds its admission slot, µs (0: no admission
+    /// control). Maintained by the admission controller, which predicts waits from it.
+    pub(crate) admission_typical_hold_us: AtomicU64,
+    /// Mean deviation of the hold from the typical hold, µs.
+    pub(crate) admission_hold_deviation_us: AtomicU64,
     shed: AtomicU64,
     deadline_rejected: [AtomicU64; Stage::ALL.len()],
     replayed: AtomicU64,
@@ -123,6 +128,8 @@ impl Metrics {
             duration_sum_micros: AtomicU64::new(0),
             orders_in_flight: AtomicU64::new(0),
             admission_queued: AtomicU64::new(0),
+            admission_typical_hold_us: AtomicU64::new(0),
+            admission_hold_deviation_us: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             deadline_rejected: Default::default(),
             replayed: AtomicU64::new(0),
@@ -279,6 +286,21 @@ impl Metrics {
             );
         }
 
+        let typical_hold_us = self.admission_typical_hold_us.load(Relaxed);
+        if self.settings.admission_limit > 0 {
+            out.gauge(
+                "purchasing_admission_typical_hold_seconds",
+                "How long an order typically holds its admission slot (moving average of \
+                 real holds): what the queue predicts waits from.",
+                typical_hold_us as f64 / 1e6,
+            );
+            out.gauge(
+                "purchasing_admission_hold_deviation_seconds",
+                "Mean deviation of a hold from the typical hold (moving average): a request \
+                 queues only if its predicted wait plus 4 deviations fits the wait allowed.",
+                self.admission_hold_deviation_us.load(Relaxed) as f64 / 1e6,
+            );
+        }
         if let Some(estimate) = self.settings.work_estimate {
             out.gauge(
                 "purchasing_work_estimate_seconds",

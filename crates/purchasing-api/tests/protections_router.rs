@@ -297,9 +297,9 @@ async fn a_queued_order_takes_the_next_free_slot() {
 
 #[tokio::test]
 async fn a_queue_wait_that_times_out_is_503() {
-    // The estimate (50 ms) says a slot frees in time, so the order waits; the real work
-    // (400 ms) holds the slot past the 100 ms queue timeout.
-    let app = Arc::new(test_app(400, admission(1, 4, 100, 50)));
+    // The estimate (10 ms, give or take 4 × 5 ms) says a slot frees in time, so the order
+    // waits; the real work (400 ms) holds the slot past the 100 ms queue timeout.
+    let app = Arc::new(test_app(400, admission(1, 4, 100, 10)));
     let first = tokio::spawn({
         let app = Arc::clone(&app);
         async move { app.call(order("1", &[])).await.status() }
@@ -336,10 +336,39 @@ async fn a_wait_predicted_to_exceed_the_queue_timeout_is_refused_at_once() {
     assert!(
         text(second)
             .await
-            .contains("would exceed the queue's 100 ms")
+            .contains("none is expected to free within the 100 ms")
     );
     assert_eq!(first.await.unwrap(), StatusCode::CREATED);
     assert_eq!(app.lines(), 1);
+}
+
+#[tokio::test]
+async fn at_the_start_of_a_burst_the_next_order_is_refused_at_once() {
+    // Four orders start together and hold their slots for 300 ms. An average-rate guess
+    // (300 ms / 4 slots = 75 ms) would let the fifth wait — and time out after 100 ms.
+    // The slots' real start times say none frees for ~300 ms: refused at once.
+    let app = Arc::new(test_app(300, admission(4, 4, 100, 300)));
+    let burst: Vec<_> = (0..4)
+        .map(|i| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move { app.call(order(&format!("b{i}"), &[])).await.status() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let started = Instant::now();
+    let fifth = app.call(order("5", &[])).await;
+    let waited = started.elapsed();
+    assert_eq!(fifth.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(waited < Duration::from_millis(60), "{waited:?}");
+    assert!(
+        text(fifth)
+            .await
+            .contains("none is expected to free within the 100 ms")
+    );
+    for order in burst {
+        assert_eq!(order.await.unwrap(), StatusCode::CREATED);
+    }
+    assert_eq!(app.lines(), 4);
 }
 
 #[tokio::test]
