@@ -191,7 +191,8 @@ pub struct RunArgs {
     /// Orders file to reconcile (--url), or for the spawned server [default: OUT/PurchaseOrders.txt].
     #[arg(long, help_heading = "Target")]
     pub orders_file: Option<PathBuf>,
-    /// Confine the spawned server to this many CPUs (e.g. 1, 0.5), like the original VM.
+    /// Confine the spawned server to this many CPUs (e.g. 1, 0.5), like the original VM:
+    /// a CPU quota, and pinned to ⌈CPUS⌉ cores when the machine has more.
     #[arg(long, help_heading = "Target", requires = "spawn_server")]
     pub cpus: Option<f64>,
     /// Confine the spawned server to this much memory (e.g. 2G, 512M; binary units).
@@ -231,7 +232,8 @@ fn fail_on_help() -> String {
 
 #[derive(Debug, Args)]
 pub struct ConfineArgs {
-    /// CPUs the command may use (e.g. 1, 0.5).
+    /// CPUs the command may use (e.g. 1, 0.5): a CPU quota, and pinned to ⌈CPUS⌉ cores
+    /// when the machine has more.
     #[arg(long)]
     pub cpus: Option<f64>,
     /// Memory limit (e.g. 2G, 512M; binary units).

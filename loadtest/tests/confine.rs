@@ -138,7 +138,10 @@ fn a_cgroup_holds_the_limits_and_its_processes_and_is_removed_on_drop() {
     // A confined command and the processes it starts are in the cgroup from the start.
     let mut command = Command::new("sh");
     command
-        .args(["-c", "cat /proc/self/cgroup; sleep 0.1"])
+        .args([
+            "-c",
+            "cat /proc/self/cgroup; grep Cpus_allowed_list /proc/self/status; sleep 0.1",
+        ])
         .stdout(Stdio::piped());
     cgroup.confine_command(&mut command);
     let output = command.output().expect("run sh confined");
@@ -174,6 +177,27 @@ fn a_cgroup_holds_the_limits_and_its_processes_and_is_removed_on_drop() {
     }
     // The memory it used was charged to the cgroup.
     assert!(cgroup.memory_peak_bytes().is_some_and(|peak| peak > 0));
+    // 0.5 CPU is one core: with more cores to choose from, the child is pinned to the
+    // last of ours, like a one-vCPU VM; otherwise it keeps our affinity.
+    let allowed = |status: &str| -> String {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .unwrap_or_else(|| panic!("no Cpus_allowed_list in {status}"));
+        line.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let ours = allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let theirs = allowed(&membership);
+    if ours.contains(['-', ',']) {
+        assert!(!theirs.contains(['-', ',']), "one core, not {theirs}");
+        assert_eq!(
+            cgroup.describe(),
+            format!("{}, pinned to core {theirs}", cgroup.version())
+        );
+    } else {
+        assert_eq!(theirs, ours);
+        assert_eq!(cgroup.describe(), cgroup.version());
+    }
 
     drop(cgroup);
     assert_removed(&paths);

@@ -29,9 +29,9 @@
 //! * **Wait only when a slot is expected in time.** The controller knows when each
 //!   order holding a slot started and how long a slot is typically held (a moving
 //!   average of real hold times, which under load is longer than the start-up
-//!   calibration). So it knows when the slot the newcomer would get should free: if that
-//!   is later than the newcomer may wait, the answer is an immediate 503 rather than the
-//!   same 503 after a wait in vain. A rate-based guess (position · work / N) is wrong
+//!   calibration, and their mean deviation). So it knows when the slot the newcomer
+//!   would get should free: if that, plus four deviations, is later than the newcomer may
+//!   wait, the answer is an immediate 503 rather than the same 503 after a wait in vain. A rate-based guess (position · work / N) is wrong
 //!   exactly at the start of a burst, when all N orders began together.
 //! * **`Retry-After` is an estimate of when a slot frees**, so well-behaved clients come
 //!   back when they have a chance instead of immediately.
@@ -161,11 +161,6 @@ impl Admission {
 
     pub fn limits(&self) -> AdmissionLimits {
         self.limits
-    }
-
-    /// How long an order typically holds its slot, as measured (see [`HOLD_GAIN`]).
-    pub fn typical_hold(&self) -> Duration {
-        self.book.typical_hold()
     }
 
     /// Waits for a slot as a queued order, within the queue's bounds and the deadline.

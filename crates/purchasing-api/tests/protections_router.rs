@@ -142,6 +142,7 @@ async fn the_baseline_ignores_the_protection_headers() {
     let metrics = app.metrics().await;
     assert_eq!(sample(&metrics, "purchasing_admission_limit"), 0.0);
     assert!(!metrics.contains("purchasing_work_estimate_seconds"));
+    assert!(!metrics.contains("purchasing_admission_typical_hold_seconds"));
 }
 
 #[tokio::test]
@@ -254,6 +255,9 @@ async fn the_limit_is_shared_by_every_clone_of_the_router() {
     let metrics = app.metrics().await;
     assert_eq!(sample(&metrics, "purchasing_shed_total"), 4.0);
     assert_eq!(sample(&metrics, "purchasing_admission_limit"), 2.0);
+    // The two real holds have been measured into what the queue predicts from.
+    assert!(sample(&metrics, "purchasing_admission_typical_hold_seconds") > 0.0);
+    assert!(sample(&metrics, "purchasing_admission_hold_deviation_seconds") >= 0.0);
     assert_eq!(
         sample(
             &metrics,
