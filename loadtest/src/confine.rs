@@ -263,13 +263,11 @@ pub struct Cgroup {
     cores: Option<Cores>,
 }
 
-/// A set of cores, ready for `sched_setaffinity` in the pre-exec hook.
-#[derive(Clone, Copy)]
+/// A set of cores: as a list, and as the `cpu_set_t` the pre-exec hook hands to
+/// `sched_setaffinity`.
 struct Cores {
+    list: Vec<usize>,
     set: libc::cpu_set_t,
-    count: usize,
-    first: usize,
-    last: usize,
 }
 
 impl fmt::Debug for Cores {
@@ -279,11 +277,11 @@ impl fmt::Debug for Cores {
 }
 
 impl fmt::Display for Cores {
+    /// "core 1", "cores 2,3".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.count {
-            1 => write!(f, "core {}", self.first),
-            _ => write!(f, "cores {}-{}", self.first, self.last),
-        }
+        let list: Vec<String> = self.list.iter().map(usize::to_string).collect();
+        let noun = if list.len() == 1 { "core" } else { "cores" };
+        write!(f, "{noun} {}", list.join(","))
     }
 }
 
@@ -302,22 +300,24 @@ impl Cores {
                 .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
                 .collect::<Vec<_>>()
         };
-        pick_cores(&allowed, cpus).map(|cores| {
-            // SAFETY: as above; CPU_SET only sets bits of indices below CPU_SETSIZE.
-            let set = unsafe {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                for &cpu in cores {
-                    libc::CPU_SET(cpu, &mut set);
-                }
-                set
-            };
-            Cores {
-                set,
-                count: cores.len(),
-                first: cores[0],
-                last: cores[cores.len() - 1],
+        pick_cores(&allowed, cpus).map(Cores::of)
+    }
+
+    /// These cores (each below `CPU_SETSIZE`, as `sched_getaffinity` reports them).
+    fn of(cores: &[usize]) -> Cores {
+        // SAFETY: all-zero is the empty set; CPU_SET only sets bits of indices below
+        // CPU_SETSIZE.
+        let set = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for &cpu in cores {
+                libc::CPU_SET(cpu, &mut set);
             }
-        })
+            set
+        };
+        Cores {
+            list: cores.to_vec(),
+            set,
+        }
     }
 }
 
@@ -530,7 +530,7 @@ impl Cgroup {
     /// fails, the spawn fails with that error.
     pub fn confine_command(&self, cmd: &mut Command) {
         let files = self.procs_files.clone();
-        let cores = self.cores;
+        let cores = self.cores.as_ref().map(|cores| cores.set);
         // SAFETY: the hook runs in the forked child before exec and only makes
         // async-signal-safe calls (open, write, close, sched_setaffinity) on memory
         // prepared beforehand; it allocates nothing (an io::Error from an OS error code
@@ -540,9 +540,9 @@ impl Cgroup {
                 for file in &files {
                     join_cgroup(file)?;
                 }
-                if let Some(cores) = &cores {
+                if let Some(set) = &cores {
                     let size = std::mem::size_of::<libc::cpu_set_t>();
-                    if libc::sched_setaffinity(0, size, &cores.set) != 0 {
+                    if libc::sched_setaffinity(0, size, set) != 0 {
                         return Err(io::Error::last_os_error());
                     }
                 }
@@ -1035,6 +1035,10 @@ mod tests {
         let sparse = [0, 2, 5, 7];
         assert_eq!(pick_cores(&sparse, 1.5), Some(&[5, 7][..]));
         assert_eq!(pick_cores(&[], 1.0), None);
+        assert_eq!(Cores::of(&[1]).to_string(), "core 1");
+        assert_eq!(Cores::of(&[5, 7]).to_string(), "cores 5,7");
+        // SAFETY: reading bits of an initialised set.
+        assert!(unsafe { libc::CPU_ISSET(7, &Cores::of(&[5, 7]).set) });
     }
 
     #[test]
