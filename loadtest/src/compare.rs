@@ -12,7 +12,7 @@ use crate::report::summary::bytes;
 use crate::report::svg::{
     Axis, LineSeries, MAX_POINTS, Marker, Rule, TimeAxis, TimeChart, Unit, segments,
 };
-use crate::report::{Report, SCHEMA_VERSION};
+use crate::report::{Report, SCHEMA_VERSION, SecondRow};
 
 pub const BASELINE: &str = "baseline";
 pub const PROTECTED: &str = "protected";
@@ -151,6 +151,44 @@ fn crash_markers(r: &Report, color: &'static str) -> Vec<Marker> {
         .collect()
 }
 
+/// One line per configuration (`points` of its report, named "side: label"), and every
+/// value on them, for the axis.
+fn side_lines(
+    sides: &[(&str, &Report, &'static str)],
+    label: &str,
+    max_gap: Option<f64>,
+    points: impl Fn(&Report) -> Vec<(f64, Option<f64>)>,
+) -> (Vec<LineSeries>, Vec<f64>) {
+    let mut values = Vec::new();
+    let lines = sides
+        .iter()
+        .map(|&(name, report, color)| {
+            let pts = points(report);
+            values.extend(pts.iter().filter_map(|p| p.1));
+            series(
+                &format!("{name}: {label}"),
+                color,
+                None,
+                segments(pts, max_gap, MAX_POINTS),
+            )
+        })
+        .collect();
+    (lines, values)
+}
+
+/// A report's per-second values, at the middle of each second.
+fn per_second(
+    report: &Report,
+    value: impl Fn(&SecondRow) -> Option<f64>,
+) -> Vec<(f64, Option<f64>)> {
+    report
+        .timeline
+        .seconds
+        .iter()
+        .map(|s| (s.t_s as f64 + 0.5, value(s)))
+        .collect()
+}
+
 fn series(
     name: &str,
     color: &'static str,
@@ -199,15 +237,10 @@ pub fn comparison_charts(c: &Comparison) -> Vec<TimeChart> {
 
     // Goodput, and what was offered.
     let mut lines = Vec::new();
-    let mut max = 1.0f64;
-    let offered = c.protected.timeline.seconds.iter().map(|s| {
-        (
-            s.t_s as f64 + 0.5,
-            s.offered_rate.or(s.users.map(|u| u as f64)),
-        )
+    let offered = per_second(&c.protected, |s| {
+        s.offered_rate.or(s.users.map(|u| u as f64))
     });
-    let offered: Vec<(f64, Option<f64>)> = offered.collect();
-    max = offered.iter().filter_map(|p| p.1).fold(max, f64::max);
+    let mut max = offered.iter().filter_map(|p| p.1).fold(1.0f64, f64::max);
     let offered_name = if c.protected.run.model == "open" {
         "offered rate (arrivals/s)"
     } else {
@@ -219,106 +252,52 @@ pub fn comparison_charts(c: &Comparison) -> Vec<TimeChart> {
         Some("6 4"),
         segments(offered, None, MAX_POINTS),
     ));
-    for (name, r, color) in sides {
-        let pts: Vec<(f64, Option<f64>)> = r
-            .timeline
-            .seconds
-            .iter()
-            .map(|s| (s.t_s as f64 + 0.5, Some(s.acknowledged as f64)))
-            .collect();
-        max = pts.iter().filter_map(|p| p.1).fold(max, f64::max);
-        lines.push(series(
-            &format!("{name}: acknowledged/s"),
-            color,
-            None,
-            segments(pts, None, MAX_POINTS),
-        ));
-    }
-    let mut goodput = chart(
+    let (goodput_lines, values) = side_lines(&sides, "acknowledged/s", None, |r| {
+        per_second(r, |s| Some(s.acknowledged as f64))
+    });
+    lines.extend(goodput_lines);
+    max = values.into_iter().fold(max, f64::max);
+    let goodput = chart(
         "Goodput over time",
         &x,
         Axis::linear("per second", max, Unit::Count),
         lines,
     );
-    goodput.markers = markers.clone();
-    goodput.marker_legend = crash_legend.clone();
 
     // Failures per second.
-    let mut lines = Vec::new();
-    let mut max = 1.0f64;
-    for (name, r, color) in sides {
-        let pts: Vec<(f64, Option<f64>)> = r
-            .timeline
-            .seconds
-            .iter()
-            .map(|s| (s.t_s as f64 + 0.5, Some(s.failed() as f64)))
-            .collect();
-        max = pts.iter().filter_map(|p| p.1).fold(max, f64::max);
-        lines.push(series(
-            &format!("{name}: failed/s (any kind)"),
-            color,
-            None,
-            segments(pts, None, MAX_POINTS),
-        ));
-    }
-    let mut failed = chart(
+    let (lines, values) = side_lines(&sides, "failed/s (any kind)", None, |r| {
+        per_second(r, |s| Some(s.failed() as f64))
+    });
+    let max = values.into_iter().fold(1.0f64, f64::max);
+    let failed = chart(
         "Failed requests per second",
         &x,
         Axis::linear("per second", max, Unit::Count),
         lines,
     );
-    failed.markers = markers.clone();
-    failed.marker_legend = crash_legend.clone();
 
     // p99 latency.
-    let mut lines = Vec::new();
-    let (mut lo, mut hi) = (f64::MAX, 1.0f64);
-    for (name, r, color) in sides {
-        let pts: Vec<(f64, Option<f64>)> = r
-            .timeline
-            .seconds
-            .iter()
-            .map(|s| (s.t_s as f64 + 0.5, s.p99_ms))
-            .collect();
-        for v in pts.iter().filter_map(|p| p.1) {
-            lo = lo.min(v);
-            hi = hi.max(v);
-        }
-        lines.push(series(
-            &format!("{name}: p99"),
-            color,
-            None,
-            segments(pts, Some(1.5), MAX_POINTS),
-        ));
-    }
+    let (lines, values) = side_lines(&sides, "p99", Some(1.5), |r| per_second(r, |s| s.p99_ms));
+    let (lo, hi) = values
+        .into_iter()
+        .fold((f64::MAX, 1.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let lo = if lo == f64::MAX { 1.0 } else { lo };
-    let mut latency = chart(
+    let latency = chart(
         "Latency p99 per second (log scale)",
         &x,
         Axis::log_ms("latency", lo, hi),
         lines,
     );
-    latency.markers = markers.clone();
-    latency.marker_legend = crash_legend.clone();
 
     // Memory against the limit.
-    let mut lines = Vec::new();
-    let mut max = 1.0f64;
-    for (name, r, color) in sides {
-        let pts: Vec<(f64, Option<f64>)> = r
-            .timeline
+    let (lines, values) = side_lines(&sides, "memory", Some(2.0), |r| {
+        r.timeline
             .server
             .iter()
             .map(|s| (s.t_s, s.memory_bytes.map(|m| m as f64)))
-            .collect();
-        max = pts.iter().filter_map(|p| p.1).fold(max, f64::max);
-        lines.push(series(
-            &format!("{name}: memory"),
-            color,
-            None,
-            segments(pts, Some(2.0), MAX_POINTS),
-        ));
-    }
+            .collect()
+    });
+    let mut max = values.into_iter().fold(1.0f64, f64::max);
     let limit = c
         .baseline
         .server
@@ -341,9 +320,12 @@ pub fn comparison_charts(c: &Comparison) -> Vec<TimeChart> {
             color: "#b91c1c",
         });
     }
-    memory.markers = markers;
-    memory.marker_legend = crash_legend;
-    vec![goodput, failed, latency, memory]
+    let mut charts = vec![goodput, failed, latency, memory];
+    for chart in &mut charts {
+        chart.markers = markers.clone();
+        chart.marker_legend = crash_legend.clone();
+    }
+    charts
 }
 
 fn page(title: &str, body: &str) -> String {

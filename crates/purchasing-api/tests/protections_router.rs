@@ -101,6 +101,13 @@ fn order(code: &str, headers: &[(&str, &str)]) -> Request<Body> {
     request.body(Body::from(format!("={code}"))).unwrap()
 }
 
+/// Sends an order without headers in the background; its status, when it is answered.
+fn spawn_order(app: &Arc<TestApp>, code: &str) -> tokio::task::JoinHandle<StatusCode> {
+    let app = Arc::clone(app);
+    let request = order(code, &[]);
+    tokio::spawn(async move { app.call(request).await.status() })
+}
+
 async fn text(response: Response<Body>) -> String {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
@@ -272,15 +279,9 @@ async fn a_queued_order_takes_the_next_free_slot() {
     // One slot, one queue place: the second order waits for the first; a third, arriving
     // while both are taken, is refused at once.
     let app = Arc::new(test_app(200, admission(1, 1, 1000, 200)));
-    let first = tokio::spawn({
-        let app = Arc::clone(&app);
-        async move { app.call(order("1", &[])).await.status() }
-    });
+    let first = spawn_order(&app, "1");
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let second = tokio::spawn({
-        let app = Arc::clone(&app);
-        async move { app.call(order("2", &[])).await.status() }
-    });
+    let second = spawn_order(&app, "2");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         sample(&app.metrics().await, "purchasing_admission_queued"),
@@ -304,10 +305,7 @@ async fn a_queue_wait_that_times_out_is_503() {
     // The estimate (10 ms, give or take 4 × 5 ms) says a slot frees in time, so the order
     // waits; the real work (400 ms) holds the slot past the 100 ms queue timeout.
     let app = Arc::new(test_app(400, admission(1, 4, 100, 10)));
-    let first = tokio::spawn({
-        let app = Arc::clone(&app);
-        async move { app.call(order("1", &[])).await.status() }
-    });
+    let first = spawn_order(&app, "1");
     tokio::time::sleep(Duration::from_millis(30)).await;
     let started = Instant::now();
     let second = app.call(order("2", &[])).await;
@@ -326,10 +324,7 @@ async fn a_wait_predicted_to_exceed_the_queue_timeout_is_refused_at_once() {
     // One slot busy for 400 ms: the next order would wait ~400 ms, more than the 100 ms
     // the queue allows, so it is refused immediately rather than after 100 ms.
     let app = Arc::new(test_app(400, admission(1, 4, 100, 400)));
-    let first = tokio::spawn({
-        let app = Arc::clone(&app);
-        async move { app.call(order("1", &[])).await.status() }
-    });
+    let first = spawn_order(&app, "1");
     tokio::time::sleep(Duration::from_millis(30)).await;
     let started = Instant::now();
     let second = app.call(order("2", &[])).await;
@@ -353,10 +348,7 @@ async fn at_the_start_of_a_burst_the_next_order_is_refused_at_once() {
     // The slots' real start times say none frees for ~300 ms: refused at once.
     let app = Arc::new(test_app(300, admission(4, 4, 100, 300)));
     let burst: Vec<_> = (0..4)
-        .map(|i| {
-            let app = Arc::clone(&app);
-            tokio::spawn(async move { app.call(order(&format!("b{i}"), &[])).await.status() })
-        })
+        .map(|i| spawn_order(&app, &format!("b{i}")))
         .collect();
     tokio::time::sleep(Duration::from_millis(30)).await;
     let started = Instant::now();
@@ -382,10 +374,7 @@ async fn waiting_stops_when_the_deadline_no_longer_leaves_room() {
         ..admission(1, 4, 5000, 300)
     };
     let app = Arc::new(test_app(300, protections));
-    let first = tokio::spawn({
-        let app = Arc::clone(&app);
-        async move { app.call(order("1", &[])).await.status() }
-    });
+    let first = spawn_order(&app, "1");
     tokio::time::sleep(Duration::from_millis(30)).await;
     // 450 ms of budget: it fits on arrival, but after 150 ms of waiting it no longer does.
     let started = Instant::now();
@@ -431,10 +420,7 @@ async fn a_slot_is_held_until_the_work_ends_even_when_the_client_left() {
 #[tokio::test]
 async fn health_and_metrics_never_wait_for_a_slot() {
     let app = Arc::new(test_app(500, admission(1, 0, 250, 500)));
-    let busy = tokio::spawn({
-        let app = Arc::clone(&app);
-        async move { app.call(order("1", &[])).await.status() }
-    });
+    let busy = spawn_order(&app, "1");
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
     let health = app

@@ -1514,14 +1514,19 @@ fn steps_card(o: &mut String, report: &Report) {
         );
     }
     o.push_str("</tbody></table></div>");
-    if report.steps.len() > MAX_ROWS {
+    rows_left_out(o, report.steps.len(), MAX_ROWS, "more steps");
+    o.push_str("</section>");
+}
+
+/// "… and N more (see report.json)." under a table cut at `shown` of `total` rows.
+fn rows_left_out(o: &mut String, total: usize, shown: usize, what: &str) {
+    if total > shown {
         let _ = write!(
             o,
-            "<p class=\"muted\">… and {} more steps (see report.json).</p>",
-            int((report.steps.len() - MAX_ROWS) as u64)
+            "<p class=\"muted\">… and {} {what} (see report.json).</p>",
+            int((total - shown) as u64)
         );
     }
-    o.push_str("</section>");
 }
 
 fn generator_card(o: &mut String, report: &Report) {
@@ -1605,13 +1610,7 @@ fn crashes_card(o: &mut String, report: &Report) {
         );
     }
     o.push_str("</tbody></table>");
-    if s.crash_events.len() > MAX_ROWS {
-        let _ = write!(
-            o,
-            "<p class=\"muted\">… and {} more (see report.json).</p>",
-            int((s.crash_events.len() - MAX_ROWS) as u64)
-        );
-    }
+    rows_left_out(o, s.crash_events.len(), MAX_ROWS, "more");
     o.push_str("</section>");
 }
 
