@@ -56,9 +56,24 @@ impl ApiServer {
 
     /// Starts the API writing to `orders_file` (which the caller keeps alive).
     pub fn spawn_with_file(orders_file: &Path, args: &[&str]) -> Self {
+        Self::spawn_wrapped(&[], orders_file, args)
+    }
+
+    /// Like [`ApiServer::spawn_with_file`], run through `wrapper` (a command that runs
+    /// the rest of its arguments, such as `prlimit --nofile=200 --`).
+    pub fn spawn_wrapped(wrapper: &[&str], orders_file: &Path, args: &[&str]) -> Self {
         let stderr_log = orders_file.with_extension(format!("stderr.{}.log", unique_suffix()));
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log file");
-        let mut child = Command::new(bin_path("purchasing-api"))
+        let api = bin_path("purchasing-api");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(api);
+                command
+            }
+            None => Command::new(api),
+        };
+        let mut child = command
             .args(["--bind", "127.0.0.1:0", "--orders-file"])
             .arg(orders_file)
             .args(args)

@@ -4,21 +4,24 @@
 //! Why each piece is the way it is:
 //!
 //! * **One semaphore, created once, in an `Arc`.** tower's `ConcurrencyLimitLayer` on an
-//!   axum `Router` is rebuilt per connection by `axum::serve` (no limit at all) or per
-//!   route (one limit each), and queues instead of refusing (see FIELD-NOTES). Here the
-//!   layer's state *is* the `Arc<Semaphore>`, so however often axum rebuilds the service,
-//!   every request draws from the same N permits.
-//! * **The permit lives as long as the work, not the response.** `spawn_blocking` work
+//!   axum `Router` is rebuilt per connection (no limit at all) or per route (one limit
+//!   each), and queues instead of refusing. Here the controller lives in the application
+//!   state, created once, so every request draws from the same N permits.
+//! * **A slot is taken only for a whole, valid order.** The handler reads the body and
+//!   validates the item code first, then asks for a slot ([`Admission::admit`]). A client
+//!   that sends its body slowly (or never) holds a connection, bounded by the body
+//!   timeouts, but never a slot: four slow uploads cannot stop a node with four slots,
+//!   and their upload time never teaches the hold-time estimate a wrong value.
+//! * **The slot lives as long as the work, not the response.** `spawn_blocking` work
 //!   cannot be cancelled: if the client goes away, the order still allocates its memory.
-//!   So the permit travels to the handler as a request extension ([`AdmissionPermit`])
-//!   and the handler moves it into the blocking closure; the slot frees only when the
-//!   order's memory does.
+//!   So the handler moves the [`AdmissionSlot`] into the blocking closure; the slot frees
+//!   only when the order's memory does.
 //! * **A bounded queue with a short wait.** A few waiters keep the slots busy between one
 //!   order finishing and the next arriving; more only hold connections and add latency.
 //!   Waiting stops early when the request's deadline would no longer leave room for the
 //!   work ([`crate::deadline`]).
-//! * **Shedding is cheap.** A refused order is answered before its body is read, without
-//!   allocating its work or touching the store: a few microseconds of CPU, so refusing
+//! * **Shedding is cheap.** A refused order is answered without allocating its work or
+//!   touching the store (its body, at most a few KiB, has been read): a few microseconds of CPU, so refusing
 //!   costs far less than serving and the server stays responsive under any spike.
 //! * **A standing queue means overload: then wait only briefly** (CoDel, as in Facebook's
 //!   "Fail at Scale"). While the queue keeps emptying, a waiter may wait the full queue
@@ -40,9 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
@@ -90,7 +91,7 @@ pub struct AdmissionLimits {
     pub queue_timeout: Duration,
 }
 
-/// The admission controller: shared state of the [`admit`] layer.
+/// The admission controller, created once per process and shared by every request.
 #[derive(Debug)]
 pub struct Admission {
     /// The N slots. Never closed.
@@ -421,52 +422,29 @@ impl Drop for QueueSlot<'_> {
     }
 }
 
-/// An admission slot on its way to the blocking closure. A request extension must be
-/// `Clone`, a slot is not: the handler [`take`](Self::take)s it out once.
-#[derive(Debug, Clone)]
-pub struct AdmissionPermit(Arc<Mutex<Option<AdmissionSlot>>>);
-
-impl AdmissionPermit {
-    fn new(slot: AdmissionSlot) -> Self {
-        Self(Arc::new(Mutex::new(Some(slot))))
-    }
-
-    /// The slot, the first time; move it into the work so it is held until the work
-    /// ends.
-    pub fn take(&self) -> Option<AdmissionSlot> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-    }
-}
-
-/// The admission layer of the orders route: a slot now, a slot after a short wait, or
-/// 503 (or 504 when the deadline runs out while waiting).
-pub async fn admit(
-    State(admission): State<Arc<Admission>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let slot = match Arc::clone(&admission.semaphore).try_acquire_owned() {
-        Ok(permit) => {
-            // A slot without waiting: whoever queued before has been served.
-            if admission.metrics.admission_queued.load(Ordering::Relaxed) == 0 {
-                admission.queue_was_empty();
+impl Admission {
+    /// A slot now, a slot after a short wait, or the refusal to send: 503 (or 504 when
+    /// the deadline runs out while waiting).
+    ///
+    /// Called by the orders handler only once the whole body has been read and the order
+    /// validated: a slow or abandoned upload holds no slot, and its upload time never
+    /// enters the hold-time estimate. Keep the returned slot until the order's work ends
+    /// (move it into the blocking closure).
+    pub async fn admit(&self, deadline: Option<Deadline>) -> Result<AdmissionSlot, Response> {
+        match Arc::clone(&self.semaphore).try_acquire_owned() {
+            Ok(permit) => {
+                // A slot without waiting: whoever queued before has been served.
+                if self.metrics.admission_queued.load(Ordering::Relaxed) == 0 {
+                    self.queue_was_empty();
+                }
+                Ok(self.book.occupy(permit))
             }
-            admission.book.occupy(permit)
-        }
-        Err(TryAcquireError::NoPermits) => {
-            let deadline = request.extensions().get::<Deadline>().copied();
-            match admission.wait(deadline).await {
-                Ok(slot) => slot,
-                Err(refusal) => return admission.refuse(refusal),
+            Err(TryAcquireError::NoPermits) => {
+                self.wait(deadline).await.map_err(|r| self.refuse(r))
             }
+            Err(TryAcquireError::Closed) => Err(self.shed("and it is shutting down")),
         }
-        Err(TryAcquireError::Closed) => return admission.shed("and it is shutting down"),
-    };
-    request.extensions_mut().insert(AdmissionPermit::new(slot));
-    next.run(request).await
+    }
 }
 
 #[cfg(test)]
@@ -589,19 +567,5 @@ mod tests {
         assert!(typical < Duration::from_millis(5), "{typical:?}");
         let deviation = book.hold_deviation();
         assert!(deviation < Duration::from_millis(50), "{deviation:?}");
-    }
-
-    #[test]
-    fn a_permit_is_taken_once() {
-        let semaphore = Arc::new(Semaphore::new(1));
-        let book = Arc::new(SlotBook::new(1, Duration::from_millis(5), test_metrics()));
-        let permit =
-            AdmissionPermit::new(book.occupy(semaphore.clone().try_acquire_owned().unwrap()));
-        let clone = permit.clone();
-        let taken = clone.take().unwrap();
-        assert!(permit.take().is_none());
-        assert_eq!(semaphore.available_permits(), 0);
-        drop(taken);
-        assert_eq!(semaphore.available_permits(), 1);
     }
 }

@@ -16,8 +16,9 @@ use axum::routing::{get, post};
 use purchasing_persistence::PurchaseOrderStore;
 use tracing::Instrument;
 
-use crate::admission::{self, Admission, AdmissionLimits};
-use crate::body::MAX_BODY_BYTES;
+use crate::admission::{Admission, AdmissionLimits};
+use crate::body::{BodyTimeouts, MAX_BODY_BYTES};
+use crate::connection;
 use crate::deadline::{self, Deadlines};
 use crate::limits::Sizing;
 use crate::metrics::{self, Metrics};
@@ -52,7 +53,11 @@ pub struct Protections {
     pub sizing: Option<Sizing>,
     /// Run each order's work at idle CPU priority (see [`crate::priority`]).
     pub idle_priority_work: bool,
+    /// How long an order's body may take to arrive. Not a protection one opts into:
+    /// every configuration has it (the original's IIS had its own read timeouts too).
+    pub body_timeouts: BodyTimeouts,
 }
+
 
 /// What the handlers and layers share.
 #[derive(Clone)]
@@ -65,9 +70,11 @@ pub struct AppState {
     pub idempotency: bool,
     /// Whether the orders' blocking work runs at idle CPU priority.
     pub idle_priority_work: bool,
+    /// How long an order's body may take to arrive.
+    pub body_timeouts: BodyTimeouts,
     /// The admission controller, created once so its limit is global (see
-    /// [`crate::admission`]).
-    admission: Option<Arc<Admission>>,
+    /// [`crate::admission`]); the orders handler asks it for a slot.
+    pub(crate) admission: Option<Arc<Admission>>,
     deadlines: Option<Arc<Deadlines>>,
 }
 
@@ -89,6 +96,7 @@ impl AppState {
                 .map(|max| Arc::new(Deadlines::new(max, work_estimate, metrics.clone()))),
             idempotency: protections.idempotency,
             idle_priority_work: protections.idle_priority_work,
+            body_timeouts: protections.body_timeouts,
             store,
             metrics,
         }
@@ -97,19 +105,13 @@ impl AppState {
 
 /// The complete application: everything [`crate::server`] serves and tests call.
 pub fn app(state: AppState) -> Router {
-    // The protections wrap the orders route only, so `/health` and `/metrics` never wait
-    // for an order slot. Each layer's state is an `Arc` created once in `AppState`, so
-    // axum rebuilding the route's service (per connection) still shares one limit.
-    // `route_layer`: a 405 on this path is answered without taking a slot. The last
-    // layer added runs first: deadline (sets it, refuses hopeless requests), then
-    // admission (slot or 503), then the handler.
+    // The deadline layer wraps the orders route only (`route_layer`: a 405 on this path
+    // is answered without it); it sets the deadline on arrival and refuses hopeless
+    // requests before their body is read. Admission control is not a layer: the handler
+    // asks for a slot once the body is read and valid (see `crate::admission`), so
+    // `/health` and `/metrics` never wait for an order slot, and neither does a slow
+    // upload hold one.
     let mut orders_route = post(orders::create);
-    if let Some(admission) = &state.admission {
-        orders_route = orders_route.route_layer(middleware::from_fn_with_state(
-            admission.clone(),
-            admission::admit,
-        ));
-    }
     if let Some(deadlines) = &state.deadlines {
         orders_route = orders_route.route_layer(middleware::from_fn_with_state(
             deadlines.clone(),
@@ -136,6 +138,7 @@ pub fn app(state: AppState) -> Router {
         .fallback_service(routes)
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .layer(middleware::map_request(canonicalize_path))
+        .layer(middleware::from_fn(connection::close_if_body_unread))
         .layer(middleware::from_fn(request_span))
 }
 

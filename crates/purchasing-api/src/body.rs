@@ -1,10 +1,22 @@
-//! Decoding a request body into an [`ItemCode`], for the two media types the original's
-//! Web API accepted for `[FromBody] string itemCode`.
+//! The request body of an order: read it within bounds of size and time, then decode it
+//! into an [`ItemCode`], for the two media types the original's Web API accepted for
+//! `[FromBody] string itemCode`.
 //!
-//! Pure functions of (Content-Type, bytes): no I/O, so every rule is unit-tested here.
+//! Reading ([`read_body`]) is bounded three ways, so a client cannot hold a connection
+//! (and, before it, a file descriptor and a task) by sending slowly: a declared
+//! `Content-Length` above [`MAX_BODY_BYTES`] is refused before a byte is read (and
+//! before `100 Continue` is sent), the body may pause at most [`BodyTimeouts::idle`]
+//! between two pieces, and must be complete within [`BodyTimeouts::total`]. Decoding
+//! ([`item_code_from_body`]) is a pure function of (Content-Type, bytes): no I/O, so
+//! every rule is unit-tested here.
 
-use axum::http::HeaderValue;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::BodyExt as _;
 use purchasing_persistence::ItemCode;
+use tokio::time::Instant;
 
 use crate::problem::Problem;
 
@@ -12,6 +24,104 @@ use crate::problem::Problem;
 /// percent-encoded 4-byte characters (12 bytes each) plus a key fit in well under this.
 /// Anything bigger is not an order, so it is refused before it is read into memory.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
+
+/// How long reading a request body may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeouts {
+    /// Longest pause between two pieces of the body.
+    pub idle: Duration,
+    /// Longest time to receive the whole body, from when the handler starts reading it.
+    pub total: Duration,
+}
+
+/// Longest pause between two pieces of a request body, by default. An order's body is a
+/// few bytes sent at once; a client that stalls this long mid-body is broken or hostile.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest time to receive a whole request body, by default: a drip-feeding client that
+/// never pauses long enough for the idle timeout is still cut off.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for BodyTimeouts {
+    fn default() -> Self {
+        Self {
+            idle: DEFAULT_BODY_IDLE_TIMEOUT,
+            total: DEFAULT_BODY_TIMEOUT,
+        }
+    }
+}
+
+/// Reads a whole request body of at most [`MAX_BODY_BYTES`], within `timeouts`.
+///
+/// Errors: 413 for a body (declared or sent) that is too large, 408 when the client is
+/// too slow, 400 when the upload breaks. After any of them the body is left unread, so
+/// the connection is closed (the response says `Connection: close`, see
+/// [`crate::app`]).
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    timeouts: BodyTimeouts,
+) -> Result<Bytes, Problem> {
+    // Refused on the declaration alone: nothing is read, and hyper sends no
+    // `100 Continue` to a client that asked for one, so a 1 GB upload never starts.
+    if let Some(declared) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        && declared > MAX_BODY_BYTES as u64
+    {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut bytes = Vec::new();
+    let started = Instant::now();
+    let whole_by = started + timeouts.total;
+    loop {
+        let pause_ends = Instant::now() + timeouts.idle;
+        let frame = match tokio::time::timeout_at(pause_ends.min(whole_by), body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                // A broken upload is the request's fault, never a 422 or 500.
+                return Err(Problem::bad_request(format!(
+                    "the request body could not be read: {e}"
+                )));
+            }
+            Err(_elapsed) => {
+                let why = if pause_ends < whole_by {
+                    format!("paused for more than {} ms", timeouts.idle.as_millis())
+                } else {
+                    format!("took more than {} ms", timeouts.total.as_millis())
+                };
+                return Err(Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body {why} after {} bytes; nothing was recorded. Send the \
+                         whole body at once (an order is a few bytes)",
+                        bytes.len()
+                    ),
+                ));
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(bytes))
+}
+
+fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is larger than {MAX_BODY_BYTES} bytes; a purchase order carries \
+             one item code of at most 100 characters"
+        ),
+    )
+}
 
 /// The form key ASP.NET model binding maps to the `itemCode` parameter (matched without
 /// regard to case, as model binding does). The empty key is the Web API convention for

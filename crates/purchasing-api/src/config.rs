@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::body::{BodyTimeouts, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_TIMEOUT};
 use clap::builder::{BoolishValueParser, TypedValueParser as _};
 use clap::{Parser, ValueEnum};
 use purchasing_persistence::{
@@ -31,6 +32,21 @@ pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_millis(250);
 /// a healthy order's 0.6 s, and below the 100 s that clients such as `HttpClient` wait by
 /// default — so the server gives up before the client does and writes no ghost order.
 pub const PROTECT_MAX_REQUEST: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request's headers, by default. Also how long an
+/// idle keep-alive connection is kept: waiting for the next request is waiting for its
+/// headers. Real clients send their headers in one packet; 10 s covers a slow network
+/// many times over while a silent connection is gone before it can pile up with others.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a graceful shutdown may take, by default: room for orders in progress to
+/// finish (0.6 s each unloaded, at most `--max-request-ms` with deadlines) and for
+/// clients to read their answers; then what is left is closed.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Most connections served at once, by default (further clients wait in the kernel's
+/// accept queue). Lowered at start-up to what the open-files limit allows.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// The purchasing API: receives stock-replenishment requests and writes purchase orders.
 #[derive(Debug, Clone, Parser)]
@@ -70,6 +86,37 @@ pub struct Config {
         value_name = "N"
     )]
     pub max_blocking_threads: usize,
+
+    /// Longest time, in ms, a client may take to send a request's headers; also how long
+    /// an idle keep-alive connection is kept. The connection is closed after it.
+    #[arg(long, env = "PURCHASING_HEADER_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "MS")]
+    pub header_timeout_ms: u64,
+
+    /// Longest pause, in ms, between two pieces of a request body; the request then gets
+    /// 408 and the connection is closed.
+    #[arg(long, env = "PURCHASING_BODY_IDLE_TIMEOUT_MS", default_value_t = DEFAULT_BODY_IDLE_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "MS")]
+    pub body_idle_timeout_ms: u64,
+
+    /// Longest time, in ms, to receive a whole request body; the request then gets 408
+    /// and the connection is closed.
+    #[arg(long, env = "PURCHASING_BODY_TIMEOUT_MS", default_value_t = DEFAULT_BODY_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "MS")]
+    pub body_timeout_ms: u64,
+
+    /// Longest graceful shutdown, in ms, after SIGTERM or Ctrl-C: connections still open
+    /// then are closed. Orders already being written still finish before the process
+    /// exits, so every acknowledged order is in the file.
+    #[arg(long, env = "PURCHASING_SHUTDOWN_TIMEOUT_MS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT.as_millis() as u64,
+          value_name = "MS")]
+    pub shutdown_timeout_ms: u64,
+
+    /// Most connections served at once; further clients wait in the kernel's accept
+    /// queue. Lowered at start-up to what the open-files limit allows.
+    #[arg(long, env = "PURCHASING_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize), value_name = "N")]
+    pub max_connections: usize,
 
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such
     /// as `purchasing_api=debug,info`.
@@ -283,6 +330,21 @@ pub enum LogFormat {
 }
 
 impl Config {
+    pub fn body_timeouts(&self) -> BodyTimeouts {
+        BodyTimeouts {
+            idle: Duration::from_millis(self.body_idle_timeout_ms),
+            total: Duration::from_millis(self.body_timeout_ms),
+        }
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
     pub fn workload(&self) -> Workload {
         Workload {
             alloc_chars: self.alloc_chars,

@@ -91,13 +91,15 @@ impl Deadlines {
     }
 }
 
-/// Parses `X-Request-Budget-Ms`: whole milliseconds, digits only.
+/// Parses `X-Request-Budget-Ms`: whole milliseconds, digits only. Any number of digits
+/// is accepted: one too large for 64 bits means "longer than the server allows", like
+/// every number above `--max-request-ms` (the server's maximum applies either way).
 pub fn parse_budget(value: &[u8]) -> Result<Duration, Problem> {
     std::str::from_utf8(value)
         .ok()
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|v| v.parse::<u64>().ok())
+        .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
         .map(Duration::from_millis)
         .ok_or_else(|| {
             Problem::bad_request(format!(
@@ -168,15 +170,13 @@ mod tests {
     fn budgets_are_whole_milliseconds() {
         assert_eq!(parse_budget(b"5000").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_budget(b" 0 ").unwrap(), Duration::ZERO);
-        for bad in [
-            &b""[..],
-            b"-1",
-            b"1.5",
-            b"5s",
-            b"+5",
-            b"99999999999999999999999",
-            b"\xff",
-        ] {
+        // Past 64 bits is no error: like u64::MAX itself, it is "more than the server
+        // allows", and the server's maximum applies.
+        let most = Duration::from_millis(u64::MAX);
+        assert_eq!(parse_budget(b"18446744073709551615").unwrap(), most);
+        assert_eq!(parse_budget(b"18446744073709551616").unwrap(), most);
+        assert_eq!(parse_budget(b"99999999999999999999999").unwrap(), most);
+        for bad in [&b""[..], b"-1", b"1.5", b"5s", b"+5", b"\xff"] {
             let problem = parse_budget(bad).unwrap_err();
             assert_eq!(problem.status, StatusCode::BAD_REQUEST);
             assert!(problem.detail.contains("X-Request-Budget-Ms"));

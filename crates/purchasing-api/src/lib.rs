@@ -9,7 +9,9 @@
 //! * [`app`] — the router: routes, case-insensitive paths, body limit, request ids;
 //! * [`routes`] — the handlers; [`body`] — decoding the request body into an item code;
 //! * [`problem`] — every error response, as RFC 9457 `application/problem+json`;
-//! * [`server`] — binding, serving, graceful shutdown; [`telemetry`] — logging;
+//! * [`server`] — binding, accepting connections with read timeouts and a connection cap,
+//!   bounded graceful shutdown; [`connection`] — `Connection: close` when a response
+//!   ends the connection; [`telemetry`] — logging;
 //! * [`metrics`] — `GET /metrics` in the Prometheus text format.
 //!
 //! Opt-in protections beyond the original (all off by default; `--protect` turns on the
@@ -24,6 +26,7 @@ pub mod admission;
 pub mod app;
 pub mod body;
 pub mod config;
+pub mod connection;
 pub mod deadline;
 pub mod idempotency;
 pub mod limits;

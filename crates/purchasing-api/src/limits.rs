@@ -17,6 +17,10 @@
 //! N     = max(1, min(N_mem, N_cpu, cap))
 //! ```
 //!
+//! When `N_mem` is 0 — not even one order fits in the memory limit — the server refuses
+//! to start ([`Sizing::nothing_fits`]): admitting one anyway would only move the crash
+//! from start-up to the first order, when the kernel OOM-kills the process.
+//!
 //! `N_cpu` is the concurrency at which the CPUs are just busy: each order uses the CPU
 //! for `t_alloc` out of its `delay + t_alloc`. More orders in flight than that only queue
 //! for the CPU while holding their memory, making every order slower (and the deadline
@@ -92,6 +96,30 @@ pub struct Sizing {
     pub n_cpu: usize,
     /// The limit: `max(1, min(n_mem, n_cpu, cap))`.
     pub max_in_flight: usize,
+}
+
+impl Sizing {
+    /// When not one order fits in the memory limit: why, in one line that names the
+    /// limit, the need and what to do. `None` when at least one fits.
+    pub fn nothing_fits(&self) -> Option<String> {
+        (self.n_mem == 0).then(|| {
+            let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
+            let inputs = &self.inputs;
+            let usable =
+                MEMORY_SHARE * inputs.memory_limit_bytes as f64 - inputs.baseline_rss_bytes as f64;
+            format!(
+                "not one order fits in memory: the limit is {:.0} MiB, of which {:.0}% minus \
+                 the server's own {:.0} MiB leaves {:.0} MiB, and one order holds {:.0} MiB \
+                 (--alloc-chars {}); raise the memory limit or lower --alloc-chars",
+                mib(inputs.memory_limit_bytes as f64),
+                MEMORY_SHARE * 100.0,
+                mib(inputs.baseline_rss_bytes as f64),
+                mib(usable.max(0.0)),
+                mib(inputs.alloc_chars as f64),
+                inputs.alloc_chars,
+            )
+        })
+    }
 }
 
 /// Applies the formula of the module documentation.
@@ -257,11 +285,16 @@ mod tests {
 
     #[test]
     fn never_below_one_and_never_above_the_cap() {
-        // Not even one order fits: still admit one (refusing everything is an outage,
-        // and the faithful server would have crashed on the first anyway).
-        let sizing = size(faithful_at(100_000_000, 1.0));
+        // Not even one order fits: the sizing says so, and the server refuses to start.
+        let sizing = size(faithful_at(140 << 20, 1.0));
         assert_eq!(sizing.n_mem, 0);
-        assert_eq!(sizing.max_in_flight, 1);
+        let why = sizing.nothing_fits().unwrap();
+        assert!(
+            why.contains("limit is 140 MiB") && why.contains("one order holds 143 MiB"),
+            "{why}"
+        );
+        assert!(why.contains("--alloc-chars"), "{why}");
+        assert_eq!(size(faithful_at(2 * GIB, 1.0)).nothing_fits(), None);
 
         // A tiny workload: memory and CPU allow millions, the cap decides.
         let tiny = SizingInputs {

@@ -1,13 +1,39 @@
 //! Starting, serving and stopping: the lifecycle of the process.
+//!
+//! The accept loop is written here on hyper's connection builder rather than taken from
+//! `axum::serve`, because the server needs what that convenience does not offer:
+//!
+//! * **A read timeout on every connection.** A client must send a request's headers
+//!   within `--header-timeout-ms`; the same timer closes a keep-alive connection left
+//!   idle that long. (The body has its own timeouts, see [`crate::body`].) Without them a
+//!   silent connection stays open for ever, and a thousand of them exhaust the open-files
+//!   limit so that even `/health` goes unanswered.
+//! * **A cap on connections** (`--max-connections`, lowered to what the open-files limit
+//!   allows, which is first raised to its hard limit): at the cap the loop stops
+//!   accepting and further clients wait in the kernel's accept queue, instead of the
+//!   process failing `accept` with "too many open files".
+//! * **A bounded graceful shutdown.** On SIGTERM the listener closes, idle connections
+//!   close, requests in progress get `--shutdown-timeout-ms` to finish; then the rest is
+//!   closed. Orders whose work has started still finish writing before the process exits
+//!   (the runtime waits for its blocking pool), so every order that was acknowledged —
+//!   and any that was about to be — is in the file.
 
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use purchasing_persistence::PurchaseOrderStore;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::admission::AdmissionLimits;
 use crate::app::{AppState, Protections, app};
@@ -32,7 +58,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the store, binds, prints `listening on http://ADDR` on stdout, and serves
-/// until `shutdown` completes; then stops accepting and waits for in-flight requests.
+/// until `shutdown` completes; then stops accepting and lets requests in progress finish,
+/// within `--shutdown-timeout-ms`.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -114,11 +141,164 @@ pub async fn serve(
     drop(stdout);
 
     let state = AppState::with_protections(Arc::new(store), &protections);
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the server stopped unexpectedly")?;
+    let limits = ConnectionLimits {
+        header_timeout: config.header_timeout(),
+        max_connections: connection_cap(config.max_connections),
+        shutdown_timeout: config.shutdown_timeout(),
+    };
+    accept_loop(listener, app(state), limits, shutdown).await;
     Ok(())
+}
+
+/// File descriptors kept free for everything that is not a client connection: the
+/// orders file and journal (opened per order), the listener, the runtime, logging.
+const RESERVED_FILES: u64 = 64;
+
+/// After `accept` fails for lack of resources (file descriptors, memory), wait this long
+/// before trying again: retrying at once would spin the CPU on the same error.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// How the accept loop treats connections.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    header_timeout: Duration,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+}
+
+/// The connection cap in force: `wanted`, lowered to what the open-files limit allows
+/// after raising its soft value to the hard one (a common default soft limit is 1024,
+/// far below what the kernel lets a process have).
+fn connection_cap(wanted: usize) -> usize {
+    let files = raise_open_files_limit();
+    let allowed = files.map_or(wanted, |files| {
+        usize::try_from(files.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(usize::MAX)
+    });
+    let cap = wanted.min(allowed);
+    if cap < wanted {
+        tracing::warn!(
+            max_connections = cap,
+            requested = wanted,
+            open_files_limit = files,
+            "the open-files limit allows fewer connections than --max-connections; raise it \
+             (ulimit -n) to serve more at once"
+        );
+    }
+    cap
+}
+
+/// Raises this process's soft limit on open files to its hard limit and returns the
+/// limit now in force (`None` if it cannot be read).
+fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the valid, initialised struct passed by pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the valid struct passed by pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
+/// Accepts and serves connections until `shutdown` completes, then shuts down within
+/// `limits.shutdown_timeout` (see the module docs).
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let mut last_accept_warning: Option<Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        // At the cap, wait for a connection to end before accepting another.
+        let slot = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    if is_resource_exhaustion(&error) {
+                        // Logged at most once a second: a flood must not also flood the log.
+                        if last_accept_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                            tracing::warn!(%error, connections = limits.max_connections - slots.available_permits(),
+                                "cannot accept a connection; pausing briefly");
+                            last_accept_warning = Some(Instant::now());
+                        }
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    } else {
+                        // A client that reset its connection before it was accepted.
+                        tracing::debug!(%error, "accept failed");
+                    }
+                    continue;
+                }
+            },
+        };
+        // Answers are small and sent whole: do not let Nagle's algorithm hold them back.
+        let _ = stream.set_nodelay(true);
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
+            if let Err(error) = connection.await {
+                // Timeouts, resets and malformed requests: the client's doing, not ours.
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(
+        open_connections = open,
+        shutdown_timeout_ms = limits.shutdown_timeout.as_millis() as u64,
+        "no longer accepting; waiting for requests in progress"
+    );
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            closed = connections.len(),
+            shutdown_timeout_ms = limits.shutdown_timeout.as_millis() as u64,
+            "closing connections still open after the shutdown timeout; orders already \
+             being worked on still finish before the process exits"
+        );
+    }
+    connections.shutdown().await;
+}
+
+/// Errors of `accept` that mean "out of a resource, try again later" rather than "this
+/// one client went away".
+fn is_resource_exhaustion(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Turns the protection flags into numbers. Measures only when a protection needs it, so
@@ -133,6 +313,7 @@ async fn resolve(
         max_request: settings.max_request,
         idempotency: settings.store.idempotency,
         idle_priority_work: settings.idle_priority_work,
+        body_timeouts: config.body_timeouts(),
         ..Protections::default()
     };
     if !settings.needs_work_estimate() {
@@ -190,6 +371,9 @@ async fn resolve(
                      n_mem = floor((memory_share * memory_limit - baseline_rss) / alloc_chars), \
                      n_cpu = floor(0.7 * cpus * (delay + alloc) / alloc)"
                 );
+                if let Some(why) = sizing.nothing_fits() {
+                    anyhow::bail!("{why} (memory limit from {})", environment.memory.source);
+                }
                 let n = sizing.max_in_flight;
                 protections.sizing = Some(sizing);
                 n
@@ -221,7 +405,8 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Completes on the first SIGINT (Ctrl-C) or SIGTERM (what `kill` and service managers
-/// send). axum then stops accepting connections and lets in-flight requests finish.
+/// send). The server then stops accepting connections and lets in-flight requests
+/// finish, within the shutdown timeout.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {

@@ -1,16 +1,14 @@
 //! `POST /api/StockReplenishmentRequests`: the original controller's `Post` action.
 
 use axum::Extension;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use purchasing_persistence::{ItemCode, StoreError, SubmitOptions, Submitted};
 
-use crate::admission::AdmissionPermit;
 use crate::app::AppState;
-use crate::body::{MAX_BODY_BYTES, item_code_from_body};
+use crate::body::{item_code_from_body, read_body};
 use crate::deadline::{Deadline, Stage};
 use crate::idempotency::{IDEMPOTENT_REPLAYED, key_from_headers};
 use crate::problem::Problem;
@@ -19,27 +17,36 @@ use crate::problem::Problem;
 /// it without regard to case (see [`crate::app`]).
 pub const PATH: &str = "/api/StockReplenishmentRequests";
 
-/// Decodes the item code, runs the store call on the blocking pool and answers
-/// `201 Created` once the order line is in the file.
+/// Reads and decodes the item code, takes an admission slot (with admission control
+/// on), runs the store call on the blocking pool and answers `201 Created` once the order
+/// line is in the file.
 ///
-/// With protections on, the layers in front of this handler may have left a deadline
-/// and an admission permit in the request's extensions; both are handed to the work.
+/// The order matters: the body is read (bounded in size and time) and validated before
+/// a slot is asked for, so a slow or malformed request never holds one. With deadlines
+/// on, the layer in front of this handler has left the deadline in the request's
+/// extensions; it bounds the wait for a slot and is handed to the work.
 pub async fn create(
     State(state): State<AppState>,
-    permit: Option<Extension<AdmissionPermit>>,
     deadline: Option<Extension<Deadline>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, Problem> {
-    let body = body.map_err(body_rejection)?;
+    let body = read_body(&headers, body, state.body_timeouts).await?;
     let code = item_code_from_body(headers.get(header::CONTENT_TYPE), &body)?;
     let key = if state.idempotency {
         key_from_headers(&headers)?
     } else {
         None
     };
-    let deadline = deadline.map(|Extension(Deadline(instant))| instant);
-    let permit = permit.and_then(|Extension(permit)| permit.take());
+    let deadline = deadline.map(|Extension(deadline)| deadline);
+    let permit = match &state.admission {
+        Some(admission) => match admission.admit(deadline).await {
+            Ok(slot) => Some(slot),
+            Err(refusal) => return Ok(refusal),
+        },
+        None => None,
+    };
+    let deadline = deadline.map(|Deadline(instant)| instant);
 
     // The store blocks its thread for the whole order (allocation + sleep + write), as
     // the original blocked an IIS worker thread. tokio's blocking pool is that thread
@@ -146,22 +153,5 @@ fn store_error(state: &AppState, code: &ItemCode, error: StoreError) -> Problem 
                  retried (the server log has the cause)",
             )
         }
-    }
-}
-
-fn body_rejection(rejection: BytesRejection) -> Problem {
-    let status = rejection.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        Problem::new(
-            status,
-            format!(
-                "the request body is larger than {MAX_BODY_BYTES} bytes; a purchase order \
-                 carries one item code of at most 100 characters"
-            ),
-        )
-    } else {
-        // Any other failure to read the body (e.g. the client broke the upload) is the
-        // request's fault, never a 422 or 500.
-        Problem::bad_request(format!("the request body could not be read: {rejection}"))
     }
 }
