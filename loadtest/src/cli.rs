@@ -261,7 +261,11 @@ fn limits(cpus: Option<f64>, memory: Option<&str>) -> Result<Limits, String> {
         .map(parse_memory_size)
         .transpose()
         .map_err(|e| format!("--memory: {e}"))?;
-    Ok(Limits { cpus, memory_bytes })
+    let limits = Limits { cpus, memory_bytes };
+    // Checked here too, so a limit that cannot run anything is refused before the lab
+    // starts anything.
+    limits.validate().map_err(|e| e.to_string())?;
+    Ok(limits)
 }
 
 impl RunArgs {

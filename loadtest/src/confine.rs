@@ -44,13 +44,19 @@ pub struct Limits {
     pub memory_bytes: Option<u64>,
 }
 
+/// The smallest memory limit accepted: below it not even a small program starts (the
+/// purchasing API alone is about 10 MiB resident before its first order), and a child
+/// killed as it starts reads as a crash of the system under test rather than a typo.
+pub const MIN_MEMORY_BYTES: u64 = 16 << 20;
+
 impl Limits {
     pub fn is_unconfined(&self) -> bool {
         self.cpus.is_none() && self.memory_bytes.is_none()
     }
 
     /// Checks the values make sense: a CPU quota of at least 0.1 CPU (the kernel's
-    /// minimum quota is 1 ms per [`CPU_PERIOD_US`] period) and a non-zero memory limit.
+    /// minimum quota is 1 ms per [`CPU_PERIOD_US`] period) and a memory limit of at least
+    /// [`MIN_MEMORY_BYTES`].
     pub fn validate(&self) -> Result<(), ConfineError> {
         if let Some(cpus) = self.cpus
             && !(0.1..=100_000.0).contains(&cpus)
@@ -59,11 +65,15 @@ impl Limits {
                 "--cpus {cpus} is not a usable CPU quota; give a number of CPUs such as 1, 0.5 or 2 (at least 0.1)"
             )));
         }
-        if self.memory_bytes == Some(0) {
-            return Err(ConfineError::InvalidLimits(
-                "a memory limit of 0 bytes cannot run anything; give a size such as 2G or 512M"
-                    .to_string(),
-            ));
+        if let Some(bytes) = self.memory_bytes
+            && bytes < MIN_MEMORY_BYTES
+        {
+            return Err(ConfineError::InvalidLimits(format!(
+                "a memory limit of {} cannot run a program (the kernel would kill it as it \
+                 starts); give at least {}, such as 2G or 512M",
+                format_bytes(bytes),
+                format_bytes(MIN_MEMORY_BYTES)
+            )));
         }
         Ok(())
     }
@@ -1000,10 +1010,20 @@ mod tests {
             .validate()
             .is_err()
         );
+        for tiny in [1, 4096, MIN_MEMORY_BYTES - 1] {
+            let error = Limits {
+                cpus: Some(0.5),
+                memory_bytes: Some(tiny),
+            }
+            .validate()
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("at least 16.0 MiB"), "{error}");
+        }
         assert!(
             Limits {
                 cpus: Some(0.5),
-                memory_bytes: Some(1)
+                memory_bytes: Some(MIN_MEMORY_BYTES)
             }
             .validate()
             .is_ok()

@@ -58,7 +58,6 @@ pub struct Protections {
     pub body_timeouts: BodyTimeouts,
 }
 
-
 /// What the handlers and layers share.
 #[derive(Clone)]
 pub struct AppState {
