@@ -22,19 +22,27 @@
 //! * durable acknowledgements ([`StoreOptions::durable`]): a success means the order is
 //!   on disk, not only in the page cache.
 //!
+//! Always, also for the faithful store: the orders file must be a regular file, a failed
+//! append leaves no partial line behind, and a partial last line found at start-up (a
+//! crash or power loss mid-append) is removed, so the next order is never glued onto it.
+//!
 //! It depends on `std` only (plus an error derive): no async runtime, no HTTP. The store
 //! blocks its calling thread exactly like the original's `Thread.Sleep`, so async callers
 //! must run it on a blocking pool.
 
+mod error;
+mod files;
 pub mod idempotency;
 mod item_code;
 pub mod order_line;
 mod store;
 
+pub use error::StoreError;
+pub use files::RepairedTail;
 pub use idempotency::{IDEMPOTENCY_KEY_EXPIRY, IdempotencyKey, JournalRecovery};
 pub use item_code::{ItemCode, ItemCodeError, MAX_ITEM_CODE_CHARS};
 pub use order_line::{MalformedLine, OrdersFile, format_line, parse_line, read_orders_file};
 pub use store::{
-    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, PurchaseOrderStore, StoreError,
-    StoreOptions, SubmitOptions, Submitted, Workload,
+    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, PurchaseOrderStore, StoreOptions,
+    SubmitOptions, Submitted, Workload,
 };

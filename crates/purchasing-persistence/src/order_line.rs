@@ -87,10 +87,10 @@ impl OrdersFile {
 /// decides whether "no file" means "no orders").
 pub fn read_orders_file(path: impl AsRef<Path>) -> Result<OrdersFile, StoreError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| StoreError::Io {
+    let bytes = std::fs::read(path).map_err(|error| StoreError::Io {
         action: "read",
         path: PathBuf::from(path),
-        source,
+        error,
     })?;
     Ok(OrdersFile::parse(&bytes))
 }

@@ -1,13 +1,19 @@
 //! `PurchaseOrderStore`: the literal translation of the original's `SubmitPurchaseOrder`,
-//! plus the opt-in protections (deadlines, idempotency keys, durable acknowledgements).
+//! plus the opt-in protections (deadlines, idempotency keys, durable acknowledgements) and
+//! the orders file's integrity, which is always on: a failed append leaves no partial
+//! line, a partial last line is removed at start-up, only a regular file is accepted.
 
-use std::collections::TryReserveError;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
+use crate::error::{StoreError, io_error_at};
+use crate::files::{
+    self, Create, RepairedTail, find_partial_tail, open_to_append, refuse_special_file,
+    require_regular_open, sync_parent_dir, truncate_back,
+};
 use crate::idempotency::{Begin, IdempotencyKey, Journal, JournalRecovery, KeyIndex};
 use crate::{ItemCode, order_line};
 
@@ -60,7 +66,8 @@ pub struct StoreOptions {
     /// process (kill -9) but not a power loss or a kernel crash.
     pub durable: bool,
     /// Keep an idempotency journal beside the orders file so a keyed order is written at
-    /// most once, also across restarts (see [`crate::idempotency`]).
+    /// most once, also across restarts and across processes sharing the orders file (see
+    /// [`crate::idempotency`]).
     pub idempotency: bool,
     /// At most this many orders fill their string at the same time (`None`: no limit, as
     /// the original). The fill is the CPU-heavy part of an order (page faults); the sleep
@@ -88,52 +95,10 @@ pub struct SubmitOptions<'a> {
 pub enum Submitted {
     /// The order line was appended.
     Written,
-    /// The key had already completed with the same item code: nothing was written, the
-    /// first outcome is replayed.
+    /// The key had already completed with the same item code (in this store, or in
+    /// another sharing the orders file): nothing was written, the first outcome is
+    /// replayed.
     Replayed,
-}
-
-/// Why an order could not be stored.
-///
-/// Nothing was written to the orders file, with one exception: an `Io` error whose
-/// `action` is `"sync"` on the orders file means the line was appended but could not be
-/// confirmed on disk (durable mode); whether it survives is unknown.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The submit's deadline passed before the order could be written. `stage` is
-    /// [`StoreError::DEADLINE_BEFORE_WORK`] or [`StoreError::DEADLINE_BEFORE_WRITE`].
-    #[error("the deadline passed {stage}; the order was not written")]
-    DeadlineExceeded { stage: &'static str },
-    /// Another submit with this key is still in progress.
-    #[error("an order with idempotency key {key} is still in progress")]
-    KeyInProgress { key: String },
-    /// The key was already used for a different item code.
-    #[error("idempotency key {key} was already used for item code {original_code:?}")]
-    KeyReused { key: String, original_code: String },
-    /// The allocator refused the simulated work's memory (the original's
-    /// `OutOfMemoryException`). Returned as a value, never an abort.
-    #[error("could not allocate {chars} characters for the simulated work: {source}")]
-    Allocation {
-        chars: usize,
-        source: TryReserveError,
-    },
-    /// A file (the orders file, the idempotency journal or its directory) could not be
-    /// opened, locked, written, synced or read. `path` says which.
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-impl StoreError {
-    /// [`StoreError::DeadlineExceeded`] stage: the deadline had passed when the submit
-    /// started; nothing was allocated.
-    pub const DEADLINE_BEFORE_WORK: &'static str = "before the work started";
-    /// [`StoreError::DeadlineExceeded`] stage: the work was done, but the deadline passed
-    /// before the order line could be appended; it was not appended.
-    pub const DEADLINE_BEFORE_WRITE: &'static str = "before the order was written";
 }
 
 /// The idempotency machinery of a store opened with [`StoreOptions::idempotency`].
@@ -141,7 +106,7 @@ impl StoreError {
 struct Idempotency {
     /// Which keys are in progress or completed, with their item codes.
     index: KeyIndex,
-    /// Makes completed keys survive a restart.
+    /// Makes completed keys survive a restart and shares them between processes.
     journal: Journal,
     /// What opening the journal found, kept for the start-up log.
     recovery: JournalRecovery,
@@ -157,6 +122,11 @@ struct Idempotency {
 /// default options) it is the faithful store. [`StoreOptions`] and [`SubmitOptions`] opt
 /// in to deadlines, idempotency keys and durable acknowledgements; none of them changes
 /// the orders file's format.
+///
+/// Health: two failures stick until a restart, and each has a query for health checks
+/// and metrics — [`PurchaseOrderStore::orders_file_failure`] (no order can be written)
+/// and [`PurchaseOrderStore::journal_failure`] (keyed orders are refused). Both `None`:
+/// every failure so far was one a retry can get past.
 #[derive(Debug)]
 pub struct PurchaseOrderStore {
     /// The orders file: the spec, one line per order, never another format.
@@ -174,6 +144,12 @@ pub struct PurchaseOrderStore {
     idempotency: Option<Idempotency>,
     /// `Some` iff [`StoreOptions::max_concurrent_fills`].
     fill_gate: Option<FillGate>,
+    /// The last partial line this store removed from the orders file, for the log.
+    repaired_tail: Mutex<Option<RepairedTail>>,
+    /// Set when an append failed part-way and its partial line could not be removed: the
+    /// store then appends nothing more (the next order would be glued onto the partial
+    /// line) until a restart repairs the file. Holds the cause.
+    orders_file_broken: OnceLock<String>,
 }
 
 impl PurchaseOrderStore {
@@ -186,10 +162,24 @@ impl PurchaseOrderStore {
 
     /// Like [`PurchaseOrderStore::open`], with the opt-in protections of `options`.
     ///
+    /// A path that exists and is not a regular file (a FIFO, a directory, a device) is
+    /// refused with [`StoreError::NotARegularFile`] before anything opens it: opening a
+    /// FIFO to write would block until a reader appeared, hanging the start-up.
+    ///
+    /// Under the orders file's OS lock (so no other process appends meanwhile), a partial
+    /// last line — the file does not end in `\n` — is removed first, back to just after
+    /// the last `\n`, and synced if durable; [`PurchaseOrderStore::repaired_tail`] says
+    /// what was removed. Such a tail is an append cut short (a crash, a power loss, a full
+    /// disk). It was never acknowledged — an order is acknowledged only after its whole
+    /// line is written — so removing it loses nothing acknowledged, while appending after
+    /// it would corrupt the next acknowledged order, and refusing to start would turn a
+    /// power loss into an outage. A tail without a newline longer than 64 KiB is not an
+    /// interrupted append but a file that is not an orders file: it is refused, not cut.
+    ///
     /// With `durable`, a newly created orders file (and journal) has its directory synced,
     /// so the file's name survives a power loss too. With `idempotency`, the journal beside
-    /// the orders file ([`crate::idempotency::journal_path`]) is recovered before this
-    /// returns: records whose order line is not in the orders file, a torn last record and
+    /// the orders file ([`crate::idempotency::journal_path`]) is then recovered, still under
+    /// the lock: records whose order line is not in the orders file, a torn last record and
     /// records older than [`crate::IDEMPOTENCY_KEY_EXPIRY`] are dropped and the journal is
     /// rewritten without them ([`PurchaseOrderStore::journal_recovery`] says what was
     /// found). A journal line that is not a record is an error naming the file and line.
@@ -205,17 +195,34 @@ impl PurchaseOrderStore {
             append_lock: Mutex::new(()),
             fill_gate: options.max_concurrent_fills.map(FillGate::new),
             idempotency: None,
+            repaired_tail: Mutex::new(None),
+            orders_file_broken: OnceLock::new(),
         };
+        refuse_special_file(&store.path, files::ORDERS_FILE)?;
         let file = if options.durable {
             store.create_durably()?
         } else {
             store.open_for_append()?
         };
+        // The path may have been swapped between the check and the open.
+        require_regular_open(&file, &store.path, files::ORDERS_FILE)?;
+        // Held until `file` is dropped: the repair and the journal's check against the
+        // orders file must not race another process's append.
+        file.lock().map_err(|error| store.io_error("lock", error))?;
+        // Before the journal is recovered: a crash during an order line leaves its record
+        // pointing at the partial line, which must be gone for the record to read as
+        // "interrupted" (pointing at the end of the file) rather than "file changed".
+        if let Some(tail) = find_partial_tail(&file, &store.path)? {
+            let repaired = tail
+                .remove(&file, &store.path)
+                .map_err(|error| store.io_error("remove the partial last line of", error))?;
+            if options.durable {
+                file.sync_data()
+                    .map_err(|error| store.io_error("sync", error))?;
+            }
+            *store.repaired_tail_slot() = Some(repaired);
+        }
         if options.idempotency {
-            // Hold the orders file's OS lock while the journal is checked against it, so
-            // no other process appends in between. Released when `file` is dropped.
-            file.lock()
-                .map_err(|source| store.io_error("lock", source))?;
             let (journal, index, recovery) = Journal::open(&store.path, options.durable)?;
             store.idempotency = Some(Idempotency {
                 index,
@@ -249,6 +256,33 @@ impl PurchaseOrderStore {
         self.idempotency.as_ref().map(|i| i.recovery)
     }
 
+    /// The last partial line this store removed from the orders file: at open (see
+    /// [`PurchaseOrderStore::open_with`]), or later before an append, when another process
+    /// sharing the file died or failed in the middle of its append. `None` if it never
+    /// removed one. Worth a warning in the log: it names the file and the bytes removed.
+    pub fn repaired_tail(&self) -> Option<RepairedTail> {
+        self.repaired_tail_slot().clone()
+    }
+
+    /// Why no order can be written until a restart, if so: an append failed part-way and
+    /// its partial line could not be removed ([`StoreError::OrdersFileBroken`]). `None`
+    /// while orders can be written. For health checks.
+    pub fn orders_file_failure(&self) -> Option<String> {
+        self.orders_file_broken
+            .get()
+            .map(|cause| self.broken_error(cause).to_string())
+    }
+
+    /// Why keyed orders are refused until a restart, if they are: the idempotency journal
+    /// failed in a way that cannot be retried — an fsync failed, or a record could not be
+    /// taken back ([`StoreError::JournalFailed`]). `None` when the journal is healthy or
+    /// idempotency is off. A write that failed and was cleanly taken back does not count:
+    /// the next keyed order simply tries again. For health checks.
+    pub fn journal_failure(&self) -> Option<String> {
+        let failed = self.idempotency.as_ref()?.journal.failed()?;
+        Some(failed.to_string())
+    }
+
     /// Keys whose submit is doing its work now (0 when idempotency is off). Also counts a
     /// key whose line was written but could not be synced: its outcome is unknown until a
     /// restart, so it answers `KeyInProgress` rather than risk a duplicate or a false
@@ -272,9 +306,11 @@ impl PurchaseOrderStore {
     /// anything is allocated; a key is looked up ([`Submitted::Replayed`] at once for a
     /// completed key with the same code, [`StoreError::KeyReused`] for another code,
     /// [`StoreError::KeyInProgress`] while its first submit runs); the work is done; under
-    /// the append lock the deadline is checked again, and the order line is appended (after
-    /// its journal record when keyed) and, if durable, synced. Any failure before the line
-    /// is written releases the key so a retry can do the work.
+    /// the append lock the deadline is checked again, the journal is caught up with other
+    /// stores sharing the file (a key they completed meanwhile is replayed or refused as
+    /// above, writing nothing), and the order line is appended (after its journal record
+    /// when keyed) and, if durable, synced. Any failure before the line is written
+    /// releases the key so a retry can do the work.
     ///
     /// Blocks the calling thread for at least the workload's delay, except when it
     /// returns early as above.
@@ -300,6 +336,16 @@ impl PurchaseOrderStore {
         };
 
         // From here on, an early return drops `claim`, which releases the key.
+        // Failures that stick until a restart are answered before the work, not after it:
+        // the work could only be thrown away.
+        if let Some(cause) = self.orders_file_broken.get() {
+            return Err(self.broken_error(cause));
+        }
+        if let (Some(_), Some(idempotency)) = (&claim, &self.idempotency)
+            && let Some(failed) = idempotency.journal.failed()
+        {
+            return Err(failed);
+        }
         let work = {
             let _turn = self.fill_gate.as_ref().map(FillGate::enter);
             simulate_expensive_work(self.workload.alloc_chars)?
@@ -312,22 +358,24 @@ impl PurchaseOrderStore {
         };
 
         std::thread::sleep(self.workload.delay);
-        match self.append_order(code, options.deadline, claim.as_ref().map(|c| c.key)) {
-            Ok(()) => {
-                if let Some(claim) = claim {
-                    claim.complete();
+        let submitted =
+            match self.append_order(code, options.deadline, claim.as_ref().map(|c| c.key)) {
+                Ok(submitted) => {
+                    if let Some(claim) = claim {
+                        claim.complete();
+                    }
+                    submitted
                 }
-            }
-            Err(AppendError {
-                error,
-                line_written,
-            }) => {
-                if line_written && let Some(claim) = claim {
-                    claim.leave_in_doubt();
+                Err(AppendError {
+                    error,
+                    line_written,
+                }) => {
+                    if line_written && let Some(claim) = claim {
+                        claim.leave_in_doubt();
+                    }
+                    return Err(error);
                 }
-                return Err(error);
-            }
-        }
+            };
 
         // Keep the string observably alive until the order is written, so neither the
         // optimiser nor an early drop shortens the time the memory is held.
@@ -335,7 +383,7 @@ impl PurchaseOrderStore {
         if let Some(work) = work {
             release_in_steps(work);
         }
-        Ok(Submitted::Written)
+        Ok(submitted)
     }
 
     /// Records one purchase order: allocate and fill `alloc_chars` characters, block for
@@ -350,41 +398,35 @@ impl PurchaseOrderStore {
     }
 
     fn open_for_append(&self) -> Result<File, StoreError> {
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&self.path)
-            .map_err(|source| self.io_error("open for append", source))
+        open_to_append(&self.path, Create::IfMissing)
+            .map_err(|error| self.io_error("open for append", error))
     }
 
     /// Opens the orders file for append; if this call created it, syncs its directory so
     /// the new name is on disk before any order in it is acknowledged.
     fn create_durably(&self) -> Result<File, StoreError> {
-        match OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&self.path)
-        {
+        match open_to_append(&self.path, Create::New) {
             Ok(file) => {
                 sync_parent_dir(&self.path)?;
                 Ok(file)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.open_for_append(),
-            Err(source) => Err(self.io_error("open for append", source)),
+            Err(error) => Err(self.io_error("open for append", error)),
         }
     }
 
     /// One order line, appended under both locks in a single write. The file is opened
     /// per call, like the original's `File.AppendText`, and closed (unlocking it) on drop.
     ///
-    /// With a key (and idempotency on), the journal record goes first; see
-    /// [`crate::idempotency`] for the protocol.
+    /// With idempotency on, the journal is caught up first, and with a key its record goes
+    /// before the line; see [`crate::idempotency`] for the protocol. A write that fails is
+    /// taken back (truncated to the length before it), so no partial line stays behind.
     fn append_order(
         &self,
         code: &ItemCode,
         deadline: Option<Instant>,
         key: Option<&IdempotencyKey>,
-    ) -> Result<(), AppendError> {
+    ) -> Result<Submitted, AppendError> {
         let line = order_line::format_line(code);
         // A poisoned mutex only means another thread panicked while appending; the
         // mutex guards no data, so it is still safe to take.
@@ -392,9 +434,11 @@ impl PurchaseOrderStore {
             .append_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut file = self.open_for_append()?;
-        file.lock()
-            .map_err(|source| self.io_error("lock", source))?;
+        if let Some(cause) = self.orders_file_broken.get() {
+            return Err(self.broken_error(cause).into());
+        }
+        let file = self.open_for_append()?;
+        file.lock().map_err(|error| self.io_error("lock", error))?;
         // Checked under both locks, as late as possible: waiting behind other writers (and
         // their fsyncs) takes time too. A request whose client has given up must not leave
         // a ghost order — an order nobody was told about, which a retry would duplicate.
@@ -407,41 +451,133 @@ impl PurchaseOrderStore {
             .into());
         }
         let durable = self.options.durable;
-        let journaled = match (key, &self.idempotency) {
-            (Some(key), Some(idempotency)) => {
-                // Exact: every writer appends under the OS lock we hold.
-                let offset = file
-                    .metadata()
-                    .map_err(|source| self.io_error("read the length of", source))?
-                    .len();
-                let journal = &idempotency.journal;
-                Some((journal, journal.append(key, code, offset, durable)?))
+        // Another process sharing the file may have died in the middle of an append, or
+        // failed to take its partial line back: never glue this order onto that.
+        self.repair_tail_before_append(&file)?;
+        // Exact: every writer appends under the OS lock we hold.
+        let len_before = file
+            .metadata()
+            .map_err(|error| self.io_error("read the length of", error))?
+            .len();
+        let journaled = match &self.idempotency {
+            Some(idempotency) => {
+                let journal =
+                    idempotency
+                        .journal
+                        .catch_up(&idempotency.index, &self.path, durable)?;
+                match key {
+                    Some(key) => {
+                        // Our claim keeps the key in progress, so if it is completed now,
+                        // another store sharing the file wrote it while we did the work.
+                        if let Some(original) = idempotency.index.completed_code(key) {
+                            return if original == *code {
+                                Ok(Submitted::Replayed)
+                            } else {
+                                Err(StoreError::KeyReused {
+                                    key: key.to_string(),
+                                    original_code: original.into_string(),
+                                }
+                                .into())
+                            };
+                        }
+                        let mark = journal.append(key, code, len_before, durable)?;
+                        Some((journal, mark))
+                    }
+                    None => None,
+                }
             }
-            _ => None,
+            None => None,
         };
         // O_APPEND makes the kernel position every write at the current end of file; the
         // exclusive lock keeps other processes' lines from landing inside ours.
-        if let Err(source) = file.write_all(line.as_bytes()) {
+        if let Err(error) = (&file).write_all(line.as_bytes()) {
+            let error = self.take_back_failed_append(&file, len_before, error);
             if let Some((journal, mark)) = journaled {
                 journal.undo(mark, durable);
             }
-            return Err(self.io_error("append to", source).into());
+            return Err(error.into());
         }
         if durable {
             // An fsync error is fatal for this request and is never retried: after a
             // failed fsync Linux may drop the dirty pages and mark them clean, so a second
             // fsync can succeed without the data being on disk (PostgreSQL's "fsyncgate",
             // 2018). The line is in the file, but whether it will survive is unknown.
-            file.sync_data().map_err(|source| AppendError {
-                error: self.io_error("sync", source),
+            file.sync_data().map_err(|error| AppendError {
+                error: self.io_error("sync", error),
                 line_written: true,
             })?;
         }
-        Ok(())
+        Ok(Submitted::Written)
     }
 
-    fn io_error(&self, action: &'static str, source: std::io::Error) -> StoreError {
-        io_error_at(action, &self.path, source)
+    /// Removes a partial last line found under the locks before an append (see
+    /// [`files::PartialTail`] for why that is safe). If it cannot be removed, nothing may be
+    /// appended: the store is marked broken.
+    fn repair_tail_before_append(&self, file: &File) -> Result<(), StoreError> {
+        let Some(tail) = find_partial_tail(file, &self.path)? else {
+            return Ok(());
+        };
+        match tail.remove(file, &self.path) {
+            Ok(repaired) => {
+                if self.options.durable {
+                    // As after taking back a failed append: see there.
+                    let _ = file.sync_data();
+                }
+                *self.repaired_tail_slot() = Some(repaired);
+                Ok(())
+            }
+            Err(error) => Err(self.mark_broken(format!(
+                "another writer left a partial last line, and removing it failed ({error})"
+            ))),
+        }
+    }
+
+    /// After a failed write of an order line: truncates the file back to `len_before` so no
+    /// partial line stays to be glued onto the next order. Returns the error to report.
+    fn take_back_failed_append(
+        &self,
+        file: &File,
+        len_before: u64,
+        write_error: std::io::Error,
+    ) -> StoreError {
+        match truncate_back(file, len_before) {
+            Ok(truncated) => {
+                if truncated && self.options.durable {
+                    // A failed sync here is no reason to stop: this process sees the
+                    // truncated file, and if the partial line comes back after a power
+                    // loss, the start-up repair removes it (it was never acknowledged).
+                    let _ = file.sync_data();
+                }
+                self.io_error("append to", write_error)
+            }
+            Err(truncate_error) => self.mark_broken(format!(
+                "appending failed ({write_error}), and truncating the file back to \
+                 {len_before} bytes failed ({truncate_error})"
+            )),
+        }
+    }
+
+    /// Stops all appends until a restart (the first cause is kept); returns the error.
+    fn mark_broken(&self, cause: String) -> StoreError {
+        self.broken_error(self.orders_file_broken.get_or_init(|| cause))
+    }
+
+    fn broken_error(&self, cause: &str) -> StoreError {
+        StoreError::OrdersFileBroken {
+            path: self.path.clone(),
+            cause: cause.to_owned(),
+        }
+    }
+
+    fn repaired_tail_slot(&self) -> MutexGuard<'_, Option<RepairedTail>> {
+        // Only ever assigned whole, so a panic elsewhere cannot leave it half-changed.
+        self.repaired_tail
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn io_error(&self, action: &'static str, error: std::io::Error) -> StoreError {
+        io_error_at(action, &self.path, error)
     }
 }
 
@@ -478,7 +614,8 @@ impl<'a> Claim<'a> {
         }
     }
 
-    /// The order is written (and synced, if durable): later submits replay.
+    /// The order is written (and synced, if durable) or was found written by another
+    /// store: later submits replay.
     fn complete(mut self) {
         self.index.complete(self.key);
         self.settled = true;
@@ -488,6 +625,7 @@ impl<'a> Claim<'a> {
     /// process neither writes it twice nor replays an order that may be lost. The next
     /// open decides from what the orders file really holds.
     fn leave_in_doubt(mut self) {
+        self.index.leave_in_doubt(self.key);
         self.settled = true;
     }
 }
@@ -504,45 +642,6 @@ fn deadline_passed(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
 }
 
-pub(crate) fn io_error_at(action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// Makes a file's creation, rename or removal in its directory durable: on Linux a new
-/// name is only certain to survive a power loss once the directory itself is fsynced.
-pub(crate) fn sync_parent_dir(path: &Path) -> Result<(), StoreError> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    sync_dir(dir).map_err(|source| io_error_at("sync the directory", dir, source))
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Elsewhere a directory cannot be opened like a file, and its entries are made durable
-/// with the file.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is set before it).
-pub(crate) fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// The original's `new string('a', n)`: a string of `chars` `'a'`s with every byte
-/// written (so every page is really touched), allocated fallibly.
 /// A counting semaphore (std only) bounding the orders that fill their string at once.
 #[derive(Debug)]
 struct FillGate {
@@ -605,11 +704,13 @@ fn release_in_steps(work: String) {
     }
 }
 
+/// The original's `new string('a', n)`: a string of `chars` `'a'`s with every byte
+/// written (so every page is really touched), allocated fallibly.
 fn simulate_expensive_work(chars: usize) -> Result<String, StoreError> {
     let mut bytes = Vec::new();
     bytes
         .try_reserve_exact(chars)
-        .map_err(|source| StoreError::Allocation { chars, source })?;
+        .map_err(|error| StoreError::Allocation { chars, error })?;
     bytes.resize(chars, b'a');
     // All bytes are ASCII, so this cannot fail; the check costs a fraction of the fill.
     let work = String::from_utf8(bytes).expect("a run of ASCII 'a' is valid UTF-8");
@@ -782,11 +883,29 @@ mod tests {
     }
 
     #[test]
-    fn a_full_device_is_an_io_error_not_a_panic() {
-        // /dev/full accepts opens and fails every write with ENOSPC.
-        let store = PurchaseOrderStore::open("/dev/full", tiny()).unwrap();
-        let err = store.submit_purchase_order(&code("1")).unwrap_err();
-        assert!(err.to_string().contains("/dev/full"), "{err}");
+    fn a_device_is_refused_at_open_as_not_a_regular_file() {
+        // /dev/full would accept the open and fail every write; /dev/null would swallow
+        // every order while the store acknowledged it.
+        for device in ["/dev/full", "/dev/null"] {
+            let err = PurchaseOrderStore::open(device, tiny()).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    StoreError::NotARegularFile {
+                        kind: "a character device",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "cannot use {device} as the orders file: it is a character device, not a \
+                     regular file; choose a regular file for --orders-file"
+                )
+            );
+        }
     }
 
     #[test]
@@ -822,13 +941,12 @@ mod tests {
 
     /// A keyed store whose journal is the given file (a real journal is always beside
     /// its orders file, which makes a failing one hard to arrange).
-    fn store_with_journal(orders: &str, journal: &Path) -> PurchaseOrderStore {
-        let file = OpenOptions::new().append(true).open(journal).unwrap();
+    fn store_with_journal(orders: &Path, journal: &Path, durable: bool) -> PurchaseOrderStore {
         PurchaseOrderStore {
-            path: orders.into(),
+            path: orders.to_owned(),
             workload: tiny(),
             options: StoreOptions {
-                durable: false,
+                durable,
                 idempotency: true,
                 max_concurrent_fills: None,
             },
@@ -836,9 +954,11 @@ mod tests {
             fill_gate: None,
             idempotency: Some(Idempotency {
                 index: KeyIndex::default(),
-                journal: Journal::on_file(journal.to_owned(), file),
+                journal: Journal::at(journal.to_owned()),
                 recovery: JournalRecovery::default(),
             }),
+            repaired_tail: Mutex::new(None),
+            orders_file_broken: OnceLock::new(),
         }
     }
 
@@ -850,23 +970,61 @@ mod tests {
     }
 
     #[test]
-    fn a_journal_failure_writes_no_order_and_refuses_keyed_orders_until_a_restart() {
+    fn a_journal_write_that_fails_cleanly_does_not_refuse_later_keyed_orders() {
+        // /dev/full fails every write with ENOSPC before writing anything: the journal is
+        // as it was, so the failure is this order's alone.
         let dir = tempfile::tempdir().unwrap();
         let orders = dir.path().join("o.txt");
         std::fs::write(&orders, "").unwrap();
-        let store = store_with_journal(orders.to_str().unwrap(), Path::new("/dev/full"));
+        let store = store_with_journal(&orders, Path::new("/dev/full"), false);
+        let k = IdempotencyKey::parse("k").unwrap();
+        for _ in 0..2 {
+            // The second attempt fails on the write again, not on a journal marked failed.
+            let err = store.submit(&code("1"), keyed(&k)).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Io { action: "append to", path, .. } if path == Path::new("/dev/full")),
+                "{err:?}"
+            );
+            assert_eq!(store.journal_failure(), None);
+            assert_eq!(store.keys_known(), 0, "the key is released for a retry");
+        }
+        assert_eq!(std::fs::read(&orders).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_failed_journal_sync_refuses_keyed_orders_until_a_restart() {
+        // /dev/null takes every write, and fsync of it fails (EINVAL): a simulated sync
+        // failure, which is never retried.
+        let dir = tempfile::tempdir().unwrap();
+        let orders = dir.path().join("o.txt");
+        std::fs::write(&orders, "").unwrap();
+        let store = store_with_journal(&orders, Path::new("/dev/null"), true);
         let k = IdempotencyKey::parse("k").unwrap();
 
-        let err = store.submit(&code("1"), keyed(&k)).unwrap_err();
-        assert!(
-            err.to_string().starts_with("cannot append to /dev/full: "),
-            "{err}"
-        );
-        assert_eq!(std::fs::read(&orders).unwrap(), b"");
-        assert_eq!(store.keys_known(), 0, "the key is released for a retry");
+        let first = store.submit(&code("1"), keyed(&k)).unwrap_err();
+        let again = store.submit(&code("1"), keyed(&k)).unwrap_err();
+        for err in [&first, &again] {
+            match err {
+                StoreError::JournalFailed { path, cause } => {
+                    assert_eq!(path, Path::new("/dev/null"));
+                    assert!(cause.starts_with("syncing it failed ("), "{cause}");
+                }
+                other => panic!("expected JournalFailed, got {other:?}"),
+            }
+            assert!(
+                err.to_string()
+                    .starts_with("keyed orders are refused until the server restarts: "),
+                "{err}"
+            );
+        }
+        let health = store
+            .journal_failure()
+            .expect("the journal is reported failed");
+        assert_eq!(health, first.to_string());
+        assert_eq!(store.orders_file_failure(), None);
+        assert_eq!(std::fs::read(&orders).unwrap(), b"", "no order was written");
+        assert_eq!(store.keys_known(), 0, "the key is released");
 
-        let err = store.submit(&code("1"), keyed(&k)).unwrap_err();
-        assert!(err.to_string().contains("earlier write or sync"), "{err}");
         // Orders without a key do not need the journal.
         store.submit_purchase_order(&code("2")).unwrap();
         assert_eq!(
@@ -880,7 +1038,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("j");
         std::fs::write(&journal, "").unwrap();
-        let store = store_with_journal("/dev/full", &journal);
+        let store = store_with_journal(Path::new("/dev/full"), &journal, false);
         let k = IdempotencyKey::parse("k").unwrap();
         for _ in 0..2 {
             // The second attempt fails on the orders file again, not on a journal that

@@ -190,6 +190,7 @@ fn recovery_drops_records_whose_order_never_reached_the_file() {
     let recovery = store.journal_recovery().unwrap();
     assert_eq!((recovery.incomplete, recovery.kept), (3, 0));
     assert!(recovery.rewritten);
+    assert!(recovery.orders_file_changed, "k-past and k-other");
     assert_eq!(journal_text(dir.path()), "");
     assert_eq!(store.keys_known(), 0);
 
@@ -204,6 +205,75 @@ fn recovery_drops_records_whose_order_never_reached_the_file() {
         Submitted::Replayed
     );
     assert_eq!(orders(dir.path()), ["1", "123"]);
+}
+
+#[test]
+fn recovery_says_when_keys_were_dropped_because_the_orders_file_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = unix_ms(Duration::ZERO);
+    // Only a crash between a record and its order line: the record points at the end.
+    let existing = line("1");
+    leave_files(
+        dir.path(),
+        &existing,
+        &format!("k-crash\t123\t{}\t{now}\n", existing.len()),
+    );
+    let recovery = open(dir.path(), tiny(), IDEMPOTENT)
+        .journal_recovery()
+        .unwrap();
+    assert_eq!(recovery.incomplete, 1);
+    assert!(!recovery.orders_file_changed, "{recovery:?}");
+
+    // Keys recorded, then the orders file rotated away (emptied) behind the journal's
+    // back: their records point past the end.
+    let store = open(dir.path(), tiny(), IDEMPOTENT);
+    store.submit(&code("a"), keyed(&key("k-a"))).unwrap();
+    store.submit(&code("b"), keyed(&key("k-b"))).unwrap();
+    drop(store);
+    std::fs::write(orders_path(dir.path()), "").unwrap();
+    let recovery = open(dir.path(), tiny(), IDEMPOTENT)
+        .journal_recovery()
+        .unwrap();
+    assert_eq!((recovery.kept, recovery.incomplete), (0, 2));
+    assert!(recovery.orders_file_changed, "{recovery:?}");
+
+    // Replaced by a file of other orders: the records point at lines that are not theirs.
+    let store = open(dir.path(), tiny(), IDEMPOTENT);
+    store.submit(&code("a"), keyed(&key("k-a"))).unwrap();
+    drop(store);
+    std::fs::write(orders_path(dir.path()), line("zz")).unwrap();
+    let recovery = open(dir.path(), tiny(), IDEMPOTENT)
+        .journal_recovery()
+        .unwrap();
+    assert_eq!(recovery.incomplete, 1);
+    assert!(recovery.orders_file_changed, "{recovery:?}");
+}
+
+#[test]
+fn records_whose_code_the_stricter_rule_rejects_are_dropped_not_fatal() {
+    // Written before whitespace at the ends and format characters were refused.
+    let dir = tempfile::tempdir().unwrap();
+    let now = unix_ms(Duration::ZERO);
+    let old_line = "Purchase order for item:  padded\n";
+    leave_files(
+        dir.path(),
+        &format!("{old_line}{}", line("ok")),
+        &format!(
+            "k-old\t padded\t0\t{now}\nk-ok\tok\t{}\t{now}\n",
+            old_line.len()
+        ),
+    );
+    let store = open(dir.path(), tiny(), IDEMPOTENT);
+    let recovery = store.journal_recovery().unwrap();
+    assert_eq!(
+        (recovery.kept, recovery.invalid_code, recovery.rewritten),
+        (1, 1, true)
+    );
+    assert!(!journal_text(dir.path()).contains("k-old"));
+    assert_eq!(
+        store.submit(&code("ok"), keyed(&key("k-ok"))).unwrap(),
+        Submitted::Replayed
+    );
 }
 
 #[test]
