@@ -3,6 +3,10 @@
 //! `Connection` headers, and start-up refusals.
 
 mod common;
+// The persistence tests' small-disk helpers (a tmpfs of 64 KiB, chattr), reused as they
+// are rather than copied.
+#[path = "../crates/purchasing-persistence/tests/common/mod.rs"]
+mod store_fs;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -362,4 +366,69 @@ fn auto_sizing_refuses_to_start_when_not_one_order_fits() {
         last.contains("not one order fits in memory") && last.contains("--alloc-chars"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_store_that_refuses_orders_until_a_restart_says_so_in_health_metrics_and_answers() {
+    const TEST: &str =
+        "a_store_that_refuses_orders_until_a_restart_says_so_in_health_metrics_and_answers";
+    let Some(fs) = store_fs::SmallFs::mount(TEST) else {
+        return;
+    };
+    // Whole lines up to 10 bytes before a page boundary, a full disk, and the file made
+    // append-only: the next line only partly fits and cannot be taken back.
+    let orders = fs.path().join("PurchaseOrders.txt");
+    std::fs::write(&orders, store_fs::whole_lines_of(store_fs::PAGE - 10)).unwrap();
+    let server = ApiServer::spawn_with_file(&orders, &TINY_WORKLOAD);
+    if let Err(why) = fs.chattr(&orders, "+a") {
+        store_fs::cannot_run_here(TEST, &why);
+        return;
+    }
+    let filler = fs.fill();
+
+    let mut conn = connect(&server);
+    send(&mut conn, &order_request("C000141"));
+    let failed = read_response(&mut conn).unwrap();
+    assert_eq!(failed.status, 500, "{failed:?}");
+    assert!(
+        failed.body.contains("until it is restarted") && !failed.body.contains("can be retried"),
+        "{}",
+        failed.body
+    );
+    send(&mut conn, HEALTH);
+    let health = read_response(&mut conn).unwrap();
+    assert_eq!(health.status, 503, "{health:?}");
+    assert!(
+        health.body.contains("\"failing\"") && health.body.contains("restart the server"),
+        "{}",
+        health.body
+    );
+    let gauge = "purchasing_store_failed{part=\"orders_file\"}";
+    assert_eq!(metric(&server, gauge), 1.0);
+    assert_eq!(
+        metric(&server, "purchasing_store_failed{part=\"journal\"}"),
+        0.0
+    );
+
+    // Space again does not make it append onto the partial line.
+    std::fs::remove_file(filler).unwrap();
+    send(&mut conn, &order_request("C000142"));
+    assert_eq!(read_response(&mut conn).unwrap().status, 500);
+    drop(server);
+    fs.chattr(&orders, "-a").unwrap();
+    // A restart repairs the file, warns about what it removed, and serves again.
+    let server = ApiServer::spawn_with_file(&orders, &TINY_WORKLOAD);
+    let mut conn = connect(&server);
+    send(&mut conn, &order_request("C000143"));
+    assert_eq!(read_response(&mut conn).unwrap().status, 201);
+    send(&mut conn, HEALTH);
+    assert_eq!(read_response(&mut conn).unwrap().status, 200);
+    let log = server.stderr();
+    assert!(
+        log.contains("WARN") && log.contains("partial last line"),
+        "{log}"
+    );
+    let file = server.orders();
+    assert!(file.malformed.is_empty(), "{:?}", file.malformed);
+    assert_eq!(file.orders.last().unwrap().as_str(), "C000143");
 }

@@ -281,6 +281,18 @@ mod tests {
             (FORM, "=%FF", "UTF-8"),
             (FORM, "=123%0APurchase+order+for+item:+forged", "U+000A"),
             (FORM, "=123%0D", "U+000D"),
+            // Invisible and blank codes: one rule, the item code's.
+            (FORM, "=%E2%80%AE321", "format character U+202E"),
+            (FORM, "=12%E2%80%8B3", "format character U+200B"),
+            (FORM, "=%EF%BB%BF123", "format character U+FEFF"),
+            (FORM, "=+++", "blank"),
+            (FORM, "=+123", "starts with the whitespace"),
+            (FORM, "=123+", "ends with the whitespace"),
+            (
+                Some("application/json"),
+                r#""\u3000a""#,
+                "starts with the whitespace",
+            ),
             (
                 Some("application/json"),
                 "123",

@@ -419,9 +419,38 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     response
 }
 
+/// The store's lasting failures as gauges: 1 while the orders file or the idempotency
+/// journal refuses orders until a restart (see [`crate::routes::health`]), else 0.
+pub fn render_store_failures(orders_file_failed: bool, journal_failed: bool) -> String {
+    let mut out = Exposition(String::new());
+    out.family(
+        "purchasing_store_failed",
+        "gauge",
+        "1 while part of the store refuses orders until the server restarts: the orders \
+         file (a partial line could not be removed; every order fails) or the idempotency \
+         journal (an fsync or an undo failed; keyed orders fail).",
+    );
+    for (part, failed) in [
+        ("orders_file", orders_file_failed),
+        ("journal", journal_failed),
+    ] {
+        out.sample(
+            "purchasing_store_failed",
+            &[("part", part)],
+            f64::from(u8::from(failed)),
+        );
+    }
+    out.0
+}
+
 /// `GET /metrics`.
 pub async fn render(State(state): State<AppState>) -> Response {
-    let mut response = state.metrics.render().into_response();
+    let mut text = state.metrics.render();
+    text.push_str(&render_store_failures(
+        state.store.orders_file_failure().is_some(),
+        state.store.journal_failure().is_some(),
+    ));
+    let mut response = text.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));

@@ -165,8 +165,13 @@ async fn oversized_body_is_413_before_any_work() {
 
 #[tokio::test]
 async fn store_failure_is_500_and_the_app_keeps_serving() {
-    // /dev/full opens fine and fails every write with ENOSPC.
-    let store = PurchaseOrderStore::open("/dev/full", TINY).unwrap();
+    // The orders file is replaced by a directory after the store opened it: every
+    // order's open for append then fails (EISDIR), as a vanished or unwritable file would.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("PurchaseOrders.txt");
+    let store = PurchaseOrderStore::open(&path, TINY).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
     let router = app(AppState::new(Arc::new(store)));
     let response = router
         .clone()

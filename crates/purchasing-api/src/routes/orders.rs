@@ -145,6 +145,17 @@ fn store_error(state: &AppState, code: &ItemCode, error: StoreError) -> Problem 
                  log has the cause)",
             )
         }
+        // The store refuses these until a restart: saying "retry" would send the client
+        // into the same wall. (`/health` answers 503 meanwhile, so a balancer moves
+        // traffic elsewhere.)
+        StoreError::OrdersFileBroken { .. } | StoreError::JournalFailed { .. } => {
+            tracing::error!(item_code = %code, %error, "purchase order refused until a restart");
+            Problem::internal(
+                "the purchase order was not recorded: this server cannot record orders of \
+                 this kind until it is restarted, so retrying here will fail until then (the \
+                 server log and /health have the cause)",
+            )
+        }
         // Allocation refused, I/O failed (or a kind added later): the server's fault.
         error => {
             tracing::error!(item_code = %code, %error, "purchase order could not be stored");
