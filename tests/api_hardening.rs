@@ -432,3 +432,32 @@ fn a_store_that_refuses_orders_until_a_restart_says_so_in_health_metrics_and_ans
     assert!(file.malformed.is_empty(), "{:?}", file.malformed);
     assert_eq!(file.orders.last().unwrap().as_str(), "C000143");
 }
+
+#[test]
+fn keys_dropped_because_the_orders_file_changed_are_a_warning_with_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = dir.path().join("PurchaseOrders.txt");
+    let mut args = TINY_WORKLOAD.to_vec();
+    args.extend(["--protect", "--durable=false"]);
+    let server = ApiServer::spawn_with_file(&orders, &args);
+    for key in ["k-1", "k-2"] {
+        let mut conn = connect(&server);
+        let request = order_request(&fresh_code()).replacen(
+            "Host: x\r\n",
+            &format!("Host: x\r\nIdempotency-Key: {key}\r\n"),
+            1,
+        );
+        send(&mut conn, &request);
+        assert_eq!(read_response(&mut conn).unwrap().status, 201);
+    }
+    drop(server);
+    // Rotated: the orders the keys point at are gone.
+    std::fs::write(&orders, "").unwrap();
+    let server = ApiServer::spawn_with_file(&orders, &args);
+    let log = server.stderr();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("truncated, rotated or edited"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(warning.contains("dropped_keys=2"), "{warning}");
+}
