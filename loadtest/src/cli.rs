@@ -1,5 +1,6 @@
-//! The `loadtest` command line: `run` (the lab) and `confine` (run any command inside
-//! the emulated VM).
+//! The `loadtest` command line: `run` (the lab), `confine` (run any command inside the
+//! emulated VM), `report`, `compare`, `sweep`, and `broker` (a private RabbitMQ in the
+//! foreground).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -50,6 +51,34 @@ pub enum Command {
     /// Find the capacity: an open-model run at each offered rate, against the baseline and
     /// the protected configuration, and a chart of goodput against offered load.
     Sweep(Box<SweepArgs>),
+    /// Run a private RabbitMQ broker (Debian's rabbitmq-server) on free loopback ports until
+    /// Ctrl-C or SIGTERM; prints its amqp:// URL as the only line on stdout.
+    Broker(BrokerArgs),
+}
+
+const AFTER_BROKER_HELP: &str = "\
+Examples:
+  loadtest broker                          # amqp://guest:guest@127.0.0.1:PORT/%2f
+  loadtest broker --keep-data broker-data  # durable queues survive a stop and a new start
+
+Needs rabbitmq-server (scripts/test as root installs it). Ctrl-C, SIGTERM or SIGHUP stop
+the broker cleanly (SIGKILL after 15 s) together with its epmd and, unless --keep-data
+was given, its data directory. Exit status: 0 stopped on request, 1 it could not start or
+died by itself, 2 bad usage.";
+
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_BROKER_HELP)]
+pub struct BrokerArgs {
+    /// Keep the broker's data (queues, messages, logs, configuration) in DIR, created if
+    /// missing, and leave it there on exit; starting again on the same DIR finds the
+    /// durable queues and persistent messages again [default: a temporary directory,
+    /// removed on exit].
+    #[arg(long, value_name = "DIR")]
+    pub keep_data: Option<PathBuf>,
+    /// Longest wait, in seconds, for the broker to answer an AMQP handshake (it usually
+    /// takes 4-13 s) before it is killed and the start fails.
+    #[arg(long, value_name = "SECS", default_value_t = crate::broker::DEFAULT_READY_TIMEOUT.as_secs_f64())]
+    pub ready_timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -481,6 +510,21 @@ pub fn main_with(cli: Cli) -> ExitCode {
             };
             match crate::confine::run_confined(&limits, &args.command) {
                 Ok(code) => code,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Broker(args) => {
+            let ready_timeout = match seconds(args.ready_timeout, "--ready-timeout") {
+                Ok(t) => t,
+                Err(e) => return usage_error(&e),
+            };
+            let options = crate::broker::BrokerOptions {
+                ready_timeout,
+                data_dir: args.keep_data,
+                ..crate::broker::BrokerOptions::default()
+            };
+            match crate::broker::run_foreground(options) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }

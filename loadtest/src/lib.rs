@@ -12,9 +12,10 @@
 //!
 //! Modules: [`profile`] (load shapes and their schedules), [`runner`] (drives the load),
 //! [`record`] (one row per request, streamed to CSV), [`stats`] (aggregation), [`reconcile`],
-//! [`confine`] (cgroups), [`server`] (spawning and supervising the API), [`report`],
-//! [`threshold`], [`cli`].
+//! [`confine`] (cgroups), [`server`] (spawning and supervising the API), [`broker`] (a
+//! private RabbitMQ as a child process), [`report`], [`threshold`], [`cli`].
 
+pub mod broker;
 pub mod cli;
 pub mod compare;
 pub mod confine;

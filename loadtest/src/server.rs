@@ -344,13 +344,68 @@ impl Shared {
     }
 }
 
-fn signal(pid: u32, signal: libc::c_int) {
+/// Sends `signal` to the process `pid` (`-pgid` is not accepted: see
+/// [`signal_group`]). Callers make sure `pid` is their child and not reaped yet, so it
+/// cannot have been reused by another process.
+pub(crate) fn signal(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid)
         && pid > 0
     {
         // SAFETY: plain syscall. Callers hold the state lock and the child is not reaped
         // yet, so the PID is still our child's.
         unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// Sends `signal` to every process in the process group `pgid` (a child started as the
+/// leader of its own group). Same rule as [`signal`]: the leader is not reaped yet, so its
+/// group id cannot have been reused.
+pub(crate) fn signal_group(pgid: u32, signal: libc::c_int) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid)
+        && pgid > 1
+    {
+        // SAFETY: plain syscall on a negative pid, i.e. a process group.
+        unsafe { libc::kill(-pgid, signal) };
+    }
+}
+
+/// Makes a child started with `command` get SIGKILL when the thread that starts it ends —
+/// which, for our supervisor threads, is when the lab ends, however it ends (even by
+/// SIGKILL). Survives the child's `exec`, not its own children's `fork`.
+pub(crate) fn die_with_spawning_thread(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: prctl and getppid are async-signal-safe syscalls; nothing is allocated.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Blocks until our child `pid` has ended, without reaping it: until it is reaped its PID
+/// (and its process group id) cannot be reused, so it may still be signalled safely.
+pub(crate) fn wait_for_exit_unreaped(pid: u32) {
+    loop {
+        // SAFETY: waitid fills `info`; WNOWAIT leaves the child reapable.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let result = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if result == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
     }
 }
 
@@ -533,21 +588,8 @@ impl Launcher {
         if let Some(cgroup) = &self.cgroup {
             cgroup.confine_command(&mut command);
         }
-        // SAFETY: prctl and getppid are async-signal-safe syscalls; nothing is allocated.
-        let parent = std::process::id();
-        unsafe {
-            command.pre_exec(move || {
-                // Die with the thread that started us (the supervisor), i.e. with the lab.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The parent may have died before prctl took effect.
-                if libc::getppid() as u32 != parent {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                Ok(())
-            });
-        }
+        // Die with the thread that starts it (the supervisor), i.e. with the lab.
+        die_with_spawning_thread(&mut command);
         let oom_before = self.oom_count();
         let mut child = command.spawn().map_err(|e| LaunchFailure {
             message: format!(
@@ -662,21 +704,7 @@ impl Launcher {
     /// signals a reaped (reusable) PID.
     fn reap(&self, pid: u32) -> Exit {
         let raw_pid = pid as libc::pid_t;
-        loop {
-            // SAFETY: waitid fills `info`; WNOWAIT leaves the child reapable.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            let result = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    raw_pid as libc::id_t,
-                    &mut info,
-                    libc::WEXITED | libc::WNOWAIT,
-                )
-            };
-            if result == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
+        wait_for_exit_unreaped(pid);
         let mut state = self.shared.lock();
         let mut status: libc::c_int = 0;
         // SAFETY: wait4 fills `status` and `usage`.
@@ -1072,7 +1100,7 @@ fn timeval_s(tv: libc::timeval) -> f64 {
 // Exit statuses and output
 
 /// e.g. "exited with status 1", "killed by signal 11 (SIGSEGV), core dumped".
-fn describe_status(status: Option<ExitStatus>) -> String {
+pub(crate) fn describe_status(status: Option<ExitStatus>) -> String {
     let Some(status) = status else {
         return "ended (its exit status could not be read)".to_string();
     };
@@ -1147,13 +1175,22 @@ fn tail_after_close(tail: &Mutex<Tail>) -> Vec<String> {
 }
 
 fn format_tail(lines: &[String]) -> String {
+    join_last_lines(lines).map_or_else(
+        || "; it wrote nothing on stderr".to_string(),
+        |last| format!("; its last stderr lines: {last}"),
+    )
+}
+
+/// The last five non-blank lines of a process's output, each cut at 300 characters, on
+/// one line joined by " | " (an error message stays one line); `None` if all are blank.
+pub(crate) fn join_last_lines(lines: &[String]) -> Option<String> {
     let useful: Vec<&str> = lines
         .iter()
         .map(|l| l.trim())
         .filter(|l| !l.is_empty())
         .collect();
     if useful.is_empty() {
-        return "; it wrote nothing on stderr".to_string();
+        return None;
     }
     let last: Vec<String> = useful
         .iter()
@@ -1162,7 +1199,7 @@ fn format_tail(lines: &[String]) -> String {
         .rev()
         .map(|l| truncate(l, 300))
         .collect();
-    format!("; its last stderr lines: {}", last.join(" | "))
+    Some(last.join(" | "))
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {
