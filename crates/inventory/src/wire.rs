@@ -1,35 +1,15 @@
 //! The request as it goes on the wire, and the reading of the server's refusals.
 //!
-//! Everything here is a fact of the wire contract (DESIGN.md, "The wire contract"), kept in
-//! one place so the client and its tests cannot drift apart.
+//! The names on the wire (path, media type, headers) come from the `wire-contract` crate,
+//! which the server imports too; this module builds requests from them and reads answers.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The endpoint, relative to the API's base URL: the original controller's default route.
-pub const REPLENISHMENT_PATH: &str = "/api/StockReplenishmentRequests";
-
-/// The original sent its body with the form formatter's media type.
-pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
-
-/// The header that correlates one call across the client, the server's log and the
-/// load tester's records.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// Sent under a retry policy: one key per logical request, the same on each of its attempts,
-/// so the server places the order once and replays the outcome to a retry (IETF httpapi
-/// draft "The Idempotency-Key HTTP Header Field"). See [`idempotency_key_value`].
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-
-/// Sent under a retry policy: the whole milliseconds this attempt may still take, after a
-/// margin for the way back (see [`crate::retry::request_budget`]). A relative budget rather
-/// than an absolute deadline, so the client's and the server's clocks need not agree (as
-/// gRPC's `grpc-timeout`, Envoy's `x-envoy-expected-rq-timeout-ms`); the server's deadline
-/// is its arrival time plus this.
-pub const REQUEST_BUDGET_HEADER: &str = "x-request-budget-ms";
-
-/// The server's mark on an answer replayed from an earlier attempt with the same
-/// idempotency key: `Idempotent-Replayed: true`.
-pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
+// The names both sides spell the same way are defined once, in the contract crate.
+pub use wire_contract::http::{
+    FORM_CONTENT_TYPE, IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, REPLENISHMENT_PATH,
+    REQUEST_BUDGET_HEADER, REQUEST_ID_HEADER,
+};
 
 /// The most of a refusal's body the client reads: enough for any problem document, and a
 /// misbehaving server cannot make the client buffer without limit.

@@ -27,7 +27,7 @@ use crate::routes::{self, health, orders};
 /// The correlation id header: taken from the client when it sends a sensible one,
 /// generated otherwise, echoed in the response and recorded in every log line of the
 /// request, so the inventory's and the API's logs can be joined.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static(wire_contract::http::REQUEST_ID_HEADER);
 
 /// Longest client-supplied request id we adopt; longer ones are replaced, so a client
 /// cannot make every log line arbitrarily long.

@@ -20,10 +20,8 @@ use tokio::time::Instant;
 
 use crate::problem::Problem;
 
-/// The largest body accepted. An item code is at most 100 characters; even fully
-/// percent-encoded 4-byte characters (12 bytes each) plus a key fit in well under this.
-/// Anything bigger is not an order, so it is refused before it is read into memory.
-pub const MAX_BODY_BYTES: usize = 4 * 1024;
+/// The largest body accepted (anything bigger is not an order; see the contract).
+pub const MAX_BODY_BYTES: usize = wire_contract::http::MAX_BODY_BYTES;
 
 /// How long reading a request body may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +124,7 @@ fn too_large() -> Problem {
 /// The form key ASP.NET model binding maps to the `itemCode` parameter (matched without
 /// regard to case, as model binding does). The empty key is the Web API convention for
 /// a single simple value: the original client and the article's smoke test send `=123`.
-pub const FORM_KEY: &str = "itemCode";
+pub const FORM_KEY: &str = wire_contract::http::FORM_KEY;
 
 const HOW_TO_SEND: &str = "send Content-Type application/x-www-form-urlencoded with body \
      `=CODE` (or `itemCode=CODE`), or application/json with a JSON string such as \"CODE\"";

@@ -27,7 +27,8 @@ use crate::metrics::Metrics;
 use crate::problem::Problem;
 
 /// The client's remaining time budget, in whole milliseconds.
-pub const BUDGET_HEADER: HeaderName = HeaderName::from_static("x-request-budget-ms");
+pub const BUDGET_HEADER: HeaderName =
+    HeaderName::from_static(wire_contract::http::REQUEST_BUDGET_HEADER);
 
 /// The header as people spell it, for messages (header names are case-insensitive).
 const BUDGET_HEADER_TEXT: &str = "X-Request-Budget-Ms";

@@ -15,14 +15,16 @@ use purchasing_persistence::IdempotencyKey;
 use crate::problem::Problem;
 
 /// The request header carrying the client's key (a UUID in practice).
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENCY_KEY: HeaderName =
+    HeaderName::from_static(wire_contract::http::IDEMPOTENCY_KEY_HEADER);
 
 /// The header as people spell it, for messages.
 const IDEMPOTENCY_KEY_TEXT: &str = "Idempotency-Key";
 
 /// The response header marking a replayed outcome (as Stripe names it): the order was
 /// recorded by an earlier request with the same key, not by this one.
-pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+pub const IDEMPOTENT_REPLAYED: HeaderName =
+    HeaderName::from_static(wire_contract::http::IDEMPOTENT_REPLAYED_HEADER);
 
 /// The key of a request, if it sent one; 400 when it is malformed or repeated.
 pub fn key_from_headers(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Problem> {

@@ -28,7 +28,7 @@ use crate::deadline::Stage;
 use crate::limits::{self, Sizing};
 use crate::routes::{health, orders};
 
-pub const PATH: &str = "/metrics";
+pub const PATH: &str = wire_contract::http::METRICS_PATH;
 
 /// The media type of the text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub const PROBLEM_JSON: &str = wire_contract::http::PROBLEM_JSON;
 
 /// An error response. `detail` is written for the person reading it: what was wrong
 /// with the request and how to send a correct one.

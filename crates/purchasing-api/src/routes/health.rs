@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::app::AppState;
 
-pub const PATH: &str = "/health";
+pub const PATH: &str = wire_contract::http::HEALTH_PATH;
 
 #[derive(Debug, Serialize)]
 pub struct Health {

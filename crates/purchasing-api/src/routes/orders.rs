@@ -15,7 +15,7 @@ use crate::problem::Problem;
 
 /// The route, spelled as the original's default ASP.NET route spells it. Requests match
 /// it without regard to case (see [`crate::app`]).
-pub const PATH: &str = "/api/StockReplenishmentRequests";
+pub const PATH: &str = wire_contract::http::REPLENISHMENT_PATH;
 
 /// Reads and decodes the item code, takes an admission slot (with admission control
 /// on), runs the store call on the blocking pool and answers `201 Created` once the order

@@ -1,0 +1,110 @@
+//! The messaging half of the contract: the queue, its dead-letter queue, and what a
+//! message carries. As in the original, one message is one order: the body is the item
+//! code as UTF-8 text, published to the default exchange with the queue's name as the
+//! routing key.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The queue the original declared and consumed.
+pub const QUEUE: &str = "stock-replenishment-requests";
+
+/// Where the reliable worker puts a message that can never succeed (not UTF-8, an invalid
+/// item code), instead of requeueing it for ever. Declared beside [`QUEUE`] in reliable
+/// mode, and named as [`QUEUE`]'s `x-dead-letter-exchange`/`-routing-key` target.
+pub const DEAD_LETTER_QUEUE: &str = "stock-replenishment-requests.dead-letter";
+
+/// The default exchange: routes a message to the queue named by its routing key.
+pub const DEFAULT_EXCHANGE: &str = "";
+
+/// Queue argument naming the exchange a rejected message is republished to.
+pub const DEAD_LETTER_EXCHANGE_ARG: &str = "x-dead-letter-exchange";
+
+/// Queue argument naming the routing key of a dead-lettered message.
+pub const DEAD_LETTER_ROUTING_KEY_ARG: &str = "x-dead-letter-routing-key";
+
+/// The `content_type` property of a reliable message.
+pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// AMQP 0-9-1 `delivery_mode` of a message the broker writes to disk (1 is transient).
+pub const PERSISTENT: u8 = 2;
+
+/// Message header carrying the client's request id, as [`crate::http::REQUEST_ID_HEADER`]
+/// does over HTTP. (The AMQP `message_id` property is the idempotency key: one per logical
+/// order, the same on every publish of it.)
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// How an order travels through the queue. Both sides must agree: a broker refuses to
+/// redeclare a queue with another durability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Delivery {
+    /// As the original: a non-durable queue, transient messages, no publisher confirms
+    /// (success = the publish call returned), auto-ack on the consumer. Fast, and a
+    /// consumer crash or a broker restart loses what was in flight.
+    #[default]
+    Faithful,
+    /// At least once, effectively once: a durable queue with a dead-letter queue,
+    /// persistent messages with a `message_id`, publisher confirms (success = the broker's
+    /// ack), manual ack after the order line is written, deduplication by `message_id`.
+    Reliable,
+}
+
+impl Delivery {
+    pub const ALL: [Delivery; 2] = [Delivery::Faithful, Delivery::Reliable];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Faithful => "faithful",
+            Delivery::Reliable => "reliable",
+        }
+    }
+
+    /// Whether the queue is declared durable (survives a broker restart).
+    pub fn durable_queue(self) -> bool {
+        self == Delivery::Reliable
+    }
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Delivery {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Delivery::ALL
+            .into_iter()
+            .find(|d| d.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("{s:?} is not a delivery mode: use `faithful` or `reliable`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_modes_parse_and_print() {
+        for d in Delivery::ALL {
+            assert_eq!(d.to_string().parse::<Delivery>(), Ok(d));
+        }
+        assert_eq!("Reliable".parse::<Delivery>(), Ok(Delivery::Reliable));
+        assert!(
+            "durable"
+                .parse::<Delivery>()
+                .unwrap_err()
+                .contains("faithful")
+        );
+        assert_eq!(Delivery::default(), Delivery::Faithful);
+        assert!(Delivery::Reliable.durable_queue() && !Delivery::Faithful.durable_queue());
+    }
+
+    #[test]
+    fn the_queue_is_the_originals() {
+        assert_eq!(QUEUE, "stock-replenishment-requests");
+        assert!(DEAD_LETTER_QUEUE.starts_with(QUEUE));
+    }
+}
