@@ -82,6 +82,59 @@ impl FromStr for Delivery {
     }
 }
 
+/// One queue as both sides must declare it: the publisher and the worker each declare the
+/// queues of their delivery mode (declaring is idempotent when the properties match), so
+/// either may start first. Built from [`Delivery::queues`]; each side turns it into its
+/// AMQP client's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: &'static str,
+    /// Survives a broker restart (its persistent messages too).
+    pub durable: bool,
+    /// Messages the consumer rejects go to this queue (through the default exchange):
+    /// the queue's `x-dead-letter-exchange` is [`DEFAULT_EXCHANGE`] and its
+    /// `x-dead-letter-routing-key` this name.
+    pub dead_letter_to: Option<&'static str>,
+}
+
+impl Delivery {
+    /// The queues of this mode, the dead-letter queue first so that the main queue's
+    /// dead-letter target exists when it is declared.
+    pub fn queues(self) -> Vec<QueueSpec> {
+        match self {
+            // The original: `durable: false, exclusive: false, autoDelete: false,
+            // arguments: null`.
+            Delivery::Faithful => vec![QueueSpec {
+                name: QUEUE,
+                durable: false,
+                dead_letter_to: None,
+            }],
+            Delivery::Reliable => vec![
+                QueueSpec {
+                    name: DEAD_LETTER_QUEUE,
+                    durable: true,
+                    dead_letter_to: None,
+                },
+                QueueSpec {
+                    name: QUEUE,
+                    durable: true,
+                    dead_letter_to: Some(DEAD_LETTER_QUEUE),
+                },
+            ],
+        }
+    }
+}
+
+/// What to tell a user whose broker already has [`QUEUE`] declared with the other mode's
+/// properties (the broker answers `PRECONDITION_FAILED` and closes the channel).
+pub fn queue_mismatch_hint(wanted: Delivery) -> String {
+    format!(
+        "the broker already has the queue {QUEUE} declared with other properties than \
+         --delivery {wanted} needs (a queue cannot change its durability); delete it \
+         (e.g. rabbitmqctl delete_queue {QUEUE}) or use the mode it was declared for"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +153,18 @@ mod tests {
         );
         assert_eq!(Delivery::default(), Delivery::Faithful);
         assert!(Delivery::Reliable.durable_queue() && !Delivery::Faithful.durable_queue());
+    }
+
+    #[test]
+    fn reliable_declares_a_durable_queue_that_dead_letters_into_a_durable_queue() {
+        let faithful = Delivery::Faithful.queues();
+        assert_eq!(faithful.len(), 1);
+        assert!(!faithful[0].durable && faithful[0].dead_letter_to.is_none());
+        let reliable = Delivery::Reliable.queues();
+        assert_eq!(reliable[0].name, DEAD_LETTER_QUEUE);
+        assert_eq!(reliable[1].dead_letter_to, Some(DEAD_LETTER_QUEUE));
+        assert!(reliable.iter().all(|q| q.durable));
+        assert!(queue_mismatch_hint(Delivery::Reliable).contains("delete_queue"));
     }
 
     #[test]
