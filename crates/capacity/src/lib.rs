@@ -28,6 +28,8 @@
 //! for the CPU while holding their memory, making every order slower (and the deadline
 //! harder to meet) without finishing more of them per second.
 
+pub mod adaptive;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

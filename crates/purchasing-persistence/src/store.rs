@@ -90,6 +90,15 @@ pub struct SubmitOptions<'a> {
     pub key: Option<&'a IdempotencyKey>,
 }
 
+/// How one order's fill went; see [`PurchaseOrderStore::submit_observed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillTiming {
+    /// Time waiting for a turn at the fill gate (zero without a gate).
+    pub waited: Duration,
+    /// Time allocating and filling the string.
+    pub filled: Duration,
+}
+
 /// What a successful submit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Submitted {
@@ -319,6 +328,19 @@ impl PurchaseOrderStore {
         code: &ItemCode,
         options: SubmitOptions<'_>,
     ) -> Result<Submitted, StoreError> {
+        self.submit_observed(code, options, |_| {})
+    }
+
+    /// [`PurchaseOrderStore::submit`], telling `on_fill` how the order's fill went as soon
+    /// as it ends (before the sleep): how long it waited for its turn at the fill gate and
+    /// how long the fill took. The wait is the node's queue for the CPU, what an adaptive
+    /// admission limit steers by. Not called when the submit returns before the fill.
+    pub fn submit_observed(
+        &self,
+        code: &ItemCode,
+        options: SubmitOptions<'_>,
+        on_fill: impl FnOnce(FillTiming),
+    ) -> Result<Submitted, StoreError> {
         if deadline_passed(options.deadline) {
             return Err(StoreError::DeadlineExceeded {
                 stage: StoreError::DEADLINE_BEFORE_WORK,
@@ -347,8 +369,15 @@ impl PurchaseOrderStore {
             return Err(failed);
         }
         let work = {
+            let arrived = Instant::now();
             let _turn = self.fill_gate.as_ref().map(FillGate::enter);
-            simulate_expensive_work(self.workload.alloc_chars)?
+            let began = Instant::now();
+            let work = simulate_expensive_work(self.workload.alloc_chars)?;
+            on_fill(FillTiming {
+                waited: began - arrived,
+                filled: began.elapsed(),
+            });
+            work
         };
         let work = if self.workload.release_early {
             release_in_steps(work);
@@ -849,6 +878,54 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(read_orders_file(&path).unwrap().orders.len(), 8);
+    }
+
+    #[test]
+    fn an_observed_submit_reports_the_wait_at_the_fill_gate() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            max_concurrent_fills: Some(1),
+            ..Default::default()
+        };
+        // 64 MB fills take tens of milliseconds: a second order waits for one.
+        let workload = Workload {
+            alloc_chars: 64 << 20,
+            delay: Duration::from_millis(1),
+            release_early: false,
+        };
+        let store = Arc::new(
+            PurchaseOrderStore::open_with(dir.path().join("o.txt"), workload, options).unwrap(),
+        );
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let timings: Vec<FillTiming> = (0..2)
+            .map(|t| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut seen = None;
+                    barrier.wait();
+                    store
+                        .submit_observed(&code(&format!("w{t}")), SubmitOptions::default(), |f| {
+                            seen = Some(f)
+                        })
+                        .unwrap();
+                    seen.expect("the fill was observed")
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let (first, second) = if timings[0].waited <= timings[1].waited {
+            (timings[0], timings[1])
+        } else {
+            (timings[1], timings[0])
+        };
+        assert!(first.filled > Duration::ZERO && second.filled > Duration::ZERO);
+        // The later one waited for (most of) the earlier one's fill.
+        assert!(
+            second.waited >= first.filled / 2,
+            "{first:?} then {second:?}"
+        );
     }
 
     #[test]
