@@ -38,13 +38,21 @@
 //!   exactly at the start of a burst, when all N orders began together.
 //! * **`Retry-After` is an estimate of when a slot frees**, so well-behaved clients come
 //!   back when they have a chance instead of immediately.
+//! * **The number of slots can adapt** (`--max-in-flight adaptive`, [`Adaptive`]): after
+//!   each order's fill the controller of [`capacity::adaptive`] reads how long the order
+//!   waited for the CPU and moves the limit, never above the memory bound. Growing adds
+//!   permits to the semaphore; shrinking takes free permits away at once and the rest as
+//!   orders finish (their permits are forgotten instead of returned), so no order in
+//!   progress is disturbed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use capacity::adaptive::{AdaptiveLimit, Change};
+use purchasing_persistence::FillTiming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::deadline::{self, Deadline, Stage};
@@ -89,6 +97,17 @@ pub struct AdmissionLimits {
     pub queue: usize,
     /// Longest wait in the queue.
     pub queue_timeout: Duration,
+    /// `Some`: `max_in_flight` is only where the limit starts; it adapts at run time.
+    pub adaptive: Option<Adaptive>,
+}
+
+/// How an adaptive limit moves (see [`capacity::adaptive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adaptive {
+    /// The hard bound: how many orders fit in memory.
+    pub cap: usize,
+    /// One fill's calibrated time: the controller's first estimate.
+    pub fill_estimate: Duration,
 }
 
 /// The admission controller, created once per process and shared by every request.
@@ -109,6 +128,16 @@ pub struct Admission {
     /// When a queued request last waited in vain, in µs since `epoch` (0: never).
     last_timeout_us: AtomicU64,
     epoch: Instant,
+    /// The slots now (what the semaphore hands out, less permits still to forget).
+    limit: AtomicUsize,
+    /// `Some` for an adaptive limit.
+    controller: Option<Mutex<AdaptiveLimit>>,
+    /// Set when a request had to queue or was refused: the limit is what holds load back,
+    /// so the controller may grow it. Cleared at each observation.
+    demand: AtomicBool,
+    /// Permits the semaphore still hands out beyond a lowered limit; each is forgotten
+    /// when its order ends instead of going back.
+    to_forget: Arc<AtomicUsize>,
 }
 
 impl Admission {
@@ -117,19 +146,91 @@ impl Admission {
             max_in_flight: limits.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
             ..limits
         };
+        let limits = AdmissionLimits {
+            max_in_flight: match limits.adaptive {
+                Some(adaptive) => limits.max_in_flight.min(adaptive.cap.max(1)),
+                None => limits.max_in_flight,
+            },
+            ..limits
+        };
+        let controller = limits.adaptive.map(|adaptive| {
+            Mutex::new(AdaptiveLimit::new(
+                limits.max_in_flight,
+                adaptive.cap,
+                adaptive.fill_estimate,
+                // At most one decrease per order's time: the orders queued before it
+                // report the same congestion.
+                work_estimate,
+            ))
+        });
+        metrics.set_admission_limit(limits.max_in_flight);
+        let to_forget = Arc::new(AtomicUsize::new(0));
         Self {
             semaphore: Arc::new(Semaphore::new(limits.max_in_flight)),
             book: Arc::new(SlotBook::new(
                 limits.max_in_flight,
                 work_estimate,
                 Arc::clone(&metrics),
+                Arc::clone(&to_forget),
             )),
+            limit: AtomicUsize::new(limits.max_in_flight),
             limits,
             work_estimate,
             metrics,
             last_empty_us: AtomicU64::new(0),
             last_timeout_us: AtomicU64::new(0),
             epoch: Instant::now(),
+            controller,
+            demand: AtomicBool::new(false),
+            to_forget,
+        }
+    }
+
+    /// The number of slots now (fixed, or where the adaptive limit is).
+    pub fn current_limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Whether the limit adapts, i.e. the work should report its fills
+    /// ([`Admission::observe_fill`]).
+    pub fn is_adaptive(&self) -> bool {
+        self.controller.is_some()
+    }
+
+    /// Feeds one order's fill to the adaptive controller and applies the limit it sets.
+    /// Called from the order's blocking work; a no-op for a fixed limit.
+    pub fn observe_fill(&self, timing: FillTiming) {
+        let Some(controller) = &self.controller else {
+            return;
+        };
+        let demand = self.demand.swap(false, Ordering::Relaxed);
+        // Held while the semaphore is resized, so two observations cannot interleave
+        // their changes. Never held across an await.
+        let mut controller = controller
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let change = controller.observe(timing.waited, timing.filled, demand, Instant::now());
+        self.metrics.set_adaptive_state(
+            controller.smoothed_wait(),
+            controller.target(),
+            controller.smoothed_fill(),
+        );
+        if change == Change::Held {
+            return;
+        }
+        let new = controller.limit();
+        let old = self.limit.swap(new, Ordering::Relaxed);
+        self.metrics.set_admission_limit(new);
+        self.metrics.limit_changed(change == Change::Grew);
+        if new > old {
+            // Cancel permits still to be forgotten first; add the rest.
+            let mut grow = new - old;
+            grow -= take_up_to(&self.to_forget, grow);
+            self.semaphore.add_permits(grow);
+        } else {
+            let shrink = old - new;
+            let now = self.semaphore.forget_permits(shrink);
+            self.to_forget.fetch_add(shrink - now, Ordering::Relaxed);
         }
     }
 
@@ -166,6 +267,7 @@ impl Admission {
 
     /// Waits for a slot as a queued order, within the queue's bounds and the deadline.
     async fn wait(&self, deadline: Option<Deadline>) -> Result<AdmissionSlot, Refusal> {
+        self.demand.store(true, Ordering::Relaxed);
         let Some((_slot, position)) =
             QueueSlot::take(&self.metrics.admission_queued, self.limits.queue)
         else {
@@ -175,7 +277,9 @@ impl Admission {
         // is not expected to free within the time it may wait, waiting would just turn a
         // fast 503 into a slow one.
         let limit = self.wait_limit();
-        let expected = self.book.expected_wait(position, Instant::now());
+        let expected = self
+            .book
+            .expected_wait(position, self.current_limit(), Instant::now());
         let margin = self.book.hold_deviation().mul_f64(DEVIATIONS);
         if expected + margin > limit {
             return Err(Refusal::Shed(format!(
@@ -224,14 +328,15 @@ impl Admission {
     fn shed(&self, why: &str) -> Response {
         self.metrics.shed();
         let queued = self.metrics.admission_queued.load(Ordering::Relaxed);
-        let secs = retry_after_secs(self.work_estimate, queued, self.limits.max_in_flight);
+        let limit = self.current_limit();
+        let secs = retry_after_secs(self.work_estimate, queued, limit);
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the server is at capacity: {} orders are in progress {why}. Nothing was \
                  recorded; retry after {secs} s (with the same Idempotency-Key, if you sent \
                  one)",
-                self.limits.max_in_flight
+                limit
             ),
         )
         .with_retry_after(secs)
@@ -284,10 +389,18 @@ struct SlotBook {
     /// send waiters into waits they cannot win. And `admission_hold_deviation_us`, the
     /// moving mean deviation from it.
     metrics: Arc<Metrics>,
+    /// Shared with [`Admission`]: permits to forget instead of returning, while a lowered
+    /// adaptive limit is being reached.
+    to_forget: Arc<AtomicUsize>,
 }
 
 impl SlotBook {
-    fn new(slots: usize, initial_hold: Duration, metrics: Arc<Metrics>) -> Self {
+    fn new(
+        slots: usize,
+        initial_hold: Duration,
+        metrics: Arc<Metrics>,
+        to_forget: Arc<AtomicUsize>,
+    ) -> Self {
         // As RFC 6298 before its first measurement: a typical hold with a deviation of
         // half of it, so the first waits are cautious until real holds are seen.
         metrics
@@ -299,6 +412,7 @@ impl SlotBook {
         Self {
             started: Mutex::new(vec![None; slots]),
             metrics,
+            to_forget,
         }
     }
 
@@ -340,7 +454,7 @@ impl SlotBook {
             book: Arc::clone(self),
             index,
             started,
-            _permit: permit,
+            permit: Some(permit),
         }
     }
 
@@ -363,17 +477,20 @@ impl SlotBook {
     }
 
     /// See [`expected_wait`]; an order past its typical hold is expected to end now.
-    fn expected_wait(&self, position: u64, now: Instant) -> Duration {
+    /// `limit` is the number of slots now: with an adaptive limit the book may hold more
+    /// entries (free ones beyond a lowered limit are no slots) or fewer (slots added since
+    /// are free).
+    fn expected_wait(&self, position: u64, limit: usize, now: Instant) -> Duration {
         let hold = self.typical_hold();
         let mut remaining: Vec<Duration> = self
             .lock()
             .iter()
-            .map(|entry| {
-                entry.map_or(Duration::ZERO, |started| {
-                    hold.saturating_sub(now.saturating_duration_since(started))
-                })
-            })
+            .flatten()
+            .map(|started| hold.saturating_sub(now.saturating_duration_since(*started)))
             .collect();
+        // Free slots, if the limit leaves any, free now.
+        let free = limit.saturating_sub(remaining.len());
+        remaining.extend(std::iter::repeat_n(Duration::ZERO, free));
         remaining.sort_unstable();
         expected_wait(&remaining, hold, position)
     }
@@ -390,14 +507,30 @@ pub struct AdmissionSlot {
     book: Arc<SlotBook>,
     index: usize,
     started: Instant,
-    /// Dropped after [`Drop::drop`] has cleared the entry.
-    _permit: OwnedSemaphorePermit,
+    /// Returned to the semaphore after [`Drop::drop`] has cleared the entry, or forgotten
+    /// while a lowered adaptive limit is still to be reached. `Some` until then.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for AdmissionSlot {
     fn drop(&mut self) {
         self.book.release(self.index, self.started);
+        if let Some(permit) = self.permit.take()
+            && take_up_to(&self.book.to_forget, 1) == 1
+        {
+            permit.forget();
+        }
     }
+}
+
+/// Takes up to `n` from `counter` (never below zero); returns how many it took.
+fn take_up_to(counter: &AtomicUsize, n: usize) -> usize {
+    let mut taken = 0;
+    let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+        taken = left.min(n);
+        Some(left - taken)
+    });
+    taken
 }
 
 /// A place in the wait queue; gives it back on drop (also when the request is dropped
@@ -485,6 +618,7 @@ mod tests {
             max_in_flight: 2,
             queue: 2,
             queue_timeout: Duration::from_millis(queue_timeout_ms),
+            adaptive: None,
         };
         Admission::new(
             limits,
@@ -537,21 +671,26 @@ mod tests {
         // All slots were taken together a moment ago: each still has most of its hold to
         // go, whereas an average rate (position · hold / N = 150 ms) would say "wait".
         let hold = Duration::from_millis(600);
-        let book = Arc::new(SlotBook::new(4, hold, test_metrics()));
+        let book = Arc::new(SlotBook::new(4, hold, test_metrics(), Default::default()));
         let semaphore = Arc::new(Semaphore::new(4));
         let slots: Vec<_> = (0..4)
             .map(|_| book.occupy(semaphore.clone().try_acquire_owned().unwrap()))
             .collect();
-        let expected = book.expected_wait(1, Instant::now());
+        let expected = book.expected_wait(1, 4, Instant::now());
         assert!(expected > Duration::from_millis(500), "{expected:?}");
         drop(slots);
         assert_eq!(semaphore.available_permits(), 4);
-        assert_eq!(book.expected_wait(1, Instant::now()), Duration::ZERO);
+        assert_eq!(book.expected_wait(1, 4, Instant::now()), Duration::ZERO);
     }
 
     #[test]
     fn the_typical_hold_follows_real_holds() {
-        let book = Arc::new(SlotBook::new(1, Duration::from_secs(10), test_metrics()));
+        let book = Arc::new(SlotBook::new(
+            1,
+            Duration::from_secs(10),
+            test_metrics(),
+            Default::default(),
+        ));
         let semaphore = Arc::new(Semaphore::new(1));
         assert_eq!(
             book.hold_deviation(),
@@ -567,5 +706,61 @@ mod tests {
         assert!(typical < Duration::from_millis(5), "{typical:?}");
         let deviation = book.hold_deviation();
         assert!(deviation < Duration::from_millis(50), "{deviation:?}");
+    }
+
+    #[tokio::test]
+    async fn an_adaptive_limit_resizes_the_slots_without_disturbing_orders_in_progress() {
+        let limits = AdmissionLimits {
+            max_in_flight: 2,
+            queue: 0,
+            queue_timeout: Duration::from_millis(10),
+            adaptive: Some(Adaptive {
+                cap: 4,
+                fill_estimate: Duration::from_millis(10),
+            }),
+        };
+        // A zero work estimate: decreases are not spaced apart in this test.
+        let admission = Admission::new(limits, Duration::ZERO, test_metrics());
+        let fill = |waited_ms| FillTiming {
+            waited: Duration::from_millis(waited_ms),
+            filled: Duration::from_millis(10),
+        };
+        let a = admission.admit(None).await.unwrap();
+        let b = admission.admit(None).await.unwrap();
+        assert!(admission.admit(None).await.is_err(), "2 slots");
+
+        // Demand (the refusal) and no wait for the CPU: one more slot.
+        admission.observe_fill(fill(0));
+        assert_eq!(admission.current_limit(), 3);
+        let c = admission.admit(None).await.unwrap();
+        assert!(admission.admit(None).await.is_err(), "3 slots");
+
+        // A long wait for the CPU: halved, to 1, while 3 orders are still in progress.
+        admission.observe_fill(fill(1000));
+        assert_eq!(admission.current_limit(), 1);
+        drop(a);
+        drop(b);
+        assert!(
+            admission.admit(None).await.is_err(),
+            "the two slots that ended were taken away, one order is still in progress"
+        );
+        drop(c);
+        let d = admission.admit(None).await.unwrap();
+        assert!(admission.admit(None).await.is_err(), "1 slot");
+        drop(d);
+        assert_eq!(admission.semaphore.available_permits(), 1);
+
+        // Never above the memory bound, however much room the CPU has.
+        for _ in 0..20 {
+            let _refused = admission.admit(None).await.map(drop);
+            let held: Vec<_> = (0..admission.current_limit())
+                .map(|_| admission.semaphore.clone().try_acquire_owned().unwrap())
+                .collect();
+            assert!(admission.admit(None).await.is_err());
+            drop(held);
+            admission.observe_fill(fill(0));
+        }
+        assert_eq!(admission.current_limit(), 4);
+        assert_eq!(admission.semaphore.available_permits(), 4);
     }
 }

@@ -135,8 +135,8 @@ pub struct Config {
     // Protections beyond the original (all off by default, so that without these flags
     // the server is the faithful system). Each is explained where it is built: admission
     // in `admission`, deadlines in `deadline`, sizing in `limits`.
-    /// Turn on the recommended protections: `--max-in-flight auto`, a queue as long as the
-    /// limit with a 250 ms wait, `--max-concurrent-fills auto`, `--idle-priority-work`,
+    /// Turn on the recommended protections: `--max-in-flight adaptive`, a queue as long as
+    /// the limit with a 250 ms wait, `--max-concurrent-fills auto`, `--idle-priority-work`,
     /// `--max-request-ms 10000`, `--idempotency` and `--durable`. Any of them given
     /// explicitly still wins (e.g. `--protect --durable=false`).
     // One switch, because the protections only work as a set: shedding without deadlines
@@ -144,12 +144,19 @@ pub struct Config {
     #[arg(long, env = "PURCHASING_PROTECT")]
     pub protect: bool,
 
-    /// Admission control: at most N orders in progress at once in this process (`auto`:
-    /// as many as the memory limit and the CPUs allow; `off`: no limit). Orders beyond N
-    /// wait in a short queue, then get 503 with Retry-After, without any work done.
+    /// Admission control: at most N orders in progress at once in this process
+    /// (`adaptive`: starts as `auto` and moves at run time with the wait for the CPU,
+    /// never above what fits in memory — the default with --protect, needs the fill gate;
+    /// `auto`: as many as the memory limit and the CPUs allow, sized once at start-up;
+    /// `off`: no limit). Orders beyond N wait in a short queue, then get 503 with
+    /// Retry-After, without any work done.
     // The faithful server accepts everything and dies of the 150 MB per order; a limit
     // turns that crash into fast, retryable refusals of the excess.
-    #[arg(long, env = "PURCHASING_MAX_IN_FLIGHT", value_name = "N|auto|off")]
+    #[arg(
+        long,
+        env = "PURCHASING_MAX_IN_FLIGHT",
+        value_name = "N|adaptive|auto|off"
+    )]
     pub max_in_flight: Option<MaxInFlight>,
 
     /// At most N of the orders in progress fill their string at the same time (`auto`:
@@ -234,12 +241,14 @@ pub struct Config {
     pub idle_priority_work: Option<bool>,
 }
 
-/// `--max-in-flight` (and `--max-concurrent-fills`): a number, `auto` or `off`.
+/// `--max-in-flight` (and `--max-concurrent-fills`): a number, `auto` or `off` — and, for
+/// `--max-in-flight` only, `adaptive`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MaxInFlight {
     #[default]
     Off,
     Auto,
+    Adaptive,
     Fixed(usize),
 }
 
@@ -249,6 +258,7 @@ impl FromStr for MaxInFlight {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim() {
             "auto" => Ok(Self::Auto),
+            "adaptive" => Ok(Self::Adaptive),
             "off" => Ok(Self::Off),
             n => match n.parse::<usize>() {
                 Ok(n) if n >= 1 => Ok(Self::Fixed(n)),
@@ -288,6 +298,8 @@ impl FromStr for MaxRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InFlightLimit {
     Auto,
+    /// Starts where `Auto` would, then follows the queue for the CPU.
+    Adaptive,
     Fixed(usize),
 }
 
@@ -358,7 +370,7 @@ impl Config {
     pub fn protections(&self) -> Result<ProtectionSettings, String> {
         let protect = self.protect;
         let max_in_flight = self.max_in_flight.unwrap_or(if protect {
-            MaxInFlight::Auto
+            MaxInFlight::Adaptive
         } else {
             MaxInFlight::Off
         });
@@ -373,27 +385,49 @@ impl Config {
                 }
                 None
             }
-            MaxInFlight::Auto | MaxInFlight::Fixed(_) => Some(AdmissionSettings {
-                max_in_flight: match max_in_flight {
-                    MaxInFlight::Fixed(n) => InFlightLimit::Fixed(n),
-                    _ => InFlightLimit::Auto,
-                },
-                queue: self.queue,
-                queue_timeout: self
-                    .queue_timeout_ms
-                    .map_or(DEFAULT_QUEUE_TIMEOUT, Duration::from_millis),
-            }),
+            MaxInFlight::Auto | MaxInFlight::Adaptive | MaxInFlight::Fixed(_) => {
+                Some(AdmissionSettings {
+                    max_in_flight: match max_in_flight {
+                        MaxInFlight::Fixed(n) => InFlightLimit::Fixed(n),
+                        MaxInFlight::Adaptive => InFlightLimit::Adaptive,
+                        _ => InFlightLimit::Auto,
+                    },
+                    queue: self.queue,
+                    queue_timeout: self
+                        .queue_timeout_ms
+                        .map_or(DEFAULT_QUEUE_TIMEOUT, Duration::from_millis),
+                })
+            }
         };
         let max_request = match self.max_request_ms {
             Some(MaxRequest::Millis(ms)) => Some(Duration::from_millis(ms)),
             Some(MaxRequest::Off) => None,
             None => protect.then_some(PROTECT_MAX_REQUEST),
         };
-        let fills = self.max_concurrent_fills.unwrap_or(if protect {
-            MaxInFlight::Auto
-        } else {
-            MaxInFlight::Off
-        });
+        let fills = self.max_concurrent_fills.unwrap_or(
+            if protect || max_in_flight == MaxInFlight::Adaptive {
+                MaxInFlight::Auto
+            } else {
+                MaxInFlight::Off
+            },
+        );
+        match (max_in_flight, fills) {
+            (MaxInFlight::Adaptive, MaxInFlight::Off) => {
+                return Err(
+                    "--max-in-flight adaptive steers by the wait at the fill gate, so it needs \
+                     one: drop --max-concurrent-fills off (or give it auto or a number)"
+                        .into(),
+                );
+            }
+            (_, MaxInFlight::Adaptive) => {
+                return Err(
+                    "--max-concurrent-fills takes a number, auto or off; adaptive is for \
+                     --max-in-flight"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
         Ok(ProtectionSettings {
             admission,
             fills,
@@ -438,6 +472,8 @@ mod tests {
         assert!(p.idle_priority_work);
         let p = protections(&[
             "--protect",
+            "--max-in-flight",
+            "auto",
             "--max-concurrent-fills",
             "off",
             "--idle-priority-work=false",
@@ -460,7 +496,7 @@ mod tests {
         assert_eq!(
             p.admission,
             Some(AdmissionSettings {
-                max_in_flight: InFlightLimit::Auto,
+                max_in_flight: InFlightLimit::Adaptive,
                 queue: None,
                 queue_timeout: Duration::from_millis(250),
             })
@@ -501,6 +537,18 @@ mod tests {
 
         let p = protections(&["--protect", "--max-in-flight", "off"]).unwrap();
         assert_eq!(p.admission, None);
+        let p = protections(&["--protect", "--max-in-flight", "auto"]).unwrap();
+        assert_eq!(p.admission.unwrap().max_in_flight, InFlightLimit::Auto);
+    }
+
+    #[test]
+    fn adaptive_needs_and_brings_the_fill_gate() {
+        let p = protections(&["--max-in-flight", "adaptive"]).unwrap();
+        assert_eq!(p.admission.unwrap().max_in_flight, InFlightLimit::Adaptive);
+        assert_eq!(p.fills, MaxInFlight::Auto);
+        let err = protections(&["--protect", "--max-concurrent-fills", "off"]).unwrap_err();
+        assert!(err.contains("fill gate"), "{err}");
+        assert!(protections(&["--max-concurrent-fills", "adaptive"]).is_err());
     }
 
     #[test]

@@ -80,7 +80,10 @@ const STATUS_SLOTS: usize = 500;
 #[derive(Debug, Clone, Default)]
 struct Settings {
     alloc_chars: u64,
-    admission_limit: u64,
+    /// Admission control is on.
+    admission: bool,
+    /// The adaptive limit's memory bound (0: the limit does not adapt).
+    adaptive_cap: u64,
     queue_limit: u64,
     work_estimate: Option<Duration>,
     sizing: Option<Sizing>,
@@ -108,6 +111,16 @@ pub struct Metrics {
     shed: AtomicU64,
     deadline_rejected: [AtomicU64; Stage::ALL.len()],
     replayed: AtomicU64,
+    /// The admission limit now (fixed, or where the adaptive controller set it).
+    admission_limit: AtomicU64,
+    /// The adaptive controller's inputs, µs: moving averages of the wait at the fill gate
+    /// and of a fill, and the wait it aims at.
+    gate_wait_us: AtomicU64,
+    gate_wait_target_us: AtomicU64,
+    fill_us: AtomicU64,
+    /// How often the adaptive limit grew and shrank.
+    limit_increases: AtomicU64,
+    limit_decreases: AtomicU64,
 }
 
 impl Metrics {
@@ -116,7 +129,10 @@ impl Metrics {
         Self {
             settings: Settings {
                 alloc_chars: alloc_chars as u64,
-                admission_limit: admission.map_or(0, |a| a.max_in_flight as u64),
+                admission: admission.is_some(),
+                adaptive_cap: admission
+                    .and_then(|a| a.adaptive)
+                    .map_or(0, |a| a.cap as u64),
                 queue_limit: admission.map_or(0, |a| a.queue as u64),
                 work_estimate: protections.work_estimate,
                 sizing: protections.sizing.clone(),
@@ -133,6 +149,34 @@ impl Metrics {
             shed: AtomicU64::new(0),
             deadline_rejected: Default::default(),
             replayed: AtomicU64::new(0),
+            admission_limit: AtomicU64::new(admission.map_or(0, |a| a.max_in_flight as u64)),
+            gate_wait_us: AtomicU64::new(0),
+            gate_wait_target_us: AtomicU64::new(0),
+            fill_us: AtomicU64::new(0),
+            limit_increases: AtomicU64::new(0),
+            limit_decreases: AtomicU64::new(0),
+        }
+    }
+
+    /// The admission limit now.
+    pub fn set_admission_limit(&self, limit: usize) {
+        self.admission_limit.store(limit as u64, Relaxed);
+    }
+
+    /// The adaptive controller's inputs after an observation.
+    pub fn set_adaptive_state(&self, gate_wait: Duration, target: Duration, fill: Duration) {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.gate_wait_us.store(us(gate_wait), Relaxed);
+        self.gate_wait_target_us.store(us(target), Relaxed);
+        self.fill_us.store(us(fill), Relaxed);
+    }
+
+    /// Counts one move of the adaptive limit.
+    pub fn limit_changed(&self, grew: bool) {
+        if grew {
+            self.limit_increases.fetch_add(1, Relaxed);
+        } else {
+            self.limit_decreases.fetch_add(1, Relaxed);
         }
     }
 
@@ -240,10 +284,49 @@ impl Metrics {
         );
         out.gauge(
             "purchasing_admission_limit",
-            "Most orders in progress at once (--max-in-flight); 0 when admission control is \
-             off.",
-            self.settings.admission_limit as f64,
+            "Most orders in progress at once now (--max-in-flight; with adaptive, where the \
+             controller has set it); 0 when admission control is off.",
+            self.admission_limit.load(Relaxed) as f64,
         );
+        if self.settings.adaptive_cap > 0 {
+            let seconds = |v: &AtomicU64| v.load(Relaxed) as f64 / 1e6;
+            out.gauge(
+                "purchasing_admission_limit_cap",
+                "The adaptive limit's hard bound: orders whose memory fits (n_mem).",
+                self.settings.adaptive_cap as f64,
+            );
+            out.gauge(
+                "purchasing_admission_gate_wait_seconds",
+                "Moving average of how long an order waited for its turn to fill (the queue \
+                 for the CPU): what the adaptive limit steers by.",
+                seconds(&self.gate_wait_us),
+            );
+            out.gauge(
+                "purchasing_admission_gate_wait_target_seconds",
+                "The gate wait the adaptive limit aims at: two moving-average fill times.",
+                seconds(&self.gate_wait_target_us),
+            );
+            out.gauge(
+                "purchasing_fill_seconds",
+                "Moving average of how long one order's fill (allocate and write) takes.",
+                seconds(&self.fill_us),
+            );
+            out.family(
+                "purchasing_admission_limit_changes_total",
+                "counter",
+                "How often the adaptive limit moved, by direction (up, down).",
+            );
+            for (direction, count) in [
+                ("up", &self.limit_increases),
+                ("down", &self.limit_decreases),
+            ] {
+                out.sample(
+                    "purchasing_admission_limit_changes_total",
+                    &[("direction", direction)],
+                    count.load(Relaxed) as f64,
+                );
+            }
+        }
         out.gauge(
             "purchasing_admission_queue_limit",
             "Most orders waiting for a slot (--queue); 0 when admission control is off.",
@@ -287,7 +370,7 @@ impl Metrics {
         }
 
         let typical_hold_us = self.admission_typical_hold_us.load(Relaxed);
-        if self.settings.admission_limit > 0 {
+        if self.settings.admission {
             out.gauge(
                 "purchasing_admission_typical_hold_seconds",
                 "How long an order typically holds its admission slot (moving average of \

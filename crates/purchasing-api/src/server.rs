@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::admission::AdmissionLimits;
+use crate::admission::{Adaptive, AdmissionLimits};
 use crate::app::{AppState, Protections, app};
 use crate::config::{Config, InFlightLimit, MaxInFlight, ProtectionSettings};
 use crate::limits::{self, Environment, MAX_AUTO_IN_FLIGHT, SizingInputs};
@@ -69,7 +69,7 @@ pub async fn serve(
     // needs them (the faithful server reads nothing).
     let auto_admission = settings
         .admission
-        .is_some_and(|a| a.max_in_flight == InFlightLimit::Auto);
+        .is_some_and(|a| !matches!(a.max_in_flight, InFlightLimit::Fixed(_)));
     let environment =
         (auto_admission || settings.fills == MaxInFlight::Auto).then(Environment::discover);
     // Open the orders file first: a server that cannot write orders must not start and
@@ -78,7 +78,8 @@ pub async fn serve(
     store_options.max_concurrent_fills = match (settings.fills, &environment) {
         (MaxInFlight::Off, _) => None,
         (MaxInFlight::Fixed(n), _) => Some(n),
-        (MaxInFlight::Auto, environment) => {
+        // (`adaptive` is refused for the fills when the flags are read.)
+        (MaxInFlight::Auto | MaxInFlight::Adaptive, environment) => {
             let cpus = &environment
                 .as_ref()
                 .expect("discovered for an auto setting")
@@ -390,10 +391,12 @@ async fn resolve(
     );
 
     if let Some(admission) = settings.admission {
+        let mut adaptive = None;
         let max_in_flight = match (admission.max_in_flight, environment) {
             (InFlightLimit::Fixed(n), _) => n,
-            (InFlightLimit::Auto, environment) => {
-                let environment = environment.expect("discovered for --max-in-flight auto");
+            (limit @ (InFlightLimit::Auto | InFlightLimit::Adaptive), environment) => {
+                let environment =
+                    environment.expect("discovered for --max-in-flight auto or adaptive");
                 let sizing = limits::size(SizingInputs {
                     memory_limit_bytes: environment.memory.value,
                     baseline_rss_bytes: baseline_rss,
@@ -424,14 +427,32 @@ async fn resolve(
                     anyhow::bail!("{why} (memory limit from {})", environment.memory.source);
                 }
                 let n = sizing.max_in_flight;
+                if limit == InFlightLimit::Adaptive {
+                    // The auto size is only the start; the memory bound is the ceiling.
+                    let cap = sizing.n_mem.min(sizing.inputs.cap).max(1);
+                    tracing::info!(
+                        start = n,
+                        cap,
+                        fill_estimate_ms = alloc_time.as_secs_f64() * 1e3,
+                        "admission limit adapts to the wait for the CPU, between 1 and the \
+                         orders that fit in memory"
+                    );
+                    adaptive = Some(Adaptive {
+                        cap,
+                        fill_estimate: alloc_time,
+                    });
+                }
                 protections.sizing = Some(sizing);
                 n
             }
         };
+        // A queue as long as the most slots there can be.
+        let most = adaptive.map_or(max_in_flight, |a| a.cap);
         protections.admission = Some(AdmissionLimits {
             max_in_flight,
-            queue: admission.queue.unwrap_or(max_in_flight),
+            queue: admission.queue.unwrap_or(most),
             queue_timeout: admission.queue_timeout,
+            adaptive,
         });
     }
     Ok(protections)

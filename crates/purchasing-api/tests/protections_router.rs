@@ -60,6 +60,7 @@ fn admission(
             max_in_flight,
             queue,
             queue_timeout: Duration::from_millis(queue_timeout_ms),
+            adaptive: None,
         }),
         work_estimate: Some(Duration::from_millis(delay_ms)),
         ..Protections::default()

@@ -57,6 +57,8 @@ pub async fn create(
     let metrics = state.metrics.clone();
     let task_code = code.clone();
     let idle_priority = state.idle_priority_work;
+    // An adaptive limit learns from each order's wait for the CPU.
+    let observer = state.admission.clone().filter(|a| a.is_adaptive());
     let outcome = tokio::task::spawn_blocking(move || {
         if idle_priority {
             crate::priority::make_current_thread_idle();
@@ -69,7 +71,12 @@ pub async fn create(
             deadline,
             key: key.as_ref(),
         };
-        store.submit(&task_code, options)
+        match &observer {
+            Some(admission) => {
+                store.submit_observed(&task_code, options, |fill| admission.observe_fill(fill))
+            }
+            None => store.submit(&task_code, options),
+        }
     })
     .await;
 
