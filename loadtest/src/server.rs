@@ -281,6 +281,8 @@ struct State {
     gave_up: Option<String>,
     /// How the process that was running when stop was requested ended.
     final_exit: Option<Exit>,
+    /// Where the running server answers `/metrics`, once it has printed its address.
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -301,6 +303,7 @@ struct RawSample {
     rss: Option<u64>,
     cpu_percent: Option<f64>,
     threads: Option<u64>,
+    admission_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -661,7 +664,11 @@ impl Launcher {
 
         match line_rx.recv_timeout(READY_TIMEOUT) {
             Ok(addr) => Ok(Launched {
-                pid,
+                // (Also where the sampler reads the admission limit.)
+                pid: {
+                    self.shared.lock().metrics_addr = Some(addr);
+                    pid
+                },
                 addr,
                 oom_before,
                 tail,
@@ -968,6 +975,7 @@ fn samples_since(raw: &[RawSample], epoch: Instant) -> Vec<ServerSample> {
             rss_bytes: s.rss,
             cpu_percent: s.cpu_percent,
             threads: s.threads,
+            admission_limit: s.admission_limit,
         })
         .collect()
 }
@@ -992,7 +1000,7 @@ fn sample_loop(shared: &Shared, cgroup: Option<&Cgroup>, every: Duration) -> Vec
     let mut previous: Option<(Instant, f64)> = None;
     let mut tick: u32 = 0;
     loop {
-        let (at, process, carried) = {
+        let (at, process, carried, metrics_addr) = {
             let state = shared.lock();
             if state.sampler_stop {
                 break;
@@ -1001,8 +1009,11 @@ fn sample_loop(shared: &Shared, cgroup: Option<&Cgroup>, every: Duration) -> Vec
             // be reused) meanwhile.
             let at = Instant::now();
             let process = state.child.map(|c| read_process(c.pid, ticks));
-            (at, process, state.cpu_carried_s)
+            let metrics_addr = state.child.and(state.metrics_addr);
+            (at, process, state.cpu_carried_s, metrics_addr)
         };
+        // Outside the lock: an HTTP round trip.
+        let admission_limit = metrics_addr.and_then(|addr| scrape_gauge(addr, ADMISSION_LIMIT));
         let process = process.unwrap_or_default();
         let memory = match cgroup {
             Some(cgroup) => cgroup.memory_usage_bytes().or(process.rss),
@@ -1027,6 +1038,7 @@ fn sample_loop(shared: &Shared, cgroup: Option<&Cgroup>, every: Duration) -> Vec
             rss: process.rss,
             cpu_percent,
             threads: process.threads,
+            admission_limit,
         });
 
         // Absolute deadlines: no drift; skip ticks that were missed.
@@ -1042,6 +1054,41 @@ fn sample_loop(shared: &Shared, cgroup: Option<&Cgroup>, every: Duration) -> Vec
         }
     }
     samples
+}
+
+/// The API's gauge of its admission limit (fixed, or where the adaptive controller has it).
+const ADMISSION_LIMIT: &str = "purchasing_admission_limit";
+
+/// How long one scrape of `/metrics` may take. Short: a server too busy to answer within
+/// it leaves a gap in the chart rather than delaying the memory and CPU samples.
+const SCRAPE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// One unlabelled gauge from the server's `GET /metrics`, over a plain loopback HTTP/1.1
+/// request (no client library: the sampler is a std thread). `None` when the server does
+/// not answer in time or has no such gauge (or reports 0: admission control is off).
+fn scrape_gauge(addr: SocketAddr, name: &str) -> Option<u64> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, SCRAPE_TIMEOUT).ok()?;
+    stream.set_read_timeout(Some(SCRAPE_TIMEOUT)).ok()?;
+    stream.set_write_timeout(Some(SCRAPE_TIMEOUT)).ok()?;
+    write!(
+        stream,
+        "GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+        wire_contract::http::METRICS_PATH
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    parse_gauge(&text, name)
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition, if it is a
+/// whole number above 0.
+fn parse_gauge(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .filter(|v| *v >= 1.0 && v.is_finite())
+        .map(|v| v as u64)
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -1261,6 +1308,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_gauge_is_read_from_the_exposition() {
+        let text = "HTTP/1.1 200 OK\r\n\r\n# HELP purchasing_admission_limit x\n\
+                    # TYPE purchasing_admission_limit gauge\n\
+                    purchasing_admission_limit_cap 11\n\
+                    purchasing_admission_limit 7\n";
+        assert_eq!(parse_gauge(text, ADMISSION_LIMIT), Some(7));
+        // Off (0), missing or garbage: no sample.
+        assert_eq!(
+            parse_gauge("purchasing_admission_limit 0\n", ADMISSION_LIMIT),
+            None
+        );
+        assert_eq!(parse_gauge("", ADMISSION_LIMIT), None);
+        assert_eq!(
+            parse_gauge("purchasing_admission_limit NaN\n", ADMISSION_LIMIT),
+            None
+        );
+    }
+
+    #[test]
     fn stat_cpu_is_read_after_the_command_name() {
         let stat = "1234 (purchasing api) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100 0 0";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(300));
@@ -1313,6 +1379,7 @@ mod tests {
                 rss: Some(i),
                 cpu_percent: None,
                 threads: Some(1),
+                admission_limit: None,
             })
             .collect();
         let epoch = base + Duration::from_millis(600);

@@ -223,6 +223,7 @@ pub fn blog_like() -> Report {
                     88.0 + noise.next() * 12.0
                 }),
                 threads: Some(4 + (mem / (150 * MIB)).min(60)),
+                admission_limit: None,
             }
         })
         .collect();
@@ -364,6 +365,7 @@ pub fn ten_hours() -> Report {
                 rss_bytes: Some(190 * MIB + ((2 * GIB - 300 * MIB) as f64 * phase) as u64),
                 cpu_percent: Some(60.0 + noise.next() * 40.0),
                 threads: Some(8),
+                admission_limit: None,
             }
         })
         .collect();
@@ -475,6 +477,7 @@ pub fn open_spike() -> Report {
                 rss_bytes: None,
                 cpu_percent: Some(if busy { 390.0 } else { 60.0 } + noise.next() * 10.0),
                 threads: Some(12),
+                admission_limit: None,
             }
         })
         .collect();

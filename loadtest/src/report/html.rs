@@ -102,6 +102,7 @@ const C_P99: &str = "#d62728";
 const C_MEMORY: &str = "#2f6db5";
 const C_RSS: &str = "#17a2b8";
 const C_CPU: &str = "#e07b00";
+const C_ADMISSION: &str = "#1f2937";
 const C_LIMIT: &str = "#c0392b";
 const C_CRASH: &str = "#d0021b";
 const C_KNEE: &str = "#a16207";
@@ -719,27 +720,54 @@ fn cpu_chart(report: &Report, x: &TimeAxis) -> TimeChart {
         })
         .unwrap_or_default();
     let (markers, marker_legend) = markers(report, false);
-    TimeChart {
-        title: "Server CPU (% of one CPU)".into(),
-        height: 240.0,
-        x: x.clone(),
-        left: Axis::linear("CPU", max.max(10.0) * 1.1, Unit::Percent),
-        right: None,
-        area: None,
-        lines: vec![LineSeries {
-            name: "CPU".into(),
-            color: C_CPU,
-            width: 1.6,
+    let mut lines = vec![LineSeries {
+        name: "CPU".into(),
+        color: C_CPU,
+        width: 1.6,
+        dash: None,
+        right_axis: false,
+        fill: true,
+        step: false,
+        segments: svg::segments(
+            samples.iter().map(|s| (s.t_s, s.cpu_percent)),
+            Some(gap),
+            MAX_POINTS,
+        ),
+    }];
+    // The admission limit beside the CPU it is meant to keep busy (a protected server
+    // reports it; with --max-in-flight adaptive it moves).
+    let most_admitted = samples.iter().filter_map(|s| s.admission_limit).max();
+    let right = most_admitted.map(|most| {
+        lines.push(LineSeries {
+            name: "admission limit (orders, right axis)".into(),
+            color: C_ADMISSION,
+            width: 1.4,
             dash: None,
-            right_axis: false,
-            fill: true,
-            step: false,
+            right_axis: true,
+            fill: false,
+            step: true,
             segments: svg::segments(
-                samples.iter().map(|s| (s.t_s, s.cpu_percent)),
+                samples
+                    .iter()
+                    .map(|s| (s.t_s, s.admission_limit.map(|n| n as f64))),
                 Some(gap),
                 MAX_POINTS,
             ),
-        }],
+        });
+        Axis::linear("admission limit", (most as f64 * 1.2).max(2.0), Unit::Count)
+    });
+    TimeChart {
+        title: if right.is_some() {
+            "Server CPU (% of one CPU) and admission limit".into()
+        } else {
+            "Server CPU (% of one CPU)".into()
+        },
+        height: 240.0,
+        x: x.clone(),
+        left: Axis::linear("CPU", max.max(10.0) * 1.1, Unit::Percent),
+        right,
+        area: None,
+        lines,
         rules,
         markers,
         marker_legend,
@@ -1746,6 +1774,7 @@ mod tests {
                 rss_bytes: None,
                 cpu_percent: Some(if i % 5 == 0 { f64::NAN } else { 50.0 }),
                 threads: Some(4),
+                admission_limit: None,
             })
             .collect();
         r.server.crash_events = vec![CrashEvent {

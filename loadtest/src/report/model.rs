@@ -277,6 +277,10 @@ pub struct ServerSample {
     /// CPU use since the previous sample, in % of one CPU.
     pub cpu_percent: Option<f64>,
     pub threads: Option<u64>,
+    /// The server's admission limit (`purchasing_admission_limit`), when it has one: fixed,
+    /// or where an adaptive limit stood at this sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
