@@ -1,16 +1,20 @@
 //! The `inventory` command line: argument definitions and what each command does.
 //!
-//! `main.rs` only parses the arguments and drives [`run`] on a runtime.
+//! `main.rs` only parses the arguments and drives [`run`] on a runtime. The transport
+//! (HTTP to the purchasing API, or AMQP to its queue) is chosen here, once; from then on
+//! one loop sends the codes and one function prints each outcome, whatever the transport.
 
 use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::amqp::DeliveryMode;
+use crate::amqp_url::{AmqpUrl, PURCHASING_AMQP_URL};
 use crate::base_url::BaseUrl;
-use crate::error::ReplenishmentError;
 use crate::retry::{MAX_ATTEMPTS_LIMIT, RetryPolicy};
 use crate::stock_manager::{
     DEFAULT_TIMEOUT, DEFAULT_URL, Delivery, PURCHASING_API_URL, StockManager, new_request_id,
@@ -21,6 +25,12 @@ pub const MAX_RETRIES: u32 = MAX_ATTEMPTS_LIMIT - 1;
 
 /// How to start the API, for the hint shown when it is not reachable.
 const START_API_HINT: &str = "cargo run --release -p purchasing-api";
+
+/// How to start a broker, for the hint shown when it is not reachable.
+const START_BROKER_HINT: &str = "cargo run --release -p loadtest -- broker";
+
+/// The exit status of a usage error, as clap's own.
+const USAGE_ERROR: u8 = 2;
 
 /// The inventory side of the RPC spike lab: asks the purchasing API to replenish stock.
 #[derive(Debug, Parser)]
@@ -34,23 +44,64 @@ pub struct Cli {
 pub enum Command {
     /// Request stock replenishment for each item code, one after another, in order.
     ///
+    /// Over HTTP (the default) each code is a POST to the purchasing API; with --amqp-url
+    /// each code is a message published to the queue the purchasing worker consumes.
     /// Prints one line per code (`ok` or `failed`, the code, its request id, the attempts
     /// when more than one, and why it failed). Exits with 0 when every request succeeded,
-    /// 1 otherwise.
+    /// 1 otherwise, 2 on a usage error.
     Request(RequestArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct RequestArgs {
     /// Base URL of the purchasing API (http:// only).
+    ///
+    /// Cannot be combined with --amqp-url, also when either comes from its environment
+    /// variable.
     #[arg(
         long,
         value_name = "URL",
         env = PURCHASING_API_URL,
         default_value = DEFAULT_URL,
         value_parser = BaseUrl::parse,
+        conflicts_with = "amqp_url",
     )]
     pub url: BaseUrl,
+
+    /// Publish the orders to this RabbitMQ broker instead of calling the API (amqp:// only,
+    /// e.g. amqp://guest:guest@127.0.0.1:5672/%2f, as `loadtest broker` prints it).
+    ///
+    /// One connection is opened for all the codes. Each code becomes one message on the
+    /// queue stock-replenishment-requests, as --delivery describes; `ok` means the broker
+    /// has it (reliable) or it was handed to the connection (faithful) — the order is
+    /// written later, by the purchasing worker.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = PURCHASING_AMQP_URL,
+        value_parser = AmqpUrl::parse,
+    )]
+    pub amqp_url: Option<AmqpUrl>,
+
+    /// How the orders travel through the queue (with --amqp-url).
+    ///
+    /// faithful: as the original — a non-durable queue, transient messages with nothing but
+    /// the code, no publisher confirms; `ok` once the message is handed to the connection,
+    /// so a broker restart or a crash loses it. The request id is printed but not sent.
+    ///
+    /// reliable: a durable queue (with a dead-letter queue), persistent messages with a
+    /// message id and the request id, publisher confirms; `ok` once the broker has it on
+    /// disk. Both sides must use the same mode: a broker that has the queue from the other
+    /// mode refuses it (the error says how to fix that).
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value_t = DeliveryMode::Faithful,
+        value_parser = PossibleValuesParser::new(["faithful", "reliable"])
+            .try_map(|mode| mode.parse::<DeliveryMode>()),
+        requires = "amqp_url",
+    )]
+    pub delivery: DeliveryMode,
 
     /// Seconds each code's request may take before giving up, retries and the waits
     /// between them included; fractions allowed (e.g. 0.5).
@@ -71,6 +122,12 @@ pub struct RequestArgs {
     /// between attempts are random up to 0.1 s, 0.2 s, 0.4 s, … (at most 5 s), and at least
     /// the server's Retry-After; no wait runs past --timeout. A retry budget allows about
     /// one retry per ten requests once the first request's retries are spent.
+    ///
+    /// Over AMQP only with --delivery reliable: a retry publishes the message again with
+    /// the same message id (the worker drops duplicates) after a refused connection, a
+    /// timeout, a missing confirm, a nack, a returned message or a lost connection — never
+    /// after a queue mismatch. A faithful message has no id, so retrying it could place an
+    /// order twice: refused as a usage error.
     #[arg(
         long,
         value_name = "N",
@@ -116,6 +173,26 @@ pub fn parse_timeout(text: &str) -> Result<Seconds, String> {
     }
 }
 
+impl RequestArgs {
+    /// The combinations clap cannot check: retries over AMQP need reliable delivery.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        if self.amqp_url.is_some() && self.delivery == DeliveryMode::Faithful && self.retries > 0 {
+            let mut command = Cli::command();
+            let request = command
+                .find_subcommand_mut("request")
+                .map(std::mem::take)
+                .unwrap_or_default();
+            return Err(request.bin_name("inventory request").error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--retries needs --delivery reliable over AMQP: a faithful message carries no \
+                 message id, so a repeated publish could place the order twice (the original \
+                 never retried)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Runs the parsed command and says how the process should exit.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
@@ -125,12 +202,16 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 /// `inventory request`: sends each code in turn, reports each outcome on stdout.
 async fn request(args: RequestArgs) -> ExitCode {
+    if let Err(usage) = args.check() {
+        let _ = usage.print();
+        return ExitCode::from(USAGE_ERROR);
+    }
     let policy = (args.retries > 0).then(|| RetryPolicy::with_max_attempts(args.retries + 1));
-    let manager = match StockManager::builder(args.url.clone())
-        .timeout(args.timeout.0)
-        .retry_policy(policy)
-        .build()
-    {
+    let builder = match &args.amqp_url {
+        Some(url) => StockManager::amqp_builder(url.clone(), args.delivery),
+        None => StockManager::builder(args.url.clone()),
+    };
+    let manager = match builder.timeout(args.timeout.0).retry_policy(policy).build() {
         Ok(manager) => manager,
         Err(error) => {
             // Writes to a closed stdout/stderr are ignored: the exit code still tells.
@@ -145,7 +226,7 @@ async fn request(args: RequestArgs) -> ExitCode {
         let delivery = manager.replenish(code, &request_id).await;
         if let Err(error) = &delivery.result {
             failed += 1;
-            if matches!(error, ReplenishmentError::Connect { .. }) {
+            if error.is_connect() {
                 could_not_connect += 1;
             }
         }
@@ -156,11 +237,17 @@ async fn request(args: RequestArgs) -> ExitCode {
         );
     }
     if failed > 0 && failed == could_not_connect {
-        let _ = writeln!(
-            io::stderr(),
-            "the purchasing API at {} is not reachable; start it with `{START_API_HINT}`",
-            args.url
-        );
+        let hint = match &args.amqp_url {
+            Some(url) => format!(
+                "the RabbitMQ broker at {url} is not reachable; start one with \
+                 `{START_BROKER_HINT}` (it prints the URL to pass)"
+            ),
+            None => format!(
+                "the purchasing API at {} is not reachable; start it with `{START_API_HINT}`",
+                args.url
+            ),
+        };
+        let _ = writeln!(io::stderr(), "{hint}");
     }
     if failed == 0 {
         ExitCode::SUCCESS
@@ -206,15 +293,22 @@ pub fn outcome_line(code: &str, request_id: &str, delivery: &Delivery) -> String
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
     use clap::error::ErrorKind;
 
     use super::*;
+    use crate::error::ReplenishmentError;
 
     fn parse(args: &[&str]) -> Result<RequestArgs, clap::Error> {
         let cli = Cli::try_parse_from(std::iter::once("inventory").chain(args.iter().copied()))?;
         let Command::Request(args) = cli.command;
         Ok(args)
+    }
+
+    /// Whether the environment would supply a URL flag (the tests of defaults and
+    /// conflicts are skipped then: the variables rightly count).
+    fn urls_in_environment() -> bool {
+        std::env::var_os(PURCHASING_API_URL).is_some()
+            || std::env::var_os(PURCHASING_AMQP_URL).is_some()
     }
 
     #[test]
@@ -263,8 +357,8 @@ mod tests {
 
     #[test]
     fn parses_codes_in_order_with_defaults() {
-        // Skipped when the variable is set: the default would (rightly) come from it.
-        if std::env::var_os(PURCHASING_API_URL).is_some() {
+        // Skipped when a variable is set: the default would (rightly) come from it.
+        if urls_in_environment() {
             return;
         }
         let args = parse(&["request", "b", "a", "b"]).unwrap();
@@ -272,6 +366,84 @@ mod tests {
         assert_eq!(args.url.as_str(), DEFAULT_URL);
         assert_eq!(args.timeout, Seconds(DEFAULT_TIMEOUT));
         assert_eq!(args.retries, 0, "retries are off by default");
+        assert!(args.amqp_url.is_none(), "HTTP by default");
+        assert_eq!(args.delivery, DeliveryMode::Faithful);
+    }
+
+    #[test]
+    fn amqp_takes_a_broker_url_and_a_delivery_mode() {
+        if urls_in_environment() {
+            return;
+        }
+        let url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+        let args = parse(&["request", "--amqp-url", url, "A", "B"]).unwrap();
+        assert_eq!(args.amqp_url.as_ref().unwrap().host(), "127.0.0.1");
+        assert_eq!(args.delivery, DeliveryMode::Faithful, "faithful by default");
+        let args = parse(&["request", "--amqp-url", url, "--delivery", "reliable", "A"]).unwrap();
+        assert_eq!(args.delivery, DeliveryMode::Reliable);
+        assert!(args.check().is_ok());
+        let bad = parse(&["request", "--amqp-url", url, "--delivery", "durable", "A"]).unwrap_err();
+        assert_eq!(bad.kind(), ErrorKind::InvalidValue);
+        assert!(bad.to_string().contains("faithful, reliable"), "{bad}");
+        let tls = parse(&["request", "--amqp-url", "amqps://broker", "A"]).unwrap_err();
+        assert_eq!(tls.kind(), ErrorKind::ValueValidation);
+        assert!(tls.to_string().contains("without TLS"), "{tls}");
+    }
+
+    #[test]
+    fn url_and_amqp_url_exclude_each_other() {
+        if urls_in_environment() {
+            return;
+        }
+        let both = parse(&[
+            "request",
+            "--url",
+            "http://vm:8080",
+            "--amqp-url",
+            "amqp://vm",
+            "A",
+        ])
+        .unwrap_err();
+        assert_eq!(both.kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(both.exit_code(), 2);
+        let delivery_alone = parse(&["request", "--delivery", "reliable", "A"]).unwrap_err();
+        assert_eq!(delivery_alone.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(
+            delivery_alone.to_string().contains("--amqp-url"),
+            "{delivery_alone}"
+        );
+    }
+
+    #[test]
+    fn retries_over_amqp_need_reliable_delivery() {
+        if urls_in_environment() {
+            return;
+        }
+        let url = "amqp://vm";
+        let faithful = parse(&["request", "--amqp-url", url, "--retries", "2", "A"]).unwrap();
+        let usage = faithful.check().unwrap_err();
+        assert_eq!(usage.kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(usage.exit_code(), 2);
+        let text = usage.to_string();
+        assert!(
+            text.contains("--retries needs --delivery reliable")
+                && text.contains("inventory request"),
+            "{text}"
+        );
+        let reliable = parse(&[
+            "request",
+            "--amqp-url",
+            url,
+            "--delivery",
+            "reliable",
+            "--retries",
+            "2",
+            "A",
+        ])
+        .unwrap();
+        assert!(reliable.check().is_ok());
+        let http = parse(&["request", "--retries", "2", "A"]).unwrap();
+        assert!(http.check().is_ok(), "HTTP retries are unaffected");
     }
 
     #[test]

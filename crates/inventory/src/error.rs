@@ -1,9 +1,13 @@
-//! The crate's two error types: a client that cannot be set up, and a call that failed.
+//! The crate's two error types: a client that cannot be set up, and a call that failed —
+//! over HTTP or over AMQP, one type for both, so the CLI and the load tester print and count
+//! outcomes the same way whatever the transport.
 //!
 //! Under a retry policy a call makes several attempts; its error is always the last
 //! attempt's, with the same kinds as without retries.
 
 use std::time::Duration;
+
+use wire_contract::amqp::{Delivery as DeliveryMode, QUEUE, queue_mismatch_hint};
 
 use crate::wire::one_line;
 
@@ -21,6 +25,18 @@ pub enum ConfigError {
 
     #[error("the purchasing API URL {url:?} has scheme {scheme:?}; it must start with http://")]
     UnsupportedScheme { url: String, scheme: String },
+
+    #[error("invalid broker URL {url:?}: {reason}")]
+    InvalidAmqpUrl { url: String, reason: String },
+
+    #[error(
+        "the broker URL {url:?} uses amqps, which this client does not support \
+         (it is built without TLS); use an amqp:// URL"
+    )]
+    AmqpsNotSupported { url: String },
+
+    #[error("the broker URL {url:?} has scheme {scheme:?}; it must start with amqp://")]
+    UnsupportedAmqpScheme { url: String, scheme: String },
 
     #[error("invalid retry policy: {reason}")]
     InvalidRetryPolicy { reason: String },
@@ -42,6 +58,12 @@ pub enum ConfigError {
 /// policy the error is the *last* attempt's, so the same holds for earlier attempts too: a
 /// final 503 after an attempt that timed out, or a final 409 ("the same key is still in
 /// progress"), leaves the order's fate open.
+///
+/// Over AMQP the question is whether the message is *queued* (the worker writes the order
+/// later): it is not after [`ReplenishmentError::AmqpConnect`], [`ReplenishmentError::Nacked`],
+/// [`ReplenishmentError::Returned`], [`ReplenishmentError::QueueMismatch`] and a timeout
+/// while connecting or declaring; it may be after [`ReplenishmentError::ConfirmTimedOut`],
+/// [`ReplenishmentError::ConnectionLost`] and a timeout while publishing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplenishmentError {
     /// No complete answer within the deadline (connect, send and response together; under a
@@ -79,15 +101,130 @@ pub enum ReplenishmentError {
         source: reqwest::Error,
     },
 
-    /// The caller's request id cannot be sent as an HTTP header value (e.g. it contains a
-    /// line break); nothing was sent.
-    #[error("request id {request_id:?} cannot be sent as an HTTP header value")]
-    InvalidRequestId { request_id: String },
+    /// The caller's request id cannot be sent (e.g. it contains a line break); nothing was
+    /// sent. `why` names the rule it breaks.
+    #[error("request id {request_id:?} cannot be sent: {why}")]
+    InvalidRequestId {
+        request_id: String,
+        why: &'static str,
+    },
+
+    // --- over AMQP (`crate::amqp`) -------------------------------------------------------
+    /// No connection to the broker could be made: nothing listening, refused, or the broker
+    /// turned the login or the virtual host down. Nothing was published.
+    #[error(
+        "could not connect to the RabbitMQ broker at {url}: {reason} — is the broker running, \
+         and are the user, password and virtual host in the URL right?"
+    )]
+    AmqpConnect { url: String, reason: String },
+
+    /// The broker did not answer in time before or while the message was handed over.
+    /// `stage` says how far the call got, and so whether anything may have been published.
+    #[error("no answer from the RabbitMQ broker within {after:?} while {stage} (timed out); {}", stage.consequence())]
+    AmqpTimedOut { after: Duration, stage: AmqpStage },
+
+    /// Reliable delivery: the message was published but the broker's confirm did not come
+    /// within the deadline. The order may or may not be queued.
+    #[error(
+        "the RabbitMQ broker did not confirm the message within {after:?} (timed out): it may \
+         or may not be queued; publishing it again with the same message id (--retries) is \
+         safe, the worker drops the duplicate"
+    )]
+    ConfirmTimedOut { after: Duration },
+
+    /// Reliable delivery: the broker answered the publish with a nack — it could not take
+    /// responsibility for the message (e.g. an internal error). It is not queued.
+    #[error(
+        "the RabbitMQ broker refused the message (publisher nack): it is not queued; try \
+         again later (--retries) and see the broker's log for why"
+    )]
+    Nacked,
+
+    /// Reliable delivery: the message could not be routed to the queue and the broker gave
+    /// it back (`mandatory`): the queue was deleted after it was declared. Not queued.
+    #[error(
+        "the RabbitMQ broker returned the message as unroutable ({reply_code} {reply_text}): \
+         the queue {QUEUE} no longer exists (deleted since it was declared); the next call \
+         declares it again"
+    )]
+    Returned { reply_code: u16, reply_text: String },
+
+    /// The broker already has the queue with the other delivery mode's properties, so it
+    /// refused to declare it (406 PRECONDITION_FAILED). Nothing was published; retrying
+    /// cannot help.
+    #[error("{} (broker: {broker_said})", queue_mismatch_hint(*wanted))]
+    QueueMismatch {
+        wanted: DeliveryMode,
+        broker_said: String,
+    },
+
+    /// The broker closed the channel with a channel-level error other than a queue
+    /// mismatch (e.g. 403 ACCESS_REFUSED, 404 NOT_FOUND). Nothing more goes over it; the
+    /// next call opens a new one.
+    #[error(
+        "the RabbitMQ broker closed the channel: {reason}; check the user's permissions on \
+         the virtual host and the broker's log"
+    )]
+    ChannelClosed { reason: String },
+
+    /// The connection broke or the broker closed it (e.g. it is shutting down) while this
+    /// call used it. A message being published may or may not have reached the queue.
+    #[error(
+        "the connection to the RabbitMQ broker at {url} was lost: {reason}; the message may \
+         or may not be queued — the next call reconnects"
+    )]
+    ConnectionLost { url: String, reason: String },
 }
 
+/// How far an AMQP call got when the broker stopped answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmqpStage {
+    /// TCP connect, AMQP handshake, opening the channel, enabling confirms.
+    Connecting,
+    /// Declaring the queues of the delivery mode.
+    Declaring,
+    /// Handing the message to the connection (a broker that stops reading blocks it).
+    Publishing,
+}
+
+impl AmqpStage {
+    /// Whether anything may have reached the broker, in words.
+    fn consequence(self) -> &'static str {
+        match self {
+            AmqpStage::Connecting | AmqpStage::Declaring => {
+                "nothing was published — is the broker overloaded or paused?"
+            }
+            AmqpStage::Publishing => {
+                "the message may or may not have reached the broker — is it overloaded or paused?"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for AmqpStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AmqpStage::Connecting => "connecting",
+            AmqpStage::Declaring => "declaring the queue",
+            AmqpStage::Publishing => "publishing",
+        })
+    }
+}
+
+/// [`ReplenishmentError::InvalidRequestId`]'s `why` for an id HTTP cannot carry.
+pub(crate) const NOT_A_HEADER_VALUE: &str =
+    "it is not a valid HTTP header value (visible ASCII, no line breaks)";
+
+/// [`ReplenishmentError::InvalidRequestId`]'s `why` for an id too long for AMQP's
+/// `correlation_id` (a short string).
+pub(crate) const TOO_LONG_FOR_AMQP: &str =
+    "over AMQP it must be at most 255 bytes (correlation_id is a short string)";
+
 impl ReplenishmentError {
-    /// A short, stable label for counting outcomes: `timed_out`, `connect`, `rejected`,
-    /// `transport` or `invalid_request_id`.
+    /// A short, stable label for counting outcomes. Over HTTP: `timed_out`, `connect`,
+    /// `rejected`, `transport`; over AMQP: `amqp_connect`, `amqp_timed_out`,
+    /// `confirm_timed_out`, `nacked`, `returned_unroutable`, `queue_mismatch`,
+    /// `channel_closed`, `connection_lost`; either: `invalid_request_id`.
     pub fn kind(&self) -> &'static str {
         match self {
             ReplenishmentError::TimedOut { .. } => "timed_out",
@@ -95,7 +232,25 @@ impl ReplenishmentError {
             ReplenishmentError::Rejected { .. } => "rejected",
             ReplenishmentError::Transport { .. } => "transport",
             ReplenishmentError::InvalidRequestId { .. } => "invalid_request_id",
+            ReplenishmentError::AmqpConnect { .. } => "amqp_connect",
+            ReplenishmentError::AmqpTimedOut { .. } => "amqp_timed_out",
+            ReplenishmentError::ConfirmTimedOut { .. } => "confirm_timed_out",
+            ReplenishmentError::Nacked => "nacked",
+            ReplenishmentError::Returned { .. } => "returned_unroutable",
+            ReplenishmentError::QueueMismatch { .. } => "queue_mismatch",
+            ReplenishmentError::ChannelClosed { .. } => "channel_closed",
+            ReplenishmentError::ConnectionLost { .. } => "connection_lost",
         }
+    }
+
+    /// Nothing could be connected to — the server or the broker is down or unreachable
+    /// ([`ReplenishmentError::Connect`] or [`ReplenishmentError::AmqpConnect`]); nothing was
+    /// sent.
+    pub fn is_connect(&self) -> bool {
+        matches!(
+            self,
+            ReplenishmentError::Connect { .. } | ReplenishmentError::AmqpConnect { .. }
+        )
     }
 
     /// The HTTP status, when the server answered.
@@ -137,23 +292,26 @@ fn root_cause(error: &reqwest::Error) -> String {
     while let Some(next) = deepest.source() {
         deepest = next;
     }
-    if let Some(io) = deepest.downcast_ref::<std::io::Error>() {
-        use std::io::ErrorKind::*;
-        let phrase = match io.kind() {
-            ConnectionRefused => Some("connection refused"),
-            ConnectionReset => Some("connection reset by the server"),
-            ConnectionAborted => Some("connection aborted"),
-            HostUnreachable => Some("host unreachable"),
-            NetworkUnreachable => Some("network unreachable"),
-            AddrNotAvailable => Some("address not available"),
-            BrokenPipe => Some("connection closed by the server while sending"),
-            _ => None,
-        };
-        if let Some(phrase) = phrase {
-            return phrase.to_owned();
-        }
+    if let Some(phrase) = deepest.downcast_ref::<std::io::Error>().and_then(io_phrase) {
+        return phrase.to_owned();
     }
     one_line(&deepest.to_string())
+}
+
+/// The socket errors a person meets when the other side is down or gone, in words; `None`
+/// for the rest (their own text is shown instead).
+pub(crate) fn io_phrase(io: &std::io::Error) -> Option<&'static str> {
+    use std::io::ErrorKind::*;
+    match io.kind() {
+        ConnectionRefused => Some("connection refused"),
+        ConnectionReset => Some("connection reset by the server"),
+        ConnectionAborted => Some("connection aborted"),
+        HostUnreachable => Some("host unreachable"),
+        NetworkUnreachable => Some("network unreachable"),
+        AddrNotAvailable => Some("address not available"),
+        BrokenPipe => Some("connection closed by the server while sending"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -223,13 +381,110 @@ mod tests {
         assert_eq!(rejected(503, None, None).status(), Some(503));
         let bad_id = ReplenishmentError::InvalidRequestId {
             request_id: "a\nb".into(),
+            why: NOT_A_HEADER_VALUE,
         };
         assert_eq!(bad_id.kind(), "invalid_request_id");
         assert_eq!(
             bad_id.to_string(),
-            r#"request id "a\nb" cannot be sent as an HTTP header value"#
+            r#"request id "a\nb" cannot be sent: it is not a valid HTTP header value (visible ASCII, no line breaks)"#
         );
         // Connect and Transport carry a real reqwest::Error; stock_manager's socket tests
         // check their labels and messages.
+    }
+
+    fn amqp_errors() -> Vec<ReplenishmentError> {
+        let after = Duration::from_secs(30);
+        vec![
+            ReplenishmentError::AmqpConnect {
+                url: "amqp://guest:***@127.0.0.1:5672/%2f".into(),
+                reason: "connection refused".into(),
+            },
+            ReplenishmentError::AmqpTimedOut {
+                after,
+                stage: AmqpStage::Connecting,
+            },
+            ReplenishmentError::AmqpTimedOut {
+                after,
+                stage: AmqpStage::Publishing,
+            },
+            ReplenishmentError::ConfirmTimedOut { after },
+            ReplenishmentError::Nacked,
+            ReplenishmentError::Returned {
+                reply_code: 312,
+                reply_text: "NO_ROUTE".into(),
+            },
+            ReplenishmentError::QueueMismatch {
+                wanted: DeliveryMode::Reliable,
+                broker_said: "406 PRECONDITION_FAILED - inequivalent arg 'durable'".into(),
+            },
+            ReplenishmentError::ChannelClosed {
+                reason: "403 ACCESS_REFUSED".into(),
+            },
+            ReplenishmentError::ConnectionLost {
+                url: "amqp://broker".into(),
+                reason: "320 CONNECTION_FORCED - broker forced connection closure".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn amqp_errors_are_one_line_with_distinct_kinds() {
+        let errors = amqp_errors();
+        let mut kinds: Vec<&str> = errors.iter().map(ReplenishmentError::kind).collect();
+        kinds.dedup();
+        assert_eq!(
+            kinds,
+            [
+                "amqp_connect",
+                "amqp_timed_out",
+                "confirm_timed_out",
+                "nacked",
+                "returned_unroutable",
+                "queue_mismatch",
+                "channel_closed",
+                "connection_lost"
+            ]
+        );
+        for error in &errors {
+            let text = error.to_string();
+            assert!(!text.contains('\n'), "{text}");
+            assert_eq!(error.status(), None);
+        }
+        assert!(errors[0].is_connect() && !errors[1].is_connect());
+    }
+
+    #[test]
+    fn amqp_errors_say_what_failed_where_and_what_to_do() {
+        let errors = amqp_errors();
+        assert_eq!(
+            errors[0].to_string(),
+            "could not connect to the RabbitMQ broker at amqp://guest:***@127.0.0.1:5672/%2f: \
+             connection refused — is the broker running, and are the user, password and \
+             virtual host in the URL right?"
+        );
+        assert!(
+            errors[1]
+                .to_string()
+                .contains("while connecting (timed out); nothing was published")
+        );
+        assert!(
+            errors[2]
+                .to_string()
+                .contains("while publishing (timed out); the message may or may not")
+        );
+        assert!(
+            errors[3]
+                .to_string()
+                .contains("did not confirm the message within 30s")
+        );
+        assert!(errors[5].to_string().contains("(312 NO_ROUTE)"));
+        let mismatch = errors[6].to_string();
+        assert!(
+            mismatch.starts_with(&queue_mismatch_hint(DeliveryMode::Reliable))
+                && mismatch
+                    .ends_with("(broker: 406 PRECONDITION_FAILED - inequivalent arg 'durable')"),
+            "{mismatch}"
+        );
+        assert!(errors[8].to_string().contains("the next call reconnects"));
     }
 }

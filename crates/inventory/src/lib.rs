@@ -1,11 +1,14 @@
 //! The inventory side of the RPC spike lab: the Rust counterpart of the original
-//! `StockManager`, an HTTP client of the purchasing API, and the `inventory` CLI around it.
+//! `StockManager` — an HTTP client of the purchasing API, or a publisher to its queue — and
+//! the `inventory` CLI around it.
 //!
 //! This crate owns the client half of the wire contract:
 //!
-//! * [`StockManager`] — one replenishment request per call
+//! * [`StockManager`] — one replenishment request per call: over HTTP
 //!   (`POST /api/StockReplenishmentRequests`, form body `=CODE`, an `X-Request-Id`), with
-//!   the original's 30 s timeout and, by default, its new TCP connection per call;
+//!   the original's 30 s timeout and, by default, its new TCP connection per call; or over
+//!   AMQP ([`amqp`]), one message per order to the queue, faithful (the original's
+//!   transient publish) or reliable (persistent, confirmed, identified by a `message_id`);
 //! * [`ReplenishmentError`] — what went wrong, told apart the way an operator (and the load
 //!   tester, through [`ReplenishmentError::kind`]) needs: no answer in time, nothing to
 //!   connect to, a refusal by the server (with its RFC 9457 problem details), or a broken
@@ -16,9 +19,12 @@
 //!   reports how a request went ([`Delivery`]);
 //! * [`cli`] — the `inventory request` command.
 //!
-//! It links nothing of the server's: item codes are validated by the API, not here, so the
-//! client sends exactly what it is given and reports the server's verdict.
+//! It links nothing of the server's or the worker's: item codes are validated by the
+//! purchasing side, not here, so the client sends exactly what it is given and reports the
+//! server's (or the broker's) verdict.
 
+pub mod amqp;
+pub mod amqp_url;
 pub mod base_url;
 pub mod cli;
 pub mod error;
@@ -26,8 +32,10 @@ pub mod retry;
 pub mod stock_manager;
 pub mod wire;
 
+pub use amqp::DeliveryMode;
+pub use amqp_url::{AmqpUrl, PURCHASING_AMQP_URL};
 pub use base_url::BaseUrl;
-pub use error::{ConfigError, ReplenishmentError};
+pub use error::{AmqpStage, ConfigError, ReplenishmentError};
 pub use retry::{RetryBudget, RetryPolicy};
 pub use stock_manager::{
     DEFAULT_TIMEOUT, DEFAULT_URL, Delivery, PURCHASING_API_URL, StockManager, StockManagerBuilder,

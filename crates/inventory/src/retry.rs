@@ -187,6 +187,13 @@ impl RetryPolicy {
 /// idempotency key makes asking again safe); a timed-out attempt — which in practice ends
 /// the request anyway, because each attempt may use all the time that remains. Never: a
 /// request id that cannot be sent (nothing will change on a second try).
+///
+/// Over AMQP (reliable delivery only: every attempt republishes with the same
+/// `message_id`, which the worker deduplicates): retried are a failed connect, a timeout,
+/// a missing confirm, a nack, a returned message (the next attempt declares the queue
+/// again) and a lost connection (the next attempt reconnects). Never: a queue declared
+/// with the other mode's properties, or a channel the broker closed for a reason of its
+/// own (permissions, a missing virtual host) — they fail the same way again.
 pub fn is_retryable(error: &ReplenishmentError) -> bool {
     match error {
         ReplenishmentError::Rejected { status, .. } => RETRYABLE_STATUSES.contains(status),
@@ -194,6 +201,15 @@ pub fn is_retryable(error: &ReplenishmentError) -> bool {
         | ReplenishmentError::Transport { .. }
         | ReplenishmentError::TimedOut { .. } => true,
         ReplenishmentError::InvalidRequestId { .. } => false,
+        ReplenishmentError::AmqpConnect { .. }
+        | ReplenishmentError::AmqpTimedOut { .. }
+        | ReplenishmentError::ConfirmTimedOut { .. }
+        | ReplenishmentError::Nacked
+        | ReplenishmentError::Returned { .. }
+        | ReplenishmentError::ConnectionLost { .. } => true,
+        ReplenishmentError::QueueMismatch { .. } | ReplenishmentError::ChannelClosed { .. } => {
+            false
+        }
     }
 }
 
@@ -439,7 +455,16 @@ mod tests {
             after: Duration::from_secs(1)
         }));
         assert!(!is_retryable(&ReplenishmentError::InvalidRequestId {
-            request_id: "a\nb".into()
+            request_id: "a\nb".into(),
+            why: crate::error::NOT_A_HEADER_VALUE,
+        }));
+        assert!(is_retryable(&ReplenishmentError::Nacked));
+        assert!(is_retryable(&ReplenishmentError::ConfirmTimedOut {
+            after: Duration::from_secs(1)
+        }));
+        assert!(!is_retryable(&ReplenishmentError::QueueMismatch {
+            wanted: wire_contract::amqp::Delivery::Reliable,
+            broker_said: String::new(),
         }));
         // Connect and Transport carry a real reqwest::Error; the socket tests in
         // stock_manager retry them.

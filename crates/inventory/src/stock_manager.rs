@@ -1,13 +1,20 @@
-//! [`StockManager`]: the original `StockManager.RequestStockReplenishment`, over HTTP —
-//! and, opt-in, with retries made safe by an idempotency key (see [`crate::retry`]).
+//! [`StockManager`]: the original `StockManager.RequestStockReplenishment`, over HTTP or —
+//! the article series' messaging variant — over AMQP (see [`crate::amqp`]); and, opt-in,
+//! with retries made safe by an idempotency key (see [`crate::retry`]).
+//!
+//! One type for both transports, so a caller (the CLI, the load tester) builds the manager
+//! for the transport it was given and then makes the same call, gets the same
+//! [`Delivery`] story and the same error type back.
 
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use tokio::time::Instant;
 
+use crate::amqp::{DeliveryMode, Publisher};
+use crate::amqp_url::AmqpUrl;
 use crate::base_url::BaseUrl;
-use crate::error::{ConfigError, ReplenishmentError};
+use crate::error::{ConfigError, NOT_A_HEADER_VALUE, ReplenishmentError};
 use crate::retry::{self, Jitter, RetryBudget, RetryPolicy};
 use crate::wire;
 
@@ -26,32 +33,52 @@ pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Asks the purchasing API to replenish stock: one `POST` per item code.
+/// Asks the purchasing side to replenish stock: over HTTP one `POST` per item code to the
+/// purchasing API ([`StockManager::builder`]); over AMQP one message per item code to the
+/// queue the purchasing worker consumes ([`StockManager::amqp_builder`]).
 ///
 /// By default exactly as the original: one attempt, no retry. With a [`RetryPolicy`]
 /// ([`StockManagerBuilder::retry_policy`]) a failed attempt may be followed by others,
-/// every one carrying the same `Idempotency-Key` and the time left (`X-Request-Budget-Ms`).
+/// every one carrying the same idempotency key — over HTTP the `Idempotency-Key` header and
+/// the time left (`X-Request-Budget-Ms`), over AMQP (reliable delivery only) the same
+/// `message_id`.
 ///
-/// Cheap to clone (the HTTP client inside is reference-counted), so concurrent callers can
-/// share one; clones share the retry budget too.
+/// Cheap to clone (the HTTP client and the AMQP session inside are reference-counted), so
+/// concurrent callers can share one; clones share the retry budget and, over AMQP, the
+/// connection too.
 #[derive(Debug, Clone)]
 pub struct StockManager {
-    /// Where the API lives; also names the server in connect errors.
-    base_url: BaseUrl,
-    /// The endpoint, built once from `base_url`.
-    endpoint: reqwest::Url,
-    /// The total deadline of one call (connect, send, answer; under a retry policy all its
-    /// attempts and waits); reported in `TimedOut`.
+    /// What carries the request: the HTTP client or the AMQP publisher.
+    transport: Transport,
+    /// The total deadline of one call (over HTTP connect, send, answer; over AMQP connect,
+    /// declare, publish, confirm; under a retry policy all its attempts and waits);
+    /// reported in the timeout errors.
     timeout: Duration,
-    /// Whether every call opens its own TCP connection, as the original did.
+    /// Whether every call opens its own connection, as the original did.
     new_connection_per_request: bool,
-    /// One client for the manager's life. Even when every call gets a new connection, the
-    /// client (its configuration, resolver and connector) is built once, not per call.
-    client: reqwest::Client,
     /// The retry policy and its budget when retries are on. `None` (the default) sends each
     /// request exactly once and without the idempotency and deadline headers: the faithful
     /// baseline.
     retry: Option<Retry>,
+}
+
+/// The two ways an order travels.
+#[derive(Debug, Clone)]
+enum Transport {
+    Http(Http),
+    Amqp(Publisher),
+}
+
+/// The HTTP transport: the original's `HttpClient` call.
+#[derive(Debug, Clone)]
+struct Http {
+    /// Where the API lives; also names the server in connect errors.
+    base_url: BaseUrl,
+    /// The endpoint, built once from `base_url`.
+    endpoint: reqwest::Url,
+    /// One client for the manager's life. Even when every call gets a new connection, the
+    /// client (its configuration, resolver and connector) is built once, not per call.
+    client: reqwest::Client,
 }
 
 /// A retry policy in force, with the budget it draws on.
@@ -62,14 +89,22 @@ struct Retry {
     budget: RetryBudget,
 }
 
-/// Settings for a [`StockManager`]; see [`StockManager::builder`].
+/// Settings for a [`StockManager`]; see [`StockManager::builder`] and
+/// [`StockManager::amqp_builder`].
 #[derive(Debug, Clone)]
 pub struct StockManagerBuilder {
-    base_url: BaseUrl,
+    target: Target,
     timeout: Duration,
     new_connection_per_request: bool,
     retry_policy: Option<RetryPolicy>,
     retry_budget: Option<RetryBudget>,
+}
+
+/// Where a manager being built sends its orders.
+#[derive(Debug, Clone)]
+enum Target {
+    Http(BaseUrl),
+    Amqp(AmqpUrl, DeliveryMode),
 }
 
 /// What became of one logical request ([`StockManager::replenish`]): the result, and how
@@ -78,8 +113,9 @@ pub struct StockManagerBuilder {
 pub struct Delivery {
     /// Success, or the last attempt's error (of the same kinds as without retries).
     pub result: Result<(), ReplenishmentError>,
-    /// HTTP requests made for it: always 1 without a retry policy, `1..=max_attempts` under
-    /// one, 0 when nothing could be sent (a request id that is not a valid header value).
+    /// HTTP requests (or AMQP publishes) made for it: always 1 without a retry policy,
+    /// `1..=max_attempts` under one, 0 when nothing could be sent (a request id that is not
+    /// a valid header value).
     pub attempts: u32,
     /// A retry was due (a retryable failure, attempts and time left) but the retry budget
     /// had no token for it, so the last error was returned.
@@ -93,11 +129,14 @@ pub struct Delivery {
     /// outcome of an earlier attempt with the same key (e.g. one whose answer was lost)
     /// instead of placing the order again.
     pub replayed: bool,
-    /// The key sent in `Idempotency-Key` with every attempt (on the wire it is quoted);
-    /// `None` without a retry policy, or when nothing was sent.
+    /// The logical request's idempotency key, the same on every attempt: over HTTP the
+    /// `Idempotency-Key` (on the wire it is quoted), sent only under a retry policy; over
+    /// AMQP with reliable delivery the message's `message_id`, always set. `None` otherwise,
+    /// or when nothing was sent.
     pub idempotency_key: Option<uuid::Uuid>,
     /// How long the final attempt took, from sending to its answer (or failure): the
-    /// server's own response time, without the backoff waits between attempts.
+    /// server's own response time, without the backoff waits between attempts. Over AMQP
+    /// the publish latency: connecting when needed, publishing and (reliable) the confirm.
     pub last_attempt: Duration,
 }
 
@@ -130,10 +169,11 @@ impl StockManager {
         Self::builder(BaseUrl::parse(base_url)?).build()
     }
 
-    /// Starts from the original's behaviour; change it with the builder's methods.
+    /// Over HTTP, starting from the original's behaviour; change it with the builder's
+    /// methods.
     pub fn builder(base_url: BaseUrl) -> StockManagerBuilder {
         StockManagerBuilder {
-            base_url,
+            target: Target::Http(base_url),
             timeout: DEFAULT_TIMEOUT,
             new_connection_per_request: true,
             retry_policy: None,
@@ -141,8 +181,51 @@ impl StockManager {
         }
     }
 
-    pub fn base_url(&self) -> &BaseUrl {
-        &self.base_url
+    /// Over AMQP, publishing to the broker at `url` with delivery `mode` (see
+    /// [`crate::amqp`] for what each mode declares, sends and counts as success). Starts
+    /// with a 30 s timeout, no retries and — unlike the original, which connected per call
+    /// — one connection reused by every call and every clone; ask for the original's with
+    /// [`StockManagerBuilder::new_connection_per_request`].
+    pub fn amqp_builder(url: AmqpUrl, mode: DeliveryMode) -> StockManagerBuilder {
+        StockManagerBuilder {
+            target: Target::Amqp(url, mode),
+            timeout: DEFAULT_TIMEOUT,
+            new_connection_per_request: false,
+            retry_policy: None,
+            retry_budget: None,
+        }
+    }
+
+    /// The purchasing API's URL, when the manager talks HTTP.
+    pub fn base_url(&self) -> Option<&BaseUrl> {
+        match &self.transport {
+            Transport::Http(http) => Some(&http.base_url),
+            Transport::Amqp(_) => None,
+        }
+    }
+
+    /// The broker's URL, when the manager publishes over AMQP.
+    pub fn amqp_url(&self) -> Option<&AmqpUrl> {
+        match &self.transport {
+            Transport::Http(_) => None,
+            Transport::Amqp(publisher) => Some(publisher.url()),
+        }
+    }
+
+    /// The delivery mode, when the manager publishes over AMQP.
+    pub fn delivery_mode(&self) -> Option<DeliveryMode> {
+        match &self.transport {
+            Transport::Http(_) => None,
+            Transport::Amqp(publisher) => Some(publisher.mode()),
+        }
+    }
+
+    /// Where the orders go, for people: the API's or the broker's URL (password hidden).
+    pub fn target(&self) -> String {
+        match &self.transport {
+            Transport::Http(http) => http.base_url.to_string(),
+            Transport::Amqp(publisher) => publisher.url().to_string(),
+        }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -200,27 +283,39 @@ impl StockManager {
     /// (full-jitter backoff, plus the server's `Retry-After` if any) and tries again — unless
     /// the wait would leave no time for another attempt, or the retry budget has no token;
     /// then it returns the last error at once.
+    ///
+    /// Over AMQP the same holds with a publish for an HTTP request: the request id goes in
+    /// the message (reliable mode; a faithful message carries nothing but the code), the
+    /// idempotency key is the `message_id` — one per call, always set in reliable mode — and
+    /// retries are allowed in reliable mode only ([`StockManagerBuilder::build`]).
     pub async fn replenish(&self, item_code: &str, request_id: &str) -> Delivery {
+        // One rule for request ids whatever the transport, so an id that correlates over
+        // one correlates over the other.
         let Ok(id) = HeaderValue::from_str(request_id) else {
             return Delivery::nothing_sent(ReplenishmentError::InvalidRequestId {
                 request_id: request_id.to_owned(),
+                why: NOT_A_HEADER_VALUE,
             });
         };
+        let message_id =
+            (self.delivery_mode() == Some(DeliveryMode::Reliable)).then(uuid::Uuid::new_v4);
         let Some(retry) = &self.retry else {
             let sent = Instant::now();
-            let answer = self.attempt(item_code, &id, None).await;
+            let answer = self
+                .attempt(item_code, &id, message_id.as_ref(), None)
+                .await;
             return Delivery {
                 result: answer.result,
                 attempts: 1,
                 budget_denied: false,
                 deadline_denied: false,
                 replayed: answer.replayed,
-                idempotency_key: None,
+                idempotency_key: message_id,
                 last_attempt: sent.elapsed(),
             };
         };
         let deadline = Instant::now() + self.timeout;
-        let key = uuid::Uuid::new_v4();
+        let key = message_id.unwrap_or_else(uuid::Uuid::new_v4);
         let key_value = HeaderValue::from_str(&wire::idempotency_key_value(&key))
             .expect("a quoted UUID is a valid header value");
         retry.budget.deposit();
@@ -239,7 +334,7 @@ impl StockManager {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let sent = Instant::now();
             let answer = self
-                .attempt(item_code, &id, Some((&key_value, remaining)))
+                .attempt(item_code, &id, Some(&key), Some((&key_value, remaining)))
                 .await;
             delivery.last_attempt = sent.elapsed();
             delivery.attempts += 1;
@@ -272,18 +367,44 @@ impl StockManager {
         }
     }
 
-    /// One HTTP exchange. `guarded` carries, under a retry policy, the idempotency key and
-    /// the time left: then the deadline header is sent and the attempt may take no longer.
-    /// Without it the request is the original's, bounded by the client's timeout.
+    /// One attempt over the manager's transport. `guarded` carries, under a retry policy,
+    /// the idempotency key's header value and the time left: then the attempt may take no
+    /// longer (and over HTTP the deadline header is sent). Without it the request is the
+    /// original's, bounded by the manager's timeout. `message_id` is the AMQP message's id
+    /// (reliable mode), the same on every attempt.
     async fn attempt(
         &self,
         item_code: &str,
         request_id: &HeaderValue,
+        message_id: Option<&uuid::Uuid>,
         guarded: Option<(&HeaderValue, Duration)>,
     ) -> Answer {
-        let mut request = self
+        let http = match &self.transport {
+            Transport::Http(http) => http,
+            Transport::Amqp(publisher) => {
+                let time = guarded.map_or(self.timeout, |(_, remaining)| remaining);
+                // A HeaderValue built from a &str is valid UTF-8.
+                let request_id = request_id.to_str().unwrap_or_default();
+                let message_id = message_id.filter(|_| publisher.mode() == DeliveryMode::Reliable);
+                let result = publisher
+                    .publish(
+                        item_code,
+                        request_id,
+                        message_id,
+                        Instant::now() + time,
+                        self.timeout,
+                    )
+                    .await;
+                return Answer {
+                    result,
+                    retry_after: None,
+                    replayed: false,
+                };
+            }
+        };
+        let mut request = http
             .client
-            .post(self.endpoint.clone())
+            .post(http.endpoint.clone())
             .header(CONTENT_TYPE, wire::FORM_CONTENT_TYPE)
             .header(wire::REQUEST_ID_HEADER, request_id.clone())
             .body(wire::form_body(item_code));
@@ -301,7 +422,7 @@ impl StockManager {
             Ok(response) => response,
             Err(error) => {
                 return Answer {
-                    result: Err(self.classify(error)),
+                    result: Err(self.classify(http, error)),
                     retry_after: None,
                     replayed: false,
                 };
@@ -332,14 +453,14 @@ impl StockManager {
 
     /// Sorts a failed exchange by what the operator should do about it. A timeout comes
     /// first: a connect attempt that runs out of time is "no answer in time", not "refused".
-    fn classify(&self, error: reqwest::Error) -> ReplenishmentError {
+    fn classify(&self, http: &Http, error: reqwest::Error) -> ReplenishmentError {
         if error.is_timeout() {
             ReplenishmentError::TimedOut {
                 after: self.timeout,
             }
         } else if error.is_connect() {
             ReplenishmentError::Connect {
-                url: self.base_url.to_string(),
+                url: http.base_url.to_string(),
                 source: error,
             }
         } else {
@@ -356,8 +477,13 @@ impl StockManagerBuilder {
         self
     }
 
-    /// `true` (the default, as the original): every call opens a new TCP connection and
-    /// closes it afterwards. `false`: idle connections are kept and reused.
+    /// Over HTTP `true` (the default, as the original): every call opens a new TCP
+    /// connection and closes it afterwards; `false`: idle connections are kept and reused.
+    ///
+    /// Over AMQP `false` (the default): one connection and channel, opened by the first
+    /// call, shared by every call and clone, replaced after it fails; `true`: the
+    /// original's connection, channel and queue declaration per call, closed before the
+    /// call returns.
     pub fn new_connection_per_request(mut self, yes: bool) -> Self {
         self.new_connection_per_request = yes;
         self
@@ -379,7 +505,20 @@ impl StockManagerBuilder {
         self
     }
 
+    /// Checks the settings and builds the manager. Fails on an unusable retry policy, and
+    /// on any retry policy with faithful AMQP delivery: a faithful message has no
+    /// `message_id`, so a publish repeated after an unclear failure (a lost connection, a
+    /// timeout) could place the order twice, and the original never retried.
     pub fn build(self) -> Result<StockManager, ConfigError> {
+        if let (Target::Amqp(_, DeliveryMode::Faithful), Some(_)) =
+            (&self.target, &self.retry_policy)
+        {
+            return Err(ConfigError::InvalidRetryPolicy {
+                reason: "retries over AMQP need reliable delivery: a faithful message carries \
+                         no message id, so a repeated publish could place the order twice"
+                    .to_owned(),
+            });
+        }
         let retry = match self.retry_policy {
             Some(policy) => {
                 policy.validate()?;
@@ -392,33 +531,55 @@ impl StockManagerBuilder {
             }
             None => None,
         };
-        let mut client = reqwest::Client::builder()
-            .timeout(self.timeout)
-            // The API answers 201 or an error, never a redirect; following one would turn the
-            // POST into a GET elsewhere. A 3xx is reported as what it is.
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy picked up from the environment would sit between the load and the API
-            // and silently change every measurement; the API is addressed directly.
-            .no_proxy();
-        if self.new_connection_per_request {
-            // The original built a new HttpClient per call, so each call paid a TCP handshake
-            // and the server saw one connection per request. Keeping no idle connection gives
-            // that behaviour with one client: after each answer the connection is closed
-            // instead of pooled, so the next call must connect anew.
-            client = client.pool_max_idle_per_host(0);
-        }
-        let client = client
-            .build()
-            .map_err(|source| ConfigError::Client { source })?;
+        let transport = match self.target {
+            Target::Http(base_url) => Transport::Http(http_transport(
+                base_url,
+                self.timeout,
+                self.new_connection_per_request,
+            )?),
+            Target::Amqp(url, mode) => {
+                Transport::Amqp(Publisher::new(url, mode, self.new_connection_per_request))
+            }
+        };
         Ok(StockManager {
-            endpoint: self.base_url.replenishment_url(),
-            base_url: self.base_url,
+            transport,
             timeout: self.timeout,
             new_connection_per_request: self.new_connection_per_request,
-            client,
             retry,
         })
     }
+}
+
+/// The HTTP client for `base_url`, with the original's connection behaviour when
+/// `new_connection_per_request`.
+fn http_transport(
+    base_url: BaseUrl,
+    timeout: Duration,
+    new_connection_per_request: bool,
+) -> Result<Http, ConfigError> {
+    let mut client = reqwest::Client::builder()
+        .timeout(timeout)
+        // The API answers 201 or an error, never a redirect; following one would turn the
+        // POST into a GET elsewhere. A 3xx is reported as what it is.
+        .redirect(reqwest::redirect::Policy::none())
+        // A proxy picked up from the environment would sit between the load and the API
+        // and silently change every measurement; the API is addressed directly.
+        .no_proxy();
+    if new_connection_per_request {
+        // The original built a new HttpClient per call, so each call paid a TCP handshake
+        // and the server saw one connection per request. Keeping no idle connection gives
+        // that behaviour with one client: after each answer the connection is closed
+        // instead of pooled, so the next call must connect anew.
+        client = client.pool_max_idle_per_host(0);
+    }
+    let client = client
+        .build()
+        .map_err(|source| ConfigError::Client { source })?;
+    Ok(Http {
+        endpoint: base_url.replenishment_url(),
+        base_url,
+        client,
+    })
 }
 
 /// Turns a non-2xx answer into [`ReplenishmentError::Rejected`], reading at most
@@ -805,9 +966,15 @@ mod tests {
     fn defaults_are_the_originals() {
         let manager = StockManager::new(DEFAULT_URL).unwrap();
         assert_eq!(manager.timeout(), Duration::from_secs(30));
-        assert_eq!(manager.base_url().as_str(), "http://127.0.0.1:8080");
         assert_eq!(
-            manager.endpoint.as_str(),
+            manager.base_url().unwrap().as_str(),
+            "http://127.0.0.1:8080"
+        );
+        let Transport::Http(http) = &manager.transport else {
+            panic!("an HTTP manager");
+        };
+        assert_eq!(
+            http.endpoint.as_str(),
             "http://127.0.0.1:8080/api/StockReplenishmentRequests"
         );
     }
@@ -1197,6 +1364,79 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "invalid retry policy: max_attempts is 11; it must be between 1 and 10"
+        );
+    }
+
+    fn broker() -> AmqpUrl {
+        AmqpUrl::parse("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap()
+    }
+
+    #[test]
+    fn amqp_managers_reuse_one_connection_unless_asked_and_say_where_they_publish() {
+        let manager = StockManager::amqp_builder(broker(), DeliveryMode::Reliable)
+            .build()
+            .unwrap();
+        assert!(!manager.new_connection_per_request(), "reuse by default");
+        assert_eq!(manager.timeout(), DEFAULT_TIMEOUT);
+        assert_eq!(manager.delivery_mode(), Some(DeliveryMode::Reliable));
+        assert_eq!(manager.base_url(), None);
+        assert_eq!(manager.target(), "amqp://guest:***@127.0.0.1:5672/%2f");
+        let original = StockManager::amqp_builder(broker(), DeliveryMode::Faithful)
+            .new_connection_per_request(true)
+            .build()
+            .unwrap();
+        assert!(original.new_connection_per_request());
+        let http = StockManager::new(DEFAULT_URL).unwrap();
+        assert_eq!((http.amqp_url(), http.delivery_mode()), (None, None));
+    }
+
+    #[test]
+    fn retries_over_amqp_need_reliable_delivery() {
+        let policy = Some(RetryPolicy::default());
+        let faithful = StockManager::amqp_builder(broker(), DeliveryMode::Faithful)
+            .retry_policy(policy)
+            .build()
+            .unwrap_err();
+        assert!(
+            faithful
+                .to_string()
+                .contains("retries over AMQP need reliable delivery"),
+            "{faithful}"
+        );
+        assert!(
+            StockManager::amqp_builder(broker(), DeliveryMode::Reliable)
+                .retry_policy(policy)
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn every_reliable_call_gets_its_own_message_id_and_faithful_ones_none() {
+        // Nothing listens: the calls fail, but the ids are decided before sending.
+        let closed = {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            AmqpUrl::parse(&format!("amqp://{}", listener.local_addr().unwrap())).unwrap()
+        };
+        let reliable = StockManager::amqp_builder(closed.clone(), DeliveryMode::Reliable)
+            .build()
+            .unwrap();
+        let first = reliable.replenish("1", "req-1").await;
+        let second = reliable.replenish("2", "req-2").await;
+        assert_eq!(first.result.as_ref().unwrap_err().kind(), "amqp_connect");
+        assert_eq!(first.attempts, 1);
+        assert!(first.idempotency_key.is_some() && second.idempotency_key.is_some());
+        assert_ne!(first.idempotency_key, second.idempotency_key);
+        let faithful = StockManager::amqp_builder(closed, DeliveryMode::Faithful)
+            .build()
+            .unwrap();
+        assert_eq!(faithful.replenish("1", "req").await.idempotency_key, None);
+        let bad_id = reliable.replenish("1", "a\nb").await;
+        assert_eq!(bad_id.attempts, 0);
+        assert_eq!(
+            bad_id.result.unwrap_err().kind(),
+            "invalid_request_id",
+            "one request-id rule for both transports"
         );
     }
 }
