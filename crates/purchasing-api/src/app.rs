@@ -4,7 +4,8 @@
 //! The faithful baseline is this same router with [`Protections::default()`]: no
 //! admission layer, no deadline layer, idempotency keys ignored.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -23,6 +24,7 @@ use crate::deadline::{self, Deadlines};
 use crate::limits::Sizing;
 use crate::metrics::{self, Metrics};
 use crate::routes::{self, health, orders};
+use crate::work_pool::WorkPool;
 
 /// The correlation id header: taken from the client when it sends a sensible one,
 /// generated otherwise, echoed in the response and recorded in every log line of the
@@ -51,8 +53,12 @@ pub struct Protections {
     pub work_estimate: Option<Duration>,
     /// How `--max-in-flight auto` was sized, when it was.
     pub sizing: Option<Sizing>,
-    /// Run each order's work at idle CPU priority (see [`crate::priority`]).
-    pub idle_priority_work: bool,
+    /// The async side runs at a lower CPU priority than the orders' work (see
+    /// [`crate::priority`]); applied by [`crate::server`] to the runtime's threads.
+    pub prioritize_work: bool,
+    /// Most threads working on orders at once (`--max-blocking-threads`); `None`: the
+    /// default.
+    pub work_threads: Option<usize>,
     /// How long an order's body may take to arrive. Not a protection one opts into:
     /// every configuration has it (the original's IIS had its own read timeouts too).
     pub body_timeouts: BodyTimeouts,
@@ -67,8 +73,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether the orders handler reads the `Idempotency-Key` header.
     pub idempotency: bool,
-    /// Whether the orders' blocking work runs at idle CPU priority.
-    pub idle_priority_work: bool,
+    /// The threads that do the orders' work.
+    pub work: WorkPool,
     /// How long an order's body may take to arrive.
     pub body_timeouts: BodyTimeouts,
     /// The admission controller, created once so its limit is global (see
@@ -94,7 +100,12 @@ impl AppState {
                 .max_request
                 .map(|max| Arc::new(Deadlines::new(max, work_estimate, metrics.clone()))),
             idempotency: protections.idempotency,
-            idle_priority_work: protections.idle_priority_work,
+            work: WorkPool::new(
+                protections
+                    .work_threads
+                    .unwrap_or(crate::config::DEFAULT_MAX_BLOCKING_THREADS),
+                "order",
+            ),
             body_timeouts: protections.body_timeouts,
             store,
             metrics,
@@ -194,8 +205,11 @@ async fn request_span(request: Request, next: Next) -> Response {
     span.in_scope(|| {
         if is_deliberate_refusal(status) {
             // Shedding and deadlines answer many requests in a spike by design: each is
-            // counted in /metrics, and logged at info like any other request.
-            tracing::info!("request refused");
+            // counted in /metrics and logged at debug, and at info they are summed up once
+            // a second. One info line per refusal was a quarter of a refusal's CPU under
+            // a flood (formatting and writing 110 MB of log in 20 s).
+            tracing::debug!("request refused");
+            REFUSALS.count();
         } else if status.is_server_error() {
             tracing::warn!("request failed");
         } else {
@@ -207,6 +221,48 @@ async fn request_span(request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// Refusals since the last summary line, and when that was.
+struct RefusalSummary {
+    refused: AtomicU64,
+    /// Milliseconds since [`RefusalSummary::epoch`] of the last summary.
+    last_ms: AtomicU64,
+    epoch: OnceLock<Instant>,
+}
+
+/// How often refusals are summed up in the log.
+const REFUSAL_SUMMARY_EVERY: Duration = Duration::from_secs(1);
+
+static REFUSALS: RefusalSummary = RefusalSummary {
+    refused: AtomicU64::new(0),
+    last_ms: AtomicU64::new(0),
+    epoch: OnceLock::new(),
+};
+
+impl RefusalSummary {
+    /// Counts one refusal; the first refusal after [`REFUSAL_SUMMARY_EVERY`] logs how many
+    /// there were since the last line (itself included).
+    fn count(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let every = REFUSAL_SUMMARY_EVERY.as_millis() as u64;
+        if now_ms.saturating_sub(last) >= every
+            && self
+                .last_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let refused = self.refused.swap(0, Ordering::Relaxed);
+            tracing::info!(
+                refused,
+                "requests refused (503 at capacity, 504 deadline) since the last such line; \
+                 each is in /metrics, and in the log at debug"
+            );
+        }
+    }
 }
 
 /// 503 (shed) and 504 (deadline) are the protections working, not the server failing.

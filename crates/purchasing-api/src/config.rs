@@ -136,7 +136,7 @@ pub struct Config {
     // the server is the faithful system). Each is explained where it is built: admission
     // in `admission`, deadlines in `deadline`, sizing in `limits`.
     /// Turn on the recommended protections: `--max-in-flight adaptive`, a queue as long as
-    /// the limit with a 250 ms wait, `--max-concurrent-fills auto`, `--idle-priority-work`,
+    /// the limit with a 250 ms wait, `--max-concurrent-fills auto`, `--prioritize-work`,
     /// `--max-request-ms 10000`, `--idempotency` and `--durable`. Any of them given
     /// explicitly still wins (e.g. `--protect --durable=false`).
     // One switch, because the protections only work as a set: shedding without deadlines
@@ -223,22 +223,24 @@ pub struct Config {
     )]
     pub durable: Option<bool>,
 
-    /// Run the orders' work (allocation, sleep, write) at idle CPU priority, so the
-    /// server's control path — admission, 503s, /health, /metrics — always gets the CPU
-    /// first. Off by default; on with --protect.
-    // In a 1-CPU cgroup the one async worker that answers a 503 otherwise competes
-    // fairly with every order faulting in 150 MB, and a refusal takes as long as a
-    // scheduling round of all of them (measured: p99 ≈ 300 ms with 7 orders in flight).
+    /// Give admitted orders the CPU first: the server's control path — accepting, 503s,
+    /// /health, /metrics — runs at a lower priority (nice 5) than the orders' work, so a
+    /// flood of refused requests cannot starve the orders that were let in. Off by
+    /// default; on with --protect. (`--idle-priority-work` is an old name for it.)
+    // Clients that resend the moment they are refused make as many requests as the
+    // server has CPU to refuse; at equal priority that is most of the CPU (see
+    // `crate::priority` for the measurements).
     #[arg(
         long,
-        env = "PURCHASING_IDLE_PRIORITY_WORK",
+        alias = "idle-priority-work",
+        env = "PURCHASING_PRIORITIZE_WORK",
         value_name = "BOOL",
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "true",
         value_parser = BoolishValueParser::new()
     )]
-    pub idle_priority_work: Option<bool>,
+    pub prioritize_work: Option<bool>,
 }
 
 /// `--max-in-flight` (and `--max-concurrent-fills`): a number, `auto` or `off` — and, for
@@ -319,8 +321,8 @@ pub struct ProtectionSettings {
     pub admission: Option<AdmissionSettings>,
     /// `--max-concurrent-fills`, resolved against `--protect` (`Off` when neither).
     pub fills: MaxInFlight,
-    /// Orders' work at idle CPU priority (`--idle-priority-work`).
-    pub idle_priority_work: bool,
+    /// Orders' work ahead of the control path (`--prioritize-work`).
+    pub prioritize_work: bool,
     /// The server-side maximum time of a request; `Some` turns deadlines on.
     pub max_request: Option<Duration>,
     pub store: StoreOptions,
@@ -431,7 +433,7 @@ impl Config {
         Ok(ProtectionSettings {
             admission,
             fills,
-            idle_priority_work: self.idle_priority_work.unwrap_or(protect),
+            prioritize_work: self.prioritize_work.unwrap_or(protect),
             max_request,
             store: StoreOptions {
                 durable: self.durable.unwrap_or(protect),
@@ -469,18 +471,18 @@ mod tests {
     fn protect_gates_the_fills_and_idles_the_work_unless_told_otherwise() {
         let p = protections(&["--protect"]).unwrap();
         assert_eq!(p.fills, MaxInFlight::Auto);
-        assert!(p.idle_priority_work);
+        assert!(p.prioritize_work);
         let p = protections(&[
             "--protect",
             "--max-in-flight",
             "auto",
             "--max-concurrent-fills",
             "off",
-            "--idle-priority-work=false",
+            "--prioritize-work=false",
         ])
         .unwrap();
         assert_eq!(p.fills, MaxInFlight::Off);
-        assert!(!p.idle_priority_work);
+        assert!(!p.prioritize_work);
         let p = protections(&["--max-concurrent-fills", "2"]).unwrap();
         assert_eq!(p.fills, MaxInFlight::Fixed(2));
         assert!(

@@ -12,7 +12,8 @@
 //! * [`server`] — binding, accepting connections with read timeouts and a connection cap,
 //!   bounded graceful shutdown; [`connection`] — `Connection: close` when a response
 //!   ends the connection; [`telemetry`] — logging;
-//! * [`metrics`] — `GET /metrics` in the Prometheus text format.
+//! * [`metrics`] — `GET /metrics` in the Prometheus text format;
+//! * [`work_pool`] — the threads that do the orders' work (allocate, sleep, write).
 //!
 //! Opt-in protections beyond the original (all off by default; `--protect` turns on the
 //! recommended set), each a module composed in [`app`]:
@@ -36,6 +37,7 @@ pub mod problem;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
+pub mod work_pool;
 
 pub use app::{AppState, Protections, app};
 pub use config::Config;

@@ -40,18 +40,25 @@ use crate::app::{AppState, Protections, app};
 use crate::config::{Config, InFlightLimit, MaxInFlight, ProtectionSettings};
 use crate::limits::{self, Environment, MAX_AUTO_IN_FLIGHT, SizingInputs};
 
-/// Runs the server described by `config` until SIGINT or SIGTERM. Builds its own tokio
-/// runtime so the blocking-pool size can be set from the configuration.
+/// Runs the server described by `config` until SIGINT or SIGTERM, on a tokio runtime of
+/// its own: with `--prioritize-work` its threads run at a lower CPU priority than the
+/// orders' work (see [`crate::priority`]); the calling thread keeps its priority until
+/// the order threads' spawner exists.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    let prioritize = config
+        .protections()
+        .is_ok_and(|settings| settings.prioritize_work);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(config.max_blocking_threads)
         .thread_name("purchasing-api")
+        .on_thread_start(move || {
+            if prioritize {
+                crate::priority::lower_current_thread();
+            }
+        })
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(config, shutdown_signal()))?;
-    // Dropping the runtime waits for every blocking task still running, including orders
-    // whose clients already gave up: they too reach the file before the process exits.
     drop(runtime);
     tracing::info!("stopped");
     Ok(())
@@ -94,6 +101,13 @@ pub async fn serve(
         PurchaseOrderStore::open_with(&config.orders_file, config.workload(), store_options)
             .map_err(|error| anyhow::anyhow!("{error}{}", start_up_hint(&error)))?;
     report_store_recovery(&store);
+    // Under admission control the connections get a memory budget too (see
+    // `connection_cap`); the faithful server, as the original, has none.
+    let connection_memory = settings.admission.is_some().then(|| {
+        environment
+            .as_ref()
+            .map_or_else(|| Environment::discover().memory.value, |e| e.memory.value)
+    });
     let protections = resolve(&config, &settings, environment).await?;
     let listener = bind(config.bind).await?;
     let addr = listener
@@ -122,13 +136,26 @@ pub async fn serve(
         .context("cannot write to stdout")?;
     drop(stdout);
 
+    // Created here, on the thread that called `run`, before it lowers its priority: the
+    // order threads keep this priority (see `crate::work_pool`).
     let state = AppState::with_protections(Arc::new(store), &protections);
+    let work = state.work.clone();
     let limits = ConnectionLimits {
         header_timeout: config.header_timeout(),
-        max_connections: connection_cap(config.max_connections),
+        max_connections: connection_cap(config.max_connections, connection_memory),
         shutdown_timeout: config.shutdown_timeout(),
     };
+    if protections.prioritize_work {
+        // This thread accepts connections: control path.
+        crate::priority::lower_current_thread();
+    }
     accept_loop(listener, app(state), limits, shutdown).await;
+    // Every order that started — acknowledged, or about to be, or abandoned by its client
+    // — reaches the file before the process exits.
+    let waiting = tokio::task::spawn_blocking(move || work.wait_idle());
+    if waiting.await.is_err() {
+        tracing::error!("could not wait for the orders in progress");
+    }
     Ok(())
 }
 
@@ -148,22 +175,36 @@ struct ConnectionLimits {
     shutdown_timeout: Duration,
 }
 
+/// The share of the memory limit open connections may take under admission control:
+/// half of what the orders leave (1 − [`limits::MEMORY_SHARE`]), so that a flood of
+/// connections cannot push a node whose orders fill their share into the OOM killer.
+const CONNECTION_MEMORY_SHARE: f64 = (1.0 - limits::MEMORY_SHARE) / 2.0;
+
+/// What one open connection may cost, for the cap above: the connection's task, hyper's
+/// buffers and the kernel's socket buffers charged to the process's cgroup, with room.
+const BYTES_PER_CONNECTION: u64 = 64 << 10;
+
 /// The connection cap in force: `wanted`, lowered to what the open-files limit allows
 /// after raising its soft value to the hard one (a common default soft limit is 1024,
-/// far below what the kernel lets a process have).
-fn connection_cap(wanted: usize) -> usize {
+/// far below what the kernel lets a process have), and, given a memory limit, to what
+/// fits in [`CONNECTION_MEMORY_SHARE`] of it.
+fn connection_cap(wanted: usize, memory_limit: Option<u64>) -> usize {
     let files = raise_open_files_limit();
-    let allowed = files.map_or(wanted, |files| {
+    let by_files = files.map_or(usize::MAX, |files| {
         usize::try_from(files.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(usize::MAX)
     });
-    let cap = wanted.min(allowed);
+    let by_memory = memory_limit.map_or(usize::MAX, |bytes| {
+        ((bytes as f64 * CONNECTION_MEMORY_SHARE) / BYTES_PER_CONNECTION as f64).max(16.0) as usize
+    });
+    let cap = wanted.min(by_files).min(by_memory);
     if cap < wanted {
-        tracing::warn!(
+        tracing::info!(
             max_connections = cap,
             requested = wanted,
             open_files_limit = files,
-            "the open-files limit allows fewer connections than --max-connections; raise it \
-             (ulimit -n) to serve more at once"
+            memory_limit_bytes = memory_limit,
+            "fewer connections than --max-connections at once: the open-files limit or the \
+             memory limit allows no more (further clients wait in the accept queue)"
         );
     }
     cap
@@ -362,7 +403,8 @@ async fn resolve(
     let mut protections = Protections {
         max_request: settings.max_request,
         idempotency: settings.store.idempotency,
-        idle_priority_work: settings.idle_priority_work,
+        prioritize_work: settings.prioritize_work,
+        work_threads: Some(config.max_blocking_threads),
         body_timeouts: config.body_timeouts(),
         ..Protections::default()
     };

@@ -49,36 +49,34 @@ pub async fn create(
     let deadline = deadline.map(|Deadline(instant)| instant);
 
     // The store blocks its thread for the whole order (allocation + sleep + write), as
-    // the original blocked an IIS worker thread. tokio's blocking pool is that thread
-    // pool; its size is `--max-blocking-threads`. If the client goes away, this task is
+    // the original blocked an IIS worker thread. The work pool is that thread pool; its
+    // size is `--max-blocking-threads`. If the client goes away, this task is
     // not cancelled: like the original, the order is still written (a "ghost" to a
     // client that gave up) — unless a deadline stops it first.
     let store = state.store.clone();
     let metrics = state.metrics.clone();
     let task_code = code.clone();
-    let idle_priority = state.idle_priority_work;
     // An adaptive limit learns from each order's wait for the CPU.
     let observer = state.admission.clone().filter(|a| a.is_adaptive());
-    let outcome = tokio::task::spawn_blocking(move || {
-        if idle_priority {
-            crate::priority::make_current_thread_idle();
-        }
-        // Held until the closure ends, i.e. until the order's memory is freed: only then
-        // may admission control let another order in.
-        let _permit = permit;
-        let _in_flight = metrics.order_started();
-        let options = SubmitOptions {
-            deadline,
-            key: key.as_ref(),
-        };
-        match &observer {
-            Some(admission) => {
-                store.submit_observed(&task_code, options, |fill| admission.observe_fill(fill))
+    let outcome = state
+        .work
+        .run(move || {
+            // Held until the closure ends, i.e. until the order's memory is freed: only
+            // then may admission control let another order in.
+            let _permit = permit;
+            let _in_flight = metrics.order_started();
+            let options = SubmitOptions {
+                deadline,
+                key: key.as_ref(),
+            };
+            match &observer {
+                Some(admission) => {
+                    store.submit_observed(&task_code, options, |fill| admission.observe_fill(fill))
+                }
+                None => store.submit(&task_code, options),
             }
-            None => store.submit(&task_code, options),
-        }
-    })
-    .await;
+        })
+        .await;
 
     match outcome {
         Ok(Ok(Submitted::Written)) => {
@@ -95,8 +93,8 @@ pub async fn create(
             Ok(response)
         }
         Ok(Err(error)) => Err(store_error(&state, &code, error)),
-        Err(join_error) => {
-            tracing::error!(item_code = %code, error = %join_error, "store task failed");
+        Err(lost) => {
+            tracing::error!(item_code = %code, error = %lost, "store task failed");
             Err(Problem::internal(
                 "the purchase order could not be stored because the worker failed; it was \
                  not recorded and can be retried",
