@@ -299,18 +299,33 @@ impl Cores {
     /// The last ⌈cpus⌉ of the cores this process may run on; `None` when that would be
     /// all of them (pinning adds nothing then) or the affinity cannot be read.
     fn for_cpus(cpus: f64) -> Option<Cores> {
+        let allowed = Cores::allowed()?;
+        pick_cores(&allowed, cpus).map(Cores::of)
+    }
+
+    /// The cores this process could run on when it first asked — before the lab moved
+    /// itself off a child's cores, so a second confined run (a comparison) picks the same
+    /// cores as the first.
+    fn allowed() -> Option<Vec<usize>> {
+        static FIRST: std::sync::OnceLock<Option<Vec<usize>>> = std::sync::OnceLock::new();
+        FIRST.get_or_init(Self::allowed_now).clone()
+    }
+
+    /// The cores the calling thread may run on now.
+    fn allowed_now() -> Option<Vec<usize>> {
         // SAFETY: cpu_set_t is plain data for which all-zero is the empty set;
         // sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into it.
-        let allowed = unsafe {
+        unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
                 return None;
             }
-            (0..libc::CPU_SETSIZE as usize)
-                .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-                .collect::<Vec<_>>()
-        };
-        pick_cores(&allowed, cpus).map(Cores::of)
+            Some(
+                (0..libc::CPU_SETSIZE as usize)
+                    .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                    .collect(),
+            )
+        }
     }
 
     /// These cores (each below `CPU_SETSIZE`, as `sched_getaffinity` reports them).
@@ -559,6 +574,40 @@ impl Cgroup {
                 Ok(())
             });
         }
+    }
+
+    /// Moves every thread of this process (the lab: its load generator, its samplers) off
+    /// the cores the confined child is pinned to, so the generator never takes the
+    /// emulated VM's CPU — measured: an unpinned generator took up to 35 % of the server's
+    /// core under a flood. Threads started later inherit it. Returns the cores this
+    /// process keeps, `None` when the child is not pinned or no other core is left (then
+    /// nothing changes).
+    pub fn keep_this_process_off_the_childs_cores(&self) -> Option<String> {
+        let child = self.cores.as_ref()?;
+        let ours = Cores::allowed()?
+            .into_iter()
+            .filter(|cpu| !child.list.contains(cpu))
+            .collect::<Vec<_>>();
+        if ours.is_empty() {
+            return None;
+        }
+        let ours = Cores::of(&ours);
+        let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+        for task in tasks.flatten() {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: sched_setaffinity reads size_of::<cpu_set_t>() bytes from a valid
+            // set; a thread that has exited meanwhile only makes it fail.
+            unsafe {
+                libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &ours.set);
+            }
+        }
+        Some(ours.to_string())
     }
 
     /// e.g. "cgroup v1, pinned to core 1": what the confinement consists of.

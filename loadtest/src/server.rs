@@ -445,9 +445,13 @@ fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
     } else {
         Some(Arc::new(Cgroup::create(&spec.limits)?))
     };
-    let confinement = cgroup
-        .as_ref()
-        .map_or_else(|| "none".to_string(), |c| c.describe());
+    let confinement = cgroup.as_ref().map_or_else(
+        || "none".to_string(),
+        |c| match c.keep_this_process_off_the_childs_cores() {
+            Some(ours) => format!("{}; the lab runs on {ours}", c.describe()),
+            None => c.describe(),
+        },
+    );
     let memory_limit = cgroup.as_ref().and_then(|c| c.memory_limit_bytes());
     let cpu_limit = cgroup.as_ref().and_then(|c| c.cpu_limit());
     let cgroup_paths = cgroup

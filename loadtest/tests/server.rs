@@ -489,3 +489,44 @@ fn skipped(message: String) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_server_has_its_core_to_itself() {
+    if !cgroups_available("a_pinned_server_has_its_core_to_itself") {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        cpus: Some(1.0),
+        memory_bytes: None,
+    };
+    let server = ServerHandle::start(spec(dir.path(), &[], limits, false))
+        .await
+        .expect("start the API confined");
+    let confinement = server.confinement();
+    if cores < 2 {
+        assert!(!confinement.contains("pinned"), "{confinement}");
+        return;
+    }
+    // The server on the last core, the lab (its generator included) on the others.
+    let allowed = |status: &str| -> String {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .unwrap_or_else(|| panic!("no Cpus_allowed_list in {status}"));
+        line.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let pid = server.pid().expect("server running");
+    let theirs = allowed(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap());
+    let ours = allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    assert!(
+        confinement.contains(&format!("pinned to core {theirs}"))
+            && confinement.contains("the lab runs on"),
+        "{confinement}"
+    );
+    assert!(
+        !ours.split([',', '-']).any(|c| c == theirs),
+        "the lab ({ours}) stays off the server's core ({theirs})"
+    );
+}
