@@ -277,9 +277,14 @@ impl Admission {
         // is not expected to free within the time it may wait, waiting would just turn a
         // fast 503 into a slow one.
         let limit = self.wait_limit();
-        let expected = self
-            .book
-            .expected_wait(position, self.current_limit(), Instant::now());
+        // After an adaptive limit was lowered, the next slots to free are not handed out
+        // again (their permits are forgotten): a waiter is that much further back.
+        let behind = self.to_forget.load(Ordering::Relaxed) as u64;
+        let expected = self.book.expected_wait(
+            position + behind,
+            self.current_limit(),
+            Instant::now(),
+        );
         let margin = self.book.hold_deviation().mul_f64(DEVIATIONS);
         if expected + margin > limit {
             return Err(Refusal::Shed(format!(
