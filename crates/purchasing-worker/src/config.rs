@@ -1,0 +1,371 @@
+//! Configuration: command-line flags, each also settable by an environment variable.
+//! Defaults are the original's queue handler (`--delivery faithful`: auto-ack, one message
+//! at a time, no prefetch limit) with the faithful workload.
+//!
+//! The store flags (`--orders-file`, `--alloc-chars`, `--delay-ms`, `--release-early`,
+//! `--durable`, `--max-concurrent-fills`) mean exactly what they mean for
+//! `purchasing-api` and read the same environment variables, so one environment
+//! configures both sides of a comparison alike. The worker's own knobs read
+//! `PURCHASING_WORKER_*` where a shared name would be ambiguous (its HTTP address), and
+//! `PURCHASING_AMQP_URL` / `PURCHASING_DELIVERY` where both ends of the queue must agree.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{Parser, ValueEnum};
+use purchasing_persistence::{
+    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, StoreOptions, Workload,
+};
+use wire_contract::amqp::Delivery;
+
+/// The broker a developer runs locally with its default user: the original pointed both
+/// sides at one broker the same way (a fixed address, the default credentials).
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Loopback and port 0: the probe endpoints must not be reachable from elsewhere by
+/// accident, and two workers on one machine (competing consumers) must both start. The
+/// real address is printed on stdout.
+pub const DEFAULT_HTTP_BIND: &str = "127.0.0.1:0";
+
+/// Largest prefetch accepted. Every prefetched message is worked on at once, each on a
+/// thread of the blocking pool: past a thousand orders in flight a limit protects
+/// nothing (the capacity crate's cap on an automatic limit, for the same reason).
+pub const MAX_PREFETCH: u16 = capacity::MAX_AUTO_IN_FLIGHT as u16;
+
+const DEFAULT_DELAY_MS: u64 = DEFAULT_DELAY.as_millis() as u64;
+
+/// The purchasing queue handler: consumes stock-replenishment messages from RabbitMQ and
+/// writes one purchase order per message through the same store as the HTTP API.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "purchasing-worker", version, about, long_about = None)]
+pub struct Config {
+    /// The broker, as an AMQP URI (amqp://USER:PASSWORD@HOST:PORT/VHOST, the default
+    /// virtual host spelled %2f). If the broker is down the worker keeps trying.
+    // hide_env_values: --help would otherwise print the password from the environment.
+    #[arg(long, env = "PURCHASING_AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true,
+          value_parser = parse_amqp_url, value_name = "URL")]
+    pub amqp_url: String,
+
+    /// How messages travel: `faithful` (the original: a transient queue, auto-ack, one
+    /// message at a time, no prefetch limit; a crash loses what was pushed) or `reliable`
+    /// (a durable queue with a dead-letter queue, manual ack after the order is written,
+    /// a prefetch, deduplication by message id). The publisher must use the same mode.
+    #[arg(long, env = "PURCHASING_DELIVERY", default_value = "faithful",
+          value_parser = Delivery::from_str, value_name = "faithful|reliable")]
+    pub delivery: Delivery,
+
+    /// Reliable mode: most unacknowledged messages the broker hands this worker, all
+    /// worked on at once (`auto`: as many orders as fit in the memory limit) [default:
+    /// auto]. Faithful mode has no prefetch limit, as the original.
+    #[arg(long, env = "PURCHASING_PREFETCH", value_name = "auto|N")]
+    pub prefetch: Option<PrefetchSetting>,
+
+    /// Address of the small HTTP server for /health and /metrics. Port 0 picks a free
+    /// port; the chosen address is printed on stdout.
+    #[arg(long, env = "PURCHASING_WORKER_HTTP_BIND", default_value = DEFAULT_HTTP_BIND, value_name = "ADDR")]
+    pub http_bind: SocketAddr,
+
+    /// File the purchase orders are appended to, one line each. Created if missing; its
+    /// directory must exist. Several workers (and APIs) may share it.
+    #[arg(long, env = "PURCHASING_ORDERS_FILE", default_value = DEFAULT_ORDERS_FILE, value_name = "PATH")]
+    pub orders_file: PathBuf,
+
+    /// Characters of the string each order allocates, fills and holds (1 byte each).
+    /// The faithful 150,000,000 is 150 MB per order in progress; tests use 1000.
+    #[arg(long, env = "PURCHASING_ALLOC_CHARS", default_value_t = DEFAULT_ALLOC_CHARS, value_name = "N")]
+    pub alloc_chars: usize,
+
+    /// Milliseconds each order blocks its thread (the original's Thread.Sleep).
+    #[arg(long, env = "PURCHASING_DELAY_MS", default_value_t = DEFAULT_DELAY_MS, value_name = "MS")]
+    pub delay_ms: u64,
+
+    /// Free each order's string right after filling it instead of holding it through the
+    /// sleep (mimics a garbage collector reclaiming it early; the default holds it).
+    #[arg(long, env = "PURCHASING_RELEASE_EARLY")]
+    pub release_early: bool,
+
+    /// Sync the orders file (and in reliable mode the idempotency journal) before an
+    /// order counts as done — in reliable mode, before the message is acknowledged.
+    /// Without it an acknowledged order is in the page cache: it survives a crash of the
+    /// worker, not a power loss.
+    #[arg(
+        long,
+        env = "PURCHASING_DURABLE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub durable: Option<bool>,
+
+    /// At most N orders fill their string at the same time (`auto`: one per CPU; `off`:
+    /// no limit); the others wait their turn, their sleeps still overlapping.
+    // Only meaningful with a prefetch above the CPUs: k fills at once under a CPU quota
+    // each take k times as long (see the store's `max_concurrent_fills`).
+    #[arg(
+        long,
+        env = "PURCHASING_MAX_CONCURRENT_FILLS",
+        default_value = "off",
+        value_name = "N|auto|off"
+    )]
+    pub max_concurrent_fills: FillsSetting,
+
+    /// Fault injection (reliable mode): wait MS after an order is written before
+    /// acknowledging its message. Widens the window in which a crash leaves an order
+    /// written but unacknowledged, to show that its redelivery is replayed, not written
+    /// twice. 0 acknowledges at once.
+    #[arg(
+        long,
+        env = "PURCHASING_WORKER_ACK_DELAY_MS",
+        default_value_t = 0,
+        value_name = "MS"
+    )]
+    pub ack_delay_ms: u64,
+
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such
+    /// as `purchasing_worker=debug,info`.
+    #[arg(
+        long,
+        env = "PURCHASING_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+
+    /// Log line format on stderr.
+    #[arg(long, env = "PURCHASING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--prefetch`: `auto` or a number of messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefetchSetting {
+    Auto,
+    Fixed(u16),
+}
+
+impl FromStr for PrefetchSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            n => match n.parse::<u16>() {
+                Ok(n) if (1..=MAX_PREFETCH).contains(&n) => Ok(Self::Fixed(n)),
+                _ => Err(format!(
+                    "{s:?} is not a prefetch: use `auto` or a number of messages from 1 to \
+                     {MAX_PREFETCH}"
+                )),
+            },
+        }
+    }
+}
+
+/// `--max-concurrent-fills`: a number, `auto` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillsSetting {
+    Off,
+    Auto,
+    Fixed(usize),
+}
+
+impl FromStr for FillsSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            n => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Self::Fixed(n)),
+                _ => Err(format!(
+                    "{s:?} is not a limit: use a number of orders (1 or more), `auto` or `off`"
+                )),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// What the flags ask for, checked for combinations that would silently do nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// `--delivery`: which queues, which acknowledgements.
+    pub delivery: Delivery,
+    /// `Some` in reliable mode only (`auto` when not given).
+    pub prefetch: Option<PrefetchSetting>,
+    /// The store's protections: idempotency on in reliable mode (the message id is the
+    /// key), durable as asked; the fill gate is resolved at start-up.
+    pub store: StoreOptions,
+    /// `--max-concurrent-fills`, resolved at start-up (`auto` needs the CPU count).
+    pub fills: FillsSetting,
+    /// `--ack-delay-ms` (zero unless fault injection was asked for).
+    pub ack_delay: Duration,
+}
+
+impl Config {
+    pub fn workload(&self) -> Workload {
+        Workload {
+            alloc_chars: self.alloc_chars,
+            delay: Duration::from_millis(self.delay_ms),
+            release_early: self.release_early,
+        }
+    }
+
+    /// Resolves the flags. Fails, with a message for the person at the terminal, on
+    /// combinations that would silently do nothing.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let reliable = self.delivery == Delivery::Reliable;
+        if !reliable && self.prefetch.is_some() {
+            return Err(
+                "--prefetch needs --delivery reliable: the faithful handler has no prefetch \
+                 limit, as the original (the broker pushes as fast as it can)"
+                    .into(),
+            );
+        }
+        if !reliable && self.ack_delay_ms > 0 {
+            return Err(
+                "--ack-delay-ms needs --delivery reliable: the faithful handler acknowledges \
+                 nothing (auto-ack)"
+                    .into(),
+            );
+        }
+        Ok(Settings {
+            delivery: self.delivery,
+            prefetch: reliable.then(|| self.prefetch.unwrap_or(PrefetchSetting::Auto)),
+            store: StoreOptions {
+                durable: self.durable.unwrap_or(false),
+                idempotency: reliable,
+                max_concurrent_fills: None,
+            },
+            fills: self.max_concurrent_fills,
+            ack_delay: Duration::from_millis(self.ack_delay_ms),
+        })
+    }
+}
+
+/// Checks an AMQP URI up front, so a typo is a start-up error rather than an endless
+/// stream of failed reconnects.
+fn parse_amqp_url(url: &str) -> Result<String, String> {
+    let uri = url.parse::<lapin::uri::AMQPUri>().map_err(|e| {
+        format!("{e}; expected amqp://USER:PASSWORD@HOST:PORT/VHOST, e.g. {DEFAULT_AMQP_URL}")
+    })?;
+    if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
+        // The workspace builds lapin without TLS (see the root Cargo.toml).
+        return Err(
+            "amqps:// needs TLS, which this build leaves out; use amqp:// (the lab's broker \
+             is on loopback or the LAN)"
+                .into(),
+        );
+    }
+    Ok(url.to_string())
+}
+
+/// The URL without its password, for logs and /health.
+pub fn redacted_url(url: &str) -> String {
+    match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(uri) => format!(
+            "{}://{}@{}:{}/{}",
+            uri.scheme,
+            uri.authority.userinfo.username,
+            uri.authority.host,
+            uri.authority.port,
+            uri.vhost.replace('/', "%2f"),
+        ),
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["purchasing-worker"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_the_original_handler() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.amqp_url, DEFAULT_AMQP_URL);
+        assert_eq!(config.http_bind.to_string(), "127.0.0.1:0");
+        assert_eq!(config.workload(), Workload::default());
+        let settings = config.settings().unwrap();
+        assert_eq!(settings.delivery, Delivery::Faithful);
+        assert_eq!(settings.prefetch, None);
+        assert_eq!(settings.store, StoreOptions::default());
+        assert_eq!(settings.fills, FillsSetting::Off);
+        assert_eq!(settings.ack_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn reliable_keys_orders_and_sizes_its_prefetch() {
+        let settings = parse(&["--delivery", "reliable"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        assert_eq!(settings.prefetch, Some(PrefetchSetting::Auto));
+        assert!(settings.store.idempotency && !settings.store.durable);
+
+        let settings = parse(&["--delivery", "reliable", "--prefetch", "8", "--durable"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        assert_eq!(settings.prefetch, Some(PrefetchSetting::Fixed(8)));
+        assert!(settings.store.durable);
+    }
+
+    #[test]
+    fn options_that_would_do_nothing_are_refused() {
+        let err = parse(&["--prefetch", "4"]).unwrap().settings().unwrap_err();
+        assert!(err.contains("--delivery reliable"), "{err}");
+        let err = parse(&["--ack-delay-ms", "5"])
+            .unwrap()
+            .settings()
+            .unwrap_err();
+        assert!(err.contains("--delivery reliable"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        for (args, says) in [
+            (&["--prefetch", "0"][..], "from 1 to 1024"),
+            (&["--prefetch", "5000"], "from 1 to 1024"),
+            (&["--prefetch", "many"], "not a prefetch"),
+            (&["--delivery", "durable"], "faithful"),
+            (
+                &["--amqp-url", "http://x"],
+                "amqp://USER:PASSWORD@HOST:PORT/VHOST",
+            ),
+            (&["--amqp-url", "amqps://h/%2f"], "needs TLS"),
+            (&["--max-concurrent-fills", "0"], "not a limit"),
+            (&["--http-bind", "localhost"], "invalid socket address"),
+            (&["--durable=perhaps"], "invalid value"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_password_stays_out_of_logs() {
+        assert_eq!(
+            redacted_url("amqp://guest:secret@10.0.0.5:5673/%2f"),
+            "amqp://guest@10.0.0.5:5673/%2f"
+        );
+        assert_eq!(redacted_url("amqp://u:p@h/lab"), "amqp://u@h:5672/lab");
+    }
+}

@@ -1,0 +1,19 @@
+//! `purchasing-worker`: parse the configuration, set up logging, run the worker.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use purchasing_worker::{Config, telemetry, worker};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let result = telemetry::init(&config.log, config.log_format).and_then(|()| worker::run(config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: what failed, where, and (in the context) what to do.
+            eprintln!("purchasing-worker: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

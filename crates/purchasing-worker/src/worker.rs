@@ -1,0 +1,291 @@
+//! Starting, running and stopping: the lifecycle of the process.
+//!
+//! In order: open the store (a worker that cannot write orders exits at once, status 1,
+//! with one line — taking messages only to fail them would be worse); size the prefetch
+//! (`auto`, see [`crate::sizing`]); build the runtime with a blocking pool as large as
+//! the prefetch; listen for signals; bind the HTTP server and print `listening on
+//! http://ADDR`, the only line on stdout; then run sessions ([`crate::session`]) until a
+//! shutdown, reconnecting with [`Backoff`] whenever the broker is unreachable or the
+//! connection drops. A broker that is down at start-up is the same case: the worker
+//! says so in the log and keeps trying, with `/health` answering 503 `connecting`.
+//!
+//! A failure that sticks until a restart (the store's orders file or journal) stops
+//! consuming and leaves the worker up, `/health` answering 503 `failing` with the
+//! store's message, until SIGTERM: a supervisor or an operator restarts it (the restart
+//! repairs the file), and the messages stay in the queue for other workers meanwhile.
+//! The only broker answer that ends the process is a queue declared with the other
+//! mode's properties: no reconnect can change that.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use capacity::Environment;
+use purchasing_persistence::{PurchaseOrderStore, StoreError};
+use tokio::net::TcpListener;
+
+use crate::backoff::Backoff;
+use crate::config::{Config, FillsSetting, PrefetchSetting, Settings, redacted_url};
+use crate::metrics::{Counter, Metrics};
+use crate::session::{self, Ended, Fatal, Plan};
+use crate::shutdown::Shutdown;
+use crate::state::{Phase, Shared, Status};
+use crate::{http, sizing};
+
+/// Blocking threads beyond one per order in flight: room for the runtime's own blocking
+/// work (resolving the broker's host name on a reconnect) while every order slot is
+/// taken.
+const BLOCKING_SLACK: usize = 4;
+
+/// How long the HTTP server may take to finish its last requests at exit.
+const HTTP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs the worker described by `config` until SIGINT or SIGTERM.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let settings = config.settings().map_err(anyhow::Error::msg)?;
+    // The limits this process runs under, read once, only when an `auto` needs them.
+    let environment = (settings.prefetch == Some(PrefetchSetting::Auto)
+        || settings.fills == FillsSetting::Auto)
+        .then(Environment::discover);
+    let store = open_store(&config, &settings, environment.as_ref())?;
+    let prefetch = resolve_prefetch(&config, &settings, environment.as_ref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(usize::from(prefetch).max(1) + BLOCKING_SLACK)
+        .thread_name("purchasing-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config, settings, store, prefetch))?;
+    // Every order has finished by now (each session waits for its own); dropping the
+    // runtime would wait for any blocking task still running.
+    drop(runtime);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Opens the orders file (and in reliable mode its idempotency journal).
+fn open_store(
+    config: &Config,
+    settings: &Settings,
+    environment: Option<&Environment>,
+) -> anyhow::Result<PurchaseOrderStore> {
+    let mut options = settings.store;
+    options.max_concurrent_fills = match settings.fills {
+        FillsSetting::Off => None,
+        FillsSetting::Fixed(n) => Some(n),
+        FillsSetting::Auto => {
+            let cpus = &environment.expect("discovered for an auto setting").cpus;
+            let n = (cpus.value.ceil() as usize).max(1);
+            tracing::info!(max_concurrent_fills = n, cpus = cpus.value, cpus_source = %cpus.source,
+                "sized the fill gate: one order filling per CPU");
+            Some(n)
+        }
+    };
+    let store = PurchaseOrderStore::open_with(&config.orders_file, config.workload(), options)
+        .map_err(|error| anyhow::anyhow!("{error}{}", start_up_hint(&error)))?;
+    report_store_recovery(&store);
+    Ok(store)
+}
+
+/// The prefetch in force: 0 (no limit) in faithful mode, else `--prefetch`, with `auto`
+/// sized from the memory limit. Fails when not one order fits.
+fn resolve_prefetch(
+    config: &Config,
+    settings: &Settings,
+    environment: Option<&Environment>,
+) -> anyhow::Result<u16> {
+    match settings.prefetch {
+        None => Ok(0),
+        Some(PrefetchSetting::Fixed(n)) => Ok(n),
+        Some(PrefetchSetting::Auto) => {
+            let environment = environment.expect("discovered for --prefetch auto");
+            // Measured before any order: what the worker needs anyway.
+            let baseline_rss = capacity::resident_memory_bytes().unwrap_or(0);
+            let (prefetch, sizing) =
+                sizing::auto_prefetch(environment, baseline_rss, config.workload())
+                    .map_err(anyhow::Error::msg)?;
+            tracing::info!(
+                prefetch,
+                n_mem = sizing.n_mem,
+                cap = sizing.inputs.cap,
+                memory_limit_bytes = environment.memory.value,
+                memory_limit_source = %environment.memory.source,
+                baseline_rss_bytes = baseline_rss,
+                memory_share = capacity::MEMORY_SHARE,
+                alloc_chars = config.alloc_chars,
+                "sized the prefetch: orders that fit in memory, \
+                 floor((memory_share * memory_limit - baseline_rss) / alloc_chars), at most cap \
+                 (no CPU bound: a queue refuses nothing, so it needs no CPU headroom)"
+            );
+            Ok(prefetch)
+        }
+    }
+}
+
+/// Listens for signals, serves /health and /metrics, prints the address, consumes.
+async fn serve(
+    config: Config,
+    settings: Settings,
+    store: PurchaseOrderStore,
+    prefetch: u16,
+) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::listen().context("cannot listen for SIGINT and SIGTERM")?;
+    let broker = redacted_url(&config.amqp_url);
+    let shared = Shared {
+        store: Arc::new(store),
+        metrics: Arc::new(Metrics::new(config.alloc_chars, prefetch)),
+        status: Arc::new(Status::default()),
+        delivery: settings.delivery,
+        broker: broker.as_str().into(),
+    };
+    let listener = bind(config.http_bind).await?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    tracing::info!(
+        %addr,
+        broker = %broker,
+        queue = wire_contract::amqp::QUEUE,
+        delivery = %settings.delivery,
+        prefetch,
+        orders_file = %config.orders_file.display(),
+        alloc_chars = config.alloc_chars,
+        delay_ms = config.delay_ms,
+        release_early = config.release_early,
+        durable = settings.store.durable,
+        idempotency = settings.store.idempotency,
+        ack_delay_ms = config.ack_delay_ms,
+        "purchasing worker ready"
+    );
+    // The one line on stdout: tools and tests read the real port from it.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{addr}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
+    drop(stdout);
+
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(
+        axum::serve(listener, http::router(shared.clone()))
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .into_future(),
+    );
+    let plan = Plan {
+        url: config.amqp_url.clone(),
+        delivery: settings.delivery,
+        prefetch,
+        ack_delay: settings.ack_delay,
+    };
+    let consumed = consume(&plan, &shared, &mut shutdown).await;
+    let _ = stop_http.send(());
+    if tokio::time::timeout(HTTP_SHUTDOWN_TIMEOUT, http)
+        .await
+        .is_err()
+    {
+        tracing::debug!("the HTTP server did not stop in time");
+    }
+    consumed
+}
+
+/// Runs sessions until a shutdown (see the module doc).
+async fn consume(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> anyhow::Result<()> {
+    let mut backoff = Backoff::default();
+    let mut ever_consumed = false;
+    loop {
+        let ended = session::run(plan, shared, shutdown)
+            .await
+            .map_err(|Fatal(why)| anyhow::anyhow!(why))?;
+        let (reason, consumed) = match ended {
+            Ended::Stopped => return Ok(()),
+            Ended::StoreFailed(reason) => {
+                tracing::error!(%reason,
+                    "stopped consuming until a restart: the messages stay in the queue for \
+                     other workers; restart this worker (the restart repairs the file)");
+                shutdown.requested().await;
+                return Ok(());
+            }
+            Ended::Lost { reason, consumed } => (reason, consumed),
+        };
+        if consumed {
+            ever_consumed = true;
+            backoff.reset();
+            shared.metrics.count(Counter::ConnectionsLost);
+        }
+        let pause = backoff.next_pause();
+        let phase = if ever_consumed {
+            Phase::Reconnecting
+        } else {
+            Phase::Connecting
+        };
+        shared.status.set(phase, Some(reason.clone()));
+        tracing::warn!(broker = %shared.broker, %reason, retry_in_ms = pause.as_millis() as u64,
+            "{}; retrying",
+            if consumed { "lost the broker connection" } else { "cannot reach the broker" });
+        tokio::select! {
+            () = shutdown.requested() => return Ok(()),
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "; choose another --http-bind (port 0 picks a free one)"
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "; that address is not on this machine, use 127.0.0.1 or 0.0.0.0"
+            }
+            std::io::ErrorKind::PermissionDenied => "; ports below 1024 need privileges",
+            _ => "",
+        };
+        anyhow::anyhow!("cannot listen on {addr} for /health and /metrics: {e}{hint}")
+    })
+}
+
+/// What to do about a store that cannot be opened, when its message does not already say
+/// it (as the API's start-up hint).
+fn start_up_hint(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Io { action, .. } if action.starts_with("open") || *action == "create" => {
+            "; check that the directory exists and is writable, or choose another --orders-file"
+        }
+        _ => "",
+    }
+}
+
+/// Logs what opening the store repaired or dropped, at WARN when it matters to an order.
+fn report_store_recovery(store: &PurchaseOrderStore) {
+    if let Some(tail) = store.repaired_tail() {
+        tracing::warn!(
+            orders_file = %tail.path.display(),
+            offset = tail.offset,
+            bytes_removed = tail.bytes_removed,
+            removed = %tail.removed_text_lossy.escape_debug(),
+            "removed a partial last line from the orders file (a write cut short by a crash \
+             or a full disk; such a line was never acknowledged)"
+        );
+    }
+    let (Some(recovery), Some(journal)) =
+        (store.journal_recovery(), store.idempotency_journal_path())
+    else {
+        return;
+    };
+    if recovery.orders_file_changed {
+        tracing::warn!(journal = %journal.display(), dropped_keys = recovery.incomplete,
+            "the orders file was truncated, rotated or edited since these message ids were \
+             recorded: a redelivery of one of them writes a new order");
+    }
+    tracing::info!(
+        journal = %journal.display(),
+        kept = recovery.kept,
+        incomplete = recovery.incomplete,
+        torn = recovery.torn,
+        expired = recovery.expired,
+        "idempotency journal recovered (message ids of written orders)"
+    );
+}
