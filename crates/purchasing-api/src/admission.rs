@@ -280,11 +280,9 @@ impl Admission {
         // After an adaptive limit was lowered, the next slots to free are not handed out
         // again (their permits are forgotten): a waiter is that much further back.
         let behind = self.to_forget.load(Ordering::Relaxed) as u64;
-        let expected = self.book.expected_wait(
-            position + behind,
-            self.current_limit(),
-            Instant::now(),
-        );
+        let expected =
+            self.book
+                .expected_wait(position + behind, self.current_limit(), Instant::now());
         let margin = self.book.hold_deviation().mul_f64(DEVIATIONS);
         if expected + margin > limit {
             return Err(Refusal::Shed(format!(
