@@ -369,20 +369,63 @@ impl Broker {
         })
     }
 
-    /// Stops RabbitMQ cleanly (if it runs) and starts it again on the same data directory
-    /// and the same ports, waiting until it is ready: durable queues and persistent
-    /// messages are still there. Also brings the broker back after [`Broker::kill`].
+    /// Stops RabbitMQ cleanly (if it runs) and starts it again on the same data directory,
+    /// node name and AMQP port (clients reconnect to the same URL), waiting until it is
+    /// ready: durable queues and persistent messages are still there. Also brings the
+    /// broker back after [`Broker::kill`].
+    ///
+    /// The Erlang distribution port is free while the broker is down, so another broker
+    /// starting at that moment (tests run in parallel) may pick and take it. Only the
+    /// node's peers use that port, and it is found through our own epmd, so a taken one
+    /// is simply replaced: checked before the start, and on an "address in use" failure
+    /// the start is tried again with a fresh one (at most [`PORT_ATTEMPTS`] times).
     pub fn restart(&mut self) -> Result<(), BrokerError> {
         if let Some(beam) = self.beam.take() {
             beam.terminate(STOP_GRACE);
         }
         self.beam_pid = None;
-        self.boot(&AtomicBool::new(false)).map_err(|failure| {
-            if let Some(beam) = self.beam.take() {
-                beam.terminate(Duration::ZERO);
+        let mut attempt = 1;
+        loop {
+            if !port_is_free(self.ports.dist) {
+                self.ports.dist = self.fresh_dist_port()?;
             }
-            failure.into()
-        })
+            match self.boot(&AtomicBool::new(false)) {
+                Ok(()) => return Ok(()),
+                Err(failure) => {
+                    if let Some(beam) = self.beam.take() {
+                        beam.terminate(Duration::ZERO);
+                    }
+                    match failure {
+                        Failure::PortTaken(message) if attempt < PORT_ATTEMPTS => {
+                            if self.progress {
+                                eprintln!(
+                                    "loadtest: {message}; trying again with another distribution port"
+                                );
+                            }
+                            self.ports.dist = self.fresh_dist_port()?;
+                            attempt += 1;
+                        }
+                        failure => return Err(failure.into()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A free loopback port for the Erlang distribution, other than the AMQP and epmd
+    /// ports (and than the one in use now, which someone took).
+    fn fresh_dist_port(&self) -> Result<u16, BrokerError> {
+        for _ in 0..10 {
+            let picked = Ports::pick()?;
+            for port in [picked.amqp, picked.dist, picked.epmd] {
+                if ![self.ports.amqp, self.ports.epmd, self.ports.dist].contains(&port) {
+                    return Ok(port);
+                }
+            }
+        }
+        Err(BrokerError::Setup(
+            "cannot find a free port on 127.0.0.1 for the broker's Erlang distribution; check the loopback interface".into(),
+        ))
     }
 
     /// Kills the broker with SIGKILL, as a crash or `kill -9` would (for fault tests),
@@ -742,6 +785,11 @@ impl Ports {
             epmd: port(&listeners[2])?,
         })
     }
+}
+
+/// Whether nothing listens on loopback `port` now (we can bind it).
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
 /// Whether output says an address was in use (the race between picking and binding).

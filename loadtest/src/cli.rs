@@ -12,9 +12,10 @@ use inventory::BaseUrl;
 
 use crate::confine::{Limits, parse_memory_size};
 use crate::lab::{LabOptions, SAMPLE_EVERY, Target, run_lab};
+use crate::messaging::{BrokerSource, MessagingOptions};
 use crate::profile::{RateProfile, Spike, StepProfile};
 use crate::runner::{ClientConfig, Load, Plan};
-use crate::server::ServerSpec;
+use crate::server::{ServerSpec, SutKind};
 use crate::threshold::{EXIT_THRESHOLD_FAILED, METRICS, Threshold};
 
 /// The original test's 1000 iterations.
@@ -131,6 +132,18 @@ pub enum ProfileKind {
     Rate,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Transport {
+    /// Call the purchasing API over HTTP (the RPC half; the original's first version).
+    #[default]
+    Http,
+    /// Publish to the queue the purchasing worker consumes (the messaging half).
+    Amqp,
+}
+
+/// Default of `--drain-timeout`, seconds.
+pub const DEFAULT_DRAIN_TIMEOUT_S: f64 = 120.0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Connection {
     /// A new TCP connection per request (the original's new HttpClient per call).
@@ -147,6 +160,16 @@ Examples:
   loadtest run --profile rate --rate 5 --duration 60 --spike-rate 50 --spike-start 20 \\
       --spike-seconds 10 --url http://VM:8080
   loadtest run ... --fail-on 'lost>0' --fail-on 'p99>2000'
+
+The messaging half (a private broker outside the VM, the worker inside it):
+  loadtest run --transport amqp --spawn-broker --spawn-server --delivery reliable \
+      --profile blog --cpus 1 --memory 2G --out blog-amqp
+  loadtest run --transport amqp --spawn-broker --spawn-server --profile rate --rate 20 \
+      --duration 5 --drain-timeout 30 --out quick-amqp -- --alloc-chars 1000 --delay-ms 5
+  loadtest run --transport amqp --spawn-broker --spawn-server --delivery reliable ... \
+      --kill-worker-every 2 --restart-broker-at 3      # faults: nothing confirmed is lost
+  loadtest run --transport amqp --amqp-url amqp://guest:guest@HOST:5672/%2f \
+      --orders-file /mnt/vm/PurchaseOrders.txt ...      # your broker and your worker
 
 Exit status: 0 the run completed (even if the server failed), 99 a --fail-on threshold
 failed, 1 the run could not be done, 2 bad usage.";
@@ -243,7 +266,58 @@ pub struct RunArgs {
     #[arg(long = "fail-on", value_name = "METRIC OP NUMBER", help_heading = "Report", long_help = fail_on_help())]
     pub fail_on: Vec<Threshold>,
 
-    /// Arguments for the spawned purchasing-api, e.g. -- --alloc-chars 1000 --delay-ms 5.
+    /// `http`: call the purchasing API; `amqp`: publish to the queue and let the
+    /// purchasing worker write the orders (needs --spawn-broker or --amqp-url; with
+    /// --spawn-server the lab spawns purchasing-worker instead of purchasing-api).
+    #[arg(long, value_enum, default_value_t = Transport::Http, help_heading = "Messaging (--transport amqp)")]
+    pub transport: Transport,
+    /// Start a private RabbitMQ for the run, outside the emulated VM (as the original's
+    /// broker ran on another machine), and stop it at the end — also on Ctrl-C.
+    #[arg(
+        long,
+        help_heading = "Messaging (--transport amqp)",
+        conflicts_with = "amqp_url"
+    )]
+    pub spawn_broker: bool,
+    /// A broker you run, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "Messaging (--transport amqp)"
+    )]
+    pub amqp_url: Option<String>,
+    /// Delivery mode of both sides: `faithful` (the original: transient, no confirms,
+    /// auto-ack) or `reliable` (durable, confirms, manual ack, dedup) [default: faithful].
+    #[arg(long, value_name = "faithful|reliable", value_parser = parse_delivery,
+          help_heading = "Messaging (--transport amqp)")]
+    pub delivery: Option<inventory::DeliveryMode>,
+    /// After the load, wait at most this many seconds for the queue to drain before the
+    /// worker is stopped; what is still queued then is reported as still queued.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Messaging (--transport amqp)"
+    )]
+    pub drain_timeout: Option<f64>,
+    /// Fault: SIGKILL the spawned worker every SECONDS during the load; it is restarted
+    /// as after any crash (implies --restart-on-crash).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Messaging (--transport amqp)"
+    )]
+    pub kill_worker_every: Option<f64>,
+    /// Fault: restart the spawned broker SECONDS after the load started, on the same
+    /// data directory and port (a faithful queue does not survive it; a reliable one does).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Messaging (--transport amqp)"
+    )]
+    pub restart_broker_at: Option<f64>,
+
+    /// Arguments for the spawned purchasing-api (or purchasing-worker with --transport
+    /// amqp), e.g. -- --alloc-chars 1000 --delay-ms 5.
     #[arg(last = true, value_name = "SERVER_ARGS")]
     pub server_args: Vec<String>,
 }
@@ -271,6 +345,10 @@ pub struct ConfineArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+fn parse_delivery(s: &str) -> Result<inventory::DeliveryMode, String> {
+    s.parse()
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
@@ -407,30 +485,39 @@ impl RunArgs {
         };
         let settle = seconds(self.settle, "--settle")?;
 
+        let messaging = self.messaging_options()?;
         let out_dir = self.out.unwrap_or_else(|| default_out(""));
+        let kind = if messaging.is_some() {
+            SutKind::Worker
+        } else {
+            SutKind::Api
+        };
 
         let (target, base_url) = if self.spawn_server {
             for arg in &self.server_args {
-                if ["--bind", "--orders-file"]
+                if kind
+                    .lab_owned_flags()
                     .iter()
                     .any(|f| arg == f || arg.starts_with(&format!("{f}=")))
                 {
                     return Err(format!(
-                        "{arg} is set by the lab for a spawned server; use loadtest's --orders-file to choose the file"
+                        "{arg} is set by the lab for a spawned server; use loadtest's --orders-file to choose the file (and --spawn-broker/--amqp-url, --delivery for the worker)"
                     ));
                 }
             }
             let spec = ServerSpec {
+                kind,
                 binary: match self.server_bin {
                     Some(path) => path,
-                    None => find_server_binary()?,
+                    None => find_server_binary(kind.binary_name())?,
                 },
                 orders_file: self
                     .orders_file
                     .unwrap_or_else(|| out_dir.join("PurchaseOrders.txt")),
+                lab_args: Vec::new(),
                 args: self.server_args,
                 limits: limits(self.cpus, self.memory.as_deref())?,
-                restart_on_crash: self.restart_on_crash,
+                restart_on_crash: self.restart_on_crash || self.kill_worker_every.is_some(),
                 sample_every: SAMPLE_EVERY,
                 log_file: Some(out_dir.join("server.log")),
             };
@@ -443,10 +530,18 @@ impl RunArgs {
             if !self.server_args.is_empty() {
                 return Err("server arguments after `--` need --spawn-server".into());
             }
-            let url = self.url.ok_or(
-                "say where the API is: --url URL for a running server, or --spawn-server to start one",
-            )?;
-            let base_url = BaseUrl::parse(&url).map_err(|e| format!("--url: {e}"))?;
+            let base_url = if messaging.is_some() {
+                if self.url.is_some() {
+                    return Err("--url is the API's address; with --transport amqp the broker is given by --amqp-url or --spawn-broker".into());
+                }
+                // Unused: publishes go to the broker, the worker is yours to run.
+                BaseUrl::parse("http://127.0.0.1:1").map_err(|e| e.to_string())?
+            } else {
+                let url = self.url.ok_or(
+                    "say where the API is: --url URL for a running server, or --spawn-server to start one",
+                )?;
+                BaseUrl::parse(&url).map_err(|e| format!("--url: {e}"))?
+            };
             (
                 Target::Remote {
                     orders_file: self.orders_file,
@@ -466,35 +561,104 @@ impl RunArgs {
                     timeout,
                     new_connection_per_request,
                     retries: self.retries.unwrap_or(0),
+                    amqp: None,
                 },
             },
             target,
             out_dir,
             thresholds: self.fail_on,
             settle,
+            messaging,
         })
+    }
+
+    /// The messaging options of `--transport amqp`, checked; `None` for HTTP (where the
+    /// messaging flags are refused).
+    fn messaging_options(&self) -> Result<Option<MessagingOptions>, String> {
+        if self.transport == Transport::Http {
+            let given = [
+                ("--spawn-broker", self.spawn_broker),
+                ("--amqp-url", self.amqp_url.is_some()),
+                ("--delivery", self.delivery.is_some()),
+                ("--drain-timeout", self.drain_timeout.is_some()),
+                ("--kill-worker-every", self.kill_worker_every.is_some()),
+                ("--restart-broker-at", self.restart_broker_at.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(format!(
+                    "{flag} belongs to the messaging half: add --transport amqp"
+                ));
+            }
+            return Ok(None);
+        }
+        let broker = match (&self.amqp_url, self.spawn_broker) {
+            (Some(url), false) => {
+                inventory::AmqpUrl::parse(url).map_err(|e| format!("--amqp-url: {e}"))?;
+                BrokerSource::Url(url.clone())
+            }
+            (None, true) => BrokerSource::Spawn,
+            (None, false) => {
+                return Err("--transport amqp needs a broker: add --spawn-broker (a private one for the run) or --amqp-url URL (yours)".into());
+            }
+            (Some(_), true) => return Err("give --spawn-broker or --amqp-url, not both".into()),
+        };
+        let delivery = self.delivery.unwrap_or_default();
+        if delivery == inventory::DeliveryMode::Faithful && self.retries.is_some_and(|r| r > 0) {
+            return Err("--retries over AMQP needs --delivery reliable: a faithful message has no message id, so a repeated publish could order twice".into());
+        }
+        if self.kill_worker_every.is_some() && !self.spawn_server {
+            return Err(
+                "--kill-worker-every needs --spawn-server (the lab kills the worker it spawned)"
+                    .into(),
+            );
+        }
+        if self.restart_broker_at.is_some() && !self.spawn_broker {
+            return Err(
+                "--restart-broker-at needs --spawn-broker (the lab restarts the broker it started)"
+                    .into(),
+            );
+        }
+        let restart_broker_at = self
+            .restart_broker_at
+            .map(|s| {
+                Duration::try_from_secs_f64(s)
+                    .map_err(|_| format!("--restart-broker-at must be ≥ 0 seconds, not {s}"))
+            })
+            .transpose()?;
+        Ok(Some(MessagingOptions {
+            broker,
+            delivery,
+            drain_timeout: seconds(
+                self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT_S),
+                "--drain-timeout",
+            )?,
+            kill_worker_every: self
+                .kill_worker_every
+                .map(|s| seconds(s, "--kill-worker-every"))
+                .transpose()?,
+            restart_broker_at,
+        }))
     }
 }
 
-/// `purchasing-api` next to this executable (both are built into the same target
-/// directory), else on PATH.
-fn find_server_binary() -> Result<PathBuf, String> {
-    const NAME: &str = "purchasing-api";
+/// `purchasing-api` (or `purchasing-worker`) next to this executable (both are built into
+/// the same target directory), else on PATH.
+fn find_server_binary(name: &str) -> Result<PathBuf, String> {
     let beside = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(NAME)));
+        .and_then(|exe| exe.parent().map(|d| d.join(name)));
     if let Some(path) = beside.as_ref().filter(|p| p.is_file()) {
         return Ok(path.clone());
     }
     if let Some(path) = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|d| d.join(NAME))
+            .map(|d| d.join(name))
             .find(|p| p.is_file())
     }) {
         return Ok(path);
     }
     Err(format!(
-        "cannot find the {NAME} binary next to loadtest ({}) or on PATH; build it with \
+        "cannot find the {name} binary next to loadtest ({}) or on PATH; build it with \
          `cargo build --release` (the whole workspace) or pass --server-bin",
         beside.map(|p| p.display().to_string()).unwrap_or_default()
     ))
@@ -547,7 +711,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
                 Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
             };
             let out_dir = options.out_dir.clone();
-            match runtime.block_on(run_lab(options)) {
+            match runtime.block_on(interruptible(run_lab(options))) {
                 Ok(report) => {
                     print!("{}", crate::report::summary::render(&report));
                     println!(
@@ -829,6 +993,31 @@ fn rerender(args: &ReportArgs) -> anyhow::Result<()> {
     write_svgs(svg_dir, charts.collect())
 }
 
+/// Runs `run` until it ends or Ctrl-C / SIGTERM arrives; then the run's future is
+/// dropped, which stops what it started (the spawned server or worker is killed, a
+/// private broker is stopped and its data directory removed), and the error says so.
+async fn interruptible<T>(
+    run: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        result = run => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
+            "interrupted (Ctrl-C): the run was abandoned; what the lab started was stopped"
+        )),
+        () = terminate => Err(anyhow::anyhow!(
+            "interrupted (SIGTERM): the run was abandoned; what the lab started was stopped"
+        )),
+    }
+}
+
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("loadtest: error: {message}");
     ExitCode::from(2)
@@ -979,6 +1168,78 @@ mod tests {
             let err = parse(args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn messaging_flags_are_checked() {
+        for (args, needle) in [
+            (
+                &["--transport", "amqp", "--spawn-server"][..],
+                "--spawn-broker",
+            ),
+            (
+                &["--url", "http://x:1", "--spawn-broker"][..],
+                "--transport amqp",
+            ),
+            (
+                &["--transport", "amqp", "--spawn-broker", "--retries", "2"][..],
+                "--delivery reliable",
+            ),
+            (
+                &[
+                    "--transport",
+                    "amqp",
+                    "--spawn-broker",
+                    "--kill-worker-every",
+                    "1",
+                ][..],
+                "--spawn-server",
+            ),
+            (
+                &[
+                    "--transport",
+                    "amqp",
+                    "--amqp-url",
+                    "amqp://guest:guest@127.0.0.1:1/%2f",
+                    "--restart-broker-at",
+                    "1",
+                ][..],
+                "--spawn-broker",
+            ),
+            (
+                &[
+                    "--transport",
+                    "amqp",
+                    "--spawn-broker",
+                    "--spawn-server",
+                    "--server-bin",
+                    "/bin/true",
+                    "--",
+                    "--delivery",
+                    "reliable",
+                ][..],
+                "set by the lab",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        let o = parse(&[
+            "--transport",
+            "amqp",
+            "--spawn-broker",
+            "--delivery",
+            "reliable",
+            "--drain-timeout",
+            "30",
+            "--orders-file",
+            "/tmp/o.txt",
+        ])
+        .unwrap();
+        let m = o.messaging.unwrap();
+        assert_eq!(m.delivery, inventory::DeliveryMode::Reliable);
+        assert_eq!(m.drain_timeout, Duration::from_secs(30));
+        assert_eq!(m.broker, BrokerSource::Spawn);
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! One lab run from start to report: start (or find) the target, drive the load while
 //! recording every request, let the server settle, reconcile the orders file, write the
 //! report files.
+//!
+//! With `--transport amqp` ([`LabOptions::messaging`]) the same run drives publishes
+//! instead of calls: the lab starts (or is given) a broker, spawns the worker instead of
+//! the API, samples the queue ([`crate::messaging`]) and tails the orders file for the
+//! end-to-end latency ([`crate::e2e`]) while the load runs, waits for the queue to drain,
+//! injects the faults asked for, then stops the worker and reconciles with the
+//! still-queued rule.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -12,11 +19,21 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::broker::{Broker, BrokerOptions};
+use crate::e2e::{OrdersTail, end_to_end, percentiles};
+use crate::messaging::MessagingOptions;
+use crate::messaging::{
+    BrokerSource, Monitor, MonitorInputs, MonitorState, QueueProbe, drain_rate, split_absent,
+    wait_for_drain,
+};
 use crate::profile::RateProfile;
 use crate::progress::{CrashCount, report_progress};
 use crate::reconcile::{FileMark, reconcile};
 use crate::record::{CsvWriter, RequestRecord};
-use crate::report::{self, Reconciliation, Report, RetryStats, RunInfo, ServerReport, Timeline};
+use crate::report::{
+    self, BrokerReport, CrashEvent, MessagingReport, Reconciliation, Report, RetryStats, RunInfo,
+    ServerReport, Timeline,
+};
 use crate::runner::{self, Live, Load, Plan};
 use crate::server::{ServerHandle, ServerObservations, ServerSpec};
 use crate::stats::{Aggregates, Aggregator, spike_recovery};
@@ -48,6 +65,37 @@ pub struct LabOptions {
     pub thresholds: Vec<Threshold>,
     /// Remote targets: the orders file must stay unchanged this long before it is read.
     pub settle: Duration,
+    /// `--transport amqp`: publish to a queue the worker consumes. `None`: HTTP calls.
+    pub messaging: Option<MessagingOptions>,
+}
+
+/// A broker the lab started, shared with the restart task; stopped (or dropped: stopped
+/// too) at the end, also when the run is abandoned (Ctrl-C drops the run's future).
+type SharedBroker = Arc<Mutex<Option<Broker>>>;
+
+/// Sets the flag when dropped: abandons a broker start in progress if the run is dropped.
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Aborts a background task (a fault injector) when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the messaging side of a run measured, for the report.
+struct MessagingOutcome {
+    report: MessagingReport,
+    samples: Vec<report::QueueSample>,
+    broker: Option<BrokerReport>,
 }
 
 /// Runs the lab and writes `report.json`, `requests.csv` and `report.html` to
@@ -59,6 +107,50 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
             options.out_dir.display()
         )
     })?;
+
+    // The broker (messaging), before the worker that consumes from it.
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let mut broker_url: Option<String> = None;
+    let broker: Option<SharedBroker> = match options.messaging.as_ref().map(|m| &m.broker) {
+        Some(BrokerSource::Spawn) => {
+            eprintln!("loadtest: starting a private RabbitMQ broker (usually 4-13 s)");
+            let broker_options = BrokerOptions {
+                progress: true,
+                cancel: Some(cancel.clone()),
+                ..BrokerOptions::default()
+            };
+            let broker = tokio::task::spawn_blocking(move || Broker::start(broker_options))
+                .await
+                .context("the broker start-up task failed")?
+                .context("cannot start the private broker (--spawn-broker)")?;
+            eprintln!(
+                "loadtest: broker ready on {} (data in {})",
+                broker.amqp_url(),
+                broker.data_dir().display()
+            );
+            broker_url = Some(broker.amqp_url());
+            Some(Arc::new(Mutex::new(Some(broker))))
+        }
+        Some(BrokerSource::Url(url)) => {
+            broker_url = Some(url.clone());
+            None
+        }
+        None => None,
+    };
+    if let (Some(m), Some(url)) = (&options.messaging, &broker_url) {
+        let parsed = inventory::AmqpUrl::parse(url)
+            .map_err(|e| anyhow::anyhow!("the broker URL {url} is unusable: {e}"))?;
+        options.plan.client.amqp = Some((parsed, m.delivery));
+        if let Target::Spawn(spec) = &mut options.target {
+            spec.lab_args = vec![
+                "--amqp-url".into(),
+                url.clone(),
+                "--delivery".into(),
+                m.delivery.as_str().into(),
+            ];
+        }
+    }
 
     // The target.
     let (server, orders_file) = match &options.target {
@@ -91,9 +183,17 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         Load::Open(_) => None,
     };
     let (records_tx, records_rx) = mpsc::channel(RECORD_BUFFER);
+    let keep_publish_times = options.messaging.is_some();
     let recorder = std::thread::Builder::new()
         .name("recorder".into())
-        .spawn(move || record_all(records_rx, csv, Aggregator::new(step_profile)))
+        .spawn(move || {
+            record_all(
+                records_rx,
+                csv,
+                Aggregator::new(step_profile),
+                keep_publish_times,
+            )
+        })
         .context("cannot start the recorder thread")?;
 
     let server = server.map(|s| Arc::new(Mutex::new(s)));
@@ -104,14 +204,143 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
     let epoch = Instant::now();
     let live = Arc::new(Live::default());
     let progress = tokio::spawn(report_progress(epoch, live.clone(), crash_count));
+
+    // Messaging: the queue monitor, the orders-file tail and the fault injectors.
+    let tail = match (&options.messaging, &orders_file, &mark) {
+        (Some(_), Some(path), Ok(Some(mark))) => {
+            Some(OrdersTail::start(path.clone(), mark.len, epoch))
+        }
+        _ => None,
+    };
+    let tail = tail.map(Arc::new);
+    let monitor = match (&options.messaging, &broker_url) {
+        (Some(m), Some(url)) => {
+            let written: Box<dyn Fn() -> u64 + Send> = match &tail {
+                Some(t) => {
+                    let t = t.clone();
+                    Box::new(move || t.lines())
+                }
+                None => Box::new(|| 0),
+            };
+            let acknowledged = {
+                let live = live.clone();
+                Box::new(move || live.acknowledged.load(std::sync::atomic::Ordering::Relaxed))
+            };
+            let inputs = MonitorInputs {
+                worker: server
+                    .as_ref()
+                    .and_then(|s| s.lock().ok().map(|s| s.addr())),
+                delivery: m.delivery,
+                written,
+                acknowledged,
+            };
+            Some(Monitor::start(
+                QueueProbe::new(url),
+                inputs,
+                epoch,
+                SAMPLE_EVERY,
+            ))
+        }
+        _ => None,
+    };
+    let restart_events: Arc<Mutex<Vec<CrashEvent>>> = Arc::default();
+    let mut injectors = Vec::new();
+    if let Some(m) = &options.messaging {
+        if let (Some(every), Some(server)) = (m.kill_worker_every, &server) {
+            let server = server.clone();
+            let live = live.clone();
+            injectors.push(AbortOnDrop(tokio::spawn(async move {
+                for n in 1u32.. {
+                    tokio::time::sleep_until(epoch + every * n).await;
+                    if live.finished.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Ok(s) = server.lock()
+                        && s.inject_kill()
+                    {
+                        eprintln!(
+                            "loadtest: injected a SIGKILL into the worker at {:.1} s",
+                            epoch.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+            })));
+        }
+        if let (Some(at), Some(broker)) = (m.restart_broker_at, &broker) {
+            let broker = broker.clone();
+            let events = restart_events.clone();
+            injectors.push(AbortOnDrop(tokio::spawn(async move {
+                tokio::time::sleep_until(epoch + at).await;
+                let t_s = epoch.elapsed().as_secs_f64();
+                eprintln!("loadtest: restarting the broker at {t_s:.1} s (--restart-broker-at)");
+                let result = tokio::task::spawn_blocking(move || {
+                    let mut guard = broker.lock().unwrap_or_else(|p| p.into_inner());
+                    match guard.as_mut() {
+                        Some(b) => b.restart().map(|()| b.ready_after()),
+                        None => Ok(Duration::ZERO),
+                    }
+                })
+                .await;
+                let cause = match result {
+                    Ok(Ok(ready)) => format!(
+                        "injected: broker restarted on the same data directory and port (ready after {:.1} s)",
+                        ready.as_secs_f64()
+                    ),
+                    Ok(Err(e)) => format!("injected: broker restart failed: {e}"),
+                    Err(e) => format!("injected: broker restart task failed: {e}"),
+                };
+                eprintln!("loadtest: {cause}");
+                if let Ok(mut events) = events.lock() {
+                    events.push(CrashEvent {
+                        t_s,
+                        cause,
+                        oom_killed: false,
+                    });
+                }
+            })));
+        }
+    }
+
     let run_result = runner::run(options.plan.clone(), epoch, live.clone(), records_tx).await;
+    let load_end = epoch.elapsed();
     let _ = progress.await;
-    let aggregator = recorder
+    let (aggregator, published) = recorder
         .join()
         .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))?
         .with_context(|| format!("cannot write {}", csv_path.display()))?;
     let gauges = run_result?;
     let aggregates = aggregator.finish(&gauges);
+
+    // Messaging: wait for the queue to drain before the worker is stopped.
+    let drained = match (&options.messaging, &monitor) {
+        (Some(m), Some(monitor)) => {
+            eprintln!(
+                "loadtest: load finished; waiting for the queue to drain (at most {:.0} s, --drain-timeout)",
+                m.drain_timeout.as_secs_f64()
+            );
+            let acked: Vec<uuid::Uuid> = published.keys().copied().collect();
+            let all_written = || match &tail {
+                Some(t) => {
+                    let seen = t.snapshot();
+                    acked.iter().all(|c| seen.first_seen.contains_key(c))
+                }
+                None => false,
+            };
+            Some(
+                wait_for_drain(
+                    monitor,
+                    m.delivery,
+                    epoch,
+                    m.drain_timeout,
+                    SAMPLE_EVERY,
+                    all_written,
+                )
+                .await,
+            )
+        }
+        _ => None,
+    };
+    drop(injectors);
 
     // Settle: in-flight work may still reach the file after the clients gave up.
     let settle_started = Instant::now();
@@ -141,6 +370,65 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
     };
     let settle = settle_started.elapsed();
 
+    // Messaging: the last look at the queue (after the worker stopped, a reliable worker's
+    // unacknowledged messages are back in it), then the broker goes.
+    let messaging = match (&options.messaging, monitor) {
+        (Some(m), Some(monitor)) => {
+            let (mut probe, state) = monitor.finish().await;
+            let still_ready = probe.ready(wire_contract::amqp::QUEUE).await;
+            let dead_lettered = match m.delivery {
+                inventory::DeliveryMode::Reliable => {
+                    probe.ready(wire_contract::amqp::DEAD_LETTER_QUEUE).await
+                }
+                inventory::DeliveryMode::Faithful => Some(0),
+            };
+            probe.close().await;
+            let sightings = match tail {
+                Some(t) => match Arc::try_unwrap(t) {
+                    Ok(t) => t.finish().await,
+                    Err(t) => t.snapshot(),
+                },
+                None => Default::default(),
+            };
+            let e2e = end_to_end(&published, &sightings.first_seen);
+            let last_written = published
+                .keys()
+                .filter_map(|c| sightings.first_seen.get(c))
+                .max()
+                .copied();
+            let broker_report = broker.as_ref().map(|_| {
+                let events = restart_events.lock().map(|e| e.clone()).unwrap_or_default();
+                BrokerReport {
+                    spawned: true,
+                    restarts: events.len() as u64,
+                    restart_events: events,
+                }
+            });
+            Some(messaging_outcome(
+                m,
+                state,
+                &aggregates,
+                &published,
+                &e2e,
+                last_written,
+                drained.and_then(|d| d.after),
+                load_end,
+                still_ready,
+                dead_lettered,
+                broker_report,
+            ))
+        }
+        _ => None,
+    };
+    if let Some(broker) = broker.and_then(|b| b.lock().ok().and_then(|mut b| b.take())) {
+        eprintln!("loadtest: stopping the private broker");
+        match tokio::task::spawn_blocking(move || broker.stop()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("loadtest: warning: the broker did not stop cleanly: {e}"),
+            Err(e) => eprintln!("loadtest: warning: the broker stop task failed: {e}"),
+        }
+    }
+
     let reconciliation = match (orders_file, mark) {
         (None, _) => unavailable(
             None,
@@ -155,12 +443,20 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
             match mark.read_since(&path) {
                 Ok(written) => {
                     let c = reconcile(&aggregates.sent, &written);
+                    let (lost, still_queued) = match &messaging {
+                        Some(m) => {
+                            let (lost, queued) = split_absent(c.lost, m.report.still_ready);
+                            (lost, Some(queued))
+                        }
+                        None => (c.lost, None),
+                    };
                     Reconciliation {
                         available: true,
                         unavailable_reason: None,
                         orders_file: Some(path.display().to_string()),
                         acknowledged_persisted: Some(c.acknowledged_persisted),
-                        lost: Some(c.lost),
+                        lost: Some(lost),
+                        still_queued,
                         ghost: Some(c.ghost),
                         failed_absent: Some(c.failed_absent),
                         duplicates: Some(c.duplicates),
@@ -182,22 +478,93 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         observations,
         reconciliation,
     );
+    if let Some(m) = messaging {
+        report.run.transport = "amqp".into();
+        if let Some((url, _)) = &options.plan.client.amqp {
+            report.run.url = url.to_string();
+        }
+        report.messaging = Some(m.report);
+        report.broker = m.broker;
+        report.timeline.queue = m.samples;
+    }
     report.thresholds = threshold::evaluate(&report, &options.thresholds);
     write_report_files(&report, &options.out_dir)?;
     Ok(report)
 }
 
+/// Item code → the start of its acknowledged publish (messaging runs), for the
+/// end-to-end matcher.
+type PublishTimes = std::collections::HashMap<uuid::Uuid, Duration>;
+
 fn record_all(
     mut records: mpsc::Receiver<RequestRecord>,
     mut csv: CsvWriter<BufWriter<File>>,
     mut aggregator: Aggregator,
-) -> std::io::Result<Aggregator> {
+    keep_publish_times: bool,
+) -> std::io::Result<(Aggregator, PublishTimes)> {
+    let mut published = PublishTimes::new();
     while let Some(record) = records.blocking_recv() {
         csv.write(&record)?;
         aggregator.add(&record);
+        if keep_publish_times && record.outcome.is_acknowledged() {
+            published.insert(record.item_code, record.started);
+        }
     }
     csv.finish()?;
-    Ok(aggregator)
+    Ok((aggregator, published))
+}
+
+/// The messaging report from what the monitor, the tail and the drain saw.
+#[allow(clippy::too_many_arguments)]
+fn messaging_outcome(
+    options: &MessagingOptions,
+    state: MonitorState,
+    aggregates: &Aggregates,
+    published: &PublishTimes,
+    e2e: &[Duration],
+    last_written: Option<Duration>,
+    drain: Option<Duration>,
+    load_end: Duration,
+    still_ready: Option<u64>,
+    dead_lettered: Option<u64>,
+    broker: Option<BrokerReport>,
+) -> MessagingOutcome {
+    let samples = state.samples;
+    let queue_depth_max = samples
+        .iter()
+        .filter_map(|s| match (s.ready, s.at_worker) {
+            (None, None) => None,
+            (r, w) => Some(r.unwrap_or(0) + w.unwrap_or(0)),
+        })
+        .max();
+    let mut e2e_percentiles = percentiles(e2e);
+    e2e_percentiles.count = e2e.len() as u64;
+    let report = MessagingReport {
+        delivery: options.delivery.as_str().into(),
+        publish_latency_ms: report::Percentiles {
+            count: published.len() as u64,
+            p50: aggregates.latency.acknowledged_p50,
+            p99: aggregates.latency.acknowledged_p99,
+            max: None,
+        },
+        end_to_end_matched: e2e.len() as u64,
+        end_to_end_ms: e2e_percentiles,
+        drain_s: drain.map(|d| d.as_secs_f64()),
+        drained: drain.is_some(),
+        drain_timeout_s: options.drain_timeout.as_secs_f64(),
+        drain_rate_per_s: drain_rate(&samples, load_end.as_secs_f64()),
+        last_written_s: last_written.map(|d| d.as_secs_f64()),
+        queue_depth_max,
+        still_ready,
+        redelivered: state.redelivered.total(),
+        dead_lettered: dead_lettered.unwrap_or(0),
+        worker_lost: state.worker_lost.total(),
+    };
+    MessagingOutcome {
+        report,
+        samples,
+        broker,
+    }
 }
 
 fn unavailable(path: Option<&Path>, reason: String) -> Reconciliation {
@@ -304,6 +671,7 @@ fn build_report(
             iterations_cap: plan.iterations,
             duration_cap_s: plan.duration.map(|d| d.as_secs_f64()),
             elapsed_s: a.elapsed.as_secs_f64(),
+            transport: "http".into(),
             server_command,
             orders_file: reconciliation.orders_file.clone(),
         },
@@ -318,9 +686,12 @@ fn build_report(
         timeline: Timeline {
             seconds: a.seconds,
             server: server_samples,
+            queue: Vec::new(),
         },
         thresholds: Vec::new(),
         retries,
+        messaging: None,
+        broker: None,
     }
 }
 

@@ -13,13 +13,17 @@
 //! Modules: [`profile`] (load shapes and their schedules), [`runner`] (drives the load),
 //! [`record`] (one row per request, streamed to CSV), [`stats`] (aggregation), [`reconcile`],
 //! [`confine`] (cgroups), [`server`] (spawning and supervising the API), [`broker`] (a
-//! private RabbitMQ as a child process), [`report`], [`threshold`], [`cli`].
+//! private RabbitMQ as a child process), [`messaging`] (the queue's depth, the drain, the
+//! still-queued rule), [`e2e`] (tailing the orders file for end-to-end latency),
+//! [`report`], [`threshold`], [`cli`].
 
 pub mod broker;
 pub mod cli;
 pub mod compare;
 pub mod confine;
+pub mod e2e;
 pub mod lab;
+pub mod messaging;
 pub mod profile;
 pub mod progress;
 pub mod reconcile;

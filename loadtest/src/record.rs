@@ -22,12 +22,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Over AMQP the same classes: the broker unreachable is a connect error, the broker
+    /// not answering in time (while connecting, declaring, publishing, or with the
+    /// confirm) is a timeout, everything else (nacked, returned, channel closed, lost
+    /// connection, queue mismatch) a transport error — a publish has no status.
     pub fn from_result(result: &Result<(), ReplenishmentError>) -> Self {
         match result {
             Ok(()) => Outcome::Acknowledged,
             Err(ReplenishmentError::Rejected { status, .. }) => Outcome::FailedStatus(*status),
-            Err(ReplenishmentError::TimedOut { .. }) => Outcome::TimedOut,
-            Err(ReplenishmentError::Connect { .. }) => Outcome::ConnectError,
+            Err(
+                ReplenishmentError::TimedOut { .. }
+                | ReplenishmentError::AmqpTimedOut { .. }
+                | ReplenishmentError::ConfirmTimedOut { .. },
+            ) => Outcome::TimedOut,
+            Err(e) if e.is_connect() => Outcome::ConnectError,
             Err(_) => Outcome::TransportError,
         }
     }

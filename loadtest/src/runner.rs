@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use inventory::{BaseUrl, RetryPolicy, StockManager};
+use inventory::{AmqpUrl, BaseUrl, DeliveryMode, RetryPolicy, StockManager};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
@@ -53,6 +53,9 @@ pub struct ClientConfig {
     /// Retries per logical request under the client's retry policy (0 = off, as the
     /// original client never retried).
     pub retries: u32,
+    /// Publish to this broker with this delivery mode instead of calling `base_url`
+    /// (`--transport amqp`); one iteration is then one publish.
+    pub amqp: Option<(AmqpUrl, DeliveryMode)>,
 }
 
 impl ClientConfig {
@@ -60,12 +63,16 @@ impl ClientConfig {
         // The retry policy's defaults (full jitter, Retry-After, a 10 % budget) with the
         // attempts asked for; `None` is the original client, which never retried.
         let policy = (self.retries > 0).then(|| RetryPolicy::with_max_attempts(self.retries + 1));
-        StockManager::builder(self.base_url.clone())
+        let builder = match &self.amqp {
+            Some((url, mode)) => StockManager::amqp_builder(url.clone(), *mode),
+            None => StockManager::builder(self.base_url.clone()),
+        };
+        builder
             .timeout(self.timeout)
             .new_connection_per_request(self.new_connection_per_request)
             .retry_policy(policy)
             .build()
-            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
+            .map_err(|e| anyhow::anyhow!("cannot build the client: {e}"))
     }
 }
 

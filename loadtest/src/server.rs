@@ -1,6 +1,11 @@
-//! Spawning, confining, sampling and supervising the purchasing API.
+//! Spawning, confining, sampling and supervising the system under test's process: the
+//! purchasing API (the RPC half) or the purchasing worker (the messaging half), chosen by
+//! [`SutKind`]. Both print `listening on http://ADDR` as their only stdout line, answer
+//! `/metrics` there, write the same orders file and stop cleanly on SIGTERM, so one
+//! supervisor serves both; only the flag naming the address differs (`--bind` for the API,
+//! `--http-bind` for the worker's probe server).
 //!
-//! [`ServerHandle::start`] runs `purchasing-api --bind 127.0.0.1:0 --orders-file PATH
+//! [`ServerHandle::start`] runs `BINARY BIND_FLAG 127.0.0.1:0 --orders-file PATH LAB_ARGS
 //! ARGS...` — inside a fresh cgroup when limits are given — and waits for its
 //! `listening on http://ADDR` line. Two threads then watch it:
 //!
@@ -52,15 +57,64 @@ const TAIL_LINES: usize = 20;
 /// Longest line kept from the server's stdout/stderr (the rest of a line is dropped).
 const MAX_LINE_BYTES: usize = 4096;
 
+/// Which process of the system under test the lab runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SutKind {
+    /// `purchasing-api`: the RPC half, answering orders over HTTP.
+    #[default]
+    Api,
+    /// `purchasing-worker`: the messaging half's queue handler.
+    Worker,
+}
+
+impl SutKind {
+    /// The executable's name.
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            SutKind::Api => "purchasing-api",
+            SutKind::Worker => "purchasing-worker",
+        }
+    }
+
+    /// The flag giving the address it listens on (the API's orders, the worker's probes).
+    pub fn bind_flag(self) -> &'static str {
+        match self {
+            SutKind::Api => "--bind",
+            SutKind::Worker => "--http-bind",
+        }
+    }
+
+    /// How errors name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SutKind::Api => "the purchasing API",
+            SutKind::Worker => "the purchasing worker",
+        }
+    }
+
+    /// Flags the lab sets itself and refuses among the user's arguments.
+    pub fn lab_owned_flags(self) -> &'static [&'static str] {
+        match self {
+            SutKind::Api => &["--bind", "--orders-file"],
+            SutKind::Worker => &["--http-bind", "--orders-file", "--amqp-url", "--delivery"],
+        }
+    }
+}
+
 /// How to run the server.
 #[derive(Debug, Clone)]
 pub struct ServerSpec {
-    /// The `purchasing-api` executable.
+    /// Which process it is (the API or the worker).
+    pub kind: SutKind,
+    /// The `purchasing-api` (or `purchasing-worker`) executable.
     pub binary: PathBuf,
     /// Passed as `--orders-file`.
     pub orders_file: PathBuf,
-    /// Further flags (workload etc.). `--bind` and `--orders-file` belong to the lab and
-    /// are refused here.
+    /// Flags the lab itself adds after `--orders-file` (the worker's `--amqp-url` and
+    /// `--delivery`); the user's [`ServerSpec::args`] may not repeat them.
+    pub lab_args: Vec<String>,
+    /// Further flags (workload etc.). The bind flag, `--orders-file` and the lab's own
+    /// flags ([`SutKind::lab_owned_flags`]) are refused here.
     pub args: Vec<String>,
     /// Unconfined when both are `None`; otherwise a cgroup is required.
     pub limits: Limits,
@@ -197,6 +251,25 @@ impl ServerHandle {
         self.shared.lock().child.as_ref().map(|c| c.pid)
     }
 
+    /// Kills the running process with SIGKILL on purpose (fault injection: the lab's
+    /// `--kill-worker-every`). The supervisor records the exit as a crash whose cause says
+    /// "injected" and, with `restart_on_crash`, starts it again as after any crash.
+    /// Returns whether a process was running to be killed.
+    pub fn inject_kill(&self) -> bool {
+        let mut state = self.shared.lock();
+        if state.stop_requested {
+            return false;
+        }
+        match state.child {
+            Some(child) => {
+                state.kill_injected = true;
+                signal(child.pid, libc::SIGKILL);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The cgroup directories the server runs in (empty when unconfined).
     pub fn cgroup_paths(&self) -> Vec<PathBuf> {
         self.cgroup_paths.clone()
@@ -283,6 +356,9 @@ struct State {
     final_exit: Option<Exit>,
     /// Where the running server answers `/metrics`, once it has printed its address.
     metrics_addr: Option<SocketAddr>,
+    /// A SIGKILL the lab sent on purpose ([`ServerHandle::inject_kill`]) whose exit has
+    /// not been classified yet: that exit is recorded as an injected crash.
+    kill_injected: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -417,10 +493,10 @@ pub(crate) fn wait_for_exit_unreaped(pid: u32) {
 
 fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
     for arg in &spec.args {
-        for owned in ["--bind", "--orders-file"] {
+        for &owned in spec.kind.lab_owned_flags() {
             if arg == owned || arg.starts_with(&format!("{owned}=")) {
                 anyhow::bail!(
-                    "the server argument {arg:?} is not allowed: the lab chooses {owned} itself (use the lab's own options for the orders file; the server always listens on 127.0.0.1 with a free port)"
+                    "the server argument {arg:?} is not allowed: the lab chooses {owned} itself (use the lab's own options for the orders file, the broker and the delivery mode; the server always listens on 127.0.0.1 with a free port)"
                 );
             }
         }
@@ -463,11 +539,12 @@ fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
         "--orders-file".to_string(),
         spec.orders_file.display().to_string(),
     ];
+    fixed_args.extend(spec.lab_args.iter().cloned());
     fixed_args.extend(spec.args.iter().cloned());
     let initial_bind = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut command_line = vec![
         spec.binary.display().to_string(),
-        "--bind".to_string(),
+        spec.kind.bind_flag().to_string(),
         initial_bind.to_string(),
     ];
     command_line.extend(fixed_args.iter().cloned());
@@ -478,6 +555,7 @@ fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
         crashes: AtomicU64::new(0),
     });
     let launcher = Launcher {
+        kind: spec.kind,
         binary: spec.binary.clone(),
         fixed_args,
         cgroup: cgroup.clone(),
@@ -548,6 +626,7 @@ fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
 /// Starts server processes; used by the supervisor thread only (it is their parent
 /// thread for `PR_SET_PDEATHSIG`, and their only reaper).
 struct Launcher {
+    kind: SutKind,
     binary: PathBuf,
     /// `--orders-file PATH` and the user's arguments (everything but `--bind`).
     fixed_args: Vec<String>,
@@ -586,7 +665,7 @@ impl Launcher {
     fn launch(&self, bind: SocketAddr) -> Result<Launched, LaunchFailure> {
         let mut command = Command::new(&self.binary);
         command
-            .arg("--bind")
+            .arg(self.kind.bind_flag())
             .arg(bind.to_string())
             .args(&self.fixed_args)
             .stdin(Stdio::null())
@@ -600,12 +679,14 @@ impl Launcher {
         let oom_before = self.oom_count();
         let mut child = command.spawn().map_err(|e| LaunchFailure {
             message: format!(
-                "cannot start the purchasing API {}{}: {e}; check the path to the purchasing-api binary (build it with `cargo build -p purchasing-api`)",
+                "cannot start {} {}{}: {e}; check the path to the {name} binary (build it with `cargo build -p {name}`)",
+                self.kind.describe(),
                 self.name(),
                 self.cgroup
                     .as_ref()
                     .map(|c| format!(" in its cgroup ({})", c.version()))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                name = self.kind.binary_name()
             ),
         })?;
         let pid = child.id();
@@ -682,7 +763,8 @@ impl Launcher {
                 let last = tail_after_close(&tail);
                 Err(LaunchFailure {
                     message: format!(
-                        "the purchasing API ({}) {} before it was ready (it never printed `listening on http://ADDR`){}",
+                        "{} ({}) {} before it was ready (it never printed `listening on http://ADDR`){}",
+                        self.kind.describe(),
                         self.name(),
                         describe_status(exit.status),
                         format_tail(&last)
@@ -700,7 +782,8 @@ impl Launcher {
                 let last = tail_after_close(&tail);
                 Err(LaunchFailure {
                     message: format!(
-                        "the purchasing API ({}) did not print `listening on http://ADDR` within {} s, so it was killed{}",
+                        "{} ({}) did not print `listening on http://ADDR` within {} s, so it was killed{}",
+                        self.kind.describe(),
                         self.name(),
                         READY_TIMEOUT.as_secs(),
                         format_tail(&last)
@@ -811,7 +894,15 @@ fn supervise(
             shared.lock().final_exit = Some(exit);
             break;
         }
-        let (cause, oom_killed) = launcher.classify(exit, &current);
+        let injected = std::mem::take(&mut shared.lock().kill_injected);
+        let (cause, oom_killed) = if injected {
+            (
+                "injected: SIGKILL sent by the lab (fault injection)".to_string(),
+                false,
+            )
+        } else {
+            launcher.classify(exit, &current)
+        };
         let give_up = {
             let mut state = shared.lock();
             state.crashes.push(RawCrash {
@@ -1060,17 +1151,10 @@ fn sample_loop(shared: &Shared, cgroup: Option<&Cgroup>, every: Duration) -> Vec
     samples
 }
 
-/// The API's gauge of its admission limit (fixed, or where the adaptive controller has it).
-const ADMISSION_LIMIT: &str = "purchasing_admission_limit";
-
-/// How long one scrape of `/metrics` may take. Short: a server too busy to answer within
-/// it leaves a gap in the chart rather than delaying the memory and CPU samples.
-const SCRAPE_TIMEOUT: Duration = Duration::from_millis(200);
-
-/// One unlabelled gauge from the server's `GET /metrics`, over a plain loopback HTTP/1.1
-/// request (no client library: the sampler is a std thread). `None` when the server does
-/// not answer in time or has no such gauge (or reports 0: admission control is off).
-fn scrape_gauge(addr: SocketAddr, name: &str) -> Option<u64> {
+/// The whole `GET /metrics` answer of the server at `addr` (headers included), or `None`
+/// when it does not answer within [`SCRAPE_TIMEOUT`]. For samplers of other gauges
+/// (the messaging monitor reads the worker's counters).
+pub(crate) fn scrape_metrics(addr: SocketAddr) -> Option<String> {
     let mut stream = std::net::TcpStream::connect_timeout(&addr, SCRAPE_TIMEOUT).ok()?;
     stream.set_read_timeout(Some(SCRAPE_TIMEOUT)).ok()?;
     stream.set_write_timeout(Some(SCRAPE_TIMEOUT)).ok()?;
@@ -1082,7 +1166,21 @@ fn scrape_gauge(addr: SocketAddr, name: &str) -> Option<u64> {
     .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
-    parse_gauge(&text, name)
+    text.starts_with("HTTP/1.1 200").then_some(text)
+}
+
+/// The API's gauge of its admission limit (fixed, or where the adaptive controller has it).
+const ADMISSION_LIMIT: &str = "purchasing_admission_limit";
+
+/// How long one scrape of `/metrics` may take. Short: a server too busy to answer within
+/// it leaves a gap in the chart rather than delaying the memory and CPU samples.
+const SCRAPE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// One unlabelled gauge from the server's `GET /metrics`, over a plain loopback HTTP/1.1
+/// request (no client library: the sampler is a std thread). `None` when the server does
+/// not answer in time or has no such gauge (or reports 0: admission control is off).
+fn scrape_gauge(addr: SocketAddr, name: &str) -> Option<u64> {
+    parse_gauge(&scrape_metrics(addr)?, name)
 }
 
 /// The value of the unlabelled sample `name` in a Prometheus text exposition, if it is a

@@ -46,6 +46,7 @@ fn base_report(profile: &str, shape: &str, elapsed_s: f64) -> Report {
             iterations_cap: Some(1000),
             duration_cap_s: None,
             elapsed_s,
+            transport: "http".into(),
             server_command: Some(vec![
                 "/work/target/release/purchasing-api".into(),
                 "--bind".into(),
@@ -85,6 +86,8 @@ fn base_report(profile: &str, shape: &str, elapsed_s: f64) -> Report {
         timeline: Timeline::default(),
         thresholds: Vec::new(),
         retries: Default::default(),
+        messaging: None,
+        broker: None,
     }
 }
 
@@ -271,6 +274,7 @@ pub fn blog_like() -> Report {
         duplicates: Some(0),
         unexpected: Some(0),
         malformed_lines: Some(1),
+        still_queued: None,
         settle_s: Some(31.0),
     };
     r.thresholds = vec![
@@ -412,6 +416,7 @@ pub fn ten_hours() -> Report {
         duplicates: Some(0),
         unexpected: Some(0),
         malformed_lines: Some(0),
+        still_queued: None,
         settle_s: Some(2.0),
     };
     r
@@ -494,6 +499,7 @@ pub fn open_spike() -> Report {
         duplicates: Some(0),
         unexpected: Some(0),
         malformed_lines: Some(0),
+        still_queued: None,
         settle_s: Some(1.0),
     };
     r

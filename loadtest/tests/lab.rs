@@ -277,7 +277,10 @@ fn report_json_carries_the_documented_fields() {
         &TINY,
     );
     assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
+    // An HTTP run says so, and has no messaging figures.
+    assert_eq!(report["run"]["transport"], "http");
+    assert_eq!(report["messaging"], Value::Null);
     for pointer in [
         "/requests/total",
         "/requests/acknowledged",

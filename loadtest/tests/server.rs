@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use loadtest::confine::{Cgroup, Limits};
-use loadtest::server::{ServerHandle, ServerObservations, ServerSpec};
+use loadtest::server::{ServerHandle, ServerObservations, ServerSpec, SutKind};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -30,8 +30,10 @@ fn api_binary() -> PathBuf {
 
 fn spec(dir: &Path, args: &[&str], limits: Limits, restart_on_crash: bool) -> ServerSpec {
     ServerSpec {
+        kind: SutKind::Api,
         binary: api_binary(),
         orders_file: dir.join("PurchaseOrders.txt"),
+        lab_args: Vec::new(),
         args: args.iter().map(|a| a.to_string()).collect(),
         limits,
         restart_on_crash,

@@ -949,6 +949,7 @@ pub fn render(report: &Report) -> String {
     o.push_str("</div></div>");
 
     reconciliation_card(&mut o, report);
+    super::queue::card(&mut o, report);
     charts_card(&mut o, report);
     steps_card(&mut o, report);
     crashes_card(&mut o, report);
@@ -1455,6 +1456,13 @@ fn reconciliation_card(o: &mut String, report: &Report) {
             escape(&duration(s))
         );
     }
+    if let Some(q) = r.still_queued {
+        let _ = write!(
+            o,
+            " Messaging: <b>{}</b> acknowledged order(s) not written are counted as <b>still queued</b>, not lost —              at most as many as messages were left ready in the queue when the drain deadline passed              (acknowledged = persisted + lost + still queued).",
+            int(q)
+        );
+    }
     o.push_str("</p></section>");
 }
 
@@ -1489,6 +1497,9 @@ fn charts_card(o: &mut String, report: &Report) {
     } else {
         o.push_str(&memory_chart(report, &x).to_svg(false));
         o.push_str(&cpu_chart(report, &x).to_svg(false));
+    }
+    if let Some(queue) = super::queue::chart(report, &x) {
+        o.push_str(&queue.to_svg(false));
     }
     o.push_str("</section>");
 }
@@ -1665,6 +1676,7 @@ mod tests {
                 iterations_cap: None,
                 duration_cap_s: Some(5.0),
                 elapsed_s: 0.0,
+                transport: "http".into(),
                 server_command: None,
                 orders_file: None,
             },
@@ -1686,6 +1698,8 @@ mod tests {
             timeline: Timeline::default(),
             thresholds: Vec::new(),
             retries: Default::default(),
+            messaging: None,
+            broker: None,
         }
     }
 

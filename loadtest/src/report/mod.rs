@@ -3,6 +3,7 @@
 
 pub mod html;
 pub mod model;
+pub mod queue;
 pub mod summary;
 pub mod svg;
 
@@ -28,6 +29,7 @@ pub(crate) mod tests_support {
                 iterations_cap: Some(1000),
                 duration_cap_s: Some(60.0),
                 elapsed_s: 10.0,
+                transport: "http".into(),
                 server_command: Some(vec!["purchasing-api".into()]),
                 orders_file: Some("PurchaseOrders.txt".into()),
             },
@@ -81,6 +83,7 @@ pub(crate) mod tests_support {
                 duplicates: Some(0),
                 unexpected: Some(0),
                 malformed_lines: Some(0),
+                still_queued: None,
                 settle_s: Some(1.0),
             },
             server: ServerReport {
@@ -111,6 +114,8 @@ pub(crate) mod tests_support {
                 budget_denied: 2,
                 replayed: 1,
             },
+            messaging: None,
+            broker: None,
         }
     }
 }

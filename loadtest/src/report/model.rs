@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: the messaging half (`run.transport`, `reconciliation.still_queued`, `messaging`,
+/// `broker`, `timeline.queue`).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
@@ -31,6 +33,72 @@ pub struct Report {
     /// The client's retry policy at work (all zero when retries were off).
     #[serde(default)]
     pub retries: RetryStats,
+    /// The messaging half's figures (`--transport amqp`); `None` for HTTP runs.
+    #[serde(default)]
+    pub messaging: Option<MessagingReport>,
+    /// The broker the lab started (`--spawn-broker`); `None` otherwise.
+    #[serde(default)]
+    pub broker: Option<BrokerReport>,
+}
+
+/// What the queue did in a `--transport amqp` run. "Acknowledged" for a publish means the
+/// publish call returned (faithful) or the broker confirmed it (reliable); an order is
+/// only written when the worker gets to it, so the honest figures are the end-to-end
+/// latency and the drain.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MessagingReport {
+    /// `faithful` or `reliable`, as both sides were configured.
+    pub delivery: String,
+    /// Publish latency: the request latency of acknowledged publishes.
+    pub publish_latency_ms: Percentiles,
+    /// From the publish's start to its order's line appearing in the orders file, as the
+    /// lab saw it by tailing the file (acknowledged publishes whose line appeared).
+    pub end_to_end_ms: Percentiles,
+    /// Orders whose line the tail saw, matched to a publish of this run.
+    pub end_to_end_matched: u64,
+    /// Seconds from the end of the load until the queue was empty and all was written;
+    /// `None` when the drain deadline passed first.
+    pub drain_s: Option<f64>,
+    /// Whether the drain finished before `--drain-timeout`.
+    pub drained: bool,
+    /// The drain deadline, seconds.
+    pub drain_timeout_s: f64,
+    /// Orders written per second while the queue was not empty after the load.
+    pub drain_rate_per_s: Option<f64>,
+    /// Seconds from the load's start until the last order of the run was written.
+    pub last_written_s: Option<f64>,
+    /// Most messages waiting at any sample: ready in the queue plus held by the worker.
+    pub queue_depth_max: Option<u64>,
+    /// Messages still ready in the queue when the lab stopped waiting (after the worker
+    /// stopped): the bound on `reconciliation.still_queued`.
+    pub still_ready: Option<u64>,
+    /// Deliveries the broker flagged redelivered, summed over the worker's processes.
+    pub redelivered: u64,
+    /// Messages in the dead-letter queue at the end (reliable; 0 in faithful mode).
+    pub dead_lettered: u64,
+    /// Messages the worker counted as lost (faithful: auto-acknowledged, never written),
+    /// summed over its processes as sampled (a killed process's last counts are missed).
+    pub worker_lost: u64,
+}
+
+/// p50/p99 of a latency, milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// A broker the lab ran itself, outside the emulated VM.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BrokerReport {
+    /// True when the lab started it (`--spawn-broker`).
+    pub spawned: bool,
+    /// Restarts the lab did (`--restart-broker-at`).
+    pub restarts: u64,
+    /// Each restart: seconds since the load start, and how it went.
+    pub restart_events: Vec<CrashEvent>,
 }
 
 /// How often the client retried: a logical request is one item code; attempts are the
@@ -69,9 +137,16 @@ pub struct RunInfo {
     pub duration_cap_s: Option<f64>,
     /// Seconds from the first request to the last answer.
     pub elapsed_s: f64,
+    /// `http` (calls to the API) or `amqp` (publishes to the queue the worker consumes).
+    #[serde(default = "http_transport")]
+    pub transport: String,
     /// The server's command line when the lab spawned it.
     pub server_command: Option<Vec<String>>,
     pub orders_file: Option<String>,
+}
+
+fn http_transport() -> String {
+    "http".into()
 }
 
 /// Every request, counted once by its outcome.
@@ -201,6 +276,11 @@ pub struct Reconciliation {
     pub unexpected: Option<u64>,
     /// Lines of the file that are not well-formed orders (torn or interleaved writes).
     pub malformed_lines: Option<u64>,
+    /// Messaging: acknowledged publishes not in the file that may still be in the queue
+    /// (at most the messages left ready when the drain deadline passed; see
+    /// `loadtest::messaging::split_absent`). Not lost yet, not written yet. `None` for HTTP.
+    #[serde(default)]
+    pub still_queued: Option<u64>,
     /// How long the lab waited for in-flight work to reach the file.
     pub settle_s: Option<f64>,
 }
@@ -240,6 +320,31 @@ pub struct CrashEvent {
 pub struct Timeline {
     pub seconds: Vec<SecondRow>,
     pub server: Vec<ServerSample>,
+    /// Messaging: the queue at each sample (empty for HTTP runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue: Vec<QueueSample>,
+}
+
+/// The queue at one sample of a messaging run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct QueueSample {
+    /// Seconds since the load started.
+    pub t_s: f64,
+    /// Messages ready in the queue (the broker's passive-declare count; unacked excluded).
+    pub ready: Option<u64>,
+    /// Messages the worker holds: received and not settled (reliable: unacked, the
+    /// worker's `received − acked − rejected − requeued`; faithful: the order being
+    /// written — what the broker pushed beyond it is invisible to both sides).
+    pub at_worker: Option<u64>,
+    /// Acknowledged publishes so far whose line the lab has not seen yet: the whole
+    /// backlog as the client sees it (ready, held, pushed into the worker's buffer, or lost).
+    pub outstanding: u64,
+    /// Orders written so far (lines the tail saw).
+    pub written: u64,
+    /// Redeliveries so far (summed over the worker's processes).
+    pub redelivered: u64,
+    /// Messages in the dead-letter queue (reliable).
+    pub dead_lettered: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -168,6 +168,10 @@ pub fn render(r: &Report) -> String {
         );
     }
 
+    if let Some(m) = &r.messaging {
+        render_messaging(&mut out, r, m);
+    }
+
     if !r.steps.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(
@@ -209,6 +213,50 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
+}
+
+/// The messaging block: what "acknowledged" could not say (when the orders were
+/// written), the queue, and the broker's faults.
+fn render_messaging(out: &mut String, r: &Report, m: &super::MessagingReport) {
+    let c = &r.reconciliation;
+    if let Some(q) = c.still_queued {
+        let _ = writeln!(
+            out,
+            "           still queued {q} (acknowledged, not written, still in the queue when the drain deadline passed)"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "messaging  delivery {}  publish p50 {} ms p99 {} ms  end-to-end p50 {} ms p99 {} ms ({} matched)",
+        m.delivery,
+        ms(m.publish_latency_ms.p50),
+        ms(m.publish_latency_ms.p99),
+        ms(m.end_to_end_ms.p50),
+        ms(m.end_to_end_ms.p99),
+        m.end_to_end_matched
+    );
+    let drain = match m.drain_s {
+        Some(s) => format!("drained in {s:.1}s"),
+        None => format!("NOT drained within {:.0}s", m.drain_timeout_s),
+    };
+    let _ = writeln!(
+        out,
+        "queue      {drain}  drain rate {}  last order written at {}  max depth {}  still ready {}",
+        m.drain_rate_per_s
+            .map_or_else(|| "-".into(), |v| format!("{v:.1}/s")),
+        m.last_written_s
+            .map_or_else(|| "-".into(), |v| format!("{v:.1}s")),
+        count(m.queue_depth_max),
+        count(m.still_ready)
+    );
+    let _ = writeln!(
+        out,
+        "           redelivered {}  dead-lettered {}  lost by the worker {}  broker restarts {}",
+        m.redelivered,
+        m.dead_lettered,
+        m.worker_lost,
+        r.broker.as_ref().map_or(0, |b| b.restarts)
+    );
 }
 
 #[cfg(test)]

@@ -1,0 +1,230 @@
+//! The messaging half on the report page: a card with what the queue did (publish and
+//! end-to-end latency, the drain, redeliveries, dead letters, broker restarts) and the
+//! queue-depth chart drawn beside the server's memory and CPU charts, on the same time
+//! axis. Only for `--transport amqp` runs; HTTP reports are unchanged.
+
+use std::fmt::Write;
+
+use super::html::escape;
+use super::svg::{self, Axis, HoverBand, LineSeries, Marker, TimeAxis, TimeChart, Unit};
+use super::{MessagingReport, QueueSample, Report};
+
+const C_READY: &str = "#2f6db5";
+const C_AT_WORKER: &str = "#e07b00";
+const C_OUTSTANDING: &str = "#6b7280";
+const C_DEAD: &str = "#c0392b";
+const C_RESTART: &str = "#7c3aed";
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.filter(|v| v.is_finite())
+        .map_or_else(|| "—".into(), |v| format!("{} {unit}", svg::trim(v, 1)))
+}
+
+/// The messaging card (nothing for HTTP runs).
+pub fn card(o: &mut String, report: &Report) {
+    let Some(m) = &report.messaging else { return };
+    o.push_str("<section class=\"card\"><h2>The queue (messaging)</h2><table><tbody>");
+    let row = |o: &mut String, k: &str, v: String, meaning: &str| {
+        let _ = write!(
+            o,
+            "<tr><th>{}</th><td class=\"n\">{}</td><td class=\"muted\">{}</td></tr>",
+            escape(k),
+            escape(&v),
+            escape(meaning)
+        );
+    };
+    row(
+        o,
+        "delivery",
+        m.delivery.clone(),
+        "both sides: publisher and worker",
+    );
+    row(
+        o,
+        "publish latency p50 / p99",
+        format!(
+            "{} / {}",
+            opt(m.publish_latency_ms.p50, "ms"),
+            opt(m.publish_latency_ms.p99, "ms")
+        ),
+        "until the publish returned (faithful) or the broker confirmed it (reliable)",
+    );
+    row(
+        o,
+        "end-to-end p50 / p99",
+        format!(
+            "{} / {}",
+            opt(m.end_to_end_ms.p50, "ms"),
+            opt(m.end_to_end_ms.p99, "ms")
+        ),
+        "from the publish's start to its line in the orders file, as the lab saw it (±25 ms)",
+    );
+    row(
+        o,
+        "drain",
+        match m.drain_s {
+            Some(s) => format!("{} s", svg::trim(s, 1)),
+            None => format!("not within {} s", svg::trim(m.drain_timeout_s, 0)),
+        },
+        "from the load's end until the queue was empty and everything written",
+    );
+    row(
+        o,
+        "drain rate",
+        opt(m.drain_rate_per_s, "orders/s"),
+        "orders written per second while the queue was not empty after the load",
+    );
+    row(
+        o,
+        "last order written",
+        opt(m.last_written_s, "s"),
+        "since the load started",
+    );
+    let int = |v: Option<u64>| v.map_or_else(|| "—".to_string(), |v| v.to_string());
+    row(
+        o,
+        "max queue depth",
+        int(m.queue_depth_max),
+        "ready in the queue plus held by the worker, at any sample",
+    );
+    row(
+        o,
+        "still ready at the end",
+        int(m.still_ready),
+        "messages left in the queue: acknowledged orders up to this many are still queued, not lost",
+    );
+    row(
+        o,
+        "redelivered",
+        m.redelivered.to_string(),
+        "deliveries the broker flagged redelivered",
+    );
+    row(
+        o,
+        "dead-lettered",
+        m.dead_lettered.to_string(),
+        "messages in the dead-letter queue",
+    );
+    row(
+        o,
+        "lost by the worker",
+        m.worker_lost.to_string(),
+        "faithful: auto-acknowledged, never written (the worker's own count)",
+    );
+    if let Some(b) = &report.broker {
+        row(
+            o,
+            "broker restarts",
+            b.restarts.to_string(),
+            "injected (--restart-broker-at)",
+        );
+    }
+    o.push_str("</tbody></table></section>");
+}
+
+/// The queue-depth chart, when the run sampled a queue.
+pub fn chart(report: &Report, x: &TimeAxis) -> Option<TimeChart> {
+    let m: &MessagingReport = report.messaging.as_ref()?;
+    let samples: Vec<&QueueSample> = report
+        .timeline
+        .queue
+        .iter()
+        .filter(|s| s.t_s.is_finite())
+        .collect();
+    if samples.is_empty() {
+        return None;
+    }
+    let gap = 2.0;
+    let line = |name: &str, color: &'static str, dash, f: &dyn Fn(&QueueSample) -> Option<u64>| {
+        LineSeries {
+            name: name.into(),
+            color,
+            width: 2.0,
+            dash,
+            right_axis: false,
+            fill: false,
+            step: false,
+            segments: svg::segments(
+                samples.iter().map(|s| (s.t_s, f(s).map(|v| v as f64))),
+                Some(gap),
+                svg::MAX_POINTS,
+            ),
+        }
+    };
+    let mut lines = vec![
+        line("ready in the queue", C_READY, None, &|s| s.ready),
+        line("held by the worker", C_AT_WORKER, None, &|s| s.at_worker),
+        line(
+            "acknowledged, not written yet",
+            C_OUTSTANDING,
+            Some("5 3"),
+            &|s| Some(s.outstanding),
+        ),
+    ];
+    if samples.iter().any(|s| s.dead_lettered.unwrap_or(0) > 0) {
+        lines.push(line("dead-lettered", C_DEAD, Some("2 2"), &|s| {
+            s.dead_lettered
+        }));
+    }
+    let max = samples
+        .iter()
+        .flat_map(|s| [s.ready, s.at_worker, Some(s.outstanding), s.dead_lettered])
+        .flatten()
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let markers = report
+        .broker
+        .iter()
+        .flat_map(|b| &b.restart_events)
+        .filter(|e| e.t_s.is_finite())
+        .map(|e| Marker {
+            x: e.t_s,
+            label: "broker restart".into(),
+            tooltip: e.cause.clone(),
+            color: C_RESTART,
+            dashed: true,
+        })
+        .collect::<Vec<_>>();
+    let marker_legend = if markers.is_empty() {
+        Vec::new()
+    } else {
+        vec![("broker restart".to_string(), C_RESTART, true)]
+    };
+    let hover = svg::bucket_ranges(samples.len(), 60)
+        .into_iter()
+        .map(|r| {
+            let s = samples[r.end - 1];
+            let x0 = samples[r.start].t_s;
+            let x1 = samples.get(r.end).map_or(s.t_s + 0.25, |n| n.t_s);
+            let int = |v: Option<u64>| v.map_or_else(|| "—".to_string(), |v| v.to_string());
+            HoverBand {
+                x0,
+                x1,
+                text: format!(
+                    "t = {} s\nready {} · held {} · not written {}\nwritten {} · redelivered {}",
+                    svg::trim(s.t_s, 1),
+                    int(s.ready),
+                    int(s.at_worker),
+                    s.outstanding,
+                    s.written,
+                    s.redelivered
+                ),
+            }
+        })
+        .collect();
+    Some(TimeChart {
+        title: format!("Queue depth ({} delivery)", m.delivery),
+        height: 280.0,
+        x: x.clone(),
+        left: Axis::linear("messages", max * 1.1, Unit::Count),
+        right: None,
+        area: None,
+        lines,
+        rules: Vec::new(),
+        markers,
+        marker_legend,
+        hover,
+        note: None,
+    })
+}
