@@ -912,3 +912,58 @@ async fn a_protected_spike_gets_only_orders_or_clean_refusals() {
         started.elapsed()
     );
 }
+
+// ---------------------------------------------------------------- adaptive admission
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_adaptive_limit_moves_both_ways_and_never_past_its_cap() {
+    // Fills of 4 MB (milliseconds each, at most one per CPU at a time behind the fill
+    // gate) and short sleeps: the limit starts where auto sizing puts it, grows while
+    // bursts are refused and orders hardly wait for the CPU, and comes down when they
+    // queue for it longer than the two-fill target — never past its cap of 8 (the blocking
+    // threads here), and every order is written once or cleanly refused.
+    let server = ApiServer::spawn(&[
+        "--alloc-chars",
+        "4000000",
+        "--delay-ms",
+        "5",
+        "--protect",
+        "--durable=false",
+        "--max-blocking-threads",
+        "8",
+    ]);
+    let before = parse_exposition(&get(&server, "/metrics").await.body).unwrap();
+    assert_eq!(value(&before, "purchasing_admission_limit_cap", &[]), 8.0);
+    let mut created = 0;
+    let mut limits = Vec::new();
+    for _ in 0..20 {
+        let answers = tokio::time::timeout(Duration::from_secs(30), burst(&server, 24, &[]))
+            .await
+            .expect("no request hangs");
+        assert_eq!(count(&answers, 201) + count(&answers, 503), 24);
+        created += count(&answers, 201);
+        let now = parse_exposition(&get(&server, "/metrics").await.body).unwrap();
+        limits.push(value(&now, "purchasing_admission_limit", &[]));
+    }
+    let after = parse_exposition(&get(&server, "/metrics").await.body).unwrap();
+    let moved = |direction| {
+        value(
+            &after,
+            "purchasing_admission_limit_changes_total",
+            &[("direction", direction)],
+        )
+    };
+    let (up, down) = (moved("up"), moved("down"));
+    let wait = value(&after, "purchasing_admission_gate_wait_seconds", &[]);
+    let target = value(&after, "purchasing_admission_gate_wait_target_seconds", &[]);
+    assert!(
+        up >= 1.0 && down >= 1.0,
+        "limits {limits:?}, {up} up, {down} down, gate wait {wait} s, target {target} s"
+    );
+    assert!(
+        limits.iter().all(|&n| (1.0..=8.0).contains(&n)),
+        "{limits:?}"
+    );
+    assert!(target > 0.0 && value(&after, "purchasing_fill_seconds", &[]) > 0.0);
+    assert_eq!(lines(&server), created, "one line per 201");
+}
