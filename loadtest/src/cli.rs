@@ -47,8 +47,10 @@ pub enum Command {
     /// chart (e.g. to put a chart in a README).
     Report(ReportArgs),
     /// Run the same load twice — against the faithful baseline and against
-    /// `purchasing-api --protect` with client retries — and write one side-by-side report.
-    Compare(Box<RunArgs>),
+    /// `purchasing-api --protect` with client retries — and write one side-by-side report;
+    /// with --transports, four times: rpc, rpc-protected, messaging-faithful and
+    /// messaging-reliable.
+    Compare(Box<CompareArgs>),
     /// Find the capacity: an open-model run at each offered rate, against the baseline and
     /// the protected configuration, and a chart of goodput against offered load.
     Sweep(Box<SweepArgs>),
@@ -82,6 +84,29 @@ pub struct BrokerArgs {
     pub ready_timeout: f64,
 }
 
+const AFTER_COMPARE_HELP: &str = "\
+Examples:
+  loadtest compare --profile blog --spawn-server --cpus 1 --memory 2G --out cmp
+  loadtest compare --transports --profile blog --spawn-server --cpus 1 --memory 2G --out styles
+  loadtest compare --transports --profile rate --rate 20 --duration 5 --spawn-server \\
+      --drain-timeout 30 --out quick-styles -- --alloc-chars 1000 --delay-ms 5
+
+With --transports the messaging runs start a private broker each (or use --amqp-url); the
+arguments after `--` go to both purchasing-api and purchasing-worker, so give only the
+workload flags they share (--alloc-chars, --delay-ms, --durable, ...). Writes
+comparison.json, comparison.html and one directory per configuration.";
+
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_COMPARE_HELP)]
+pub struct CompareArgs {
+    /// Compare the two styles: rpc (the faithful API), rpc-protected (--protect and
+    /// client retries), messaging-faithful and messaging-reliable, on the same profile.
+    #[arg(long)]
+    pub transports: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct SweepArgs {
     /// Offered rates to run, arrivals per second, e.g. 2,5,10,20.
@@ -94,20 +119,44 @@ pub struct SweepArgs {
     pub run: RunArgs,
 }
 
+/// The configurations `compare`, `compare --transports` and `sweep` run: the one list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SweepConfig {
     /// The faithful server and client.
     Baseline,
     /// `purchasing-api --protect` and the client's retry policy.
     Protected,
+    /// The messaging half as the original: faithful delivery on both sides.
+    MessagingFaithful,
+    /// The messaging half with reliable delivery on both sides.
+    MessagingReliable,
 }
 
 impl SweepConfig {
+    /// What `compare --transports` runs, in order.
+    pub const STYLES: [SweepConfig; 4] = [
+        SweepConfig::Baseline,
+        SweepConfig::Protected,
+        SweepConfig::MessagingFaithful,
+        SweepConfig::MessagingReliable,
+    ];
+
     /// Its name in directories, reports and tables.
     pub fn name(self) -> &'static str {
         match self {
             SweepConfig::Baseline => crate::compare::BASELINE,
             SweepConfig::Protected => crate::compare::PROTECTED,
+            SweepConfig::MessagingFaithful => "messaging-faithful",
+            SweepConfig::MessagingReliable => "messaging-reliable",
+        }
+    }
+
+    /// Its name beside the other style (`compare --transports`).
+    pub fn style_name(self) -> &'static str {
+        match self {
+            SweepConfig::Baseline => "rpc",
+            SweepConfig::Protected => "rpc-protected",
+            other => other.name(),
         }
     }
 }
@@ -692,7 +741,14 @@ pub fn main_with(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Compare(args) => compare(*args),
+        Command::Compare(args) => {
+            let CompareArgs { transports, run } = *args;
+            if transports {
+                compare_transports(run)
+            } else {
+                compare(run)
+            }
+        }
         Command::Sweep(args) => sweep(*args),
         Command::Report(args) => match rerender(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -729,9 +785,11 @@ pub fn main_with(cli: Cli) -> ExitCode {
 /// Client retries on the protected side of `compare` and `sweep` unless --retries says.
 pub const DEFAULT_PROTECTED_RETRIES: u32 = 2;
 
-/// The two configurations' run arguments from one set: the baseline exactly as given
-/// with the original client (no retries), the protected one with `--protect` added to the
-/// server and the retry policy on the client.
+/// A configuration's run arguments from one set: the baseline exactly as given with the
+/// original client (no retries), the protected one with `--protect` added to the server
+/// and the retry policy on the client, the messaging ones over AMQP with that delivery on
+/// both sides (a private broker each unless --amqp-url; retries only as given, and only
+/// reliable delivery may retry). HTTP configurations drop the messaging flags.
 fn configuration(args: &RunArgs, config: SweepConfig, out: PathBuf) -> Result<RunArgs, String> {
     if !args.spawn_server {
         return Err("compare and sweep start both servers themselves: add --spawn-server (and --cpus/--memory to confine them)".into());
@@ -743,11 +801,37 @@ fn configuration(args: &RunArgs, config: SweepConfig, out: PathBuf) -> Result<Ru
     }
     let mut run = args.clone();
     run.out = Some(out);
+    let http = |run: &mut RunArgs| {
+        run.transport = Transport::Http;
+        run.spawn_broker = false;
+        run.amqp_url = None;
+        run.delivery = None;
+        run.drain_timeout = None;
+        run.kill_worker_every = None;
+        run.restart_broker_at = None;
+    };
+    let amqp = |run: &mut RunArgs, delivery: inventory::DeliveryMode| {
+        run.transport = Transport::Amqp;
+        run.delivery = Some(delivery);
+        run.spawn_broker = run.amqp_url.is_none();
+    };
     match config {
-        SweepConfig::Baseline => run.retries = Some(0),
+        SweepConfig::Baseline => {
+            http(&mut run);
+            run.retries = Some(0);
+        }
         SweepConfig::Protected => {
+            http(&mut run);
             run.retries = Some(args.retries.unwrap_or(DEFAULT_PROTECTED_RETRIES));
             run.server_args.push("--protect".into());
+        }
+        SweepConfig::MessagingFaithful => {
+            amqp(&mut run, inventory::DeliveryMode::Faithful);
+            run.retries = Some(0);
+        }
+        SweepConfig::MessagingReliable => {
+            amqp(&mut run, inventory::DeliveryMode::Reliable);
+            run.retries = Some(args.retries.unwrap_or(0));
         }
     }
     if config == SweepConfig::Baseline {
@@ -813,6 +897,70 @@ fn compare(args: RunArgs) -> ExitCode {
         out.display()
     );
     threshold_exit(&comparison.protected)
+}
+
+/// `compare --transports`: the four configurations of [`SweepConfig::STYLES`] on the same
+/// profile, one after the other, and one side-by-side report.
+fn compare_transports(args: RunArgs) -> ExitCode {
+    use crate::styles::{NamedRun, StylesComparison, render_html, render_table};
+    let out = args.out.clone().unwrap_or_else(|| default_out("styles-"));
+    let mut options = Vec::new();
+    for config in SweepConfig::STYLES {
+        let dir = out.join(config.style_name());
+        match configuration(&args, config, dir).and_then(RunArgs::into_options) {
+            Ok(o) => options.push((config, o)),
+            Err(e) => return usage_error(&format!("{}: {e}", config.style_name())),
+        }
+    }
+    let result = runtime().and_then(|rt| {
+        rt.block_on(interruptible(async {
+            let mut runs = Vec::new();
+            for (config, o) in options {
+                eprintln!(
+                    "loadtest: === {} run → {}",
+                    config.style_name(),
+                    o.out_dir.display()
+                );
+                let report = run_lab(o).await?;
+                print!("{}", crate::report::summary::render(&report));
+                runs.push(NamedRun {
+                    name: config.style_name().into(),
+                    report,
+                });
+            }
+            Ok::<_, anyhow::Error>(StylesComparison::new(runs))
+        }))
+    });
+    let comparison = match result {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let written = (|| -> anyhow::Result<()> {
+        use anyhow::Context;
+        let json =
+            serde_json::to_string_pretty(&comparison).context("cannot serialise the comparison")?;
+        std::fs::write(out.join("comparison.json"), json + "\n")
+            .context("cannot write comparison.json")?;
+        std::fs::write(out.join("comparison.html"), render_html(&comparison))
+            .context("cannot write comparison.html")?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        return fail(&e);
+    }
+    print!("{}", render_table(&comparison));
+    println!(
+        "\nreport: {}/comparison.html (also comparison.json, one directory per configuration)",
+        out.display()
+    );
+    match comparison
+        .runs
+        .iter()
+        .find(|r| r.report.thresholds.iter().any(|t| !t.passed))
+    {
+        Some(_) => ExitCode::from(EXIT_THRESHOLD_FAILED),
+        None => ExitCode::SUCCESS,
+    }
 }
 
 fn write_comparison(c: &crate::compare::Comparison, out: &std::path::Path) -> anyhow::Result<()> {
@@ -946,6 +1094,20 @@ fn rerender(args: &ReportArgs) -> anyhow::Result<()> {
 
     let dir = &args.dir;
     let svg_dir = args.svg_dir.as_deref();
+    if dir.join("comparison.json").is_file()
+        && std::fs::read_to_string(dir.join("comparison.json"))
+            .is_ok_and(|t| t.contains("\"runs\""))
+    {
+        let c: crate::styles::StylesComparison = read_versioned(
+            &dir.join("comparison.json"),
+            "comparison",
+            |c: &crate::styles::StylesComparison| c.schema_version,
+        )?;
+        std::fs::write(dir.join("comparison.html"), crate::styles::render_html(&c))
+            .context("cannot write comparison.html")?;
+        println!("wrote {}", dir.join("comparison.html").display());
+        return Ok(());
+    }
     if dir.join("comparison.json").is_file() {
         let c: Comparison = read_versioned(
             &dir.join("comparison.json"),
@@ -1240,6 +1402,57 @@ mod tests {
         assert_eq!(m.delivery, inventory::DeliveryMode::Reliable);
         assert_eq!(m.drain_timeout, Duration::from_secs(30));
         assert_eq!(m.broker, BrokerSource::Spawn);
+    }
+
+    #[test]
+    fn the_four_configurations_come_from_one_set_of_arguments() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "compare",
+            "--transports",
+            "--profile",
+            "rate",
+            "--rate",
+            "5",
+            "--duration",
+            "2",
+            "--spawn-server",
+            "--server-bin",
+            "/bin/true",
+            "--drain-timeout",
+            "9",
+            "--",
+            "--delay-ms",
+            "5",
+        ])
+        .unwrap();
+        let Command::Compare(args) = cli.command else {
+            unreachable!()
+        };
+        assert!(args.transports);
+        let mut seen = Vec::new();
+        for config in SweepConfig::STYLES {
+            let run = configuration(&args.run, config, PathBuf::from("x")).unwrap();
+            let o = run.into_options().unwrap();
+            seen.push((
+                config.style_name(),
+                o.messaging.as_ref().map(|m| m.delivery.as_str()),
+                o.plan.client.retries,
+            ));
+            if let Some(m) = &o.messaging {
+                assert_eq!(m.broker, BrokerSource::Spawn);
+                assert_eq!(m.drain_timeout, Duration::from_secs(9));
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![
+                ("rpc", None, 0),
+                ("rpc-protected", None, DEFAULT_PROTECTED_RETRIES),
+                ("messaging-faithful", Some("faithful"), 0),
+                ("messaging-reliable", Some("reliable"), 0),
+            ]
+        );
     }
 
     #[test]

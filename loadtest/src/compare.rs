@@ -328,7 +328,7 @@ pub fn comparison_charts(c: &Comparison) -> Vec<TimeChart> {
     charts
 }
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -339,7 +339,7 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn table_html(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table_html(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut o = String::from("<table><thead><tr>");
     for h in header {
         let _ = write!(o, "<th>{}</th>", escape(h));

@@ -32,4 +32,5 @@ pub mod report;
 pub mod runner;
 pub mod server;
 pub mod stats;
+pub mod styles;
 pub mod threshold;
