@@ -314,6 +314,12 @@ impl Broker {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.amqp))
     }
 
+    /// The Erlang distribution port in use (it may change on [`Broker::restart`] when
+    /// another process took it meanwhile; the AMQP port never does).
+    pub fn distribution_port(&self) -> u16 {
+        self.ports.dist
+    }
+
     /// The Erlang VM's PID (`beam.smp`); `None` while it is down (after [`Broker::kill`]).
     pub fn pid(&self) -> Option<u32> {
         let beam = self.beam.as_ref().filter(|b| b.is_running())?;

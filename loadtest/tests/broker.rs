@@ -295,9 +295,17 @@ fn durable_messages_survive_a_restart_and_a_kill() {
     assert!(!broker.is_running());
     let error = broker.kill().expect_err("nothing to kill");
     assert!(matches!(error, BrokerError::NotRunning(_)), "{error}");
+    // Someone else (another broker starting in a parallel test) takes our distribution
+    // port while we are down: the restart picks another one, the AMQP port stays.
+    let dist = broker.distribution_port();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", dist))
+        .expect("the dead broker's distribution port is free");
     broker
         .restart()
-        .expect("the broker comes back after a kill");
+        .expect("the broker comes back after a kill, on another distribution port");
+    assert_ne!(broker.distribution_port(), dist);
+    assert_eq!(broker.amqp_url(), url, "same AMQP port");
+    drop(squatter);
     let bodies = block_on(async {
         let (connection, channel) = open(&url).await;
         assert_eq!(declare_durable(&channel, queue).await, 2, "after a kill");
