@@ -60,6 +60,23 @@ pub const METRICS: &[(&str, &str)] = &[
     ("malformed", "lines of the orders file that are not orders"),
     ("crashes", "times the server died"),
     ("peak_memory_bytes", "server peak memory, bytes"),
+    (
+        "still_queued",
+        "messaging: acknowledged, not written, still in the queue at the drain deadline",
+    ),
+    (
+        "e2e_p99",
+        "messaging: 99th percentile publish-to-written, ms",
+    ),
+    (
+        "drain_s",
+        "messaging: seconds from the load's end until all was written",
+    ),
+    (
+        "dead_lettered",
+        "messaging: messages in the dead-letter queue",
+    ),
+    ("redelivered", "messaging: deliveries flagged redelivered"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +211,11 @@ pub fn metric_value(report: &Report, metric: &str) -> Option<f64> {
         "malformed" => opt(c.malformed_lines),
         "crashes" => n(report.server.crashes),
         "peak_memory_bytes" => opt(report.server.peak_memory_bytes),
+        "still_queued" => opt(c.still_queued),
+        "e2e_p99" => report.messaging.as_ref()?.end_to_end_ms.p99,
+        "drain_s" => report.messaging.as_ref()?.drain_s,
+        "dead_lettered" => Some(report.messaging.as_ref()?.dead_lettered as f64),
+        "redelivered" => Some(report.messaging.as_ref()?.redelivered as f64),
         _ => None,
     }
 }
@@ -253,11 +275,24 @@ mod tests {
 
     #[test]
     fn every_metric_name_is_understood_by_metric_value() {
-        let report = crate::report::tests_support::sample_report();
+        let mut report = crate::report::tests_support::sample_report();
+        // The messaging figures too, as a --transport amqp run has them.
+        report.reconciliation.still_queued = Some(0);
+        report.messaging = Some(crate::report::MessagingReport {
+            end_to_end_ms: crate::report::Percentiles {
+                p99: Some(10.0),
+                ..Default::default()
+            },
+            drain_s: Some(1.0),
+            ..Default::default()
+        });
         for (name, _) in METRICS {
             // Every name maps to a field: the sample report has all of them set.
             assert!(metric_value(&report, name).is_some(), "{name}");
         }
+        // An HTTP run cannot be judged on messaging figures: not measured, so it fails.
+        let http = crate::report::tests_support::sample_report();
+        assert_eq!(metric_value(&http, "e2e_p99"), None);
     }
 
     #[test]
