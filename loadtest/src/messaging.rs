@@ -174,6 +174,7 @@ pub struct WorkerCounters {
     pub rejected: u64,
     pub requeued: u64,
     pub lost: u64,
+    pub connections_lost: u64,
     pub in_flight: u64,
 }
 
@@ -197,13 +198,18 @@ impl WorkerCounters {
             rejected: get("messages_rejected_total").unwrap_or(0),
             requeued: get("messages_requeued_total").unwrap_or(0),
             lost: get("messages_lost_total").unwrap_or(0),
+            connections_lost: get("connections_lost_total").unwrap_or(0),
             in_flight: get("orders_in_flight").unwrap_or(0),
         })
     }
 
-    /// Messages the worker holds (see the module doc).
+    /// Messages the worker holds (see the module doc). After a lost connection the
+    /// deliveries of the old channel can no longer be settled (the broker requeued them
+    /// and counts them again when redelivered), so from then on this process's counters
+    /// cannot balance and only the orders in flight are counted.
     pub fn held(&self, delivery: DeliveryMode) -> u64 {
         match delivery {
+            DeliveryMode::Reliable if self.connections_lost > 0 => self.in_flight,
             DeliveryMode::Reliable => self
                 .received
                 .saturating_sub(self.acked + self.rejected + self.requeued)
@@ -247,6 +253,9 @@ pub struct MonitorInputs {
 /// The latest state and every sample, shared between the monitor task and the drain.
 #[derive(Debug, Default)]
 pub struct MonitorState {
+    /// Whether there is a worker to ask (the lab spawned it); without one, what it holds
+    /// is unknown and the drain goes by the queue and the orders file alone.
+    pub scrapes_worker: bool,
     pub samples: Vec<QueueSample>,
     pub latest_worker: Option<WorkerCounters>,
     pub redelivered: Accumulated,
@@ -269,7 +278,10 @@ impl Monitor {
         epoch: Instant,
         every: Duration,
     ) -> Self {
-        let state = Arc::new(std::sync::Mutex::new(MonitorState::default()));
+        let state = Arc::new(std::sync::Mutex::new(MonitorState {
+            scrapes_worker: inputs.worker.is_some(),
+            ..MonitorState::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(monitor(
             probe,
@@ -393,7 +405,10 @@ pub async fn wait_for_drain(
             let s = monitor.state();
             let last = s.samples.last();
             let ready = last.and_then(|q| q.ready);
-            let held = s.latest_worker.map(|w| w.held(delivery));
+            let held = match s.scrapes_worker {
+                true => s.latest_worker.map(|w| w.held(delivery)),
+                false => Some(0),
+            };
             let empty = ready == Some(0) && held == Some(0);
             // Quiet since the later of the last change and the drain's start.
             let since = s.last_change.max(started.duration_since(epoch));
@@ -469,6 +484,11 @@ mod tests {
         assert_eq!((w.received, w.written, w.in_flight), (10, 7, 2));
         assert_eq!(w.held(DeliveryMode::Reliable), 3);
         assert_eq!(w.held(DeliveryMode::Faithful), 2);
+        let after_a_lost_connection = WorkerCounters {
+            connections_lost: 1,
+            ..w
+        };
+        assert_eq!(after_a_lost_connection.held(DeliveryMode::Reliable), 2);
         assert_eq!(
             WorkerCounters::parse("purchasing_admission_limit 3\n"),
             None
