@@ -14,6 +14,7 @@ const C_AT_WORKER: &str = "#e07b00";
 const C_OUTSTANDING: &str = "#6b7280";
 const C_DEAD: &str = "#c0392b";
 const C_RESTART: &str = "#7c3aed";
+const C_REDELIVERED: &str = "#0f766e";
 
 fn opt(v: Option<f64>, unit: &str) -> String {
     v.filter(|v| v.is_finite())
@@ -166,6 +167,20 @@ pub fn chart(report: &Report, x: &TimeAxis) -> Option<TimeChart> {
             s.dead_lettered
         }));
     }
+    // Redeliveries so far on the right axis: each rise is a worker's death (or a lost
+    // connection) handing its unacknowledged messages back.
+    let redelivered_max = samples.iter().map(|s| s.redelivered).max().unwrap_or(0);
+    let right = (redelivered_max > 0).then(|| {
+        let mut l = line(
+            "redelivered (so far, right axis)",
+            C_REDELIVERED,
+            Some("1 3"),
+            &|s| Some(s.redelivered),
+        );
+        l.right_axis = true;
+        lines.push(l);
+        Axis::linear("redelivered", redelivered_max as f64 * 1.1, Unit::Count)
+    });
     let max = samples
         .iter()
         .flat_map(|s| [s.ready, s.at_worker, Some(s.outstanding), s.dead_lettered])
@@ -218,7 +233,7 @@ pub fn chart(report: &Report, x: &TimeAxis) -> Option<TimeChart> {
         height: 280.0,
         x: x.clone(),
         left: Axis::linear("messages", max * 1.1, Unit::Count),
-        right: None,
+        right,
         area: None,
         lines,
         rules: Vec::new(),
@@ -227,4 +242,59 @@ pub fn chart(report: &Report, x: &TimeAxis) -> Option<TimeChart> {
         hover,
         note: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests_support::sample_report;
+    use crate::report::{BrokerReport, CrashEvent, MessagingReport};
+
+    #[test]
+    fn a_messaging_report_gets_its_card_and_chart_and_an_http_one_does_not() {
+        let http = sample_report();
+        let page = crate::report::html::render(&http);
+        assert!(!page.contains("Queue depth") && !page.contains("The queue (messaging)"));
+
+        let mut r = sample_report();
+        r.run.transport = "amqp".into();
+        r.messaging = Some(MessagingReport {
+            delivery: "reliable".into(),
+            drain_s: Some(3.5),
+            redelivered: 7,
+            ..Default::default()
+        });
+        r.broker = Some(BrokerReport {
+            spawned: true,
+            restarts: 1,
+            restart_events: vec![CrashEvent {
+                t_s: 2.0,
+                cause: "injected: <restart>".into(),
+                oom_killed: false,
+            }],
+        });
+        r.timeline.queue = (0..20)
+            .map(|i| QueueSample {
+                t_s: i as f64 * 0.25,
+                ready: Some(20 - i),
+                at_worker: Some(2),
+                outstanding: 22 - i,
+                written: i,
+                redelivered: i / 4,
+                dead_lettered: Some(0),
+            })
+            .collect();
+        let page = crate::report::html::render(&r);
+        assert!(
+            page.contains("Queue depth (reliable delivery)"),
+            "the chart"
+        );
+        assert!(page.contains("The queue (messaging)"), "the card");
+        assert!(page.contains("redelivered (so far, right axis)"));
+        assert!(
+            page.contains("injected: &lt;restart&gt;"),
+            "escaped marker text"
+        );
+        assert!(!page.contains("<restart>"));
+    }
 }
