@@ -211,13 +211,13 @@ Examples:
   loadtest run ... --fail-on 'lost>0' --fail-on 'p99>2000'
 
 The messaging half (a private broker outside the VM, the worker inside it):
-  loadtest run --transport amqp --spawn-broker --spawn-server --delivery reliable \
+  loadtest run --transport amqp --spawn-broker --spawn-server --delivery reliable \\
       --profile blog --cpus 1 --memory 2G --out blog-amqp
-  loadtest run --transport amqp --spawn-broker --spawn-server --profile rate --rate 20 \
+  loadtest run --transport amqp --spawn-broker --spawn-server --profile rate --rate 20 \\
       --duration 5 --drain-timeout 30 --out quick-amqp -- --alloc-chars 1000 --delay-ms 5
-  loadtest run --transport amqp --spawn-broker --spawn-server --delivery reliable ... \
+  loadtest run --transport amqp --spawn-broker --spawn-server --delivery reliable ... \\
       --kill-worker-every 2 --restart-broker-at 3      # faults: nothing confirmed is lost
-  loadtest run --transport amqp --amqp-url amqp://guest:guest@HOST:5672/%2f \
+  loadtest run --transport amqp --amqp-url amqp://guest:guest@HOST:5672/%2f \\
       --orders-file /mnt/vm/PurchaseOrders.txt ...      # your broker and your worker
 
 Exit status: 0 the run completed (even if the server failed), 99 a --fail-on threshold
