@@ -18,7 +18,11 @@ use serde::{Deserialize, Serialize};
 use crate::compare::{page, table_html};
 use crate::report::html::escape;
 use crate::report::summary::bytes;
+use crate::report::svg::{Axis, LineSeries, MAX_POINTS, TimeAxis, TimeChart, Unit, segments};
 use crate::report::{Report, SCHEMA_VERSION};
+
+/// One color per configuration, in [`crate::cli::SweepConfig::STYLES`] order.
+const COLORS: [&str; 4] = ["#dc2626", "#16a34a", "#2f6db5", "#7c3aed"];
 
 /// `comparison.json` of `compare --transports`: every configuration's full report, in
 /// the order they ran.
@@ -148,6 +152,67 @@ pub fn render_table(c: &StylesComparison) -> String {
     out
 }
 
+/// Orders written so far, over time, one line per configuration: where "accepted" and
+/// "written" part. HTTP: the cumulative acknowledged answers (an order is written before
+/// its 201); messaging: the lines the lab's tail of the orders file had seen.
+pub fn written_chart(c: &StylesComparison) -> TimeChart {
+    let mut max_t: f64 = 1.0;
+    let mut max_y: f64 = 1.0;
+    let lines: Vec<LineSeries> = c
+        .runs
+        .iter()
+        .enumerate()
+        .map(|(i, run)| {
+            let r = &run.report;
+            let points: Vec<(f64, Option<f64>)> = if r.timeline.queue.is_empty() {
+                let mut total = 0u64;
+                r.timeline
+                    .seconds
+                    .iter()
+                    .map(|s| {
+                        total += s.acknowledged;
+                        (s.t_s as f64 + 1.0, Some(total as f64))
+                    })
+                    .collect()
+            } else {
+                r.timeline
+                    .queue
+                    .iter()
+                    .map(|q| (q.t_s, Some(q.written as f64)))
+                    .collect()
+            };
+            for (t, y) in &points {
+                max_t = max_t.max(*t);
+                max_y = max_y.max(y.unwrap_or(0.0));
+            }
+            LineSeries {
+                name: run.name.clone(),
+                color: COLORS[i % COLORS.len()],
+                width: 2.0,
+                dash: None,
+                right_axis: false,
+                fill: false,
+                step: false,
+                segments: segments(points, Some(2.0), MAX_POINTS),
+            }
+        })
+        .collect();
+    TimeChart {
+        title: "Orders written so far".into(),
+        height: 300.0,
+        x: TimeAxis::new(max_t),
+        left: Axis::linear("orders written", max_y * 1.1, Unit::Count),
+        right: None,
+        area: None,
+        lines,
+        rules: Vec::new(),
+        markers: Vec::new(),
+        marker_legend: Vec::new(),
+        hover: Vec::new(),
+        note: None,
+    }
+}
+
 /// `comparison.html` of `compare --transports`.
 pub fn render_html(c: &StylesComparison) -> String {
     let mut body = String::new();
@@ -180,6 +245,12 @@ pub fn render_html(c: &StylesComparison) -> String {
             .map(|r| format!("<code>{}/report.html</code>", escape(&r.name)))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    body.push_str("<section class=\"card\"><h2>Accepted is not written</h2>");
+    body.push_str(&written_chart(c).to_svg(false));
+    body.push_str(
+        "<p class=\"muted\">HTTP: acknowledged answers so far (the order is written before the answer); \
+         messaging: order lines the lab saw appear in the orders file, through the drain after the load.</p></section>",
     );
     page("loadtest · RPC vs messaging", &body)
 }
@@ -232,6 +303,7 @@ mod tests {
         assert!(table.contains("messaging-reliable"), "{table}");
         let html = render_html(&c);
         assert!(html.contains("RPC vs messaging") && html.contains("<table>"));
+        assert!(html.contains("Orders written so far"));
         let json = serde_json::to_string(&c).unwrap();
         let back: StylesComparison = serde_json::from_str(&json).unwrap();
         assert_eq!(back.runs.len(), 2);
