@@ -20,21 +20,7 @@ use super::svg::{
 };
 use super::{Report, SecondRow, ServerSample};
 
-/// Escapes text for HTML and SVG (element content and quoted attribute values).
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
-    out
-}
+pub use super::markup::escape;
 
 /// The charts of the report, each available as a standalone SVG document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,6 +2,7 @@
 //! ([`summary`]), and the self-contained HTML page ([`html`]).
 
 pub mod html;
+pub mod markup;
 pub mod model;
 pub mod queue;
 pub mod summary;

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::html::escape;
+use super::markup::escape;
 use super::svg::{self, Axis, HoverBand, LineSeries, Marker, TimeAxis, TimeChart, Unit};
 use super::{MessagingReport, QueueSample, Report};
 

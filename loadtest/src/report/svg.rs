@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::html::escape;
+use super::markup::escape;
 
 /// The most points a plotted series keeps after downsampling.
 pub const MAX_POINTS: usize = 1500;
