@@ -133,6 +133,9 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
             Some(Arc::new(Mutex::new(Some(broker))))
         }
         Some(BrokerSource::Url(url)) => {
+            let mut probe = QueueProbe::new(url);
+            probe.check().await.map_err(|e| anyhow::anyhow!(e))?;
+            probe.close().await;
             broker_url = Some(url.clone());
             None
         }

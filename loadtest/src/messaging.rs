@@ -112,6 +112,37 @@ impl QueueProbe {
         }
     }
 
+    /// Opens the probe's connection now, to fail early with what to do when the broker
+    /// cannot be reached (a wrong `--amqp-url`, a broker that is down).
+    pub async fn check(&mut self) -> Result<(), String> {
+        let url = inventory::AmqpUrl::parse(&self.url)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| "the broker".into());
+        let connected = tokio::time::timeout(PROBE_TIMEOUT * 5, async {
+            let connection = Connection::connect(
+                &self.url,
+                ConnectionProperties::default().with_connection_name("loadtest queue probe".into()),
+            )
+            .await?;
+            let channel = connection.create_channel().await?;
+            Ok::<_, lapin::Error>((connection, channel))
+        })
+        .await;
+        match connected {
+            Ok(Ok(session)) => {
+                self.session = Some(session);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!(
+                "cannot reach the RabbitMQ broker at {url}: {e}; is it running, and are the user, password and virtual host in --amqp-url right? (or use --spawn-broker)"
+            )),
+            Err(_) => Err(format!(
+                "the RabbitMQ broker at {url} did not answer within {} s; is it running? (or use --spawn-broker)",
+                (PROBE_TIMEOUT * 5).as_secs()
+            )),
+        }
+    }
+
     /// Messages ready in `queue`; `None` when the broker does not answer or the queue does
     /// not exist (yet, or any more: a restarted broker forgets a faithful queue). The next
     /// call reconnects after a failure.
