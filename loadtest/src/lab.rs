@@ -82,12 +82,29 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Aborts a background task (a fault injector) when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// A background task (a fault injector), aborted when dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn new(task: tokio::task::JoinHandle<()>) -> Self {
+        AbortOnDrop(Some(task))
+    }
+
+    /// Aborts the task and waits until it is gone, so what it held (the server handle)
+    /// is released before the caller needs it alone.
+    async fn stop(mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -252,7 +269,7 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         if let (Some(every), Some(server)) = (m.kill_worker_every, &server) {
             let server = server.clone();
             let live = live.clone();
-            injectors.push(AbortOnDrop(tokio::spawn(async move {
+            injectors.push(AbortOnDrop::new(tokio::spawn(async move {
                 for n in 1u32.. {
                     tokio::time::sleep_until(epoch + every * n).await;
                     if live.finished.load(std::sync::atomic::Ordering::Relaxed) {
@@ -272,7 +289,7 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         if let (Some(at), Some(broker)) = (m.restart_broker_at, &broker) {
             let broker = broker.clone();
             let events = restart_events.clone();
-            injectors.push(AbortOnDrop(tokio::spawn(async move {
+            injectors.push(AbortOnDrop::new(tokio::spawn(async move {
                 tokio::time::sleep_until(epoch + at).await;
                 let t_s = epoch.elapsed().as_secs_f64();
                 eprintln!("loadtest: restarting the broker at {t_s:.1} s (--restart-broker-at)");
@@ -343,7 +360,9 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         }
         _ => None,
     };
-    drop(injectors);
+    for injector in injectors {
+        injector.stop().await;
+    }
 
     // Settle: in-flight work may still reach the file after the clients gave up.
     let settle_started = Instant::now();
