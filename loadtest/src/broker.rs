@@ -384,7 +384,7 @@ impl Broker {
     /// starting at that moment (tests run in parallel) may pick and take it. Only the
     /// node's peers use that port, and it is found through our own epmd, so a taken one
     /// is simply replaced: checked before the start, and on an "address in use" failure
-    /// the start is tried again with a fresh one (at most [`PORT_ATTEMPTS`] times).
+    /// the start is tried again with a fresh one (at most three times).
     pub fn restart(&mut self) -> Result<(), BrokerError> {
         if let Some(beam) = self.beam.take() {
             beam.terminate(STOP_GRACE);
