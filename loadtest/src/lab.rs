@@ -268,13 +268,11 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
     if let Some(m) = &options.messaging {
         if let (Some(every), Some(server)) = (m.kill_worker_every, &server) {
             let server = server.clone();
-            let live = live.clone();
             injectors.push(AbortOnDrop::new(tokio::spawn(async move {
+                // Through the load and the drain (the worker is busiest draining): the
+                // injectors are aborted only once the drain is over, before the worker stops.
                 for n in 1u32.. {
                     tokio::time::sleep_until(epoch + every * n).await;
-                    if live.finished.load(std::sync::atomic::Ordering::Relaxed) {
-                        break;
-                    }
                     if let Ok(s) = server.lock()
                         && s.inject_kill()
                     {
