@@ -459,5 +459,5 @@ fn keys_dropped_because_the_orders_file_changed_are_a_warning_with_counts() {
         .lines()
         .find(|l| l.contains("WARN") && l.contains("truncated, rotated or edited"))
         .unwrap_or_else(|| panic!("no warning:\n{log}"));
-    assert!(warning.contains("dropped_keys=2"), "{warning}");
+    assert!(warning.contains("dropped 2 idempotency keys"), "{warning}");
 }

@@ -30,7 +30,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use purchasing_persistence::{PurchaseOrderStore, StoreError};
+use purchasing_persistence::PurchaseOrderStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -99,7 +99,7 @@ pub async fn serve(
     };
     let store =
         PurchaseOrderStore::open_with(&config.orders_file, config.workload(), store_options)
-            .map_err(|error| anyhow::anyhow!("{error}{}", start_up_hint(&error)))?;
+            .map_err(|error| anyhow::anyhow!("{error}{}", error.open_hint()))?;
     report_store_recovery(&store);
     // Under admission control the connections get a memory budget too (see
     // `connection_cap`); the faithful server, as the original, has none.
@@ -324,72 +324,28 @@ fn is_resource_exhaustion(error: &std::io::Error) -> bool {
     )
 }
 
-/// What to do about a store that cannot be opened, when its message does not already
-/// say it: only a failure to open or create the orders file itself is about its
-/// directory or permissions. (A corrupt journal's message names the line and what to do;
-/// a FIFO's says to choose a regular file.)
-fn start_up_hint(error: &StoreError) -> &'static str {
-    match error {
-        StoreError::Io { action, .. } if action.starts_with("open") || *action == "create" => {
-            "; check that the directory exists and is writable, or choose another --orders-file"
-        }
-        _ => "",
-    }
-}
-
-/// Logs what opening the store found and changed: a partial last line it removed, and
-/// idempotency keys it dropped. Both at WARN when they lose something a client may count
-/// on, so they are not missed among the INFO lines.
+/// Logs what opening the store found and changed: at WARN what an operator must see (a
+/// partial last line removed, idempotency keys dropped; worded by the store), and the
+/// journal's recovery counts at INFO.
 fn report_store_recovery(store: &PurchaseOrderStore) {
-    if let Some(tail) = store.repaired_tail() {
-        tracing::warn!(
-            orders_file = %tail.path.display(),
-            offset = tail.offset,
-            bytes_removed = tail.bytes_removed,
-            removed = %tail.removed_text_lossy.escape_debug(),
-            "removed a partial last line from the orders file (a write cut short by a crash \
-             or a full disk; such a line was never acknowledged)"
-        );
+    for warning in store.start_up_warnings() {
+        tracing::warn!("{warning}");
     }
-    let (Some(recovery), Some(journal)) =
+    if let (Some(recovery), Some(journal)) =
         (store.journal_recovery(), store.idempotency_journal_path())
-    else {
-        return;
-    };
-    let expiry_hours = purchasing_persistence::IDEMPOTENCY_KEY_EXPIRY.as_secs() / 3600;
-    if recovery.orders_file_changed {
-        tracing::warn!(
+    {
+        tracing::info!(
             journal = %journal.display(),
-            dropped_keys = recovery.incomplete,
             kept = recovery.kept,
-            "the orders file was truncated, rotated or edited since these idempotency keys \
-             were recorded: their orders are no longer in it, so a retry with one of them \
-             writes a new order"
-        );
-    } else if recovery.incomplete + recovery.torn + recovery.invalid_code > 0 {
-        tracing::warn!(
-            journal = %journal.display(),
             incomplete = recovery.incomplete,
             torn = recovery.torn,
+            expired = recovery.expired,
+            superseded = recovery.superseded,
             invalid_code = recovery.invalid_code,
-            kept = recovery.kept,
-            "dropped idempotency keys whose order was never written (a crash between the \
-             journal and the orders file) or whose item code is no longer valid; a retry \
-             with one of them does the work once"
+            rewritten = recovery.rewritten,
+            "idempotency journal recovered"
         );
     }
-    tracing::info!(
-        journal = %journal.display(),
-        kept = recovery.kept,
-        incomplete = recovery.incomplete,
-        torn = recovery.torn,
-        expired = recovery.expired,
-        superseded = recovery.superseded,
-        invalid_code = recovery.invalid_code,
-        rewritten = recovery.rewritten,
-        key_expiry_hours = expiry_hours,
-        "idempotency journal recovered"
-    );
 }
 
 /// Turns the protection flags into numbers. Measures only when a protection needs it, so

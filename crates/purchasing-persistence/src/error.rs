@@ -80,6 +80,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What to add to an error from opening the store, when its own message does not
+    /// already say what to do: only a failure to open or create the orders file itself is
+    /// about its directory or permissions (a corrupt journal's message names the line; a
+    /// FIFO's says to choose a regular file). Empty otherwise.
+    pub fn open_hint(&self) -> &'static str {
+        match self {
+            StoreError::Io { action, .. } if action.starts_with("open") || *action == "create" => {
+                "; check that the directory exists and is writable, or choose another \
+                 --orders-file"
+            }
+            _ => "",
+        }
+    }
+
     /// [`StoreError::DeadlineExceeded`] stage: the deadline had passed when the submit
     /// started; nothing was allocated.
     pub const DEADLINE_BEFORE_WORK: &'static str = "before the work started";

@@ -265,6 +265,47 @@ impl PurchaseOrderStore {
         self.idempotency.as_ref().map(|i| i.recovery)
     }
 
+    /// What opening the store found and changed that an operator must see, one line
+    /// each: a partial last line it removed, idempotency keys it dropped (and whether the
+    /// orders file changed under them). Servers log these at WARN at start-up.
+    pub fn start_up_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(tail) = self.repaired_tail() {
+            warnings.push(format!(
+                "removed a partial last line from {} at byte {} ({} bytes: {:?}): a write cut \
+                 short by a crash or a full disk; such a line was never acknowledged",
+                tail.path.display(),
+                tail.offset,
+                tail.bytes_removed,
+                tail.removed_text_lossy
+            ));
+        }
+        if let (Some(recovery), Some(journal)) =
+            (self.journal_recovery(), self.idempotency_journal_path())
+        {
+            if recovery.orders_file_changed {
+                warnings.push(format!(
+                    "dropped {} idempotency keys (kept {}) from {}: the orders file was \
+                     truncated, rotated or edited since they were recorded, their orders are \
+                     no longer in it, so a retry with one of them writes a new order",
+                    recovery.incomplete,
+                    recovery.kept,
+                    journal.display()
+                ));
+            } else if recovery.incomplete + recovery.torn + recovery.invalid_code > 0 {
+                warnings.push(format!(
+                    "dropped {} idempotency keys (kept {}) from {}: their orders were never \
+                     written (a crash between the journal and the orders file) or their item \
+                     codes are no longer valid; a retry with one of them does the work once",
+                    recovery.incomplete + recovery.torn + recovery.invalid_code,
+                    recovery.kept,
+                    journal.display()
+                ));
+            }
+        }
+        warnings
+    }
+
     /// The last partial line this store removed from the orders file: at open (see
     /// [`PurchaseOrderStore::open_with`]), or later before an append, when another process
     /// sharing the file died or failed in the middle of its append. `None` if it never

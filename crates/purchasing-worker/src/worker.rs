@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use capacity::Environment;
-use purchasing_persistence::{PurchaseOrderStore, StoreError};
+use purchasing_persistence::PurchaseOrderStore;
 use tokio::net::TcpListener;
 
 use crate::backoff::Backoff;
@@ -83,7 +83,7 @@ fn open_store(
         }
     };
     let store = PurchaseOrderStore::open_with(&config.orders_file, config.workload(), options)
-        .map_err(|error| anyhow::anyhow!("{error}{}", start_up_hint(&error)))?;
+        .map_err(|error| anyhow::anyhow!("{error}{}", error.open_hint()))?;
     report_store_recovery(&store);
     Ok(store)
 }
@@ -247,45 +247,26 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// What to do about a store that cannot be opened, when its message does not already say
-/// it (as the API's start-up hint).
-fn start_up_hint(error: &StoreError) -> &'static str {
-    match error {
-        StoreError::Io { action, .. } if action.starts_with("open") || *action == "create" => {
-            "; check that the directory exists and is writable, or choose another --orders-file"
-        }
-        _ => "",
-    }
-}
-
-/// Logs what opening the store repaired or dropped, at WARN when it matters to an order.
+/// Logs what opening the store found and changed: at WARN what an operator must see (a
+/// partial last line removed, idempotency keys dropped; worded by the store), and the
+/// journal's recovery counts at INFO.
 fn report_store_recovery(store: &PurchaseOrderStore) {
-    if let Some(tail) = store.repaired_tail() {
-        tracing::warn!(
-            orders_file = %tail.path.display(),
-            offset = tail.offset,
-            bytes_removed = tail.bytes_removed,
-            removed = %tail.removed_text_lossy.escape_debug(),
-            "removed a partial last line from the orders file (a write cut short by a crash \
-             or a full disk; such a line was never acknowledged)"
+    for warning in store.start_up_warnings() {
+        tracing::warn!("{warning}");
+    }
+    if let (Some(recovery), Some(journal)) =
+        (store.journal_recovery(), store.idempotency_journal_path())
+    {
+        tracing::info!(
+            journal = %journal.display(),
+            kept = recovery.kept,
+            incomplete = recovery.incomplete,
+            torn = recovery.torn,
+            expired = recovery.expired,
+            superseded = recovery.superseded,
+            invalid_code = recovery.invalid_code,
+            rewritten = recovery.rewritten,
+            "idempotency journal recovered"
         );
     }
-    let (Some(recovery), Some(journal)) =
-        (store.journal_recovery(), store.idempotency_journal_path())
-    else {
-        return;
-    };
-    if recovery.orders_file_changed {
-        tracing::warn!(journal = %journal.display(), dropped_keys = recovery.incomplete,
-            "the orders file was truncated, rotated or edited since these message ids were \
-             recorded: a redelivery of one of them writes a new order");
-    }
-    tracing::info!(
-        journal = %journal.display(),
-        kept = recovery.kept,
-        incomplete = recovery.incomplete,
-        torn = recovery.torn,
-        expired = recovery.expired,
-        "idempotency journal recovered (message ids of written orders)"
-    );
 }
