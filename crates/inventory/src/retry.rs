@@ -7,7 +7,7 @@
 //! `Idempotency-Key`, so the server can tell a retry from a new order and a retried `POST`
 //! cannot place the order twice (see [`crate::wire`] for the headers).
 //!
-//! Why each piece (SRE book, "Handling Overload"; ../shared/FIELD-NOTES.md):
+//! Why each piece (after the SRE book's chapter "Handling Overload"):
 //!
 //! * **Few attempts** ([`DEFAULT_MAX_ATTEMPTS`]): every retry is more load on a server that
 //!   is probably failing because of load.
