@@ -3,7 +3,7 @@
 //! Memory stays flat: per-second histograms exist only for the last few seconds and are
 //! folded into one small row each; the per-step histograms are one per step; the rest is
 //! counters. Histograms have fixed bounds and use `saturating_record`, so no latency value
-//! can panic them (see FIELD-NOTES: hdrhistogram bounds, and [`HISTOGRAM_MAX_US`]).
+//! can panic them (a value past fixed bounds panics `+=` in hdrhistogram; see [`HISTOGRAM_MAX_US`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! files say: the facts both the API's automatic sizing (`purchasing-api`, reading the
 //! limits it runs under) and the lab's confinement (`loadtest`, creating child cgroups
 //! under its own) need, defined once here because neither of those crates may depend on
-//! the other (see DESIGN.md, Boundaries).
+//! the other (the lab only spawns servers, it never links them).
 //!
 //! This crate owns:
 //!

@@ -22,7 +22,7 @@
 //! share), [`metrics`] and [`http`] (the probes), [`worker`] (the process's lifecycle).
 //!
 //! Depends on the store, the capacity rule and the wire contract — never on the API or
-//! the inventory client (see DESIGN.md, Boundaries).
+//! the inventory client: a server never links a client, nor another server.
 
 pub mod backoff;
 pub mod config;
