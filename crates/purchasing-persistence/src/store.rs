@@ -306,6 +306,28 @@ impl PurchaseOrderStore {
         warnings
     }
 
+    /// One line of what recovering the idempotency journal found, for the start-up log
+    /// (`None` when idempotency is off).
+    pub fn journal_summary(&self) -> Option<String> {
+        let (r, journal) = (self.journal_recovery()?, self.idempotency_journal_path()?);
+        Some(format!(
+            "idempotency journal {} recovered: {} kept, {} incomplete, {} torn, {} expired, {} \
+             superseded, {} with an invalid code{}",
+            journal.display(),
+            r.kept,
+            r.incomplete,
+            r.torn,
+            r.expired,
+            r.superseded,
+            r.invalid_code,
+            if r.rewritten {
+                "; rewritten without the dropped ones"
+            } else {
+                ""
+            }
+        ))
+    }
+
     /// The last partial line this store removed from the orders file: at open (see
     /// [`PurchaseOrderStore::open_with`]), or later before an append, when another process
     /// sharing the file died or failed in the middle of its append. `None` if it never

@@ -247,26 +247,14 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Logs what opening the store found and changed: at WARN what an operator must see (a
-/// partial last line removed, idempotency keys dropped; worded by the store), and the
+/// Logs what opening the store found and changed (worded by the store): at WARN what an
+/// operator must see — a partial last line removed, idempotency keys dropped — and the
 /// journal's recovery counts at INFO.
 fn report_store_recovery(store: &PurchaseOrderStore) {
     for warning in store.start_up_warnings() {
         tracing::warn!("{warning}");
     }
-    if let (Some(recovery), Some(journal)) =
-        (store.journal_recovery(), store.idempotency_journal_path())
-    {
-        tracing::info!(
-            journal = %journal.display(),
-            kept = recovery.kept,
-            incomplete = recovery.incomplete,
-            torn = recovery.torn,
-            expired = recovery.expired,
-            superseded = recovery.superseded,
-            invalid_code = recovery.invalid_code,
-            rewritten = recovery.rewritten,
-            "idempotency journal recovered"
-        );
+    if let Some(summary) = store.journal_summary() {
+        tracing::info!("{summary}");
     }
 }
