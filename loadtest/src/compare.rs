@@ -7,7 +7,8 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::html::{CSS, escape};
+use crate::report::format::escape;
+use crate::report::html::CSS;
 use crate::report::summary::bytes;
 use crate::report::svg::{
     Axis, LineSeries, MAX_POINTS, Marker, Rule, TimeAxis, TimeChart, Unit, segments,

@@ -16,7 +16,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::compare::{page, table_html};
-use crate::report::html::escape;
+use crate::report::format::escape;
 use crate::report::summary::bytes;
 use crate::report::svg::{Axis, LineSeries, MAX_POINTS, TimeAxis, TimeChart, Unit, segments};
 use crate::report::{Report, SCHEMA_VERSION};

@@ -14,13 +14,17 @@
 
 use std::fmt::Write as _;
 
+use super::format::{
+    DASH, at, duration, fin, fmt_bytes, fmt_ms, int, opt_bytes, opt_int, opt_ms, pct, plural, rate,
+    trim,
+};
 use super::svg::{
     self, AreaLayer, Axis, BarSegment, HoverBand, LineSeries, MAX_POINTS, Marker, Rule,
-    StackedArea, StackedBar, TimeAxis, TimeChart, Unit, fmt_bytes, fmt_ms, trim,
+    StackedArea, StackedBar, TimeAxis, TimeChart, Unit,
 };
 use super::{Report, SecondRow, ServerSample};
 
-pub use super::markup::escape;
+pub use super::format::escape;
 
 /// The charts of the report, each available as a standalone SVG document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,102 +102,6 @@ const C_ABSENT: &str = "#a8a29e";
 const C_DUP: &str = "#9467bd";
 const C_UNEXPECTED: &str = "#8c6d5a";
 const C_MALFORMED: &str = "#374151";
-
-// ---------------------------------------------------------------------------------------
-// Number formatting: never "NaN", "—" for what is unknown
-// ---------------------------------------------------------------------------------------
-
-const DASH: &str = "—";
-
-fn fin(v: Option<f64>) -> Option<f64> {
-    v.filter(|v| v.is_finite())
-}
-
-fn opt_ms(v: Option<f64>) -> String {
-    fin(v).map(fmt_ms).unwrap_or_else(|| DASH.to_string())
-}
-
-fn opt_bytes(v: Option<u64>) -> String {
-    v.map(|b| fmt_bytes(b as f64))
-        .unwrap_or_else(|| DASH.to_string())
-}
-
-/// 1234567 → "1,234,567".
-fn int(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// "1 restart", "3 restarts".
-fn plural(n: u64, what: &str) -> String {
-    format!("{} {what}{}", int(n), if n == 1 { "" } else { "s" })
-}
-
-fn opt_int(v: Option<u64>) -> String {
-    v.map(int).unwrap_or_else(|| DASH.to_string())
-}
-
-fn rate(v: f64) -> String {
-    if !v.is_finite() {
-        DASH.to_string()
-    } else if v >= 100.0 {
-        trim(v, 0)
-    } else {
-        trim(v, 1)
-    }
-}
-
-fn pct(n: u64, of: u64) -> String {
-    if of == 0 {
-        String::new()
-    } else {
-        let p = n as f64 * 100.0 / of as f64;
-        let d = if p > 0.0 && p < 0.1 { 3 } else { 1 };
-        format!("{} %", trim(p, d))
-    }
-}
-
-/// Seconds as a duration: "59.8 s", "12 min 3 s", "10 h 0 min".
-fn duration(s: f64) -> String {
-    if !s.is_finite() {
-        return DASH.to_string();
-    }
-    if s < 120.0 {
-        format!("{} s", trim(s, 1))
-    } else if s < 3600.0 {
-        format!("{} min {} s", (s / 60.0).floor(), (s % 60.0).floor())
-    } else {
-        format!(
-            "{} h {} min",
-            (s / 3600.0).floor(),
-            ((s % 3600.0) / 60.0).floor()
-        )
-    }
-}
-
-/// A moment on the time axis: "7.3 s", "12:05", "2:00:00".
-fn at(t: f64) -> String {
-    if !t.is_finite() {
-        return DASH.to_string();
-    }
-    if t < 300.0 {
-        format!("{} s", trim(t, 1))
-    } else {
-        let t = t as u64;
-        if t < 3600 {
-            format!("{}:{:02}", t / 60, t % 60)
-        } else {
-            format!("{}:{:02}:{:02}", t / 3600, (t % 3600) / 60, t % 60)
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Charts
@@ -1690,16 +1598,6 @@ mod tests {
     }
 
     #[test]
-    fn escape_neutralises_markup() {
-        assert_eq!(
-            escape("<script>alert('x')</script>"),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
-        );
-        assert_eq!(escape("a & \"b\""), "a &amp; &quot;b&quot;");
-        assert_eq!(escape("plain ünïcode"), "plain ünïcode");
-    }
-
-    #[test]
     fn report_text_is_escaped_everywhere() {
         let mut r = empty_report();
         r.run.server_command = Some(vec![
@@ -1848,14 +1746,6 @@ mod tests {
 
     #[test]
     fn formatting_helpers() {
-        assert_eq!(int(1_000_000), "1,000,000");
-        assert_eq!(int(999), "999");
-        assert_eq!(pct(3, 1000), "0.3 %");
-        assert_eq!(pct(1, 0), "");
-        assert_eq!(duration(36_000.0), "10 h 0 min");
-        assert_eq!(duration(59.84), "59.8 s");
-        assert_eq!(at(7.0), "7 s");
-        assert_eq!(at(3723.0), "1:02:03");
         assert_eq!(
             command_line(&["a".into(), "b c".into(), "it's".into()]),
             "a 'b c' 'it'\\''s'"

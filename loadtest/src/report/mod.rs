@@ -1,8 +1,8 @@
 //! The report: its data model ([`model`]), the summary table for the terminal
 //! ([`summary`]), and the self-contained HTML page ([`html`]).
 
+pub mod format;
 pub mod html;
-pub mod markup;
 pub mod model;
 pub mod queue;
 pub mod summary;

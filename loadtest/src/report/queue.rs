@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::markup::escape;
+use super::format::{escape, trim};
 use super::svg::{self, Axis, HoverBand, LineSeries, Marker, TimeAxis, TimeChart, Unit};
 use super::{MessagingReport, QueueSample, Report};
 
@@ -18,7 +18,7 @@ const C_REDELIVERED: &str = "#0f766e";
 
 fn opt(v: Option<f64>, unit: &str) -> String {
     v.filter(|v| v.is_finite())
-        .map_or_else(|| "—".into(), |v| format!("{} {unit}", svg::trim(v, 1)))
+        .map_or_else(|| "—".into(), |v| format!("{} {unit}", trim(v, 1)))
 }
 
 /// The messaging card (nothing for HTTP runs).
@@ -64,8 +64,8 @@ pub fn card(o: &mut String, report: &Report) {
         o,
         "drain",
         match m.drain_s {
-            Some(s) => format!("{} s", svg::trim(s, 1)),
-            None => format!("not within {} s", svg::trim(m.drain_timeout_s, 0)),
+            Some(s) => format!("{} s", trim(s, 1)),
+            None => format!("not within {} s", trim(m.drain_timeout_s, 0)),
         },
         "from the load's end until the queue was empty and everything written",
     );
@@ -218,7 +218,7 @@ pub fn chart(report: &Report, x: &TimeAxis) -> Option<TimeChart> {
                 x1,
                 text: format!(
                     "t = {} s\nready {} · held {} · not written {}\nwritten {} · redelivered {}",
-                    svg::trim(s.t_s, 1),
+                    trim(s.t_s, 1),
                     int(s.ready),
                     int(s.at_worker),
                     s.outstanding,

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::markup::escape;
+use super::format::{GIB, KIB, MIB, compact, coord, escape, fmt_ms, trim};
 
 /// The most points a plotted series keeps after downsampling.
 pub const MAX_POINTS: usize = 1500;
@@ -160,74 +160,8 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// Numbers and axes
+// Axes
 // ---------------------------------------------------------------------------------------
-
-/// A coordinate rounded to 0.1 px, without a trailing ".0" (and never "-0").
-fn c(v: f64) -> String {
-    if !v.is_finite() {
-        return "0".to_string();
-    }
-    let r = (v * 10.0).round() / 10.0 + 0.0;
-    format!("{r}")
-}
-
-/// A number for an axis or a label: at most `decimals` decimals, trailing zeros trimmed.
-pub fn trim(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    if s == "-0" { "0".to_string() } else { s }
-}
-
-/// Compact tick label: 950, 1,500, 25k, 1.5M.
-fn compact(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e6 {
-        format!("{}M", trim(v / 1e6, 2))
-    } else if a >= 1e4 {
-        format!("{}k", trim(v / 1e3, 1))
-    } else if a >= 1000.0 && v.fract() == 0.0 {
-        let i = v as i64;
-        format!("{},{:03}", i / 1000, (i % 1000).abs())
-    } else {
-        trim(v, 2)
-    }
-}
-
-/// Milliseconds, readably: "0.4 ms", "12 ms", "1.25 s".
-pub fn fmt_ms(ms: f64) -> String {
-    if ms >= 1000.0 {
-        format!("{} s", trim(ms / 1000.0, 2))
-    } else if ms >= 10.0 {
-        format!("{} ms", trim(ms, 0))
-    } else {
-        format!("{} ms", trim(ms, 2))
-    }
-}
-
-pub const KIB: f64 = 1024.0;
-pub const MIB: f64 = 1024.0 * 1024.0;
-pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-
-/// Bytes in binary units: "512 MiB", "1.9 GiB".
-pub fn fmt_bytes(b: f64) -> String {
-    if b >= GIB {
-        format!("{:.1} GiB", b / GIB)
-    } else if b >= MIB {
-        format!(
-            "{} MiB",
-            trim(b / MIB, if b >= 100.0 * MIB { 0 } else { 1 })
-        )
-    } else if b >= KIB {
-        format!("{} KiB", trim(b / KIB, 0))
-    } else {
-        format!("{} B", trim(b, 0))
-    }
-}
 
 /// What an axis measures, which decides its ticks and their labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -515,8 +449,8 @@ fn svg_open(out: &mut String, width: f64, height: f64, label: &str, standalone: 
              font-family=\"{FONT}\" font-size=\"12\" role=\"img\" aria-label=\"{l}\">\
              <style>.hv rect:hover{{fill-opacity:.06}}</style>\
              <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>",
-            w = c(width),
-            h = c(height),
+            w = coord(width),
+            h = coord(height),
             l = escape(label)
         );
     } else {
@@ -524,8 +458,8 @@ fn svg_open(out: &mut String, width: f64, height: f64, label: &str, standalone: 
             out,
             "<svg class=\"chart\" viewBox=\"0 0 {w} {h}\" font-family=\"{FONT}\" font-size=\"12\" \
              role=\"img\" aria-label=\"{l}\">",
-            w = c(width),
-            h = c(height),
+            w = coord(width),
+            h = coord(height),
             l = escape(label)
         );
     }
@@ -535,8 +469,8 @@ fn text(out: &mut String, x: f64, y: f64, attrs: &str, body: &str) {
     let _ = write!(
         out,
         "<text x=\"{}\" y=\"{}\" {attrs}>{}</text>",
-        c(x),
-        c(y),
+        coord(x),
+        coord(y),
         escape(body)
     );
 }
@@ -549,9 +483,9 @@ fn text_width(s: &str, size: f64) -> f64 {
 fn path_d(out: &mut String, pts: &[(f64, f64)]) {
     for (i, (x, y)) in pts.iter().enumerate() {
         let _ = match i {
-            0 => write!(out, "M{},{}", c(*x), c(*y)),
-            1 => write!(out, "L{},{}", c(*x), c(*y)),
-            _ => write!(out, " {},{}", c(*x), c(*y)),
+            0 => write!(out, "M{},{}", coord(*x), coord(*y)),
+            1 => write!(out, "L{},{}", coord(*x), coord(*y)),
+            _ => write!(out, " {},{}", coord(*x), coord(*y)),
         };
     }
 }
@@ -627,9 +561,9 @@ impl TimeChart {
             let _ = write!(
                 o,
                 "<line x1=\"{}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{GRID_MINOR}\"/>",
-                c(PLOT_LEFT),
-                c(PLOT_RIGHT),
-                y = c(y)
+                coord(PLOT_LEFT),
+                coord(PLOT_RIGHT),
+                y = coord(y)
             );
         }
         for (v, _) in &self.left.ticks {
@@ -637,9 +571,9 @@ impl TimeChart {
             let _ = write!(
                 o,
                 "<line x1=\"{}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{GRID}\"/>",
-                c(PLOT_LEFT),
-                c(PLOT_RIGHT),
-                y = c(y)
+                coord(PLOT_LEFT),
+                coord(PLOT_RIGHT),
+                y = coord(y)
             );
         }
         for (t, _) in &self.x.ticks {
@@ -647,9 +581,9 @@ impl TimeChart {
             let _ = write!(
                 o,
                 "<line x1=\"{x}\" x2=\"{x}\" y1=\"{}\" y2=\"{}\" stroke=\"{GRID_MINOR}\"/>",
-                c(top),
-                c(bottom),
-                x = c(x)
+                coord(top),
+                coord(bottom),
+                x = coord(x)
             );
         }
         o.push_str("</g>");
@@ -669,9 +603,9 @@ impl TimeChart {
             let _ = write!(
                 o,
                 "<line x1=\"{}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{col}\" stroke-width=\"1.5\" stroke-dasharray=\"7 5\"/>",
-                c(PLOT_LEFT),
-                c(PLOT_RIGHT),
-                y = c(y),
+                coord(PLOT_LEFT),
+                coord(PLOT_RIGHT),
+                y = coord(y),
                 col = rule.color
             );
             let (tx, anchor) = if rule.right_axis {
@@ -701,10 +635,10 @@ impl TimeChart {
                 let _ = write!(
                     o,
                     "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
-                    c(x0),
-                    c(top),
-                    c((x1 - x0).max(0.5)),
-                    c(bottom - top),
+                    coord(x0),
+                    coord(top),
+                    coord((x1 - x0).max(0.5)),
+                    coord(bottom - top),
                     escape(&band.text)
                 );
             }
@@ -728,9 +662,9 @@ impl TimeChart {
                 "<g><title>{tip}</title><line x1=\"{x}\" x2=\"{x}\" y1=\"{t}\" y2=\"{b}\" stroke=\"{col}\" stroke-width=\"1.5\"{dash}/>\
                  <line x1=\"{x}\" x2=\"{x}\" y1=\"{t}\" y2=\"{b}\" stroke=\"#000\" stroke-opacity=\"0\" stroke-width=\"8\"/>",
                 tip = escape(&m.tooltip),
-                x = c(x),
-                t = c(top),
-                b = c(bottom),
+                x = coord(x),
+                t = coord(top),
+                b = coord(bottom),
                 col = m.color
             );
             let w = text_width(&m.label, 11.0);
@@ -762,10 +696,10 @@ impl TimeChart {
         let _ = write!(
             o,
             "<path d=\"M{l},{t}V{b}H{r}\" fill=\"none\" stroke=\"{AXIS}\"/>",
-            l = c(PLOT_LEFT),
-            t = c(top),
-            b = c(bottom),
-            r = c(PLOT_RIGHT)
+            l = coord(PLOT_LEFT),
+            t = coord(top),
+            b = coord(bottom),
+            r = coord(PLOT_RIGHT)
         );
         let tick_attrs = format!("fill=\"{MUTED}\" font-size=\"11\"");
         for (v, label) in &self.left.ticks {
@@ -782,9 +716,9 @@ impl TimeChart {
             let _ = write!(
                 o,
                 "<path d=\"M{r},{t}V{b}\" fill=\"none\" stroke=\"{AXIS}\"/>",
-                r = c(PLOT_RIGHT),
-                t = c(top),
-                b = c(bottom)
+                r = coord(PLOT_RIGHT),
+                t = coord(top),
+                b = coord(bottom)
             );
             for (v, label) in &right.ticks {
                 let y = self.py(right, *v);
@@ -800,8 +734,8 @@ impl TimeChart {
             let _ = write!(
                 o,
                 "<text transform=\"translate({},{}) rotate(90)\" text-anchor=\"middle\" fill=\"{TEXT}\">{}</text>",
-                c(WIDTH - 12.0),
-                c(mid),
+                coord(WIDTH - 12.0),
+                coord(mid),
                 escape(&right.title)
             );
         }
@@ -810,9 +744,9 @@ impl TimeChart {
             let _ = write!(
                 o,
                 "<line x1=\"{x}\" x2=\"{x}\" y1=\"{b}\" y2=\"{b5}\" stroke=\"{AXIS}\"/>",
-                x = c(x),
-                b = c(bottom),
-                b5 = c(bottom + 5.0)
+                x = coord(x),
+                b = coord(bottom),
+                b5 = coord(bottom + 5.0)
             );
             text(
                 &mut o,
@@ -826,7 +760,7 @@ impl TimeChart {
         let _ = write!(
             o,
             "<text transform=\"translate(16,{}) rotate(-90)\" text-anchor=\"middle\" fill=\"{TEXT}\">{}</text>",
-            c(mid),
+            coord(mid),
             escape(&self.left.title)
         );
         text(
@@ -942,8 +876,8 @@ impl TimeChart {
                 let _ = write!(
                     o,
                     "<circle cx=\"{}\" cy=\"{}\" r=\"2\" fill=\"{}\"/>",
-                    c(pts[0].0),
-                    c(pts[0].1),
+                    coord(pts[0].0),
+                    coord(pts[0].1),
                     line.color
                 );
                 continue;
@@ -970,7 +904,7 @@ impl TimeChart {
                 o,
                 "\" fill=\"none\" stroke=\"{}\" stroke-width=\"{}\" stroke-linejoin=\"round\"{dash}/>",
                 line.color,
-                c(line.width)
+                coord(line.width)
             );
         }
     }
@@ -1016,30 +950,30 @@ impl TimeChart {
                 Swatch::Rect(color) => write!(
                     o,
                     "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" rx=\"2\" fill=\"{color}\" fill-opacity=\"0.85\"/>",
-                    c(x + 3.0),
-                    c(y - 6.0)
+                    coord(x + 3.0),
+                    coord(y - 6.0)
                 ),
                 Swatch::Line(color, width, dash) => write!(
                     o,
                     "<line x1=\"{}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{color}\" stroke-width=\"{}\"{}/>",
-                    c(x),
-                    c(x + 18.0),
-                    c(width),
+                    coord(x),
+                    coord(x + 18.0),
+                    coord(width),
                     dash.map(|d| format!(" stroke-dasharray=\"{d}\""))
                         .unwrap_or_default(),
-                    y = c(y)
+                    y = coord(y)
                 ),
                 Swatch::VLine(color, dashed) => write!(
                     o,
                     "<line x1=\"{x}\" x2=\"{x}\" y1=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"2\"{}/>",
-                    c(y - 7.0),
-                    c(y + 7.0),
+                    coord(y - 7.0),
+                    coord(y + 7.0),
                     if dashed {
                         " stroke-dasharray=\"4 3\""
                     } else {
                         ""
                     },
-                    x = c(x + 9.0)
+                    x = coord(x + 9.0)
                 ),
             };
             text(o, x + 24.0, y + 4.0, &format!("fill=\"{TEXT}\""), &name);
@@ -1108,10 +1042,10 @@ impl StackedBar {
             let _ = write!(
                 o,
                 "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"4\" fill=\"{GRID_MINOR}\" stroke=\"{GRID}\"/>",
-                c(left),
-                c(bar_y),
-                c(right - left),
-                c(bar_h)
+                coord(left),
+                coord(bar_y),
+                coord(right - left),
+                coord(bar_h)
             );
             text(
                 &mut o,
@@ -1160,10 +1094,10 @@ impl StackedBar {
                 let _ = write!(
                     o,
                     "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"1\"><title>{}</title></rect>",
-                    c(x),
-                    c(bar_y),
-                    c(w),
-                    c(bar_h),
+                    coord(x),
+                    coord(bar_y),
+                    coord(w),
+                    coord(bar_h),
                     seg.color,
                     escape(&seg.tooltip)
                 );
@@ -1188,8 +1122,8 @@ impl StackedBar {
             let _ = write!(
                 o,
                 "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" rx=\"2\" fill=\"{}\"/>",
-                c(x),
-                c(y - 10.0),
+                coord(x),
+                coord(y - 10.0),
                 seg.color
             );
             let label = format!("{}: {}", seg.name, compact(seg.value as f64));
@@ -1312,19 +1246,5 @@ mod tests {
         assert!(t.ticks.len() <= 13);
         assert_eq!(t.ticks[1].1, "1:00");
         assert_eq!(TimeAxis::new(60.0).ticks.len(), 13);
-    }
-
-    #[test]
-    fn numbers_never_print_nan_or_negative_zero() {
-        assert_eq!(c(-0.04), "0");
-        assert_eq!(c(12.34), "12.3");
-        assert_eq!(c(12.0), "12");
-        assert_eq!(trim(1.50, 2), "1.5");
-        assert_eq!(fmt_ms(1234.0), "1.23 s");
-        assert_eq!(fmt_ms(0.5), "0.5 ms");
-        assert_eq!(fmt_bytes(2.0 * GIB), "2.0 GiB");
-        assert_eq!(fmt_bytes(300.0 * MIB), "300 MiB");
-        assert_eq!(compact(1500.0), "1,500");
-        assert_eq!(compact(1_000_000.0), "1M");
     }
 }
