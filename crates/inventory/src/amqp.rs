@@ -1,4 +1,4 @@
-//! The AMQP transport of [`crate::StockManager`]: the messaging variant of the original
+//! The AMQP transport of `StockManager`: the messaging variant of the original
 //! `StockManager`, publishing one message per order to RabbitMQ instead of calling the API.
 //!
 //! This module owns the publisher's side of the queue contract (`wire_contract::amqp`):
@@ -76,7 +76,7 @@ const PRECONDITION_FAILED: u16 = 406;
 /// list_connections`, so an operator (or a test) can tell them from the worker's.
 pub const CONNECTION_NAME: &str = "inventory StockManager";
 
-/// Publishes orders to the broker; the AMQP half of [`crate::StockManager`]. Cheap to clone:
+/// Publishes orders to the broker; the AMQP half of `StockManager`. Cheap to clone:
 /// clones share the session.
 #[derive(Debug, Clone)]
 pub(crate) struct Publisher {

@@ -1,7 +1,7 @@
 //! Where the broker lives: a validated `amqp://` URL, and the way it is shown to people
 //! (password hidden).
 //!
-//! Parsed once (at the CLI's argument parsing, or before a [`crate::StockManager`] is
+//! Parsed once (at the CLI's argument parsing, or before a `StockManager` is
 //! built), so the publisher holds a URL it can actually connect to. Two things are checked
 //! here because the AMQP client gets them wrong silently:
 //!
@@ -21,7 +21,7 @@ use reqwest::Url;
 use crate::error::ConfigError;
 
 /// Name of the environment variable the CLI reads `--amqp-url` from (beside
-/// [`crate::PURCHASING_API_URL`] for HTTP).
+/// `PURCHASING_API_URL` for HTTP).
 pub const PURCHASING_AMQP_URL: &str = "PURCHASING_AMQP_URL";
 
 /// An `amqp://` URL with a host: `amqp://USER:PASSWORD@HOST:PORT/VHOST`. The port defaults

@@ -1,6 +1,6 @@
 //! Where the purchasing API lives: a validated `http://` base URL.
 //!
-//! Parsed once (at the CLI's argument parsing, or when a [`crate::StockManager`] is built),
+//! Parsed once (at the CLI's argument parsing, or when a `StockManager` is built),
 //! so everything downstream holds a URL the client can actually use.
 
 use std::fmt;

@@ -109,7 +109,7 @@ pub enum ReplenishmentError {
         why: &'static str,
     },
 
-    // --- over AMQP (`crate::amqp`) -------------------------------------------------------
+    // --- over AMQP -----------------------------------------------------------------------
     /// No connection to the broker could be made: nothing listening, refused, or the broker
     /// turned the login or the virtual host down. Nothing was published.
     #[error(

@@ -80,10 +80,10 @@ pub const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(100);
 /// itself is wrong and will be wrong again), 501/505, and 3xx.
 pub const RETRYABLE_STATUSES: [u16; 7] = [408, 409, 429, 500, 502, 503, 504];
 
-/// How a [`crate::StockManager`] retries; see the module documentation for the reasoning.
+/// How a `StockManager` retries; see the module documentation for the reasoning.
 ///
 /// Plain settings, checked when the manager is built
-/// ([`crate::StockManagerBuilder::build`]). The shared state (the budget's tokens) lives
+/// (`StockManagerBuilder::build`). The shared state (the budget's tokens) lives
 /// in a [`RetryBudget`], not here.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -234,14 +234,14 @@ pub(crate) fn worth_another_attempt(left: Duration) -> bool {
 /// token (in `f64` they make 0.999…, and the tenth request would earn nothing).
 const MILLI: u64 = 1000;
 
-/// The retry budget: a token bucket shared by every clone of the [`crate::StockManager`]
+/// The retry budget: a token bucket shared by every clone of the `StockManager`
 /// it was built for, and by any manager given the same budget
-/// ([`crate::StockManagerBuilder::retry_budget`]) — e.g. the load tester's virtual users,
+/// (`StockManagerBuilder::retry_budget`) — e.g. the load tester's virtual users,
 /// each with its own connection but one budget between them.
 ///
 /// Each logical request deposits `budget_ratio` tokens (up to `budget_max_tokens`); each
 /// retry withdraws one; with less than one token there is no retry and the request returns
-/// its last error (reported as [`crate::Delivery::budget_denied`]). Over any run,
+/// its last error (reported as `Delivery::budget_denied`). Over any run,
 /// retries ≤ initial tokens + ratio × requests.
 #[derive(Debug, Clone)]
 pub struct RetryBudget {

@@ -123,7 +123,7 @@ fn kind_of(file_type: FileType) -> &'static str {
 }
 
 /// A partial last line the store removed from the orders file; see
-/// [`crate::PurchaseOrderStore::repaired_tail`].
+/// `PurchaseOrderStore::repaired_tail`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairedTail {
     /// The orders file.

@@ -1,7 +1,7 @@
 //! Idempotency keys: the in-memory index of keys and the journal that lets it survive a
 //! restart and shares it between processes writing one orders file. The store
-//! ([`crate::PurchaseOrderStore`]) drives both; this module owns the key rule, the
-//! journal's line format, and the recovery rule.
+//! (`PurchaseOrderStore`, which imports this module, never the reverse) drives both; this
+//! module owns the key rule, the journal's line format, and the recovery rule.
 //!
 //! # Semantics (IETF httpapi `Idempotency-Key` draft)
 //!
@@ -88,7 +88,7 @@
 //!   journal's identity, device and inode). It checks each against the orders file with
 //!   the recovery rule and adds the complete ones to its index as completed. If its own
 //!   key turns out completed by another store, it writes nothing: the same item code
-//!   returns [`Submitted::Replayed`](crate::Submitted::Replayed), another code
+//!   replays (`Submitted::Replayed`), another code
 //!   [`StoreError::KeyReused`].
 //! * Records after the last complete one can only have been left by a writer that died
 //!   (or failed) between its record and its order line — no writer is mid-append while we
@@ -119,12 +119,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::ItemCode;
 use crate::error::{StoreError, io_error_at};
 use crate::files::{
     self, Create, FileId, file_id, open_to_append, read_range, refuse_special_file,
     sync_parent_dir, truncate_back,
 };
+use crate::item_code::ItemCode;
 use crate::order_line::format_line;
 
 /// How long a completed key is remembered, at least: 24 hours, Stripe's published policy.

@@ -1,11 +1,12 @@
 //! The one definition of a purchase-order line, and its reader.
 //!
-//! The writer ([`crate::PurchaseOrderStore`]) and every reader (tests, the load-test
+//! The writer (`PurchaseOrderStore`) and every reader (tests, the load-test
 //! reconciliation) use these functions, so the format exists in exactly one place.
 
 use std::path::{Path, PathBuf};
 
-use crate::{ItemCode, StoreError};
+use crate::error::StoreError;
+use crate::item_code::ItemCode;
 
 /// What precedes the item code on every line (the original's text, verbatim).
 pub const LINE_PREFIX: &str = "Purchase order for item: ";
