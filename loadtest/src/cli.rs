@@ -569,6 +569,7 @@ impl RunArgs {
                 restart_on_crash: self.restart_on_crash || self.kill_worker_every.is_some(),
                 sample_every: SAMPLE_EVERY,
                 log_file: Some(out_dir.join("server.log")),
+                core_slot: 0,
             };
             // The real address is known once the server runs; a placeholder until then.
             (

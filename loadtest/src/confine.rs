@@ -352,6 +352,32 @@ fn pick_cores(allowed: &[usize], cpus: f64) -> Option<&[usize]> {
     (wanted < allowed.len()).then(|| &allowed[allowed.len() - wanted..])
 }
 
+/// The ⌈cpus⌉ cores of `allowed` for the `slot`-th of several confined children (a
+/// scaled-out run's nodes): slot 0 takes the last cores (as [`pick_cores`]), slot 1 the
+/// ones before them, and so on, wrapping round when the machine has too few — then nodes
+/// share cores, which [`Cgroup::describe`] shows. `None` when one child needs them all.
+fn pick_cores_in_slot(allowed: &[usize], cpus: f64, slot: usize) -> Option<Vec<usize>> {
+    let wanted = (cpus.ceil() as usize).max(1);
+    let n = allowed.len();
+    if wanted >= n {
+        return None;
+    }
+    let mut cores: Vec<usize> = (0..wanted)
+        .map(|i| allowed[n - 1 - (slot * wanted + i) % n])
+        .collect();
+    cores.sort_unstable();
+    cores.dedup();
+    Some(cores)
+}
+
+/// Cores that confined children of this process are pinned to now (one entry per child
+/// and core), so the lab keeps off all of them, not only the last child's.
+static PINNED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+fn pinned_cores() -> std::sync::MutexGuard<'static, Vec<usize>> {
+    PINNED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 static NEXT_CGROUP: AtomicU64 = AtomicU64::new(0);
 
 fn unique_name() -> String {
@@ -369,6 +395,25 @@ impl Cgroup {
     /// A controller is *needed* when its limit is set; the other one is also used when
     /// available, for accounting (memory usage, OOM kills), and skipped otherwise.
     pub fn create(limits: &Limits) -> Result<Cgroup, ConfineError> {
+        Self::create_in_slot(limits, 0)
+    }
+
+    /// [`Cgroup::create`] for the `slot`-th of several children confined side by side
+    /// (the nodes of a scaled-out run): each is pinned to cores of its own while the
+    /// machine has enough (see [`pick_cores_in_slot`]).
+    pub fn create_in_slot(limits: &Limits, slot: usize) -> Result<Cgroup, ConfineError> {
+        let mut cgroup = Self::create_any(limits)?;
+        cgroup.cores = limits
+            .cpus
+            .and_then(|cpus| pick_cores_in_slot(&Cores::allowed()?, cpus, slot))
+            .map(|cores| Cores::of(&cores));
+        if let Some(cores) = &cgroup.cores {
+            pinned_cores().extend(cores.list.iter().copied());
+        }
+        Ok(cgroup)
+    }
+
+    fn create_any(limits: &Limits) -> Result<Cgroup, ConfineError> {
         limits.validate()?;
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| io_error("reading /proc/self/mountinfo", e))?;
@@ -582,16 +627,24 @@ impl Cgroup {
     /// core under a flood. Threads started later inherit it. Returns the cores this
     /// process keeps, `None` when the child is not pinned or no other core is left (then
     /// nothing changes).
+    ///
+    /// With several confined children (a scaled-out run) it keeps off every child's cores;
+    /// when they cover the machine, the lab spreads over all cores again (shared with the
+    /// children; the returned text says so) rather than crowding one child's core.
     pub fn keep_this_process_off_the_childs_cores(&self) -> Option<String> {
-        let child = self.cores.as_ref()?;
-        let ours = Cores::allowed()?
-            .into_iter()
-            .filter(|cpu| !child.list.contains(cpu))
+        self.cores.as_ref()?;
+        let allowed = Cores::allowed()?;
+        let taken = pinned_cores().clone();
+        let free = allowed
+            .iter()
+            .copied()
+            .filter(|cpu| !taken.contains(cpu))
             .collect::<Vec<_>>();
-        if ours.is_empty() {
-            return None;
-        }
-        let ours = Cores::of(&ours);
+        let (ours, shared) = if free.is_empty() {
+            (Cores::of(&allowed), " (shared with the confined children)")
+        } else {
+            (Cores::of(&free), "")
+        };
         let tasks = std::fs::read_dir("/proc/self/task").ok()?;
         for task in tasks.flatten() {
             let Some(tid) = task
@@ -607,7 +660,7 @@ impl Cgroup {
                 libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &ours.set);
             }
         }
-        Some(ours.to_string())
+        Some(format!("{ours}{shared}"))
     }
 
     /// e.g. "cgroup v1, pinned to core 1": what the confinement consists of.
@@ -730,6 +783,14 @@ impl Drop for Cgroup {
     /// Removes the cgroup directories; anything still inside is killed first. Best
     /// effort, silent, bounded to about two seconds, never panics.
     fn drop(&mut self) {
+        if let Some(cores) = &self.cores {
+            let mut pinned = pinned_cores();
+            for core in &cores.list {
+                if let Some(at) = pinned.iter().position(|c| c == core) {
+                    pinned.swap_remove(at);
+                }
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         for dir in self.created.iter().rev() {
             let mut killed = false;
@@ -1104,6 +1165,23 @@ mod tests {
         let sparse = [0, 2, 5, 7];
         assert_eq!(pick_cores(&sparse, 1.5), Some(&[5, 7][..]));
         assert_eq!(pick_cores(&[], 1.0), None);
+    }
+
+    #[test]
+    fn side_by_side_children_get_cores_of_their_own_then_share() {
+        let four = [0, 1, 2, 3];
+        assert_eq!(pick_cores_in_slot(&four, 1.0, 0), Some(vec![3]));
+        assert_eq!(pick_cores_in_slot(&four, 1.0, 1), Some(vec![2]));
+        assert_eq!(pick_cores_in_slot(&four, 2.0, 1), Some(vec![0, 1]));
+        let two = [0, 1];
+        assert_eq!(pick_cores_in_slot(&two, 1.0, 0), Some(vec![1]));
+        assert_eq!(pick_cores_in_slot(&two, 1.0, 1), Some(vec![0]));
+        assert_eq!(
+            pick_cores_in_slot(&two, 1.0, 2),
+            Some(vec![1]),
+            "wraps: shares"
+        );
+        assert_eq!(pick_cores_in_slot(&two, 2.0, 0), None);
         assert_eq!(Cores::of(&[1]).to_string(), "core 1");
         assert_eq!(Cores::of(&[5, 7]).to_string(), "cores 5,7");
         // SAFETY: reading bits of an initialised set.

@@ -17,7 +17,9 @@
 //! still-queued rule), [`e2e`] (tailing the orders file for end-to-end latency),
 //! [`report`], [`threshold`], [`cli`].
 
+pub mod balancer;
 pub mod broker;
+pub(crate) mod child;
 pub mod cli;
 pub mod compare;
 pub mod confine;

@@ -124,6 +124,9 @@ pub struct ServerSpec {
     /// The server's stderr is appended here; without it only the last lines are kept,
     /// for error messages.
     pub log_file: Option<PathBuf>,
+    /// Which of several servers confined side by side this is (0 for a single one): each
+    /// gets cores of its own while the machine has enough ([`Cgroup::create_in_slot`]).
+    pub core_slot: usize,
 }
 
 /// What was seen of the server while it ran, with times relative to the `epoch` given to
@@ -138,6 +141,8 @@ pub struct ServerObservations {
     pub crashes: Vec<CrashEvent>,
     /// Times the server was started again after a crash.
     pub restarts: u64,
+    /// When each restarted server was listening again, in seconds since the epoch.
+    pub restarted_at_s: Vec<f64>,
     /// The memory limit in force (read back from the cgroup), if any.
     pub memory_limit_bytes: Option<u64>,
     /// The CPU quota in force, in CPUs, if any.
@@ -351,6 +356,8 @@ struct State {
     cpu_carried_s: f64,
     crashes: Vec<RawCrash>,
     restarts: u64,
+    /// When each restarted server was listening again.
+    restarted_at: Vec<Instant>,
     gave_up: Option<String>,
     /// How the process that was running when stop was requested ended.
     final_exit: Option<Exit>,
@@ -519,7 +526,10 @@ fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
     let cgroup = if spec.limits.is_unconfined() {
         None
     } else {
-        Some(Arc::new(Cgroup::create(&spec.limits)?))
+        Some(Arc::new(Cgroup::create_in_slot(
+            &spec.limits,
+            spec.core_slot,
+        )?))
     };
     let confinement = cgroup.as_ref().map_or_else(
         || "none".to_string(),
@@ -949,7 +959,10 @@ fn supervise(
         }
         match relaunched {
             Some(launched) => {
-                shared.lock().restarts += 1;
+                let mut state = shared.lock();
+                state.restarts += 1;
+                state.restarted_at.push(Instant::now());
+                drop(state);
                 current = launched;
             }
             None => break,
@@ -1038,6 +1051,11 @@ fn stop_blocking(
             })
             .collect(),
         restarts: state.restarts,
+        restarted_at_s: state
+            .restarted_at
+            .iter()
+            .map(|at| seconds_since(epoch, *at))
+            .collect(),
         memory_limit_bytes: cgroup.as_ref().and_then(|c| c.memory_limit_bytes()),
         cpu_limit: cgroup.as_ref().and_then(|c| c.cpu_limit()),
         cpu_seconds: Some(state.cpu_carried_s),

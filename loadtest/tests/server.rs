@@ -39,6 +39,7 @@ fn spec(dir: &Path, args: &[&str], limits: Limits, restart_on_crash: bool) -> Se
         restart_on_crash,
         sample_every: Duration::from_millis(50),
         log_file: Some(dir.join("server.log")),
+        core_slot: 0,
     }
 }
 

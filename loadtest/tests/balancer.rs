@@ -1,0 +1,296 @@
+//! The real HAProxy in front of real `purchasing-api` processes: the generated
+//! configuration is accepted by `haproxy -c`, requests reach both nodes with their request
+//! id intact, a killed node is taken out and its traffic goes to the other. Tiny workloads,
+//! only 127.0.0.1, every wait bounded. Without HAProxy these tests print one SKIPPED line
+//! (and fail under CI).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use loadtest::balancer::{
+    Balancer, BalancerConfig, Node, StatsSampler, check_config, node_per_request,
+    require_installed_or_skip,
+};
+use loadtest::confine::Limits;
+use loadtest::server::{ServerHandle, ServerSpec, SutKind};
+
+/// `target/debug/purchasing-api`, next to this test's `target/debug/deps/balancer-…`.
+fn api_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("purchasing-api"))
+        .expect("target directory");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first with `cargo build -p purchasing-api` (cargo test --workspace does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A node: the real API with a tiny workload, writing the shared orders file.
+async fn start_node(dir: &Path, index: usize) -> ServerHandle {
+    let spec = ServerSpec {
+        kind: SutKind::Api,
+        binary: api_binary(),
+        orders_file: dir.join("PurchaseOrders.txt"),
+        lab_args: Vec::new(),
+        args: ["--alloc-chars", "1000", "--delay-ms", "5"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        limits: Limits::default(),
+        restart_on_crash: false,
+        sample_every: Duration::from_millis(100),
+        log_file: Some(dir.join(format!("node{index}.log"))),
+        core_slot: index,
+    };
+    ServerHandle::start(spec).await.expect("start a node")
+}
+
+/// One POST over a fresh connection: (status, the response's X-Request-Id).
+fn post(addr: SocketAddr, code: &str, request_id: &str, key: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = format!("={code}");
+    let key = key
+        .map(|k| format!("Idempotency-Key: {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "POST /api/StockReplenishmentRequests HTTP/1.1\r\nHost: test\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Request-Id: {request_id}\r\n{key}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let echoed = response
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("x-request-id")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, echoed)
+}
+
+fn balancer_addr(balancer: &Balancer) -> SocketAddr {
+    balancer.config().listen
+}
+
+fn order_lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("PurchaseOrders.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_generated_configuration_is_accepted_by_haproxy() {
+    if require_installed_or_skip("the_generated_configuration_is_accepted_by_haproxy").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = vec![
+        Node::numbered(0, "127.0.0.1:18080".parse().unwrap()),
+        Node::numbered(1, "127.0.0.1:18081".parse().unwrap()),
+    ];
+    for maxconn in [None, Some(5)] {
+        let mut config = BalancerConfig::new(
+            nodes.clone(),
+            "127.0.0.1:18082".parse().unwrap(),
+            dir.path().join("stats.sock"),
+        );
+        config.maxconn_per_node = maxconn;
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config.render()).unwrap();
+        check_config(&path).unwrap_or_else(|e| panic!("{e}\n{}", config.render()));
+    }
+    // And a broken one is refused with HAProxy's own words.
+    let path = dir.path().join("broken.cfg");
+    std::fs::write(&path, "frontend x\n    bind 127.0.0.1:notaport\n").unwrap();
+    let error = check_config(&path).unwrap_err().to_string();
+    assert!(
+        error.contains("refused the generated configuration"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_both_nodes_with_their_request_id() {
+    if require_installed_or_skip("requests_reach_both_nodes_with_their_request_id").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node0 = start_node(dir.path(), 0).await;
+    let node1 = start_node(dir.path(), 1).await;
+    let nodes = vec![
+        Node::numbered(0, node0.addr()),
+        Node::numbered(1, node1.addr()),
+    ];
+    let out = dir.path().to_path_buf();
+    let balancer = tokio::task::spawn_blocking(move || Balancer::start(nodes, &out, |_| {}))
+        .await
+        .unwrap()
+        .expect("start haproxy");
+    let addr = balancer_addr(&balancer);
+    // Concurrent pairs, so that leastconn has a reason to use both nodes.
+    let codes: Vec<String> = (0..20).map(|i| format!("BAL-{i:02}")).collect();
+    let results = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = codes
+                .chunks(2)
+                .flat_map(|pair| pair.to_vec())
+                .map(|code| {
+                    scope.spawn(move || {
+                        let rid = format!("rid-{code}");
+                        let (status, echoed) = post(addr, &code, &rid, None);
+                        (status, rid, echoed)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .unwrap();
+    for (status, rid, echoed) in &results {
+        assert_eq!(*status, 201, "{rid}");
+        assert_eq!(echoed, rid, "the request id survives the hop");
+    }
+    let stats = balancer.stats().expect("show stat");
+    let log = balancer.log_path().to_path_buf();
+    balancer.stop();
+    let per_request = node_per_request(&log).expect("read haproxy.log");
+    assert_eq!(per_request.len(), 20, "one log line per request");
+    let on = |node: &str| {
+        per_request
+            .values()
+            .filter(|l| l[0].node.as_deref() == Some(node))
+            .count()
+    };
+    assert!(
+        on("node0") > 0 && on("node1") > 0,
+        "both nodes served: {} and {} ({stats:?})",
+        on("node0"),
+        on("node1")
+    );
+    assert_eq!(on("node0") + on("node1"), 20);
+    let epoch = std::time::Instant::now();
+    node0.stop(Duration::from_secs(5), epoch).await;
+    node1.stop(Duration::from_secs(5), epoch).await;
+    assert_eq!(order_lines(dir.path()).len(), 20, "one line per order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other() {
+    if require_installed_or_skip("a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other")
+        .is_none()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node0 = start_node(dir.path(), 0).await;
+    let node1 = start_node(dir.path(), 1).await;
+    let nodes = vec![
+        Node::numbered(0, node0.addr()),
+        Node::numbered(1, node1.addr()),
+    ];
+    let out = dir.path().to_path_buf();
+    let balancer = tokio::task::spawn_blocking(move || Balancer::start(nodes, &out, |_| {}))
+        .await
+        .unwrap()
+        .expect("start haproxy");
+    let addr = balancer_addr(&balancer);
+    let epoch = Instant::now();
+    let sampler = StatsSampler::start(
+        balancer.stats_reader(),
+        vec!["node0".into(), "node1".into()],
+        balancer.pid(),
+        epoch,
+        1,
+    );
+    // Both up first (the first checks pass within one interval).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !balancer
+        .stats()
+        .map(|rows| {
+            rows.iter()
+                .filter(|r| r.name != "BACKEND" && r.is_up())
+                .count()
+                == 2
+        })
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "both nodes never came up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(node0.inject_kill(), "node0 was running");
+    let killed_at = epoch.elapsed().as_secs_f64();
+    // Orders keep coming for 3 s: a connection to the dead node fails and is retried on
+    // the other (always safe: it never reached a node), so every one succeeds.
+    let statuses = tokio::task::spawn_blocking(move || {
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut statuses = Vec::new();
+        let mut n = 0;
+        while Instant::now() < until {
+            statuses.push(post(addr, &format!("FO-{n:03}"), &format!("fo-{n}"), None).0);
+            n += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        statuses
+    })
+    .await
+    .unwrap();
+    let seen = sampler.finish();
+    assert!(statuses.len() > 20, "{}", statuses.len());
+    assert!(
+        statuses.iter().all(|s| *s == 201),
+        "every order succeeded through the failover: {statuses:?}"
+    );
+    let down = seen
+        .transitions
+        .iter()
+        .find(|t| t.node == "node0" && !t.up)
+        .expect("node0 was taken out of rotation");
+    let detect = down.t_s - killed_at;
+    assert!(
+        (0.0..=2.5).contains(&detect),
+        "taken out {detect:.2} s after the kill"
+    );
+    assert!(
+        !seen.transitions.iter().any(|t| t.node == "node1" && !t.up),
+        "node1 stayed in: {:?}",
+        seen.transitions
+    );
+    let log = balancer.log_path().to_path_buf();
+    balancer.stop();
+    let per_request = node_per_request(&log).unwrap();
+    let after_kill_on_node1 = per_request
+        .iter()
+        .filter(|(rid, _)| rid.starts_with("fo-"))
+        .filter(|(_, l)| l[0].node.as_deref() == Some("node1"))
+        .count();
+    assert_eq!(after_kill_on_node1, statuses.len(), "all went to node1");
+    let observed = node1.stop(Duration::from_secs(5), epoch).await;
+    assert!(observed.stopped_cleanly);
+    drop(node0);
+    let lines = order_lines(dir.path());
+    assert_eq!(lines.len(), statuses.len(), "each order written once");
+}
