@@ -55,8 +55,8 @@ use capacity::adaptive::{AdaptiveLimit, Change};
 use purchasing_persistence::FillTiming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use crate::deadline::{self, Deadline, Stage};
-use crate::metrics::Metrics;
+use crate::deadline::{self, Deadline};
+use crate::metrics::{Metrics, Stage};
 use crate::problem::Problem;
 
 /// Longest `Retry-After` advised: beyond a minute the estimate means little, and a
@@ -613,7 +613,7 @@ mod tests {
     }
 
     fn test_metrics() -> Arc<Metrics> {
-        Arc::new(Metrics::new(1000, &Default::default()))
+        Arc::new(Metrics::new(Default::default()))
     }
 
     fn controller(queue_timeout_ms: u64) -> Admission {
@@ -626,7 +626,7 @@ mod tests {
         Admission::new(
             limits,
             Duration::from_millis(600),
-            Arc::new(Metrics::new(1000, &Default::default())),
+            Arc::new(Metrics::new(Default::default())),
         )
     }
 

@@ -4,8 +4,8 @@
 //! The faithful baseline is this same router with [`Protections::default()`]: no
 //! admission layer, no deadline layer, idempotency keys ignored.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -14,17 +14,12 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use purchasing_persistence::PurchaseOrderStore;
 use tracing::Instrument;
 
-use crate::admission::{Admission, AdmissionLimits};
-use crate::body::{BodyTimeouts, MAX_BODY_BYTES};
-use crate::connection;
-use crate::deadline::{self, Deadlines};
-use crate::limits::Sizing;
-use crate::metrics::{self, Metrics};
-use crate::routes::{self, health, orders};
-use crate::work_pool::WorkPool;
+use crate::body::MAX_BODY_BYTES;
+use crate::routes::{self, health, metrics as metrics_route, orders};
+use crate::state::AppState;
+use crate::{connection, deadline, metrics};
 
 /// The correlation id header: taken from the client when it sends a sensible one,
 /// generated otherwise, echoed in the response and recorded in every log line of the
@@ -36,82 +31,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static(wire_contract::http::
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Every path the router serves, in its canonical spelling.
-const ROUTES: [&str; 3] = [orders::PATH, health::PATH, metrics::PATH];
-
-/// The protections in force, resolved to numbers (`auto` already sized: see
-/// [`crate::server`]). The default is none: the faithful system.
-#[derive(Debug, Clone, Default)]
-pub struct Protections {
-    /// Admission control on the orders route.
-    pub admission: Option<AdmissionLimits>,
-    /// The server-side maximum request time; `Some` turns deadlines on.
-    pub max_request: Option<Duration>,
-    /// Honour `Idempotency-Key` (the store must have been opened with idempotency).
-    pub idempotency: bool,
-    /// One order's estimated time (delay + calibrated allocation): the room a deadline
-    /// must leave, and the base of `Retry-After`. Known when admission or deadlines are on.
-    pub work_estimate: Option<Duration>,
-    /// How `--max-in-flight auto` was sized, when it was.
-    pub sizing: Option<Sizing>,
-    /// The async side runs at a lower CPU priority than the orders' work (see
-    /// [`crate::priority`]); applied by [`crate::server`] to the runtime's threads.
-    pub prioritize_work: bool,
-    /// Most threads working on orders at once (`--max-blocking-threads`); `None`: the
-    /// default.
-    pub work_threads: Option<usize>,
-    /// How long an order's body may take to arrive. Not a protection one opts into:
-    /// every configuration has it (the original's IIS had its own read timeouts too).
-    pub body_timeouts: BodyTimeouts,
-}
-
-/// What the handlers and layers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// The store is `Sync` and serialises its own appends; handlers share one instance.
-    pub store: Arc<PurchaseOrderStore>,
-    /// Counters for `/metrics`, updated by the layers and the handler.
-    pub metrics: Arc<Metrics>,
-    /// Whether the orders handler reads the `Idempotency-Key` header.
-    pub idempotency: bool,
-    /// The threads that do the orders' work.
-    pub work: WorkPool,
-    /// How long an order's body may take to arrive.
-    pub body_timeouts: BodyTimeouts,
-    /// The admission controller, created once so its limit is global (see
-    /// [`crate::admission`]); the orders handler asks it for a slot.
-    pub(crate) admission: Option<Arc<Admission>>,
-    deadlines: Option<Arc<Deadlines>>,
-}
-
-impl AppState {
-    /// The faithful system: no protection.
-    pub fn new(store: Arc<PurchaseOrderStore>) -> Self {
-        Self::with_protections(store, &Protections::default())
-    }
-
-    pub fn with_protections(store: Arc<PurchaseOrderStore>, protections: &Protections) -> Self {
-        let metrics = Arc::new(Metrics::new(store.workload().alloc_chars, protections));
-        let work_estimate = protections.work_estimate.unwrap_or_default();
-        Self {
-            admission: protections
-                .admission
-                .map(|limits| Arc::new(Admission::new(limits, work_estimate, metrics.clone()))),
-            deadlines: protections
-                .max_request
-                .map(|max| Arc::new(Deadlines::new(max, work_estimate, metrics.clone()))),
-            idempotency: protections.idempotency,
-            work: WorkPool::new(
-                protections
-                    .work_threads
-                    .unwrap_or(crate::config::DEFAULT_MAX_BLOCKING_THREADS),
-                "order",
-            ),
-            body_timeouts: protections.body_timeouts,
-            store,
-            metrics,
-        }
-    }
-}
+const ROUTES: [&str; 3] = [orders::PATH, health::PATH, metrics_route::PATH];
 
 /// The complete application: everything [`crate::server`] serves and tests call.
 pub fn app(state: AppState) -> Router {
@@ -133,7 +53,7 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .route(orders::PATH, orders_route)
         .route(health::PATH, get(health::health))
-        .route(metrics::PATH, get(metrics::render))
+        .route(metrics_route::PATH, get(metrics_route::render))
         .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::not_found)
         // axum's default limit is 2 MB; an order needs a few bytes.

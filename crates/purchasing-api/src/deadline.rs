@@ -23,7 +23,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Stage};
 use crate::problem::Problem;
 
 /// The client's remaining time budget, in whole milliseconds.
@@ -36,26 +36,6 @@ const BUDGET_HEADER_TEXT: &str = "X-Request-Budget-Ms";
 /// Longest deadline honoured, whatever `--max-request-ms` says: keeps `Instant`
 /// arithmetic far from overflow. Nobody waits a day for an HTTP answer.
 const LONGEST: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Where a deadline was found to be unmeetable (a metrics label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Arrival,
-    Queue,
-    Store,
-}
-
-impl Stage {
-    pub const ALL: [Stage; 3] = [Stage::Arrival, Stage::Queue, Stage::Store];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Stage::Arrival => "arrival",
-            Stage::Queue => "queue",
-            Stage::Store => "store",
-        }
-    }
-}
 
 /// The instant by which a request must be answered; a request extension set by
 /// [`enforce`], read by admission control and passed to the store.

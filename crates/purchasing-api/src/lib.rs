@@ -7,6 +7,7 @@
 //!
 //! * [`config`] — command-line flags and environment variables;
 //! * [`app`] — the router: routes, case-insensitive paths, body limit, request ids;
+//! * [`state`] — the protections in force and what the handlers share;
 //! * [`routes`] — the handlers; [`body`] — decoding the request body into an item code;
 //! * [`problem`] — every error response, as RFC 9457 `application/problem+json`;
 //! * [`server`] — binding, accepting connections with read timeouts and a connection cap,
@@ -36,8 +37,10 @@ pub mod priority;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod work_pool;
 
-pub use app::{AppState, Protections, app};
+pub use app::app;
 pub use config::Config;
+pub use state::{AppState, Protections};

@@ -19,16 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use crate::app::{AppState, Protections};
-use crate::deadline::Stage;
 use crate::limits::{self, Sizing};
-use crate::routes::{health, orders};
-
-pub const PATH: &str = wire_contract::http::METRICS_PATH;
 
 /// The media type of the text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,9 +49,9 @@ impl Route {
     /// The route of a (canonicalised) path.
     pub fn of(path: &str) -> Self {
         match path {
-            orders::PATH => Route::Orders,
-            health::PATH => Route::Health,
-            PATH => Route::Metrics,
+            wire_contract::http::REPLENISHMENT_PATH => Route::Orders,
+            wire_contract::http::HEALTH_PATH => Route::Health,
+            wire_contract::http::METRICS_PATH => Route::Metrics,
             _ => Route::Other,
         }
     }
@@ -72,21 +66,46 @@ impl Route {
     }
 }
 
+/// Where a deadline was found to be unmeetable (a label of
+/// `purchasing_deadline_rejected_total`; see [`crate::deadline`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Arrival,
+    Queue,
+    Store,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Arrival, Stage::Queue, Stage::Store];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Arrival => "arrival",
+            Stage::Queue => "queue",
+            Stage::Store => "store",
+        }
+    }
+}
+
 /// HTTP status codes are 100–599: one counter slot each, per route.
 const STATUS_MIN: u16 = 100;
 const STATUS_SLOTS: usize = 500;
 
 /// The facts fixed at start-up, rendered beside the counters.
 #[derive(Debug, Clone, Default)]
-struct Settings {
-    alloc_chars: u64,
+pub struct Settings {
+    /// Bytes one order holds (`--alloc-chars`), for the work-bytes gauge.
+    pub alloc_chars: u64,
     /// Admission control is on.
-    admission: bool,
+    pub admission: bool,
     /// The adaptive limit's memory bound (0: the limit does not adapt).
-    adaptive_cap: u64,
-    queue_limit: u64,
-    work_estimate: Option<Duration>,
-    sizing: Option<Sizing>,
+    pub adaptive_cap: u64,
+    /// Most orders waiting for a slot (0: admission control is off).
+    pub queue_limit: u64,
+    /// One order's estimated time, when a protection measured it.
+    pub work_estimate: Option<Duration>,
+    /// How `--max-in-flight auto` was sized, when it was.
+    pub sizing: Option<Sizing>,
 }
 
 /// Every counter and gauge the server exposes.
@@ -124,19 +143,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(alloc_chars: usize, protections: &Protections) -> Self {
-        let admission = protections.admission.as_ref();
+    /// The admission limit starts at 0 (off); the admission controller sets it.
+    pub fn new(settings: Settings) -> Self {
         Self {
-            settings: Settings {
-                alloc_chars: alloc_chars as u64,
-                admission: admission.is_some(),
-                adaptive_cap: admission
-                    .and_then(|a| a.adaptive)
-                    .map_or(0, |a| a.cap as u64),
-                queue_limit: admission.map_or(0, |a| a.queue as u64),
-                work_estimate: protections.work_estimate,
-                sizing: protections.sizing.clone(),
-            },
+            settings,
             requests: (0..Route::ALL.len() * STATUS_SLOTS)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -149,7 +159,7 @@ impl Metrics {
             shed: AtomicU64::new(0),
             deadline_rejected: Default::default(),
             replayed: AtomicU64::new(0),
-            admission_limit: AtomicU64::new(admission.map_or(0, |a| a.max_in_flight as u64)),
+            admission_limit: AtomicU64::new(0),
             gate_wait_us: AtomicU64::new(0),
             gate_wait_target_us: AtomicU64::new(0),
             fill_us: AtomicU64::new(0),
@@ -526,27 +536,16 @@ pub fn render_store_failures(orders_file_failed: bool, journal_failed: bool) -> 
     out.0
 }
 
-/// `GET /metrics`.
-pub async fn render(State(state): State<AppState>) -> Response {
-    let mut text = state.metrics.render();
-    text.push_str(&render_store_failures(
-        state.store.orders_file_failure().is_some(),
-        state.store.journal_failure().is_some(),
-    ));
-    let mut response = text.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn histogram_is_cumulative_and_counts_match() {
-        let metrics = Metrics::new(1000, &Protections::default());
+        let metrics = Metrics::new(Settings {
+            alloc_chars: 1000,
+            ..Settings::default()
+        });
         for ms in [1, 7, 7, 300, 120_000] {
             metrics.record_response(Route::Orders, 201, Duration::from_millis(ms));
         }
@@ -570,7 +569,10 @@ mod tests {
 
     #[test]
     fn in_flight_gauges_follow_the_guard() {
-        let metrics = Arc::new(Metrics::new(1000, &Protections::default()));
+        let metrics = Arc::new(Metrics::new(Settings {
+            alloc_chars: 1000,
+            ..Settings::default()
+        }));
         let guard = metrics.order_started();
         let _second = metrics.order_started();
         assert!(

@@ -36,9 +36,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::admission::{Adaptive, AdmissionLimits};
-use crate::app::{AppState, Protections, app};
+use crate::app::app;
 use crate::config::{Config, InFlightLimit, MaxInFlight, ProtectionSettings};
 use crate::limits::{self, Environment, MAX_AUTO_IN_FLIGHT, SizingInputs};
+use crate::state::{AppState, Protections};
 
 /// Runs the server described by `config` until SIGINT or SIGTERM, on a tokio runtime of
 /// its own: with `--prioritize-work` its threads run at a lower CPU priority than the

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub const PATH: &str = wire_contract::http::HEALTH_PATH;
 

@@ -3,6 +3,7 @@
 //! [`Problem`]: crate::problem::Problem
 
 pub mod health;
+pub mod metrics;
 pub mod orders;
 
 use axum::http::{Method, Uri};

@@ -7,11 +7,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use purchasing_persistence::{ItemCode, StoreError, SubmitOptions, Submitted};
 
-use crate::app::AppState;
 use crate::body::{item_code_from_body, read_body};
-use crate::deadline::{Deadline, Stage};
+use crate::deadline::Deadline;
 use crate::idempotency::{IDEMPOTENT_REPLAYED, key_from_headers};
+use crate::metrics::Stage;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// The route, spelled as the original's default ASP.NET route spells it. Requests match
 /// it without regard to case (see [`crate::app`]).
