@@ -36,13 +36,12 @@ pub mod idempotency;
 mod item_code;
 pub mod order_line;
 mod store;
+mod workload;
 
 pub use error::StoreError;
 pub use files::RepairedTail;
 pub use idempotency::{IDEMPOTENCY_KEY_EXPIRY, IdempotencyKey, JournalRecovery};
 pub use item_code::{ItemCode, ItemCodeError, MAX_ITEM_CODE_CHARS};
 pub use order_line::{MalformedLine, OrdersFile, format_line, parse_line, read_orders_file};
-pub use store::{
-    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, FillTiming, PurchaseOrderStore,
-    StoreOptions, SubmitOptions, Submitted, Workload,
-};
+pub use store::{DEFAULT_ORDERS_FILE, PurchaseOrderStore, StoreOptions, SubmitOptions, Submitted};
+pub use workload::{DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, FillTiming, Workload};
