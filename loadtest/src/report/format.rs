@@ -184,6 +184,20 @@ pub fn at(t: f64) -> String {
     }
 }
 
+/// What the comparison tables show for a value that is unknown.
+pub const TABLE_DASH: &str = "–";
+
+/// A number with `decimals` decimals, or [`TABLE_DASH`] when unknown.
+pub fn opt_fixed(v: Option<f64>, decimals: usize) -> String {
+    v.filter(|v| v.is_finite())
+        .map_or_else(|| TABLE_DASH.into(), |v| format!("{v:.decimals$}"))
+}
+
+/// A count, or [`TABLE_DASH`] when unknown.
+pub fn opt_count(v: Option<u64>) -> String {
+    v.map_or_else(|| TABLE_DASH.into(), |v| v.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

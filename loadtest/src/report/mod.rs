@@ -1,12 +1,34 @@
 //! The report: its data model ([`model`]), the summary table for the terminal
 //! ([`summary`]), and the self-contained HTML page ([`html`]).
+//!
+//! The page, one job per module: [`page`] (the document's skeleton and style sheet),
+//! [`cards`] (its sections), [`charts`] (the catalogue of charts and their time axis), [`markers`],
+//! [`request_charts`], [`server_charts`], [`queue`] (the messaging card and chart),
+//! [`reconciliation`], [`tooltips`]; the drawing: [`time_chart`], [`bar_chart`], [`svg`]
+//! (building blocks), [`axes`], [`downsampling`]; and [`format`], the one place for
+//! escaping and number formatting. [`comparison`], [`transports`] and [`sweep`] render the side-by-side pages.
 
+pub mod axes;
+pub mod bar_chart;
+pub mod cards;
+pub mod charts;
+pub mod comparison;
+pub mod downsampling;
 pub mod format;
 pub mod html;
+pub mod markers;
 pub mod model;
+pub mod page;
 pub mod queue;
+pub mod reconciliation;
+pub mod request_charts;
+pub mod server_charts;
 pub mod summary;
 pub mod svg;
+pub mod sweep;
+pub mod time_chart;
+pub mod tooltips;
+pub mod transports;
 
 pub use model::*;
 

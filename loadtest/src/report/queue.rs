@@ -5,8 +5,10 @@
 
 use std::fmt::Write;
 
+use super::axes::{Axis, TimeAxis, Unit};
+use super::downsampling::{MAX_POINTS, bucket_ranges, segments};
 use super::format::{escape, trim};
-use super::svg::{self, Axis, HoverBand, LineSeries, Marker, TimeAxis, TimeChart, Unit};
+use super::time_chart::{HoverBand, LineSeries, Marker, TimeChart};
 use super::{MessagingReport, QueueSample, Report};
 
 const C_READY: &str = "#2f6db5";
@@ -22,12 +24,12 @@ fn opt(v: Option<f64>, unit: &str) -> String {
 }
 
 /// The messaging card (nothing for HTTP runs).
-pub fn card(o: &mut String, report: &Report) {
+pub fn card(html: &mut String, report: &Report) {
     let Some(m) = &report.messaging else { return };
-    o.push_str("<section class=\"card\"><h2>The queue (messaging)</h2><table><tbody>");
-    let row = |o: &mut String, k: &str, v: String, meaning: &str| {
+    html.push_str("<section class=\"card\"><h2>The queue (messaging)</h2><table><tbody>");
+    let row = |html: &mut String, k: &str, v: String, meaning: &str| {
         let _ = write!(
-            o,
+            html,
             "<tr><th>{}</th><td class=\"n\">{}</td><td class=\"muted\">{}</td></tr>",
             escape(k),
             escape(&v),
@@ -35,13 +37,13 @@ pub fn card(o: &mut String, report: &Report) {
         );
     };
     row(
-        o,
+        html,
         "delivery",
         m.delivery.clone(),
         "both sides: publisher and worker",
     );
     row(
-        o,
+        html,
         "publish latency p50 / p99",
         format!(
             "{} / {}",
@@ -51,7 +53,7 @@ pub fn card(o: &mut String, report: &Report) {
         "until the publish returned (faithful) or the broker confirmed it (reliable)",
     );
     row(
-        o,
+        html,
         "end-to-end p50 / p99",
         format!(
             "{} / {}",
@@ -61,7 +63,7 @@ pub fn card(o: &mut String, report: &Report) {
         "from the publish's start to its line in the orders file, as the lab saw it (±25 ms)",
     );
     row(
-        o,
+        html,
         "drain",
         match m.drain_s {
             Some(s) => format!("{} s", trim(s, 1)),
@@ -70,57 +72,57 @@ pub fn card(o: &mut String, report: &Report) {
         "from the load's end until the queue was empty and everything written",
     );
     row(
-        o,
+        html,
         "drain rate",
         opt(m.drain_rate_per_s, "orders/s"),
         "orders written per second while the queue was not empty after the load",
     );
     row(
-        o,
+        html,
         "last order written",
         opt(m.last_written_s, "s"),
         "since the load started",
     );
     let int = |v: Option<u64>| v.map_or_else(|| "—".to_string(), |v| v.to_string());
     row(
-        o,
+        html,
         "max queue depth",
         int(m.queue_depth_max),
         "ready in the queue plus held by the worker, at any sample",
     );
     row(
-        o,
+        html,
         "still ready at the end",
         int(m.still_ready),
         "messages left in the queue: acknowledged orders up to this many are still queued, not lost",
     );
     row(
-        o,
+        html,
         "redelivered",
         m.redelivered.to_string(),
         "deliveries the broker flagged redelivered",
     );
     row(
-        o,
+        html,
         "dead-lettered",
         m.dead_lettered.to_string(),
         "messages in the dead-letter queue",
     );
     row(
-        o,
+        html,
         "lost by the worker",
         m.worker_lost.to_string(),
         "faithful: auto-acknowledged, never written (the worker's own count)",
     );
     if let Some(b) = &report.broker {
         row(
-            o,
+            html,
             "broker restarts",
             b.restarts.to_string(),
             "injected (--restart-broker-at)",
         );
     }
-    o.push_str("</tbody></table></section>");
+    html.push_str("</tbody></table></section>");
 }
 
 /// The queue-depth chart, when the run sampled a queue.
@@ -145,10 +147,10 @@ pub fn chart(report: &Report, x: &TimeAxis) -> Option<TimeChart> {
             right_axis: false,
             fill: false,
             step: false,
-            segments: svg::segments(
+            segments: segments(
                 samples.iter().map(|s| (s.t_s, f(s).map(|v| v as f64))),
                 Some(gap),
-                svg::MAX_POINTS,
+                MAX_POINTS,
             ),
         }
     };
@@ -206,7 +208,7 @@ pub fn chart(report: &Report, x: &TimeAxis) -> Option<TimeChart> {
     } else {
         vec![("broker restart".to_string(), C_RESTART, true)]
     };
-    let hover = svg::bucket_ranges(samples.len(), 60)
+    let hover = bucket_ranges(samples.len(), 60)
         .into_iter()
         .map(|r| {
             let s = samples[r.end - 1];

@@ -1,0 +1,217 @@
+//! The charts of the requests over time: users (or the offered rate) with completions per
+//! second stacked by outcome, and latency percentiles per second.
+
+use super::axes::{Axis, TimeAxis, Unit};
+use super::downsampling::{MAX_POINTS, segments};
+use super::format::{fin, fmt_ms};
+use super::markers::markers;
+use super::svg::C_LIMIT;
+use super::time_chart::{AreaLayer, LineSeries, Rule, StackedArea, TimeChart};
+use super::tooltips::seconds_hover;
+use super::{Report, SecondRow};
+
+pub const C_ACK: &str = "#4e9a57";
+pub const C_STATUS: &str = "#f28e2b";
+pub const C_TIMEOUT: &str = "#e15759";
+pub const C_CONNECT: &str = "#9467bd";
+pub const C_TRANSPORT: &str = "#8c6d5a";
+pub const C_USERS: &str = "#1f2937";
+pub const C_OFFERED: &str = "#2f6db5";
+pub const C_P50: &str = "#2f6db5";
+pub const C_P90: &str = "#f28e2b";
+pub const C_P99: &str = "#d62728";
+
+/// Keeps the first point of each run of equal values, and the last point: enough for a
+/// staircase line, and tiny for a step profile.
+pub fn dedupe_steps(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    let n = points.len();
+    for (i, p) in points.into_iter().enumerate() {
+        if out.last().is_none_or(|l| l.1 != p.1) || i + 1 == n {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Reads one count, or one latency percentile, from a per-second row.
+type Count = fn(&SecondRow) -> u64;
+
+type Percentile = fn(&SecondRow) -> Option<f64>;
+
+pub fn throughput_chart(report: &Report, x: &TimeAxis) -> TimeChart {
+    let rows = &report.timeline.seconds;
+    let xs: Vec<f64> = rows.iter().map(|r| r.t_s as f64 + 0.5).collect();
+    let kinds: [(&str, &'static str, Count); 5] = [
+        ("acknowledged", C_ACK, |r| r.acknowledged),
+        ("failed: HTTP status", C_STATUS, |r| r.failed_status),
+        ("failed: timed out", C_TIMEOUT, |r| r.timed_out),
+        ("failed: refused", C_CONNECT, |r| r.connect_errors),
+        ("failed: reset/other", C_TRANSPORT, |r| r.transport_errors),
+    ];
+    let layers: Vec<AreaLayer> = kinds
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, _, f))| *i == 0 || rows.iter().any(|r| f(r) > 0))
+        .map(|(_, (name, color, f))| AreaLayer {
+            name: name.to_string(),
+            color,
+            values: rows.iter().map(|r| f(r) as f64).collect(),
+        })
+        .collect();
+    let mut left_max = rows
+        .iter()
+        .map(|r| (r.acknowledged + r.failed()) as f64)
+        .fold(0.0, f64::max);
+
+    let mut lines = Vec::new();
+    let offered: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| fin(r.offered_rate).map(|v| (r.t_s as f64, v)))
+        .collect();
+    if !offered.is_empty() {
+        left_max = left_max.max(offered.iter().map(|p| p.1).fold(0.0, f64::max));
+        lines.push(LineSeries {
+            name: "offered rate".into(),
+            color: C_OFFERED,
+            width: 2.0,
+            dash: Some("6 4"),
+            right_axis: false,
+            fill: false,
+            step: true,
+            segments: segments(
+                dedupe_steps(offered).into_iter().map(|(x, y)| (x, Some(y))),
+                None,
+                MAX_POINTS,
+            ),
+        });
+    }
+    let users: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| r.users.map(|u| (r.t_s as f64, u as f64)))
+        .collect();
+    let right = if users.is_empty() {
+        None
+    } else {
+        let max_users = users.iter().map(|p| p.1).fold(0.0, f64::max);
+        lines.push(LineSeries {
+            name: "virtual users".into(),
+            color: C_USERS,
+            width: 2.0,
+            dash: None,
+            right_axis: true,
+            fill: false,
+            step: true,
+            segments: segments(
+                dedupe_steps(users).into_iter().map(|(x, y)| (x, Some(y))),
+                None,
+                MAX_POINTS,
+            ),
+        });
+        Some(Axis::linear("virtual users", max_users * 1.05, Unit::Count))
+    };
+    let (markers, marker_legend) = markers(report, true);
+    TimeChart {
+        title: if right.is_some() {
+            "Users and completed requests per second".into()
+        } else {
+            "Offered rate and completed requests per second".into()
+        },
+        height: 340.0,
+        x: x.clone(),
+        left: Axis::linear("requests / s (completed)", left_max * 1.05, Unit::Count),
+        right,
+        area: Some(StackedArea { xs, layers }),
+        lines,
+        rules: Vec::new(),
+        markers,
+        marker_legend,
+        hover: seconds_hover(report),
+        note: rows
+            .is_empty()
+            .then(|| "no requests were recorded".to_string()),
+    }
+}
+
+pub fn latency_chart(report: &Report, x: &TimeAxis) -> TimeChart {
+    let rows = &report.timeline.seconds;
+    let all: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| [r.p50_ms, r.p90_ms, r.p99_ms])
+        .filter_map(fin)
+        .filter(|v| *v > 0.0)
+        .collect();
+    let min = all.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut max = all.iter().copied().fold(0.0, f64::max);
+    let timeout = report.run.timeout_ms as f64;
+    let show_timeout = timeout > 0.0 && max >= timeout * 0.2;
+    if show_timeout {
+        max = max.max(timeout);
+    }
+    let log = !all.is_empty() && max / min.max(0.1) > 30.0;
+    let left = if log {
+        Axis::log_ms("latency (log scale)", min, max)
+    } else {
+        Axis::linear("latency", max * 1.05, Unit::Ms)
+    };
+    let series: [(&str, &'static str, f64, Percentile); 3] = [
+        ("p50", C_P50, 1.6, |r| r.p50_ms),
+        ("p90", C_P90, 1.6, |r| r.p90_ms),
+        ("p99", C_P99, 2.0, |r| r.p99_ms),
+    ];
+    let lines = series
+        .iter()
+        .map(|(name, color, width, f)| LineSeries {
+            name: name.to_string(),
+            color,
+            width: *width,
+            dash: None,
+            right_axis: false,
+            fill: false,
+            step: false,
+            segments: segments(
+                rows.iter().map(|r| (r.t_s as f64 + 0.5, f(r))),
+                Some(1.5),
+                MAX_POINTS,
+            ),
+        })
+        .collect();
+    let rules = if show_timeout {
+        vec![Rule {
+            value: timeout,
+            right_axis: false,
+            label: format!("client timeout {}", fmt_ms(timeout)),
+            color: C_LIMIT,
+        }]
+    } else {
+        Vec::new()
+    };
+    let (markers, marker_legend) = markers(report, true);
+    TimeChart {
+        title: "Latency per second (test time of the requests completed in that second)".into(),
+        height: 320.0,
+        x: x.clone(),
+        left,
+        right: None,
+        area: None,
+        lines,
+        rules,
+        markers,
+        marker_legend,
+        hover: seconds_hover(report),
+        note: all.is_empty().then(|| "no completed requests".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staircase_keeps_each_change_and_the_end() {
+        assert_eq!(
+            dedupe_steps(vec![(0.0, 1.0), (1.0, 1.0), (2.0, 2.0), (3.0, 2.0)]),
+            vec![(0.0, 1.0), (2.0, 2.0), (3.0, 2.0)]
+        );
+    }
+}
