@@ -3,6 +3,15 @@
 //!
 //! Why each piece is the way it is:
 //!
+//! * **Not a tower layer, nor are the other protections.** A tower concurrency layer
+//!   (`ConcurrencyLimitLayer`, `LoadShedLayer`) releases its permit when the inner
+//!   service's response future completes, i.e. at the response; the admission permit
+//!   must outlive it, for as long as the order's memory is held (see below). Deadlines are
+//!   not tower's `TimeoutLayer`, which only drops the response future when time runs out:
+//!   a deadline must stop work before it starts, as blocking work cannot be cancelled.
+//!   The body is read by the handler within its own bounds, after routing. The
+//!   conventional tower-http layers are used where they fit: request ids, tracing,
+//!   panics (`crate::request_log`).
 //! * **One semaphore, created once, in an `Arc`.** tower's `ConcurrencyLimitLayer` on an
 //!   axum `Router` is rebuilt per connection (no limit at all) or per route (one limit
 //!   each), and queues instead of refusing. Here the controller lives in the application

@@ -6,7 +6,9 @@
 //! the item-code rule and the line format live in the persistence crate.
 //!
 //! * [`config`] — command-line flags and environment variables;
-//! * [`app`] — the router: routes, case-insensitive paths, body limit, request ids;
+//! * [`app`] — the router: routes, case-insensitive paths, body limit;
+//! * [`request_log`] — request ids, a span and a log line per request, panics as 500s
+//!   (tower-http's layers);
 //! * [`state`] — the protections in force and what the handlers share;
 //! * [`routes`] — the handlers; [`body`] — decoding the request body into an item code;
 //! * [`problem`] — every error response, as RFC 9457 `application/problem+json`;
@@ -35,6 +37,7 @@ pub mod limits;
 pub mod metrics;
 pub mod priority;
 pub mod problem;
+pub mod request_log;
 pub mod routes;
 pub mod server;
 pub mod state;

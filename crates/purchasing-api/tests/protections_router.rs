@@ -15,8 +15,10 @@ use purchasing_api::{AppState, Protections, app};
 use purchasing_persistence::{PurchaseOrderStore, StoreOptions, Workload};
 use tower::ServiceExt;
 
-const FORM: &str = "application/x-www-form-urlencoded";
-const ORDERS: &str = "/api/StockReplenishmentRequests";
+const FORM: &str = wire_contract::http::FORM_CONTENT_TYPE;
+const BUDGET: &str = wire_contract::http::REQUEST_BUDGET_HEADER;
+const KEY: &str = wire_contract::http::IDEMPOTENCY_KEY_HEADER;
+const ORDERS: &str = wire_contract::http::REPLENISHMENT_PATH;
 
 struct TestApp {
     router: Router,
@@ -87,7 +89,11 @@ impl TestApp {
 
     async fn metrics(&self) -> String {
         let response = self
-            .call(Request::get("/metrics").body(Body::empty()).unwrap())
+            .call(
+                Request::get(wire_contract::http::METRICS_PATH)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         text(response).await
@@ -136,15 +142,20 @@ fn sample(metrics: &str, series: &str) -> f64 {
 async fn the_baseline_ignores_the_protection_headers() {
     let app = test_app(5, Protections::default());
     for headers in [
-        &[("x-request-budget-ms", "0")][..],
-        &[("x-request-budget-ms", "not a number")],
-        &[("idempotency-key", "same")],
-        &[("idempotency-key", "same")],
-        &[("idempotency-key", "not a valid key")],
+        &[(BUDGET, "0")][..],
+        &[(BUDGET, "not a number")],
+        &[(KEY, "same")],
+        &[(KEY, "same")],
+        &[(KEY, "not a valid key")],
     ] {
         let response = app.call(order("1", headers)).await;
         assert_eq!(response.status(), StatusCode::CREATED, "{headers:?}");
-        assert!(response.headers().get("idempotent-replayed").is_none());
+        assert!(
+            response
+                .headers()
+                .get(wire_contract::http::IDEMPOTENT_REPLAYED_HEADER)
+                .is_none()
+        );
     }
     assert_eq!(app.lines(), 5);
     let metrics = app.metrics().await;
@@ -157,9 +168,7 @@ async fn the_baseline_ignores_the_protection_headers() {
 async fn a_malformed_budget_is_400() {
     let app = test_app(5, deadlines(10_000, 5));
     for budget in ["", "-5", "1.5", "soon", "5000ms"] {
-        let response = app
-            .call(order("1", &[("x-request-budget-ms", budget)]))
-            .await;
+        let response = app.call(order("1", &[(BUDGET, budget)])).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{budget:?}");
         let body = problem(response).await;
         assert!(
@@ -177,7 +186,7 @@ async fn a_malformed_budget_is_400() {
 async fn a_spent_budget_is_504_at_once_and_nothing_is_recorded() {
     let app = test_app(200, deadlines(10_000, 200));
     let started = Instant::now();
-    let response = app.call(order("1", &[("x-request-budget-ms", "1")])).await;
+    let response = app.call(order("1", &[(BUDGET, "1")])).await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(
         started.elapsed() < Duration::from_millis(100),
@@ -191,9 +200,7 @@ async fn a_spent_budget_is_504_at_once_and_nothing_is_recorded() {
             .contains("nothing was recorded")
     );
     // The same request with room for the work goes through.
-    let response = app
-        .call(order("2", &[("x-request-budget-ms", "5000")]))
-        .await;
+    let response = app.call(order("2", &[(BUDGET, "5000")])).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(app.lines(), 1);
     let metrics = app.metrics().await;
@@ -210,7 +217,7 @@ async fn a_spent_budget_is_504_at_once_and_nothing_is_recorded() {
 async fn the_server_maximum_caps_the_clients_budget() {
     // A 100 ms maximum cannot fit a 200 ms order, whatever budget the client offers.
     let app = test_app(200, deadlines(100, 200));
-    for headers in [&[][..], &[("x-request-budget-ms", "60000")]] {
+    for headers in [&[][..], &[(BUDGET, "60000")]] {
         let response = app.call(order("1", headers)).await;
         assert_eq!(
             response.status(),
@@ -379,9 +386,7 @@ async fn waiting_stops_when_the_deadline_no_longer_leaves_room() {
     tokio::time::sleep(Duration::from_millis(30)).await;
     // 450 ms of budget: it fits on arrival, but after 150 ms of waiting it no longer does.
     let started = Instant::now();
-    let second = app
-        .call(order("2", &[("x-request-budget-ms", "450")]))
-        .await;
+    let second = app.call(order("2", &[(BUDGET, "450")])).await;
     let waited = started.elapsed();
     assert_eq!(second.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(waited < Duration::from_millis(400), "{waited:?}");
@@ -425,7 +430,11 @@ async fn health_and_metrics_never_wait_for_a_slot() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
     let health = app
-        .call(Request::get("/health").body(Body::empty()).unwrap())
+        .call(
+            Request::get(wire_contract::http::HEALTH_PATH)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(health.status(), StatusCode::OK);
     let metrics = app.metrics().await;
@@ -448,7 +457,7 @@ async fn with_idempotency_a_malformed_key_is_400_and_nothing_is_recorded() {
     };
     let app = test_app(5, protections);
     for key in ["has space", &"k".repeat(256)] {
-        let response = app.call(order("1", &[("idempotency-key", key)])).await;
+        let response = app.call(order("1", &[(KEY, key)])).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let body = problem(response).await;
         assert!(
@@ -458,8 +467,8 @@ async fn with_idempotency_a_malformed_key_is_400_and_nothing_is_recorded() {
     }
     let twice = Request::post(ORDERS)
         .header(header::CONTENT_TYPE, FORM)
-        .header("idempotency-key", "a")
-        .header("idempotency-key", "b")
+        .header(KEY, "a")
+        .header(KEY, "b")
         .body(Body::from("=1"))
         .unwrap();
     assert_eq!(app.call(twice).await.status(), StatusCode::BAD_REQUEST);

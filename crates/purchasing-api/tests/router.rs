@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use purchasing_api::{AppState, app};
 use purchasing_persistence::{PurchaseOrderStore, Workload};
 use tower::ServiceExt;
+use wire_contract::http::{HEALTH_PATH, REPLENISHMENT_PATH, REQUEST_ID_HEADER};
 
 const TINY: Workload = Workload {
     alloc_chars: 1000,
@@ -58,17 +59,17 @@ async fn json(response: Response<Body>) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-const FORM: &str = "application/x-www-form-urlencoded";
+const FORM: &str = wire_contract::http::FORM_CONTENT_TYPE;
 
 #[tokio::test]
 async fn any_spelling_of_the_path_reaches_the_controller() {
     let app = test_app();
     for path in [
-        "/api/StockReplenishmentRequests",
-        "/api/stockreplenishmentrequests",
-        "/API/STOCKREPLENISHMENTREQUESTS?x=1",
+        REPLENISHMENT_PATH.to_owned(),
+        REPLENISHMENT_PATH.to_lowercase(),
+        format!("{}?x=1", REPLENISHMENT_PATH.to_uppercase()),
     ] {
-        let response = app.call(post(path, FORM, "=123")).await;
+        let response = app.call(post(&path, FORM, "=123")).await;
         assert_eq!(response.status(), StatusCode::CREATED, "{path}");
     }
     assert_eq!(app.file(), "Purchase order for item: 123\n".repeat(3));
@@ -79,7 +80,7 @@ async fn wrong_method_is_405_with_allow_and_a_problem_body() {
     let app = test_app();
     let response = app
         .call(
-            Request::get("/api/StockReplenishmentRequests")
+            Request::get(REPLENISHMENT_PATH)
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -118,7 +119,7 @@ async fn unknown_path_is_404_problem() {
 async fn health_answers_status_and_version() {
     let app = test_app();
     let response = app
-        .call(Request::get("/health").body(Body::empty()).unwrap())
+        .call(Request::get(HEALTH_PATH).body(Body::empty()).unwrap())
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = json(response).await;
@@ -129,21 +130,21 @@ async fn health_answers_status_and_version() {
 #[tokio::test]
 async fn request_id_is_echoed_or_generated() {
     let app = test_app();
-    let mut request = post("/api/StockReplenishmentRequests", FORM, "=1");
+    let mut request = post(REPLENISHMENT_PATH, FORM, "=1");
     request
         .headers_mut()
-        .insert("x-request-id", "abc-123".parse().unwrap());
+        .insert(REQUEST_ID_HEADER, "abc-123".parse().unwrap());
     let response = app.call(request).await;
-    assert_eq!(response.headers()["x-request-id"], "abc-123");
+    assert_eq!(response.headers()[REQUEST_ID_HEADER], "abc-123");
 
     // No id, or one that is not safe to log (too long): a fresh UUID is generated.
-    let mut request = post("/api/StockReplenishmentRequests", FORM, "=1");
+    let mut request = post(REPLENISHMENT_PATH, FORM, "=1");
     request
         .headers_mut()
-        .insert("x-request-id", "x".repeat(500).parse().unwrap());
-    for request in [post("/api/StockReplenishmentRequests", FORM, "=1"), request] {
+        .insert(REQUEST_ID_HEADER, "x".repeat(500).parse().unwrap());
+    for request in [post(REPLENISHMENT_PATH, FORM, "=1"), request] {
         let response = app.call(request).await;
-        let id = response.headers()["x-request-id"].to_str().unwrap();
+        let id = response.headers()[REQUEST_ID_HEADER].to_str().unwrap();
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     }
 }
@@ -152,9 +153,7 @@ async fn request_id_is_echoed_or_generated() {
 async fn oversized_body_is_413_before_any_work() {
     let app = test_app();
     let body = format!("={}", "a".repeat(purchasing_api::body::MAX_BODY_BYTES));
-    let response = app
-        .call(post("/api/StockReplenishmentRequests", FORM, &body))
-        .await;
+    let response = app.call(post(REPLENISHMENT_PATH, FORM, &body)).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
@@ -175,7 +174,7 @@ async fn store_failure_is_500_and_the_app_keeps_serving() {
     let router = app(AppState::new(Arc::new(store)));
     let response = router
         .clone()
-        .oneshot(post("/api/StockReplenishmentRequests", FORM, "=1"))
+        .oneshot(post(REPLENISHMENT_PATH, FORM, "=1"))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -191,7 +190,7 @@ async fn store_failure_is_500_and_the_app_keeps_serving() {
     );
 
     let health = router
-        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+        .oneshot(Request::get(HEALTH_PATH).body(Body::empty()).unwrap())
         .await;
     assert_eq!(health.unwrap().status(), StatusCode::OK);
 }

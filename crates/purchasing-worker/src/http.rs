@@ -130,13 +130,13 @@ mod tests {
     async fn health_is_ok_only_while_consuming() {
         let dir = tempfile::tempdir().unwrap();
         let shared = shared(&dir);
-        let (status, body) = get(&shared, "/health").await;
+        let (status, body) = get(&shared, wire_contract::http::HEALTH_PATH).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["status"], "connecting");
 
         shared.status.set(Phase::Consuming, None);
-        let (status, body) = get(&shared, "/health").await;
+        let (status, body) = get(&shared, wire_contract::http::HEALTH_PATH).await;
         assert_eq!(status, StatusCode::OK);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["status"], "ok");
@@ -147,7 +147,7 @@ mod tests {
         shared
             .status
             .set(Phase::Reconnecting, Some("connection reset".into()));
-        let (status, body) = get(&shared, "/health").await;
+        let (status, body) = get(&shared, wire_contract::http::HEALTH_PATH).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["status"], "reconnecting");
@@ -158,13 +158,13 @@ mod tests {
     async fn metrics_are_prometheus_text_and_other_paths_are_not_found() {
         let dir = tempfile::tempdir().unwrap();
         let shared = shared(&dir);
-        let (status, body) = get(&shared, "/metrics").await;
+        let (status, body) = get(&shared, wire_contract::http::METRICS_PATH).await;
         assert_eq!(status, StatusCode::OK);
         assert!(
             body.contains("\npurchasing_worker_store_failed 0\n"),
             "{body}"
         );
-        let (status, _) = get(&shared, "/api/StockReplenishmentRequests").await;
+        let (status, _) = get(&shared, wire_contract::http::REPLENISHMENT_PATH).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
