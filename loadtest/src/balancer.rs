@@ -802,6 +802,19 @@ pub struct LoggedRequest {
     pub status: i32,
     /// HAProxy's retries of this request (`%rc`; a `+` means redispatched).
     pub retries: String,
+    /// The node's response time (`%Tr`) and HAProxy's total active time (`%Ta`), in
+    /// milliseconds; -1 when HAProxy did not get that far.
+    pub node_ms: i64,
+    pub total_ms: i64,
+}
+
+impl LoggedRequest {
+    /// HAProxy's own share of the request's time: its total minus the node's response
+    /// time (receiving the request, connecting, relaying the answer), when both are known.
+    pub fn own_time_ms(&self) -> Option<f64> {
+        (self.node_ms >= 0 && self.total_ms >= self.node_ms)
+            .then(|| (self.total_ms - self.node_ms) as f64)
+    }
 }
 
 /// Parses the log lines the generated configuration asks for.
@@ -810,6 +823,7 @@ pub fn parse_log_line(line: &str) -> Option<LoggedRequest> {
     let mut node = None;
     let mut status = None;
     let mut retries = String::new();
+    let (mut node_ms, mut total_ms) = (-1, -1);
     for field in line.split_whitespace() {
         if let Some(v) = field.strip_prefix("rid=") {
             request_id = Some(v.trim_matches(['{', '}']).to_string());
@@ -819,6 +833,10 @@ pub fn parse_log_line(line: &str) -> Option<LoggedRequest> {
             status = v.parse().ok();
         } else if let Some(v) = field.strip_prefix("retries=") {
             retries = v.to_string();
+        } else if let Some(v) = field.strip_prefix("tr=") {
+            node_ms = v.parse().unwrap_or(-1);
+        } else if let Some(v) = field.strip_prefix("ta=") {
+            total_ms = v.parse().unwrap_or(-1);
         }
     }
     Some(LoggedRequest {
@@ -826,6 +844,8 @@ pub fn parse_log_line(line: &str) -> Option<LoggedRequest> {
         node: node?,
         status: status?,
         retries,
+        node_ms,
+        total_ms,
     })
 }
 
@@ -891,6 +911,7 @@ mod tests {
         assert_eq!(logged.request_id, "r-1");
         assert_eq!(logged.node.as_deref(), Some("node1"));
         assert_eq!(logged.status, 201);
+        assert_eq!(logged.own_time_ms(), Some(1.0));
         let refused = parse_log_line(
             "rid={r-2} node=<NOSRV> status=503 tw=-1 tr=-1 ta=0 retries=0 flags=PR--",
         )

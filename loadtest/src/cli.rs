@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use inventory::BaseUrl;
 
+use crate::cluster::{self, ScaleOut};
 use crate::confine::{Limits, parse_memory_size};
 use crate::lab::{LabOptions, SAMPLE_EVERY, Target, run_lab};
 use crate::messaging::{BrokerSource, MessagingOptions};
@@ -302,6 +303,34 @@ pub struct RunArgs {
     /// Restart the spawned server when it crashes (e.g. OOM-killed), like a supervisor.
     #[arg(long, help_heading = "Target", requires = "spawn_server")]
     pub restart_on_crash: bool,
+
+    /// Start K purchasing-api nodes, each confined alone to --cpus/--memory (on cores of
+    /// its own while the machine has enough), all appending to one orders file, behind a
+    /// real HAProxy that the lab starts and stops (its configuration is saved as
+    /// OUT/haproxy.cfg, its per-request log as OUT/haproxy.log). K = 1 is one node behind
+    /// HAProxy: the fair baseline for K > 1, paying the same hop.
+    #[arg(long, value_name = "K", help_heading = "Scale-out (HAProxy)", requires = "spawn_server",
+          value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
+    pub instances: Option<u32>,
+    /// Fault: SIGKILL node0 SECONDS after the load started; its supervisor restarts it
+    /// (implies --restart-on-crash). The report's balancer.nodes[0].crash_events say when
+    /// HAProxy took it out and put it back.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Scale-out (HAProxy)",
+        requires = "instances"
+    )]
+    pub kill_instance_at: Option<f64>,
+    /// How long the killed node stays down before its supervisor restarts it, seconds
+    /// [default: 3: longer than HAProxy's detection, as a rebooting VM would].
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Scale-out (HAProxy)",
+        requires = "kill_instance_at"
+    )]
+    pub instance_down_for: Option<f64>,
     /// With --url: seconds the orders file must stay unchanged before it is reconciled.
     #[arg(long, help_heading = "Target", default_value_t = 5.0)]
     pub settle: f64,
@@ -535,6 +564,27 @@ impl RunArgs {
         let settle = seconds(self.settle, "--settle")?;
 
         let messaging = self.messaging_options()?;
+        let scale_out = match self.instances {
+            None => None,
+            Some(_) if messaging.is_some() => {
+                return Err("--instances scales the RPC half (nodes behind HAProxy); the messaging half scales by more workers on one queue: drop --instances or --transport amqp".into());
+            }
+            Some(k) => Some(ScaleOut {
+                instances: k as usize,
+                kill_instance_at: self
+                    .kill_instance_at
+                    .map(|s| {
+                        Duration::try_from_secs_f64(s)
+                            .map_err(|_| format!("--kill-instance-at must be ≥ 0 seconds, not {s}"))
+                    })
+                    .transpose()?,
+                down_for: match self.instance_down_for {
+                    Some(s) => Duration::try_from_secs_f64(s)
+                        .map_err(|_| format!("--instance-down-for must be ≥ 0 seconds, not {s}"))?,
+                    None => cluster::DEFAULT_DOWN_FOR,
+                },
+            }),
+        };
         let out_dir = self.out.unwrap_or_else(|| default_out(""));
         let kind = if messaging.is_some() {
             SutKind::Worker
@@ -566,7 +616,9 @@ impl RunArgs {
                 lab_args: Vec::new(),
                 args: self.server_args,
                 limits: limits(self.cpus, self.memory.as_deref())?,
-                restart_on_crash: self.restart_on_crash || self.kill_worker_every.is_some(),
+                restart_on_crash: self.restart_on_crash
+                    || self.kill_worker_every.is_some()
+                    || self.kill_instance_at.is_some(),
                 sample_every: SAMPLE_EVERY,
                 log_file: Some(out_dir.join("server.log")),
                 core_slot: 0,
@@ -619,6 +671,7 @@ impl RunArgs {
             thresholds: self.fail_on,
             settle,
             messaging,
+            scale_out,
         })
     }
 

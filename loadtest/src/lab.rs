@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::broker::{Broker, BrokerOptions};
+use crate::cluster::{Cluster, ScaleOut};
 use crate::e2e::{OrdersTail, end_to_end, percentiles};
 use crate::messaging::MessagingOptions;
 use crate::messaging::{
@@ -67,6 +68,8 @@ pub struct LabOptions {
     pub settle: Duration,
     /// `--transport amqp`: publish to a queue the worker consumes. `None`: HTTP calls.
     pub messaging: Option<MessagingOptions>,
+    /// `--instances K`: K spawned nodes behind a real HAProxy ([`crate::cluster`]).
+    pub scale_out: Option<ScaleOut>,
 }
 
 /// A broker the lab started, shared with the restart task; stopped (or dropped: stopped
@@ -173,7 +176,22 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
     }
 
     // The target.
+    let mut cluster = None;
     let (server, orders_file) = match &options.target {
+        Target::Spawn(spec) if let Some(scale) = &options.scale_out => {
+            let started = Cluster::start(
+                spec,
+                scale.instances,
+                &options.out_dir,
+                options.plan.client.timeout,
+            )
+            .await?;
+            let url = started.url();
+            options.plan.client.base_url = inventory::BaseUrl::parse(&url)
+                .map_err(|e| anyhow::anyhow!("the balancer's address {url} is unusable: {e}"))?;
+            cluster = Some(started);
+            (None, Some(spec.orders_file.clone()))
+        }
         Target::Spawn(spec) => {
             let handle = ServerHandle::start(spec.clone()).await?;
             eprintln!(
@@ -189,7 +207,14 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         }
         Target::Remote { orders_file } => (None, orders_file.clone()),
     };
-    let server_command = server.as_ref().map(ServerHandle::command_line);
+    let server_command = match &cluster {
+        Some(c) => c
+            .nodes()
+            .lock()
+            .ok()
+            .and_then(|n| n.first().map(ServerHandle::command_line)),
+        None => server.as_ref().map(ServerHandle::command_line),
+    };
     let mark = orders_file.as_deref().map(FileMark::take).transpose();
 
     // The load, with a recorder thread writing the CSV and aggregating.
@@ -217,9 +242,15 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         .context("cannot start the recorder thread")?;
 
     let server = server.map(|s| Arc::new(Mutex::new(s)));
-    let crash_count: Option<CrashCount> = server.clone().map(|s| -> CrashCount {
-        Box::new(move || s.lock().map(|s| s.crashes_so_far()).unwrap_or(0))
-    });
+    let crash_count: Option<CrashCount> = match &cluster {
+        Some(c) => {
+            let nodes = c.nodes();
+            Some(Box::new(move || Cluster::crashes_so_far(&nodes)))
+        }
+        None => server.clone().map(|s| -> CrashCount {
+            Box::new(move || s.lock().map(|s| s.crashes_so_far()).unwrap_or(0))
+        }),
+    };
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let epoch = Instant::now();
     let live = Arc::new(Live::default());
@@ -265,6 +296,28 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
     };
     let restart_events: Arc<Mutex<Vec<CrashEvent>>> = Arc::default();
     let mut injectors = Vec::new();
+    if let Some(cluster) = &mut cluster {
+        cluster.begin(epoch);
+        if let Some((at, down_for)) = options
+            .scale_out
+            .and_then(|s| s.kill_instance_at.map(|at| (at, s.down_for)))
+        {
+            let nodes = cluster.nodes();
+            let kills = cluster.kills();
+            injectors.push(AbortOnDrop::new(tokio::spawn(async move {
+                tokio::time::sleep_until(epoch + at).await;
+                let t_s = epoch.elapsed().as_secs_f64();
+                if Cluster::kill_node(&nodes, 0, down_for) {
+                    eprintln!(
+                        "loadtest: injected a SIGKILL into node0 at {t_s:.1} s (--kill-instance-at)"
+                    );
+                    if let Ok(mut kills) = kills.lock() {
+                        kills.push(t_s);
+                    }
+                }
+            })));
+        }
+    }
     if let Some(m) = &options.messaging {
         if let (Some(every), Some(server)) = (m.kill_worker_every, &server) {
             let server = server.clone();
@@ -364,8 +417,18 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
 
     // Settle: in-flight work may still reach the file after the clients gave up.
     let settle_started = Instant::now();
-    let observations = match server {
-        Some(server) => {
+    let mut balancer_report = None;
+    let observations = match (server, cluster) {
+        (_, Some(cluster)) => {
+            eprintln!(
+                "loadtest: load finished; stopping the nodes so in-flight orders reach the file, then HAProxy"
+            );
+            let grace = options.plan.client.timeout.max(Duration::from_secs(60)) * 2;
+            let (merged, report) = cluster.stop(grace, epoch, &aggregates.seconds).await;
+            balancer_report = Some(report);
+            Some(merged)
+        }
+        (Some(server), None) => {
             eprintln!(
                 "loadtest: load finished; stopping the server so in-flight orders reach the file"
             );
@@ -376,7 +439,7 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
             let grace = options.plan.client.timeout.max(Duration::from_secs(60)) * 2;
             Some(handle.stop(grace, epoch.into_std()).await)
         }
-        None => {
+        (None, None) => {
             if let Some(path) = &orders_file {
                 eprintln!(
                     "loadtest: load finished; waiting until {} is unchanged for {:?}",
@@ -498,6 +561,7 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         observations,
         reconciliation,
     );
+    report.balancer = balancer_report;
     if let Some(m) = messaging {
         report.run.transport = "amqp".into();
         if let Some((url, _)) = &options.plan.client.amqp {
@@ -712,6 +776,7 @@ fn build_report(
         retries,
         messaging: None,
         broker: None,
+        balancer: None,
     }
 }
 

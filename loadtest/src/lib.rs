@@ -21,6 +21,7 @@ pub mod balancer;
 pub mod broker;
 pub(crate) mod child;
 pub mod cli;
+pub mod cluster;
 pub mod compare;
 pub mod confine;
 pub mod e2e;

@@ -261,7 +261,16 @@ impl ServerHandle {
     /// "injected" and, with `restart_on_crash`, starts it again as after any crash.
     /// Returns whether a process was running to be killed.
     pub fn inject_kill(&self) -> bool {
+        self.inject_kill_for(Duration::ZERO)
+    }
+
+    /// [`ServerHandle::inject_kill`], keeping the server down for `downtime` before the
+    /// supervisor restarts it (`--kill-instance-at`: a node that takes seconds to come
+    /// back, so the balancer's detection is what the run measures, not a race with a
+    /// 200 ms restart).
+    pub fn inject_kill_for(&self, downtime: Duration) -> bool {
         let mut state = self.shared.lock();
+        state.injected_downtime = downtime;
         if state.stop_requested {
             return false;
         }
@@ -366,6 +375,9 @@ struct State {
     /// A SIGKILL the lab sent on purpose ([`ServerHandle::inject_kill`]) whose exit has
     /// not been classified yet: that exit is recorded as an injected crash.
     kill_injected: bool,
+    /// How long the injected kill keeps the server down before its restart (a machine
+    /// that takes time to come back), beyond the usual backoff.
+    injected_downtime: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -904,7 +916,13 @@ fn supervise(
             shared.lock().final_exit = Some(exit);
             break;
         }
-        let injected = std::mem::take(&mut shared.lock().kill_injected);
+        let (injected, downtime) = {
+            let mut state = shared.lock();
+            (
+                std::mem::take(&mut state.kill_injected),
+                std::mem::take(&mut state.injected_downtime),
+            )
+        };
         let (cause, oom_killed) = if injected {
             (
                 "injected: SIGKILL sent by the lab (fault injection)".to_string(),
@@ -938,7 +956,12 @@ fn supervise(
         }
         let mut relaunched = None;
         for attempt in 1..=START_ATTEMPTS_PER_RESTART {
-            let pause = RESTART_BACKOFF * attempt;
+            let pause = RESTART_BACKOFF * attempt
+                + if attempt == 1 {
+                    downtime
+                } else {
+                    Duration::ZERO
+                };
             if shared.wait_until(Instant::now() + pause, |s| s.stop_requested) {
                 break;
             }
@@ -1197,7 +1220,7 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_millis(200);
 /// One unlabelled gauge from the server's `GET /metrics`, over a plain loopback HTTP/1.1
 /// request (no client library: the sampler is a std thread). `None` when the server does
 /// not answer in time or has no such gauge (or reports 0: admission control is off).
-fn scrape_gauge(addr: SocketAddr, name: &str) -> Option<u64> {
+pub(crate) fn scrape_gauge(addr: SocketAddr, name: &str) -> Option<u64> {
     parse_gauge(&scrape_metrics(addr)?, name)
 }
 

@@ -88,6 +88,7 @@ fn base_report(profile: &str, shape: &str, elapsed_s: f64) -> Report {
         retries: Default::default(),
         messaging: None,
         broker: None,
+        balancer: None,
     }
 }
 

@@ -9,6 +9,7 @@
 //! escaping and number formatting. [`comparison`], [`transports`] and [`sweep`] render the side-by-side pages.
 
 pub mod axes;
+pub mod balancer;
 pub mod bar_chart;
 pub mod cards;
 pub mod charts;
@@ -139,6 +140,7 @@ pub(crate) mod tests_support {
             },
             messaging: None,
             broker: None,
+            balancer: None,
         }
     }
 }

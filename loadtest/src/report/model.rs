@@ -39,6 +39,9 @@ pub struct Report {
     /// The broker the lab started (`--spawn-broker`); `None` otherwise.
     #[serde(default)]
     pub broker: Option<BrokerReport>,
+    /// Scaled out (`--instances K`): the load balancer and the nodes behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balancer: Option<crate::report::balancer::BalancerReport>,
 }
 
 /// What the queue did in a `--transport amqp` run. "Acknowledged" for a publish means the

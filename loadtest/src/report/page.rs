@@ -104,6 +104,9 @@ pub fn render(report: &Report) -> String {
 
     reconciliation_card(&mut html, report);
     super::queue::card(&mut html, report);
+    if let Some(balancer) = &report.balancer {
+        html.push_str(&super::balancer::render_html(balancer));
+    }
     charts_card(&mut html, report);
     steps_card(&mut html, report);
     crashes_card(&mut html, report);
@@ -198,6 +201,7 @@ mod tests {
             retries: Default::default(),
             messaging: None,
             broker: None,
+            balancer: None,
         }
     }
 

@@ -1,0 +1,457 @@
+//! A scaled-out target (`--instances K`): K purchasing nodes, each in an emulated VM of
+//! its own (a cgroup with the run's `--cpus`/`--memory`, on cores of its own while the
+//! machine has enough), all appending to one orders file, behind one real HAProxy
+//! ([`crate::balancer`]). The lab sends every order to HAProxy.
+//!
+//! [`Cluster::start`] starts the nodes, reads the first node's admission limit from its
+//! `/metrics` (HAProxy's per-node `maxconn`), then starts HAProxy; [`Cluster::begin`]
+//! starts sampling its stats at the load's start; [`Cluster::kill_node`] is the
+//! `--kill-instance-at` fault; [`Cluster::stop`] stops the nodes (they finish their
+//! in-flight orders, which HAProxy still relays), then HAProxy, and builds the report's
+//! `balancer` object, with the failover times of every crash.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::time::Instant;
+
+use crate::balancer::{
+    Balancer, LoggedRequest, Node, SampledStats, StatsSampler, Transition, node_per_request,
+};
+use crate::report::balancer::{BalancerReport, NodeCrash, NodeReport};
+use crate::report::{CrashEvent, Percentiles, SecondRow};
+use crate::server::{ServerHandle, ServerObservations, ServerSpec, scrape_gauge};
+
+/// `--instances K` and the faults that go with it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScaleOut {
+    /// Nodes behind the balancer (at least 1: one node behind HAProxy is the fair
+    /// baseline for K = 2, paying the same hop).
+    pub instances: usize,
+    /// `--kill-instance-at`: SIGKILL node0 this long after the load started.
+    pub kill_instance_at: Option<Duration>,
+    /// `--instance-down-for`: how long the killed node stays down before its restart.
+    pub down_for: Duration,
+}
+
+/// How long a killed node stays down by default: longer than HAProxy needs to notice
+/// (two failed checks 500 ms apart), as a VM that reboots would.
+pub const DEFAULT_DOWN_FOR: Duration = Duration::from_secs(3);
+
+/// The most nodes a run may start: each is a confined process with its own sampler and
+/// supervisor threads; beyond this the lab itself would be the bottleneck here.
+pub const MAX_INSTANCES: usize = 16;
+
+/// The balancer samples kept for the timeline: one every this many stats polls
+/// (100 ms each), i.e. the lab's 250 ms-ish server sampling rate rounded to 200 ms.
+const KEEP_EVERY_POLLS: u32 = 2;
+
+/// The nodes, shared with the kill injector and the live crash count.
+pub type SharedNodes = Arc<Mutex<Vec<ServerHandle>>>;
+
+pub struct Cluster {
+    nodes: SharedNodes,
+    names: Vec<Node>,
+    balancer: Option<Balancer>,
+    sampler: Option<StatsSampler>,
+    kills: Arc<Mutex<Vec<f64>>>,
+    lab_cpu_at_start: Option<f64>,
+}
+
+impl Cluster {
+    /// Starts `instances` nodes from `spec` (each with `core_slot` = its index and a log
+    /// file of its own) and HAProxy in front of them, its configuration and log in
+    /// `out_dir`. `client_timeout`: HAProxy waits a little longer for a node.
+    pub async fn start(
+        spec: &ServerSpec,
+        instances: usize,
+        out_dir: &std::path::Path,
+        client_timeout: Duration,
+    ) -> anyhow::Result<Cluster> {
+        let mut handles = Vec::with_capacity(instances);
+        for index in 0..instances {
+            let mut node_spec = spec.clone();
+            node_spec.core_slot = index;
+            node_spec.log_file = Some(out_dir.join(format!("server.node{index}.log")));
+            let handle = ServerHandle::start(node_spec)
+                .await
+                .with_context(|| format!("cannot start node{index} of {instances}"))?;
+            eprintln!(
+                "loadtest: started node{index} {} → {} ({})",
+                handle.command_line().join(" "),
+                handle.url(),
+                handle.confinement()
+            );
+            handles.push(handle);
+        }
+        let names: Vec<Node> = handles
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Node::numbered(i, h.addr()))
+            .collect();
+        let first = handles[0].addr();
+        let maxconn = tokio::task::spawn_blocking(move || admission_limit(first))
+            .await
+            .ok()
+            .flatten();
+        let nodes = names.clone();
+        let out = out_dir.to_path_buf();
+        let balancer = tokio::task::spawn_blocking(move || {
+            Balancer::start(nodes, &out, |config| {
+                config.maxconn_per_node = maxconn;
+                config.server_timeout = client_timeout + Duration::from_secs(5);
+            })
+        })
+        .await
+        .context("the balancer start-up task failed")?
+        .context("cannot start HAProxy in front of the nodes")?;
+        eprintln!(
+            "loadtest: HAProxy → {} in front of {instances} node(s) (maxconn per node: {}; configuration {})",
+            balancer.url(),
+            maxconn.map_or("none".into(), |m| m.to_string()),
+            balancer.config_path().display()
+        );
+        Ok(Cluster {
+            nodes: Arc::new(Mutex::new(handles)),
+            names,
+            balancer: Some(balancer),
+            sampler: None,
+            kills: Arc::default(),
+            lab_cpu_at_start: None,
+        })
+    }
+
+    /// Where the clients send their orders: HAProxy.
+    pub fn url(&self) -> String {
+        self.balancer
+            .as_ref()
+            .map(|b| b.url().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The nodes, for the live crash count and the kill injector.
+    pub fn nodes(&self) -> SharedNodes {
+        self.nodes.clone()
+    }
+
+    /// Starts sampling HAProxy's stats, with times relative to `epoch` (the load's start).
+    pub fn begin(&mut self, epoch: Instant) {
+        self.lab_cpu_at_start = own_cpu_seconds();
+        if let Some(balancer) = &self.balancer {
+            self.sampler = Some(StatsSampler::start(
+                balancer.stats_reader(),
+                self.names.iter().map(|n| n.name.clone()).collect(),
+                balancer.pid(),
+                epoch.into_std(),
+                KEEP_EVERY_POLLS,
+            ));
+        }
+    }
+
+    /// Crashes of every node so far.
+    pub fn crashes_so_far(nodes: &SharedNodes) -> u64 {
+        nodes
+            .lock()
+            .map(|n| n.iter().map(ServerHandle::crashes_so_far).sum())
+            .unwrap_or(0)
+    }
+
+    /// The `--kill-instance-at` fault: SIGKILL node `index` (its supervisor restarts it).
+    /// Returns whether it was running.
+    pub fn kill_node(nodes: &SharedNodes, index: usize, down_for: Duration) -> bool {
+        nodes
+            .lock()
+            .ok()
+            .and_then(|n| n.get(index).map(|node| node.inject_kill_for(down_for)))
+            .unwrap_or(false)
+    }
+
+    /// Records a kill time (seconds since the epoch) for the report.
+    pub fn kills(&self) -> Arc<Mutex<Vec<f64>>> {
+        self.kills.clone()
+    }
+
+    /// Stops the nodes (each finishes its in-flight orders within `grace`), then the
+    /// sampler and HAProxy. Returns the observations merged as one server (for the
+    /// report's `server` object: crashes and CPU of all nodes, the first node's samples
+    /// and confinement) and the `balancer` object. `seconds`: the run's per-second rows,
+    /// for the failures during each failover window.
+    pub async fn stop(
+        mut self,
+        grace: Duration,
+        epoch: Instant,
+        seconds: &[SecondRow],
+    ) -> (ServerObservations, BalancerReport) {
+        let handles = std::mem::take(&mut *self.nodes.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut observations = Vec::with_capacity(handles.len());
+        let stops: Vec<_> = handles
+            .into_iter()
+            .map(|h| tokio::spawn(h.stop(grace, epoch.into_std())))
+            .collect();
+        for stop in stops {
+            observations.push(stop.await.unwrap_or_default());
+        }
+        let sampled = self
+            .sampler
+            .take()
+            .map(StatsSampler::finish)
+            .unwrap_or_default();
+        let lab_cpu = match (own_cpu_seconds(), self.lab_cpu_at_start) {
+            (Some(now), Some(start)) => Some(now - start),
+            _ => None,
+        };
+        let balancer = self.balancer.take();
+        let (config, log_path) = match &balancer {
+            Some(b) => (Some(b.config().clone()), Some(b.log_path().to_path_buf())),
+            None => (None, None),
+        };
+        let url = balancer
+            .as_ref()
+            .map(|b| b.url().to_string())
+            .unwrap_or_default();
+        let stop_outcome = match balancer {
+            Some(b) => tokio::task::spawn_blocking(move || b.stop())
+                .await
+                .unwrap_or_else(|e| format!("the stop task failed: {e}")),
+            None => "was not running".into(),
+        };
+        let logged = log_path
+            .as_deref()
+            .and_then(|p| node_per_request(p).ok())
+            .unwrap_or_default();
+        let kills = self.kills.lock().map(|k| k.clone()).unwrap_or_default();
+        let report = balancer_report(BalancerInputs {
+            config: config.as_ref(),
+            url,
+            names: &self.names,
+            observations: &observations,
+            sampled: &sampled,
+            logged: logged.values().flatten(),
+            kills: &kills,
+            seconds,
+            lab_cpu,
+            stop_outcome,
+        });
+        (merge(&self.names, observations), report)
+    }
+}
+
+struct BalancerInputs<'a, L> {
+    config: Option<&'a crate::balancer::BalancerConfig>,
+    url: String,
+    names: &'a [Node],
+    observations: &'a [ServerObservations],
+    sampled: &'a SampledStats,
+    logged: L,
+    kills: &'a [f64],
+    seconds: &'a [SecondRow],
+    lab_cpu: Option<f64>,
+    stop_outcome: String,
+}
+
+fn balancer_report<'a>(
+    inputs: BalancerInputs<'a, impl Iterator<Item = &'a LoggedRequest>>,
+) -> BalancerReport {
+    let mut per_node = vec![(0u64, 0u64, 0u64); inputs.names.len()];
+    let mut refused_by_balancer = 0;
+    let mut added: Vec<f64> = Vec::new();
+    for logged in inputs.logged {
+        match &logged.node {
+            None => refused_by_balancer += u64::from(logged.status == 503),
+            Some(name) => {
+                if let Some(i) = inputs.names.iter().position(|n| &n.name == name) {
+                    per_node[i].0 += 1;
+                    if logged.status == 201 {
+                        per_node[i].1 += 1;
+                        if let Some(ms) = logged.own_time_ms() {
+                            added.push(ms);
+                        }
+                    }
+                    if logged.status == 503 {
+                        per_node[i].2 += 1;
+                    }
+                }
+            }
+        }
+    }
+    added.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        (!added.is_empty()).then(|| added[((added.len() - 1) as f64 * q).round() as usize])
+    };
+    let nodes = inputs
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let o = inputs.observations.get(i).cloned().unwrap_or_default();
+            let (requests, acknowledged, refused) = per_node[i];
+            NodeReport {
+                name: node.name.clone(),
+                addr: node.addr.to_string(),
+                confinement: o.confinement.clone(),
+                crashes: o.crashes.len() as u64,
+                restarts: o.restarts,
+                crash_events: o
+                    .crashes
+                    .iter()
+                    .map(|c| {
+                        failover(
+                            &node.name,
+                            c,
+                            &o.restarted_at_s,
+                            &inputs.sampled.transitions,
+                            inputs.kills,
+                            inputs.seconds,
+                        )
+                    })
+                    .collect(),
+                peak_memory_bytes: o.peak_memory_bytes,
+                cpu_seconds: o.cpu_seconds,
+                stopped_cleanly: o.stopped_cleanly,
+                requests,
+                acknowledged,
+                refused,
+            }
+        })
+        .collect();
+    let config = inputs.config;
+    BalancerReport {
+        kind: "haproxy".into(),
+        spawned: true,
+        url: inputs.url,
+        config_file: "haproxy.cfg".into(),
+        log_file: "haproxy.log".into(),
+        instances: inputs.names.len() as u64,
+        maxconn_per_node: config.and_then(|c| c.maxconn_per_node),
+        queue_bound: config.and_then(|c| c.queue_bound()),
+        check_interval_ms: config.map_or(0, |c| c.check_interval.as_millis() as u64),
+        fall: config.map_or(0, |c| c.fall),
+        rise: config.map_or(0, |c| c.rise),
+        refused_by_balancer,
+        added_latency_ms: Percentiles {
+            count: added.len() as u64,
+            p50: quantile(0.5),
+            p99: quantile(0.99),
+            max: added.last().copied(),
+        },
+        cpu_seconds: inputs.sampled.cpu_seconds,
+        lab_cpu_seconds: inputs.lab_cpu,
+        stop_outcome: inputs.stop_outcome,
+        nodes,
+        transitions: inputs.sampled.transitions.clone(),
+        samples: inputs.sampled.samples.clone(),
+    }
+}
+
+/// The failover around one crash of `node`: when HAProxy took it out, when it was
+/// restarted and back in rotation, and how many requests failed in between.
+fn failover(
+    node: &str,
+    crash: &CrashEvent,
+    restarted_at_s: &[f64],
+    transitions: &[Transition],
+    kills: &[f64],
+    seconds: &[SecondRow],
+) -> NodeCrash {
+    // The sampler sees a state change up to one poll late, never early.
+    let down_at = transitions
+        .iter()
+        .find(|t| t.node == node && !t.up && t.t_s >= crash.t_s - 0.01)
+        .map(|t| t.t_s);
+    let restarted = restarted_at_s.iter().copied().find(|&r| r >= crash.t_s);
+    let up_at = restarted.and_then(|r| {
+        transitions
+            .iter()
+            .find(|t| t.node == node && t.up && t.t_s >= r - 0.01)
+            .map(|t| t.t_s)
+    });
+    let failed_during_window = down_at.map(|down| {
+        seconds
+            .iter()
+            .filter(|s| (s.t_s as f64 + 1.0) > crash.t_s && (s.t_s as f64) <= down)
+            .map(SecondRow::failed)
+            .sum()
+    });
+    NodeCrash {
+        t_s: crash.t_s,
+        cause: crash.cause.clone(),
+        oom_killed: crash.oom_killed,
+        injected: kills.iter().any(|k| (k - crash.t_s).abs() < 1.0)
+            || crash.cause.starts_with("injected"),
+        detect_down_s: down_at.map(|d| (d - crash.t_s).max(0.0)),
+        restarted_at_s: restarted,
+        back_up_s: match (restarted, up_at) {
+            (Some(r), Some(u)) => Some((u - r).max(0.0)),
+            _ => None,
+        },
+        failed_during_window,
+    }
+}
+
+/// The nodes as one server for the report's `server` object: every node's crashes
+/// (named), restarts, CPU seconds summed, the highest peak memory; the first node's
+/// samples (the timeline's memory and CPU charts show node0; per-node figures are in the
+/// `balancer` object).
+fn merge(names: &[Node], observations: Vec<ServerObservations>) -> ServerObservations {
+    let mut merged = observations.first().cloned().unwrap_or_default();
+    merged.crashes = names
+        .iter()
+        .zip(&observations)
+        .flat_map(|(node, o)| {
+            o.crashes.iter().map(move |c| CrashEvent {
+                t_s: c.t_s,
+                cause: format!("{}: {}", node.name, c.cause),
+                oom_killed: c.oom_killed,
+            })
+        })
+        .collect();
+    merged.crashes.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+    merged.restarts = observations.iter().map(|o| o.restarts).sum();
+    merged.cpu_seconds = observations
+        .iter()
+        .map(|o| o.cpu_seconds)
+        .sum::<Option<f64>>();
+    merged.peak_memory_bytes = observations
+        .iter()
+        .filter_map(|o| o.peak_memory_bytes)
+        .max();
+    merged.stopped_cleanly = observations.iter().all(|o| o.stopped_cleanly);
+    // Each node's text ends with where the lab ran after that node started; the last
+    // one is where it stayed.
+    const LAB_PART: &str = "; the lab runs on ";
+    let lab = observations
+        .last()
+        .and_then(|o| o.confinement.split_once(LAB_PART))
+        .map(|(_, lab)| format!("; the lab and HAProxy run on {lab}"))
+        .unwrap_or_default();
+    merged.confinement = format!(
+        "{} nodes behind HAProxy: {}{lab}",
+        names.len(),
+        names
+            .iter()
+            .zip(&observations)
+            .map(|(n, o)| {
+                let own = o.confinement.split(LAB_PART).next().unwrap_or_default();
+                format!("{} {own}", n.name)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    merged
+}
+
+/// The admission limit a node enforces, from its `/metrics`: its hard cap under the
+/// adaptive limit, else its fixed limit; `None` when admission control is off.
+fn admission_limit(addr: std::net::SocketAddr) -> Option<u32> {
+    let cap = scrape_gauge(addr, "purchasing_admission_limit_cap");
+    let limit = scrape_gauge(addr, "purchasing_admission_limit");
+    cap.or(limit)
+        .filter(|&n| n > 0)
+        .and_then(|n| u32::try_from(n).ok())
+}
+
+/// This process's CPU time (user + system), for the lab's own share of the machine.
+fn own_cpu_seconds() -> Option<f64> {
+    crate::balancer::process_cpu_seconds(std::process::id())
+}
