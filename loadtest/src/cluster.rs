@@ -19,8 +19,7 @@ use tokio::time::Instant;
 use crate::balancer::{
     Balancer, LoggedRequest, Node, SampledStats, StatsSampler, Transition, node_per_request,
 };
-use crate::report::balancer::{BalancerReport, NodeCrash, NodeReport};
-use crate::report::{CrashEvent, Percentiles, SecondRow};
+use crate::report::{BalancerReport, CrashEvent, NodeCrash, NodeReport, Percentiles, SecondRow};
 use crate::server::{ServerHandle, ServerObservations, ServerSpec, scrape_gauge};
 
 /// `--instances K` and the faults that go with it.

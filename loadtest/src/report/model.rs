@@ -41,7 +41,7 @@ pub struct Report {
     pub broker: Option<BrokerReport>,
     /// Scaled out (`--instances K`): the load balancer and the nodes behind it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub balancer: Option<crate::report::balancer::BalancerReport>,
+    pub balancer: Option<BalancerReport>,
 }
 
 /// What the queue did in a `--transport amqp` run. "Acknowledged" for a publish means the
@@ -396,4 +396,93 @@ pub struct ThresholdResult {
     pub expression: String,
     pub value: Option<f64>,
     pub passed: bool,
+}
+
+pub use crate::balancer::{BalancerSample, Transition};
+
+/// Several nodes behind a load balancer (`--instances K`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BalancerReport {
+    /// `haproxy`.
+    pub kind: String,
+    /// True when the lab started it.
+    pub spawned: bool,
+    /// Where the clients sent their orders.
+    pub url: String,
+    /// The generated configuration, in the output folder.
+    pub config_file: String,
+    /// HAProxy's log: one line per request with its request id and the node that answered.
+    pub log_file: String,
+    /// Nodes behind the balancer.
+    pub instances: u64,
+    /// HAProxy's `maxconn` per node: the node's own admission limit (its hard cap with
+    /// `--max-in-flight adaptive`), read from its `/metrics`; `None` for unprotected nodes.
+    pub maxconn_per_node: Option<u32>,
+    /// Requests HAProxy holds queued at most before it refuses at once.
+    pub queue_bound: Option<u32>,
+    /// Health checks: interval, failures to take a node out, successes to put it back.
+    pub check_interval_ms: u64,
+    pub fall: u32,
+    pub rise: u32,
+    /// Requests HAProxy answered itself with 503 (its queue full or timed out, or no
+    /// node up), never reaching a node.
+    pub refused_by_balancer: u64,
+    /// HAProxy's own time on an admitted order (201): its total time minus the node's
+    /// response time, by HAProxy's own timers (milliseconds, whole numbers).
+    pub added_latency_ms: Percentiles,
+    /// CPU seconds HAProxy used (from /proc), and the lab's own (load generator,
+    /// samplers): both share the machine with the nodes.
+    pub cpu_seconds: Option<f64>,
+    pub lab_cpu_seconds: Option<f64>,
+    /// How HAProxy stopped.
+    pub stop_outcome: String,
+    pub nodes: Vec<NodeReport>,
+    /// Every node going out of rotation or back, as the health checks decided.
+    pub transitions: Vec<Transition>,
+    /// The balancer every sampling interval: nodes up, sessions per node, queue.
+    pub samples: Vec<BalancerSample>,
+}
+
+/// One node behind the balancer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodeReport {
+    /// `node0`, `node1`, … (as in haproxy.cfg and haproxy.log).
+    pub name: String,
+    pub addr: String,
+    /// e.g. "cgroup v1, pinned to core 1".
+    pub confinement: String,
+    pub crashes: u64,
+    pub restarts: u64,
+    pub crash_events: Vec<NodeCrash>,
+    pub peak_memory_bytes: Option<u64>,
+    pub cpu_seconds: Option<f64>,
+    /// Whether it finished its in-flight orders and exited 0 at the end.
+    pub stopped_cleanly: bool,
+    /// Requests HAProxy sent it (HTTP requests: a client retry counts again).
+    pub requests: u64,
+    /// Of those, answered 201.
+    pub acknowledged: u64,
+    /// Of those, answered 503 by the node itself (its admission control).
+    pub refused: u64,
+}
+
+/// A node's crash (OOM kill, injected SIGKILL, …) and the failover around it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodeCrash {
+    /// Seconds since the load started.
+    pub t_s: f64,
+    pub cause: String,
+    pub oom_killed: bool,
+    /// The lab killed it on purpose (`--kill-instance-at`).
+    pub injected: bool,
+    /// Crash → HAProxy took it out of rotation.
+    pub detect_down_s: Option<f64>,
+    /// When the supervisor had it listening again.
+    pub restarted_at_s: Option<f64>,
+    /// Restart → HAProxy put it back into rotation.
+    pub back_up_s: Option<f64>,
+    /// Requests that failed (any non-2xx outcome but the node's own 503s is not told
+    /// apart here: every failure) in the seconds from the crash until it was out of
+    /// rotation.
+    pub failed_during_window: Option<u64>,
 }
