@@ -8,6 +8,7 @@ use super::axes::{Axis, TimeAxis, Unit};
 use super::downsampling::{MAX_POINTS, segments};
 use super::format::{escape, opt_count, opt_fixed};
 use super::page::{page, table_html};
+use super::request_charts::{dedupe_steps, users_line, with_last_second};
 use super::summary::bytes;
 use super::time_chart::{LineSeries, Marker, Rule, TimeChart};
 use super::{Report, SecondRow};
@@ -143,11 +144,13 @@ fn crash_markers(r: &Report, color: &'static str) -> Vec<Marker> {
 }
 
 /// One line per configuration (`points` of its report, named "side: label"), and every
-/// value on them, for the axis.
+/// value on them, for the axis. `step` draws a staircase: for counts per second, each
+/// across its own second (a percentile is a point at the middle of its second).
 fn side_lines(
     sides: &[(&str, &Report, &'static str)],
     label: &str,
     max_gap: Option<f64>,
+    step: bool,
     points: impl Fn(&Report) -> Vec<(f64, Option<f64>)>,
 ) -> (Vec<LineSeries>, Vec<f64>) {
     let mut values = Vec::new();
@@ -156,15 +159,31 @@ fn side_lines(
         .map(|&(name, report, color)| {
             let pts = points(report);
             values.extend(pts.iter().filter_map(|p| p.1));
-            series(
+            let mut line = series(
                 &format!("{name}: {label}"),
                 color,
                 None,
                 segments(pts, max_gap, MAX_POINTS),
-            )
+            );
+            line.step = step;
+            line
         })
         .collect();
     (lines, values)
+}
+
+/// A report's per-second counts as a staircase: each from the start of its second to the
+/// start of the next, the last one to the end of its second.
+fn per_second_counts(report: &Report, count: fn(&SecondRow) -> u64) -> Vec<(f64, Option<f64>)> {
+    let rows = &report.timeline.seconds;
+    let mut points: Vec<(f64, Option<f64>)> = rows
+        .iter()
+        .map(|s| (s.t_s as f64, Some(count(s) as f64)))
+        .collect();
+    if let Some(last) = rows.last() {
+        points.push((last.t_s as f64 + 1.0, Some(count(last) as f64)));
+    }
+    points
 }
 
 /// A report's per-second values, at the middle of each second.
@@ -228,21 +247,35 @@ pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart
 
     // Goodput, and what was offered.
     let mut lines = Vec::new();
-    let offered = per_second(protected, |s| s.offered_rate.or(s.users.map(|u| u as f64)));
-    let mut max = offered.iter().filter_map(|p| p.1).fold(1.0f64, f64::max);
-    let offered_name = if protected.run.model == "open" {
-        "offered rate (arrivals/s)"
+    let (offered_name, offered) = if protected.run.model == "open" {
+        let rates = protected
+            .timeline
+            .seconds
+            .iter()
+            .filter_map(|s| s.offered_rate.map(|v| (s.t_s as f64, v)))
+            .collect();
+        (
+            "offered rate (arrivals/s)",
+            with_last_second(dedupe_steps(rates)),
+        )
     } else {
-        "virtual users"
+        ("virtual users", users_line(protected))
     };
-    lines.push(series(
+    let mut max = offered.iter().map(|p| p.1).fold(1.0f64, f64::max);
+    let mut offered_line = series(
         offered_name,
         OFFERED_COLOR,
         Some("6 4"),
-        segments(offered, None, MAX_POINTS),
-    ));
-    let (goodput_lines, values) = side_lines(&sides, "acknowledged/s", None, |r| {
-        per_second(r, |s| Some(s.acknowledged as f64))
+        segments(
+            offered.into_iter().map(|(x, y)| (x, Some(y))),
+            None,
+            MAX_POINTS,
+        ),
+    );
+    offered_line.step = true;
+    lines.push(offered_line);
+    let (goodput_lines, values) = side_lines(&sides, "acknowledged/s", None, true, |r| {
+        per_second_counts(r, |s| s.acknowledged)
     });
     lines.extend(goodput_lines);
     max = values.into_iter().fold(max, f64::max);
@@ -254,8 +287,8 @@ pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart
     );
 
     // Failures per second.
-    let (lines, values) = side_lines(&sides, "failed/s (any kind)", None, |r| {
-        per_second(r, |s| Some(s.failed() as f64))
+    let (lines, values) = side_lines(&sides, "failed/s (any kind)", None, true, |r| {
+        per_second_counts(r, SecondRow::failed)
     });
     let max = values.into_iter().fold(1.0f64, f64::max);
     let failed = chart(
@@ -266,7 +299,9 @@ pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart
     );
 
     // p99 latency.
-    let (lines, values) = side_lines(&sides, "p99", Some(1.5), |r| per_second(r, |s| s.p99_ms));
+    let (lines, values) = side_lines(&sides, "p99", Some(1.5), false, |r| {
+        per_second(r, |s| s.p99_ms)
+    });
     let (lo, hi) = values
         .into_iter()
         .fold((f64::MAX, 1.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
@@ -279,7 +314,7 @@ pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart
     );
 
     // Memory against the limit.
-    let (lines, values) = side_lines(&sides, "memory", Some(2.0), |r| {
+    let (lines, values) = side_lines(&sides, "memory", Some(2.0), false, |r| {
         r.timeline
             .server
             .iter()

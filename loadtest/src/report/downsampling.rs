@@ -121,15 +121,6 @@ pub fn bucket_ranges(n: usize, max: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-/// The average of `v` (0 for none).
-pub fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        0.0
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

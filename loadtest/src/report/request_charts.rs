@@ -8,7 +8,7 @@ use super::markers::markers;
 use super::svg::C_LIMIT;
 use super::time_chart::{AreaLayer, LineSeries, Rule, StackedArea, TimeChart};
 use super::tooltips::seconds_hover;
-use super::{Report, SecondRow};
+use super::{Report, SecondRow, StepRow};
 
 pub const C_ACK: &str = "#4e9a57";
 pub const C_STATUS: &str = "#f28e2b";
@@ -34,6 +34,40 @@ pub fn dedupe_steps(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
     out
 }
 
+/// A per-second staircase ends at the end of its last second, not at its start.
+pub fn with_last_second(mut points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    if let Some(&(x, y)) = points.last() {
+        points.push((x + 1.0, y));
+    }
+    points
+}
+
+/// The virtual users as a staircase. A step profile's schedule (its steps, each from its
+/// start to its end, the last one ending when the load did) when the run has one: the
+/// per-second gauge is read in the middle of each second, so its last reading — taken
+/// after the load stopped and the users were leaving — would draw the users dropping
+/// from the start of that second, before they did. Otherwise the gauge readings.
+pub fn users_line(report: &Report) -> Vec<(f64, f64)> {
+    let steps: Vec<&StepRow> = report
+        .steps
+        .iter()
+        .filter(|s| s.start_s.is_finite() && s.end_s.is_finite())
+        .collect();
+    if let Some(last) = steps.last() {
+        let mut points: Vec<(f64, f64)> =
+            steps.iter().map(|s| (s.start_s, s.users as f64)).collect();
+        points.push((last.end_s.max(last.start_s), last.users as f64));
+        return dedupe_steps(points);
+    }
+    let readings: Vec<(f64, f64)> = report
+        .timeline
+        .seconds
+        .iter()
+        .filter_map(|r| r.users.map(|u| (r.t_s as f64, u as f64)))
+        .collect();
+    with_last_second(dedupe_steps(readings))
+}
+
 /// Reads one count, or one latency percentile, from a per-second row.
 type Count = fn(&SecondRow) -> u64;
 
@@ -41,7 +75,8 @@ type Percentile = fn(&SecondRow) -> Option<f64>;
 
 pub fn throughput_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     let rows = &report.timeline.seconds;
-    let xs: Vec<f64> = rows.iter().map(|r| r.t_s as f64 + 0.5).collect();
+    // Each row is the second in which its requests ended: drawn from t to t + 1.
+    let starts: Vec<f64> = rows.iter().map(|r| r.t_s as f64).collect();
     let kinds: [(&str, &'static str, Count); 5] = [
         ("acknowledged", C_ACK, |r| r.acknowledged),
         ("failed: HTTP status", C_STATUS, |r| r.failed_status),
@@ -80,16 +115,15 @@ pub fn throughput_chart(report: &Report, x: &TimeAxis) -> TimeChart {
             fill: false,
             step: true,
             segments: segments(
-                dedupe_steps(offered).into_iter().map(|(x, y)| (x, Some(y))),
+                with_last_second(dedupe_steps(offered))
+                    .into_iter()
+                    .map(|(x, y)| (x, Some(y))),
                 None,
                 MAX_POINTS,
             ),
         });
     }
-    let users: Vec<(f64, f64)> = rows
-        .iter()
-        .filter_map(|r| r.users.map(|u| (r.t_s as f64, u as f64)))
-        .collect();
+    let users = users_line(report);
     let right = if users.is_empty() {
         None
     } else {
@@ -103,7 +137,7 @@ pub fn throughput_chart(report: &Report, x: &TimeAxis) -> TimeChart {
             fill: false,
             step: true,
             segments: segments(
-                dedupe_steps(users).into_iter().map(|(x, y)| (x, Some(y))),
+                users.into_iter().map(|(x, y)| (x, Some(y))),
                 None,
                 MAX_POINTS,
             ),
@@ -121,7 +155,11 @@ pub fn throughput_chart(report: &Report, x: &TimeAxis) -> TimeChart {
         x: x.clone(),
         left: Axis::linear("requests / s (completed)", left_max * 1.05, Unit::Count),
         right,
-        area: Some(StackedArea { xs, layers }),
+        area: Some(StackedArea {
+            starts,
+            width: 1.0,
+            layers,
+        }),
         lines,
         rules: Vec::new(),
         markers,

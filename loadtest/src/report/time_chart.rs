@@ -7,18 +7,23 @@
 use std::fmt::Write as _;
 
 use super::axes::{Axis, TimeAxis};
-use super::downsampling::{MAX_POINTS, bucket_ranges, mean};
+use super::downsampling::{MAX_POINTS, bucket_ranges};
 use super::format::{coord, escape};
 use super::svg::{
     AXIS, GRID, GRID_MINOR, LEGEND_ROW, MUTED, PLOT_BOTTOM_MARGIN, PLOT_LEFT, PLOT_RIGHT, PLOT_TOP,
     TEXT, WIDTH, path_d, svg_open, text, text_width,
 };
 
-/// Layers stacked on the left axis, sharing x positions (e.g. acknowledged and failed
-/// requests per second).
+/// Layers stacked on the left axis, one value per time bucket (e.g. acknowledged and
+/// failed requests per second). Each value is drawn flat across its own bucket, from its
+/// start to its start + `width`, never interpolated towards its neighbours: a slope
+/// between two seconds would draw refusals rising in the second before the first one.
 #[derive(Debug, Clone, Default)]
 pub struct StackedArea {
-    pub xs: Vec<f64>,
+    /// Where each bucket starts (seconds since the load started), ascending.
+    pub starts: Vec<f64>,
+    /// How long each bucket lasts (1 for per-second rows).
+    pub width: f64,
     pub layers: Vec<AreaLayer>,
 }
 
@@ -39,7 +44,9 @@ pub struct LineSeries {
     pub right_axis: bool,
     /// Shade the area under the line.
     pub fill: bool,
-    /// Draw as a staircase (value holds until the next point), e.g. virtual users.
+    /// Draw as a staircase: each value holds until the next point, and the last point
+    /// ends the line (give a per-second series a last point at the end of its last
+    /// second), e.g. virtual users.
     pub step: bool,
     /// Runs of points (x in seconds, y in axis units); see [`segments`].
     pub segments: Vec<Vec<(f64, f64)>>,
@@ -133,7 +140,7 @@ impl TimeChart {
     }
 
     fn has_data(&self) -> bool {
-        self.area.as_ref().is_some_and(|a| !a.xs.is_empty())
+        self.area.as_ref().is_some_and(|a| !a.starts.is_empty())
             || self
                 .lines
                 .iter()
@@ -396,15 +403,19 @@ impl TimeChart {
     }
 
     fn draw_area(&self, svg: &mut String, area: &StackedArea) {
-        let n = area.xs.len();
+        let n = area.starts.len();
         if n == 0 || area.layers.is_empty() {
             return;
         }
         // Rates are downsampled by averaging over buckets rather than with LTTB: the area
         // then still counts the requests, and a rare failure is not drawn as a constant band
-        // (LTTB keeps extremes, which would inflate the thin failure layers).
+        // (LTTB keeps extremes, which would inflate the thin failure layers). A merged
+        // bucket spans from its first second's start to its last second's end.
         let buckets = bucket_ranges(n, MAX_POINTS);
-        let xs: Vec<f64> = buckets.iter().map(|r| mean(&area.xs[r.clone()])).collect();
+        let spans: Vec<(f64, f64)> = buckets
+            .iter()
+            .map(|r| (area.starts[r.start], area.starts[r.end - 1] + area.width))
+            .collect();
         let layers: Vec<Vec<f64>> = area
             .layers
             .iter()
@@ -420,25 +431,26 @@ impl TimeChart {
                     .collect()
             })
             .collect();
-        let mut lower = vec![0.0f64; xs.len()];
+        // Each bucket's value as a flat top (or bottom) from its start to its end.
+        let flat = |values: &[f64]| -> Vec<(f64, f64)> {
+            spans
+                .iter()
+                .zip(values)
+                .flat_map(|(&(x0, x1), &v)| {
+                    let y = self.py(&self.left, v);
+                    [(self.px(x0), y), (self.px(x1), y)]
+                })
+                .collect()
+        };
+        let mut lower = vec![0.0f64; spans.len()];
         for (layer, values) in area.layers.iter().zip(&layers) {
             let upper: Vec<f64> = values.iter().zip(&lower).map(|(v, lo)| lo + v).collect();
             if upper.iter().zip(&lower).all(|(u, l)| u <= l) {
                 lower = upper;
                 continue;
             }
-            let mut pts: Vec<(f64, f64)> = xs
-                .iter()
-                .zip(&upper)
-                .map(|(&x, &v)| (self.px(x), self.py(&self.left, v)))
-                .collect();
-            let back: Vec<(f64, f64)> = xs
-                .iter()
-                .zip(&lower)
-                .rev()
-                .map(|(&x, &v)| (self.px(x), self.py(&self.left, v)))
-                .collect();
-            pts.extend(back);
+            let mut pts = flat(&upper);
+            pts.extend(flat(&lower).into_iter().rev());
             svg.push_str("<path d=\"");
             path_d(svg, &pts);
             let _ = write!(
@@ -466,12 +478,6 @@ impl TimeChart {
                     pts.push((p.0, prev_y));
                 }
                 pts.push(p);
-            }
-            if line.step {
-                // Hold the last value for one more second.
-                if let Some(&(x, y)) = seg.last() {
-                    pts.push((self.px(x + 1.0), self.py(axis, y)));
-                }
             }
             if pts.len() == 1 {
                 let _ = write!(
