@@ -102,8 +102,14 @@ comparison.json, comparison.html and one directory per configuration.";
 pub struct CompareArgs {
     /// Compare the two styles: rpc (the faithful API), rpc-protected (--protect and
     /// client retries), messaging-faithful and messaging-reliable, on the same profile.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scale_out")]
     pub transports: bool,
+    /// Compare the same run with K nodes behind HAProxy, for each K given (e.g. 1,2):
+    /// needs --spawn-server; --cpus/--memory apply to each node; the server arguments
+    /// after `--` choose protected (`-- --protect`, with --retries 2) or faithful nodes.
+    #[arg(long, value_delimiter = ',', value_name = "K,K,...",
+          value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
+    pub scale_out: Vec<u32>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -796,9 +802,15 @@ pub fn main_with(cli: Cli) -> ExitCode {
             }
         }
         Command::Compare(args) => {
-            let CompareArgs { transports, run } = *args;
+            let CompareArgs {
+                transports,
+                scale_out,
+                run,
+            } = *args;
             if transports {
                 compare_transports(run)
+            } else if !scale_out.is_empty() {
+                compare_scale_out(run, &scale_out)
             } else {
                 compare(run)
             }
@@ -951,6 +963,93 @@ fn compare(args: RunArgs) -> ExitCode {
         out.display()
     );
     threshold_exit(&comparison.protected)
+}
+
+/// `compare --scale-out K,K,...`: the same run (the user's flags and server arguments)
+/// with K nodes behind HAProxy for each K, one after the other, and one side-by-side
+/// report, with the goodput of each K against the first.
+fn compare_scale_out(args: RunArgs, ks: &[u32]) -> ExitCode {
+    use crate::styles::{NamedRun, StylesComparison};
+    if args.instances.is_some() {
+        return usage_error(
+            "compare --scale-out chooses --instances for each run; drop --instances",
+        );
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("scale-out-"));
+    let mut options = Vec::new();
+    for &k in ks {
+        let name = if k == 1 {
+            "1 node".to_string()
+        } else {
+            format!("{k} nodes")
+        };
+        let mut run = args.clone();
+        run.instances = Some(k);
+        run.out = Some(out.join(format!("k{k}")));
+        match run.into_options() {
+            Ok(o) => options.push((name, o)),
+            Err(e) => return usage_error(&format!("{name}: {e}")),
+        }
+    }
+    let result = runtime().and_then(|rt| {
+        rt.block_on(interruptible(async {
+            let mut runs = Vec::new();
+            for (name, o) in options {
+                eprintln!("loadtest: === {name} run → {}", o.out_dir.display());
+                let report = run_lab(o).await?;
+                print!("{}", crate::report::summary::render(&report));
+                runs.push(NamedRun { name, report });
+            }
+            Ok::<_, anyhow::Error>(StylesComparison::new(runs))
+        }))
+    });
+    let comparison = match result {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let written = (|| -> anyhow::Result<()> {
+        use anyhow::Context;
+        let json =
+            serde_json::to_string_pretty(&comparison).context("cannot serialise the comparison")?;
+        std::fs::write(out.join("comparison.json"), json + "\n")
+            .context("cannot write comparison.json")?;
+        let html = crate::report::transports::render_html_titled(
+            &comparison.named(),
+            "Scale-out behind HAProxy",
+        );
+        std::fs::write(out.join("comparison.html"), html)
+            .context("cannot write comparison.html")?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        return fail(&e);
+    }
+    print!("{}", crate::styles::render_table(&comparison));
+    if let Some(first) = comparison.runs.first() {
+        let base = first.report.throughput.acknowledged_per_s;
+        for run in &comparison.runs[1..] {
+            let ratio = run.report.throughput.acknowledged_per_s / base;
+            println!(
+                "goodput {} / {}: {:.2}× ({:.2}/s vs {:.2}/s)",
+                run.name, first.name, ratio, run.report.throughput.acknowledged_per_s, base
+            );
+        }
+    }
+    println!(
+        "\nreport: {}/comparison.html (also comparison.json, one directory per K)",
+        out.display()
+    );
+    match comparison
+        .runs
+        .iter()
+        .find(|r| r.report.thresholds.iter().any(|t| !t.passed))
+    {
+        Some(_) => ExitCode::from(EXIT_THRESHOLD_FAILED),
+        None => ExitCode::SUCCESS,
+    }
 }
 
 /// `compare --transports`: the four configurations of [`SweepConfig::STYLES`] on the same

@@ -43,6 +43,10 @@ pub fn column(r: &Report) -> Vec<(&'static str, String)> {
             r.requests.acknowledged.to_string(),
         ),
         ("refused or failed", r.requests.failed().to_string()),
+        (
+            "goodput, acknowledged/s",
+            format!("{:.2}", r.throughput.acknowledged_per_s),
+        ),
         ("last order written at, s", opt_fixed(last_written, 1)),
         (
             "drain after the load, s",
@@ -172,6 +176,11 @@ pub fn written_chart(runs: &[(&str, &Report)]) -> TimeChart {
 
 /// `comparison.html` of `compare --transports`.
 pub fn render_html(runs: &[(&str, &Report)]) -> String {
+    render_html_titled(runs, "RPC vs messaging")
+}
+
+/// [`render_html`] under another heading (`compare --scale-out`: "Scale-out").
+pub fn render_html_titled(runs: &[(&str, &Report)], title: &str) -> String {
     let mut body = String::new();
     let (profile, shape, confinement) = runs.first().map_or_else(Default::default, |(_, r)| {
         (
@@ -182,7 +191,8 @@ pub fn render_html(runs: &[(&str, &Report)]) -> String {
     });
     let _ = write!(
         body,
-        "<h1>RPC vs messaging</h1><p class=\"muted\">{} profile · {} · system under test confined to {}</p>",
+        "<h1>{}</h1><p class=\"muted\">{} profile · {} · system under test confined to {}</p>",
+        escape(title),
         escape(&profile),
         escape(&shape),
         escape(&confinement)
@@ -208,5 +218,5 @@ pub fn render_html(runs: &[(&str, &Report)]) -> String {
         "<p class=\"muted\">HTTP: acknowledged answers so far (the order is written before the answer); \
          messaging: order lines the lab saw appear in the orders file, through the drain after the load.</p></section>",
     );
-    page("loadtest · RPC vs messaging", &body)
+    page(&format!("loadtest · {title}"), &body)
 }
