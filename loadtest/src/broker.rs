@@ -175,12 +175,10 @@ impl Installation {
     }
 }
 
-/// Test support, the one rule for every test that needs a real broker: the installation
-/// when RabbitMQ is installed. Otherwise, when the `CI` environment variable is set, the
-/// test fails (panics) with one line saying what is missing — CI must never pass by
-/// skipping; elsewhere it prints `SKIPPED: rabbitmq-server is not installed (run
-/// scripts/test as root to install it)` on the real stderr (shown even for passing tests)
-/// and returns `None`, and the test returns.
+/// Test support for every test that needs a real broker: the installation when RabbitMQ
+/// is installed; otherwise [`crate::prerequisite::require`]'s rule (the test fails under
+/// CI; elsewhere it prints `SKIPPED: <test>: rabbitmq-server is not installed (… is
+/// missing): <how to install it>` and gets `None`, and returns).
 ///
 /// ```no_run
 /// # fn a_test() {
@@ -190,36 +188,17 @@ impl Installation {
 /// # }
 /// ```
 pub fn require_installed_or_skip() -> Option<Installation> {
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-    match skip_or_fail(Installation::find(), ci) {
-        Ok(installation) => Some(installation),
-        Err(skipped) => {
-            let _ = writeln!(io::stderr(), "{skipped}");
-            None
+    crate::prerequisite::require(Installation::find().map_err(|error| {
+        crate::prerequisite::Missing {
+            what: match &error {
+                BrokerError::NotInstalled { what, path } => {
+                    format!("{what} is not installed ({} is missing)", path.display())
+                }
+                other => other.to_string(),
+            },
+            how: INSTALL_HINT.to_string(),
         }
-    }
-}
-
-/// The rule behind [`require_installed_or_skip`]: the installation, or the SKIPPED line
-/// to print; panics under CI.
-fn skip_or_fail(
-    found: Result<Installation, BrokerError>,
-    ci: bool,
-) -> Result<Installation, String> {
-    let error = match found {
-        Ok(installation) => return Ok(installation),
-        Err(error) => error,
-    };
-    if ci {
-        panic!("{error} (CI is set, so this test fails instead of skipping)");
-    }
-    let what = match &error {
-        BrokerError::NotInstalled { what, .. } => *what,
-        _ => "rabbitmq-server",
-    };
-    Err(format!(
-        "SKIPPED: {what} is not installed (run scripts/test as root to install it)"
-    ))
+    }))
 }
 
 /// How a [`Broker::stop`] went.
@@ -1143,37 +1122,6 @@ pub fn run_foreground(mut options: BrokerOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_missing_broker_skips_outside_ci_and_fails_under_ci() {
-        let missing = || {
-            Err(BrokerError::NotInstalled {
-                what: "rabbitmq-server",
-                path: PathBuf::from(RABBITMQ_SERVER),
-            })
-        };
-        assert_eq!(
-            skip_or_fail(missing(), false).unwrap_err(),
-            "SKIPPED: rabbitmq-server is not installed (run scripts/test as root to install it)"
-        );
-        let failure =
-            std::panic::catch_unwind(|| skip_or_fail(missing(), true)).expect_err("fails under CI");
-        let message = failure
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default();
-        assert_eq!(
-            message,
-            "rabbitmq-server is not installed (/usr/lib/rabbitmq/bin/rabbitmq-server is missing): \
-             run scripts/test as root or apt-get install --no-install-recommends rabbitmq-server \
-             (CI is set, so this test fails instead of skipping)"
-        );
-        let found = Installation {
-            rabbitmq_server: PathBuf::from("/x/rabbitmq-server"),
-            epmd: PathBuf::from("/x/epmd"),
-        };
-        assert_eq!(skip_or_fail(Ok(found.clone()), true), Ok(found));
-    }
 
     #[test]
     fn picked_ports_differ() {

@@ -15,7 +15,8 @@
 //! [`confine`] (cgroups), [`server`] (spawning and supervising the API), [`broker`] (a
 //! private RabbitMQ as a child process), [`messaging`] (the queue's depth, the drain, the
 //! still-queued rule), [`e2e`] (tailing the orders file for end-to-end latency),
-//! [`report`], [`threshold`], [`cli`].
+//! [`report`], [`threshold`], [`cli`], [`prerequisite`] (the rule for tests whose
+//! prerequisite is missing).
 
 pub mod balancer;
 pub mod broker;
@@ -27,6 +28,7 @@ pub mod confine;
 pub mod e2e;
 pub mod lab;
 pub mod messaging;
+pub mod prerequisite;
 pub mod profile;
 pub mod progress;
 pub mod reconcile;

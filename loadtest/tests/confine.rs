@@ -1,6 +1,7 @@
 //! Confinement with real cgroups and real processes. Needs root and the cgroup v1 cpu and
-//! memory controllers or cgroup v2 with cpu and memory; elsewhere each test prints
-//! "SKIPPED: cannot create cgroups here: …" on stderr and returns.
+//! memory controllers or cgroup v2 with cpu and memory; elsewhere each test prints one
+//! "SKIPPED: <test>: …" line on stderr and returns, except under CI, where it fails
+//! (`loadtest::prerequisite`).
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -10,21 +11,9 @@ use std::process::{Command, ExitCode, Stdio};
 use loadtest::confine::{
     Cgroup, CgroupVersion, ConfineError, Limits, format_bytes, parse_memory_size, run_confined,
 };
+use loadtest::prerequisite;
 
 const MIB: u64 = 1024 * 1024;
-
-/// Creates a cgroup, or says why the test is skipped (only when the environment does not
-/// permit cgroups; any other error fails the test).
-fn cgroup_or_skip(limits: &Limits) -> Option<Cgroup> {
-    match Cgroup::create(limits) {
-        Ok(cgroup) => Some(cgroup),
-        Err(e) if e.is_not_permitted() => {
-            skipped(format!("cannot create cgroups here: {e}"));
-            None
-        }
-        Err(e) => panic!("creating a cgroup failed: {e}"),
-    }
-}
 
 fn assert_removed(paths: &[PathBuf]) {
     for path in paths {
@@ -88,7 +77,7 @@ fn a_cgroup_holds_the_limits_and_its_processes_and_is_removed_on_drop() {
         cpus: Some(0.5),
         memory_bytes: Some(64 * MIB),
     };
-    let Some(cgroup) = cgroup_or_skip(&limits) else {
+    let Some(cgroup) = prerequisite::cgroup(&limits) else {
         return;
     };
     let paths = cgroup.paths().to_vec();
@@ -209,7 +198,7 @@ fn the_memory_limit_is_enforced_by_the_oom_killer() {
         cpus: None,
         memory_bytes: Some(64 * MIB),
     };
-    let Some(cgroup) = cgroup_or_skip(&limits) else {
+    let Some(cgroup) = prerequisite::cgroup(&limits) else {
         return;
     };
     let paths = cgroup.paths().to_vec();
@@ -233,7 +222,7 @@ fn spawning_fails_loudly_when_the_cgroup_cannot_be_joined() {
         cpus: Some(1.0),
         memory_bytes: Some(64 * MIB),
     };
-    let Some(cgroup) = cgroup_or_skip(&limits) else {
+    let Some(cgroup) = prerequisite::cgroup(&limits) else {
         return;
     };
     let paths = cgroup.paths().to_vec();
@@ -256,7 +245,7 @@ fn a_cgroup_is_removed_even_with_processes_left_inside() {
         cpus: None,
         memory_bytes: Some(64 * MIB),
     };
-    let Some(cgroup) = cgroup_or_skip(&limits) else {
+    let Some(cgroup) = prerequisite::cgroup(&limits) else {
         return;
     };
     let paths = cgroup.paths().to_vec();
@@ -281,8 +270,8 @@ fn run_confined_returns_the_exit_code_and_reports_oom_kills() {
         cpus: Some(1.0),
         memory_bytes: Some(64 * MIB),
     };
-    // Probe once: skip where cgroups cannot be created.
-    let Some(probe) = cgroup_or_skip(&limits) else {
+    // Probe once: skip (or fail under CI) where cgroups cannot be created.
+    let Some(probe) = prerequisite::cgroup(&limits) else {
         return;
     };
     drop(probe);
@@ -309,11 +298,4 @@ fn run_confined_returns_the_exit_code_and_reports_oom_kills() {
     );
     let error = run_confined(&Limits::default(), &argv("true")).expect_err("no limits");
     assert!(error.to_string().contains("--memory"), "{error}");
-}
-
-/// Says on the real stderr (not the test harness's captured output, so it shows even
-/// when the test passes) that a test did not run.
-fn skipped(message: String) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
 }

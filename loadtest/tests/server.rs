@@ -1,13 +1,15 @@
 //! Spawning, confining, sampling and supervising the real `purchasing-api` binary. Tiny
 //! workloads except where memory is the point; only 127.0.0.1; every wait is bounded.
-//! Confined tests need cgroups (root); elsewhere they print "SKIPPED: …" and return.
+//! Confined tests need cgroups (root); elsewhere they print one "SKIPPED: <test>: …" line
+//! and return, except under CI, where they fail (`loadtest::prerequisite`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use loadtest::confine::{Cgroup, Limits};
+use loadtest::confine::Limits;
+use loadtest::prerequisite;
 use loadtest::server::{ServerHandle, ServerObservations, ServerSpec, SutKind};
 
 const MIB: u64 = 1024 * 1024;
@@ -40,21 +42,6 @@ fn spec(dir: &Path, args: &[&str], limits: Limits, restart_on_crash: bool) -> Se
         sample_every: Duration::from_millis(50),
         log_file: Some(dir.join("server.log")),
         core_slot: 0,
-    }
-}
-
-/// True when cgroups can be created here; otherwise prints the SKIPPED line.
-fn cgroups_available(test: &str) -> bool {
-    match Cgroup::create(&Limits {
-        cpus: Some(1.0),
-        memory_bytes: Some(64 * MIB),
-    }) {
-        Ok(_) => true,
-        Err(e) if e.is_not_permitted() => {
-            skipped(format!("cannot create cgroups here: {e} (test {test})"));
-            false
-        }
-        Err(e) => panic!("creating a cgroup failed: {e}"),
     }
 }
 
@@ -132,7 +119,7 @@ fn assert_samples_make_sense(observations: &ServerObservations) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_memory_limit_the_server_is_oom_killed_and_stays_down() {
-    if !cgroups_available("over_the_memory_limit_the_server_is_oom_killed_and_stays_down") {
+    if !prerequisite::cgroups() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -193,7 +180,7 @@ async fn over_the_memory_limit_the_server_is_oom_killed_and_stays_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_server_is_restarted_on_the_same_url() {
-    if !cgroups_available("a_crashed_server_is_restarted_on_the_same_url") {
+    if !prerequisite::cgroups() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -363,7 +350,7 @@ async fn samples_show_memory_threads_and_cpu_over_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confined_samples_show_the_cgroup_memory() {
-    if !cgroups_available("confined_samples_show_the_cgroup_memory") {
+    if !prerequisite::cgroups() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -428,7 +415,7 @@ async fn a_kill_9_is_a_crash_but_not_an_oom_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_handle_kills_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = if cgroups_available("dropping_the_handle_kills_the_server (confined part)") {
+    let limits = if prerequisite::cgroups() {
         Limits {
             cpus: Some(1.0),
             memory_bytes: Some(128 * MIB),
@@ -486,16 +473,9 @@ async fn start_errors_say_what_failed() {
     assert!(error.to_string().contains("no-such-binary"), "{error}");
 }
 
-/// Says on the real stderr (not the test harness's captured output, so it shows even
-/// when the test passes) that a test did not run.
-fn skipped(message: String) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pinned_server_has_its_core_to_itself() {
-    if !cgroups_available("a_pinned_server_has_its_core_to_itself") {
+    if !prerequisite::cgroups() {
         return;
     }
     // The machine's cores, not this process's: an earlier test may have moved the test
