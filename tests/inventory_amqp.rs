@@ -13,231 +13,28 @@
 //! set), where they fail (`loadtest::broker::require_installed_or_skip`).
 
 mod common;
+// The helpers live beside this file, in a directory cargo does not take for a test of its
+// own; `#[path]` keeps this file where the docs point.
+#[path = "inventory_amqp/broker.rs"]
+mod broker;
+#[path = "inventory_amqp/raw.rs"]
+mod raw;
 
-use std::future::Future;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
-use inventory::amqp::CONNECTION_NAME;
 use inventory::{AmqpUrl, DeliveryMode, ReplenishmentError, RetryPolicy, StockManager};
-use lapin::message::BasicGetMessage;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicRejectOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::BasicProperties;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicRejectOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use loadtest::broker::{Broker, BrokerOptions, require_installed_or_skip};
 
-/// The contract's names, spelled out: the test checks the wire, not the constants.
-const QUEUE: &str = "stock-replenishment-requests";
-const DEAD_LETTER_QUEUE: &str = "stock-replenishment-requests.dead-letter";
-
-/// Longest any test's AMQP conversation may take, so a hang fails instead of blocking.
-const TEST_LIMIT: Duration = Duration::from_secs(120);
-
-/// Runs `future` on a fresh single-threaded runtime (as the `inventory` command does),
-/// failing after [`TEST_LIMIT`].
-fn run<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-        .block_on(async {
-            tokio::time::timeout(TEST_LIMIT, future)
-                .await
-                .expect("the test's AMQP exchanges finished in time")
-        })
-}
-
-// ---------------------------------------------------------------------------------------
-// The shared broker
-
-/// The broker of the tests that can take turns; `None` until the first of them runs.
-static SHARED: Mutex<Option<Broker>> = Mutex::new(None);
-/// Held by the test using [`SHARED`], so tests never see each other's messages.
-static TURN: Mutex<()> = Mutex::new(());
-static STOP_AT_EXIT: Once = Once::new();
-
-/// A test's turn on the shared broker: its URL and log, the queues deleted.
-struct Shared {
-    url: String,
-    log: PathBuf,
-    _turn: MutexGuard<'static, ()>,
-}
-
-impl Shared {
-    /// Waits for the turn, starts the broker if it is the first, deletes both queues.
-    fn lock() -> Shared {
-        let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
-        let (url, log) = {
-            let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-            let broker = shared.get_or_insert_with(|| {
-                let broker = Broker::start(BrokerOptions::default())
-                    .unwrap_or_else(|e| panic!("the shared broker did not start: {e}"));
-                // Statics are never dropped: stop it (and remove its directory) when the
-                // test process exits, after every test has run.
-                STOP_AT_EXIT.call_once(|| {
-                    // SAFETY: registers a plain `extern "C"` function; no other effect.
-                    unsafe { libc::atexit(stop_shared_broker) };
-                });
-                broker
-            });
-            (broker.amqp_url(), broker.log_file())
-        };
-        run(delete_queues(&url));
-        Shared {
-            url,
-            log,
-            _turn: turn,
-        }
-    }
-}
-
-extern "C" fn stop_shared_broker() {
-    // A panic must not cross the C boundary; there is nothing left to report it to.
-    let _ = std::panic::catch_unwind(|| {
-        let broker = SHARED.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(broker) = broker {
-            let _ = broker.stop();
-        }
-    });
-}
-
-// ---------------------------------------------------------------------------------------
-// A plain lapin client, to see what the publisher put on the broker
-
-async fn raw(url: &str) -> (Connection, Channel) {
-    let connection = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    let channel = connection.create_channel().await.expect("a channel");
-    (connection, channel)
-}
-
-async fn delete_queues(url: &str) {
-    let (connection, channel) = raw(url).await;
-    for queue in [QUEUE, DEAD_LETTER_QUEUE] {
-        channel
-            .queue_delete(queue.into(), QueueDeleteOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("delete {queue}: {e}"));
-    }
-    let _ = connection.close(200, "test".into()).await;
-}
-
-/// Declares `queue` on a fresh channel, as a worker of some mode would; the broker's
-/// refusal (406 when the properties differ from the existing queue's) comes back as text.
-async fn declare(
-    url: &str,
-    queue: &str,
-    durable: bool,
-    arguments: FieldTable,
-) -> Result<u32, String> {
-    let (connection, channel) = raw(url).await;
-    let options = QueueDeclareOptions {
-        durable,
-        ..QueueDeclareOptions::default()
-    };
-    let result = channel
-        .queue_declare(queue.into(), options, arguments)
-        .await
-        .map(|q| q.message_count())
-        .map_err(|e| e.to_string());
-    let _ = connection.close(200, "test".into()).await;
-    result
-}
-
-/// The reliable main queue's arguments, as the contract describes them.
-fn dead_letter_arguments() -> FieldTable {
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(LongString::from("")),
-    );
-    arguments.insert(
-        "x-dead-letter-routing-key".into(),
-        AMQPValue::LongString(LongString::from(DEAD_LETTER_QUEUE)),
-    );
-    arguments
-}
-
-/// Messages ready in `queue` (a passive declare).
-async fn depth(url: &str, queue: &str) -> u32 {
-    let (connection, channel) = raw(url).await;
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let count = channel
-        .queue_declare(queue.into(), options, FieldTable::default())
-        .await
-        .unwrap_or_else(|e| panic!("passive declare of {queue}: {e}"))
-        .message_count();
-    let _ = connection.close(200, "test".into()).await;
-    count
-}
-
-/// Takes the next message of `queue` off the broker (unacknowledged until the caller
-/// acks or rejects it on `channel`), waiting up to 10 s for one: a confirmed publish is
-/// there at once, a dead-lettered message a moment after its rejection.
-async fn get(channel: &Channel, queue: &str) -> BasicGetMessage {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = channel
-            .basic_get(queue.into(), BasicGetOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("basic.get on {queue}: {e}"));
-        if let Some(message) = got {
-            return message;
-        }
-        assert!(Instant::now() < deadline, "{queue} stayed empty for 10 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn text(value: &Option<ShortString>) -> Option<&str> {
-    value.as_ref().map(ShortString::as_str)
-}
-
-/// Opens and closes a connection with a unique name and waits until the broker's log
-/// shows it: the log is written in order but buffered, so once the fence is there every
-/// connection before it is too. Returns the fence's name.
-async fn log_fence(url: &str, log: &PathBuf) -> String {
-    let name = format!("fence-{}", uuid::Uuid::new_v4());
-    let properties = ConnectionProperties::default().with_connection_name(name.as_str().into());
-    let connection = Connection::connect(url, properties)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    let _ = connection.close(200, "fence".into()).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .contains(&name)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the broker's log {} never showed connection {name}",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    name
-}
-
-/// Publisher connections the broker logged between two fences (RabbitMQ logs each
-/// accepted and authenticated connection with its client-provided name).
-fn publisher_connections_between(log: &PathBuf, from: &str, to: &str) -> usize {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .skip_while(|line| !line.contains(from))
-        .take_while(|line| !line.contains(to))
-        .filter(|line| line.contains(CONNECTION_NAME) && line.contains("authenticated"))
-        .count()
-}
+use broker::{Shared, TEST_LIMIT, run};
+use raw::{
+    DEAD_LETTER_QUEUE, QUEUE, dead_letter_arguments, declare, delete_queues, depth, get, log_fence,
+    publisher_connections_between, raw, text,
+};
 
 fn manager(url: &str, mode: DeliveryMode) -> StockManager {
     StockManager::amqp_builder(AmqpUrl::parse(url).expect("the broker's URL"), mode)
