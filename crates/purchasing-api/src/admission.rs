@@ -130,8 +130,10 @@ pub struct Admission {
     /// One order's estimated time (the start-up calibration), for `Retry-After` and the
     /// deadline check.
     work_estimate: Duration,
-    /// Counters, including the queue length this controller maintains.
+    /// Counters and gauges this controller updates.
     metrics: Arc<Metrics>,
+    /// Orders waiting for a slot now.
+    queued: AtomicU64,
     /// When the queue was last seen empty, in µs since `epoch`.
     last_empty_us: AtomicU64,
     /// When a queued request last waited in vain, in µs since `epoch` (0: never).
@@ -179,13 +181,13 @@ impl Admission {
             book: Arc::new(SlotBook::new(
                 limits.max_in_flight,
                 work_estimate,
-                Arc::clone(&metrics),
                 Arc::clone(&to_forget),
             )),
             limit: AtomicUsize::new(limits.max_in_flight),
             limits,
             work_estimate,
             metrics,
+            queued: AtomicU64::new(0),
             last_empty_us: AtomicU64::new(0),
             last_timeout_us: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -198,6 +200,17 @@ impl Admission {
     /// The number of slots now (fixed, or where the adaptive limit is).
     pub fn current_limit(&self) -> usize {
         self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Orders waiting for a slot now.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// How long an order typically holds its slot (a moving average of real holds), and
+    /// the mean deviation from it: what waits are predicted from.
+    pub fn typical_hold(&self) -> (Duration, Duration) {
+        (self.book.typical_hold(), self.book.hold_deviation())
     }
 
     /// Whether the limit adapts, i.e. the work should report its fills
@@ -277,9 +290,7 @@ impl Admission {
     /// Waits for a slot as a queued order, within the queue's bounds and the deadline.
     async fn wait(&self, deadline: Option<Deadline>) -> Result<AdmissionSlot, Refusal> {
         self.demand.store(true, Ordering::Relaxed);
-        let Some((_slot, position)) =
-            QueueSlot::take(&self.metrics.admission_queued, self.limits.queue)
-        else {
+        let Some((_slot, position)) = QueueSlot::take(&self.queued, self.limits.queue) else {
             return Err(Refusal::Shed("and the wait queue is full".into()));
         };
         // Refuse now what would only be refused later: if the slot this order would get
@@ -339,7 +350,7 @@ impl Admission {
     /// The 503. Allocates nothing beyond the small response.
     fn shed(&self, why: &str) -> Response {
         self.metrics.shed();
-        let queued = self.metrics.admission_queued.load(Ordering::Relaxed);
+        let queued = self.queued();
         let limit = self.current_limit();
         let secs = retry_after_secs(self.work_estimate, queued, limit);
         Problem::new(
@@ -395,49 +406,35 @@ struct SlotBook {
     /// when an order is admitted, once when it ends and once per queued request, never
     /// across an await, and N is small.
     started: Mutex<Vec<Option<Instant>>>,
-    /// Holds `admission_typical_hold_us`: the moving average of how long a slot is
-    /// held, in µs. It starts at the calibrated work estimate; under load orders take
-    /// longer (they share the CPU), and a prediction from the calibration alone would
-    /// send waiters into waits they cannot win. And `admission_hold_deviation_us`, the
-    /// moving mean deviation from it.
-    metrics: Arc<Metrics>,
+    /// The moving average of how long a slot is held, in µs. It starts at the calibrated
+    /// work estimate; under load orders take longer (they share the CPU), and a prediction
+    /// from the calibration alone would send waiters into waits they cannot win.
+    typical_hold_us: AtomicU64,
+    /// The moving mean deviation of a hold from the typical hold, µs.
+    hold_deviation_us: AtomicU64,
     /// Shared with [`Admission`]: permits to forget instead of returning, while a lowered
     /// adaptive limit is being reached.
     to_forget: Arc<AtomicUsize>,
 }
 
 impl SlotBook {
-    fn new(
-        slots: usize,
-        initial_hold: Duration,
-        metrics: Arc<Metrics>,
-        to_forget: Arc<AtomicUsize>,
-    ) -> Self {
+    fn new(slots: usize, initial_hold: Duration, to_forget: Arc<AtomicUsize>) -> Self {
         // As RFC 6298 before its first measurement: a typical hold with a deviation of
         // half of it, so the first waits are cautious until real holds are seen.
-        metrics
-            .admission_typical_hold_us
-            .store(duration_us(initial_hold), Ordering::Relaxed);
-        metrics
-            .admission_hold_deviation_us
-            .store(duration_us(initial_hold / 2), Ordering::Relaxed);
         Self {
             started: Mutex::new(vec![None; slots]),
-            metrics,
+            typical_hold_us: AtomicU64::new(duration_us(initial_hold)),
+            hold_deviation_us: AtomicU64::new(duration_us(initial_hold / 2)),
             to_forget,
         }
     }
 
     fn typical_hold_us(&self) -> &AtomicU64 {
-        &self.metrics.admission_typical_hold_us
+        &self.typical_hold_us
     }
 
     fn hold_deviation(&self) -> Duration {
-        Duration::from_micros(
-            self.metrics
-                .admission_hold_deviation_us
-                .load(Ordering::Relaxed),
-        )
+        Duration::from_micros(self.hold_deviation_us.load(Ordering::Relaxed))
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Option<Instant>>> {
@@ -478,7 +475,7 @@ impl SlotBook {
         // As RFC 6298: the deviation against the old average first, then the average.
         // A lost update between two orders ending together costs one sample: harmless.
         let typical = self.typical_hold_us().load(Ordering::Relaxed) as f64;
-        let deviation = &self.metrics.admission_hold_deviation_us;
+        let deviation = &self.hold_deviation_us;
         let off_by = (held as f64 - typical).abs();
         let old_deviation = deviation.load(Ordering::Relaxed) as f64;
         let new_deviation = old_deviation + DEVIATION_GAIN * (off_by - old_deviation);
@@ -579,7 +576,7 @@ impl Admission {
         match Arc::clone(&self.semaphore).try_acquire_owned() {
             Ok(permit) => {
                 // A slot without waiting: whoever queued before has been served.
-                if self.metrics.admission_queued.load(Ordering::Relaxed) == 0 {
+                if self.queued() == 0 {
                     self.queue_was_empty();
                 }
                 Ok(self.book.occupy(permit))
@@ -683,7 +680,7 @@ mod tests {
         // All slots were taken together a moment ago: each still has most of its hold to
         // go, whereas an average rate (position · hold / N = 150 ms) would say "wait".
         let hold = Duration::from_millis(600);
-        let book = Arc::new(SlotBook::new(4, hold, test_metrics(), Default::default()));
+        let book = Arc::new(SlotBook::new(4, hold, Default::default()));
         let semaphore = Arc::new(Semaphore::new(4));
         let slots: Vec<_> = (0..4)
             .map(|_| book.occupy(semaphore.clone().try_acquire_owned().unwrap()))
@@ -700,7 +697,6 @@ mod tests {
         let book = Arc::new(SlotBook::new(
             1,
             Duration::from_secs(10),
-            test_metrics(),
             Default::default(),
         ));
         let semaphore = Arc::new(Semaphore::new(1));

@@ -2,30 +2,40 @@
 //! 0.0.4, so the lab (and any Prometheus) can chart memory, in-flight work, queueing and
 //! shedding through a spike.
 //!
-//! Written by hand: a dozen counters do not need a metrics framework. Every value is an
-//! atomic updated with `Relaxed` ordering — no lock on the request path; a scrape may see
-//! two counters a few increments apart, which Prometheus tolerates. Always on (also in
-//! the faithful configuration, where it costs two atomic increments per request) and
-//! exempt from admission control, so it answers while every order slot is taken.
+//! The exposition is prometheus-client's (its Prometheus text encoder, not OpenMetrics:
+//! the content type, metric names, types and help texts stay what scrapers already read).
+//! Counters and the histogram are updated where things happen; what other parts own —
+//! the admission queue and hold times, the store's failures, the resident memory — is
+//! handed in as plain numbers at each scrape ([`Scrape`]), so this module depends on
+//! nothing above it. Updates are atomics (the per-route counter also takes a read lock
+//! on its label map); a scrape may see two counters a few increments apart, which
+//! Prometheus tolerates. Always on (also in the faithful configuration) and exempt from
+//! admission control, so it answers while every order slot is taken.
 //!
 //! `purchasing_requests_total` counts every request by route (`orders`, `health`,
 //! `metrics`, `other`) and status; the latency histogram covers the orders route only.
 //! A request whose client disconnects before the answer is not counted (its future is
 //! dropped), but its work still shows in `purchasing_orders_in_flight` until it ends.
 
-use std::fmt::Write as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-use crate::limits::{self, Sizing};
+use crate::limits::Sizing;
 
 /// The media type of the text format, version 0.0.4.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds (seconds) of the latency buckets: from a shed 503 (a few ms) through a
 /// healthy faithful order (≈ 0.6 s) to the deadline (10 s) and well beyond.
@@ -44,8 +54,6 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 4] = [Route::Orders, Route::Health, Route::Metrics, Route::Other];
-
     /// The route of a (canonicalised) path.
     pub fn of(path: &str) -> Self {
         match path {
@@ -87,10 +95,6 @@ impl Stage {
     }
 }
 
-/// HTTP status codes are 100–599: one counter slot each, per route.
-const STATUS_MIN: u16 = 100;
-const STATUS_SLOTS: usize = 500;
-
 /// The facts fixed at start-up, rendered beside the counters.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -108,303 +112,232 @@ pub struct Settings {
     pub sizing: Option<Sizing>,
 }
 
-/// Every counter and gauge the server exposes.
+type FloatGauge = Gauge<f64, AtomicU64>;
+/// One label, both parts fixed strings.
+type Label = [(&'static str, &'static str); 1];
+/// `route` and `status`.
+type RequestLabels = (Label, [(&'static str, u16); 1]);
+
+/// What other parts of the server own, read at each scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scrape {
+    /// The admission controller's state, when admission control is on.
+    pub admission: Option<AdmissionNow>,
+    /// The process's resident memory, when it can be read.
+    pub resident_memory_bytes: Option<u64>,
+    /// The orders file refuses orders until a restart.
+    pub orders_file_failed: bool,
+    /// The idempotency journal refuses keyed orders until a restart.
+    pub journal_failed: bool,
+}
+
+/// The admission controller's state at a scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdmissionNow {
+    /// Orders waiting for a slot.
+    pub queued: u64,
+    /// How long an order typically holds its slot.
+    pub typical_hold: Duration,
+    /// Mean deviation of a hold from the typical hold.
+    pub hold_deviation: Duration,
+}
+
+/// Every counter and gauge the server exposes, and the registry that renders them in
+/// the order they were registered.
 #[derive(Debug)]
 pub struct Metrics {
-    settings: Settings,
-    /// `route × STATUS_SLOTS + (status − 100)`.
-    requests: Box<[AtomicU64]>,
-    /// Per bucket of [`DURATION_BUCKETS`] plus one for +Inf; not cumulative (the
-    /// rendering adds them up).
-    duration_buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
-    duration_sum_micros: AtomicU64,
-    orders_in_flight: AtomicU64,
-    /// Orders waiting for an admission slot. The admission queue's own counter, not a
-    /// copy: one fact, read by both.
-    pub(crate) admission_queued: AtomicU64,
-    /// How long an order typically holds its admission slot, µs (0: no admission
-    /// control). Maintained by the admission controller, which predicts waits from it.
-    pub(crate) admission_typical_hold_us: AtomicU64,
-    /// Mean deviation of the hold from the typical hold, µs.
-    pub(crate) admission_hold_deviation_us: AtomicU64,
-    shed: AtomicU64,
-    deadline_rejected: [AtomicU64; Stage::ALL.len()],
-    replayed: AtomicU64,
-    /// The admission limit now (fixed, or where the adaptive controller set it).
-    admission_limit: AtomicU64,
-    /// The adaptive controller's inputs, µs: moving averages of the wait at the fill gate
-    /// and of a fill, and the wait it aims at.
-    gate_wait_us: AtomicU64,
-    gate_wait_target_us: AtomicU64,
-    fill_us: AtomicU64,
-    /// How often the adaptive limit grew and shrank.
-    limit_increases: AtomicU64,
-    limit_decreases: AtomicU64,
+    registry: Registry,
+    alloc_chars: i64,
+    requests: Family<RequestLabels, Counter>,
+    duration: Histogram,
+    orders_in_flight: Gauge,
+    work_bytes_in_flight: Gauge,
+    admission_queued: Gauge,
+    admission_limit: Gauge,
+    gate_wait: FloatGauge,
+    gate_wait_target: FloatGauge,
+    fill: FloatGauge,
+    limit_changes: Family<Label, Counter>,
+    shed: Counter,
+    deadline_rejected: Family<Label, Counter>,
+    replayed: Counter,
+    resident_memory: Arc<ResidentMemory>,
+    typical_hold: FloatGauge,
+    hold_deviation: FloatGauge,
+    store_failed: Family<Label, Gauge>,
+}
+
+/// The registry's help text: prometheus-client ends every help with a full stop of its
+/// own, so ours (written as sentences) are handed over without theirs.
+fn help(text: &str) -> &str {
+    text.strip_suffix('.').unwrap_or(text)
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl Metrics {
-    /// The admission limit starts at 0 (off); the admission controller sets it.
+    /// Registers every family the settings call for, in the order of the exposition. The
+    /// admission limit starts at 0 (off); the admission controller sets it.
     pub fn new(settings: Settings) -> Self {
-        Self {
-            settings,
-            requests: (0..Route::ALL.len() * STATUS_SLOTS)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            duration_buckets: Default::default(),
-            duration_sum_micros: AtomicU64::new(0),
-            orders_in_flight: AtomicU64::new(0),
-            admission_queued: AtomicU64::new(0),
-            admission_typical_hold_us: AtomicU64::new(0),
-            admission_hold_deviation_us: AtomicU64::new(0),
-            shed: AtomicU64::new(0),
-            deadline_rejected: Default::default(),
-            replayed: AtomicU64::new(0),
-            admission_limit: AtomicU64::new(0),
-            gate_wait_us: AtomicU64::new(0),
-            gate_wait_target_us: AtomicU64::new(0),
-            fill_us: AtomicU64::new(0),
-            limit_increases: AtomicU64::new(0),
-            limit_decreases: AtomicU64::new(0),
-        }
-    }
-
-    /// The admission limit now.
-    pub fn set_admission_limit(&self, limit: usize) {
-        self.admission_limit.store(limit as u64, Relaxed);
-    }
-
-    /// The adaptive controller's inputs after an observation.
-    pub fn set_adaptive_state(&self, gate_wait: Duration, target: Duration, fill: Duration) {
-        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.gate_wait_us.store(us(gate_wait), Relaxed);
-        self.gate_wait_target_us.store(us(target), Relaxed);
-        self.fill_us.store(us(fill), Relaxed);
-    }
-
-    /// Counts one move of the adaptive limit.
-    pub fn limit_changed(&self, grew: bool) {
-        if grew {
-            self.limit_increases.fetch_add(1, Relaxed);
-        } else {
-            self.limit_decreases.fetch_add(1, Relaxed);
-        }
-    }
-
-    pub fn record_response(&self, route: Route, status: u16, elapsed: Duration) {
-        if let Some(slot) = status.checked_sub(STATUS_MIN).map(usize::from)
-            && slot < STATUS_SLOTS
-        {
-            self.requests[route as usize * STATUS_SLOTS + slot].fetch_add(1, Relaxed);
-        }
-        if route == Route::Orders {
-            let seconds = elapsed.as_secs_f64();
-            let bucket = DURATION_BUCKETS
-                .iter()
-                .position(|&le| seconds <= le)
-                .unwrap_or(DURATION_BUCKETS.len());
-            self.duration_buckets[bucket].fetch_add(1, Relaxed);
-            let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-            self.duration_sum_micros.fetch_add(micros, Relaxed);
-        }
-    }
-
-    /// Counts an order as in the blocking pool until the returned guard drops. Call it
-    /// inside the blocking closure, so the count is the orders really holding memory.
-    pub fn order_started(self: &Arc<Self>) -> InFlight {
-        self.orders_in_flight.fetch_add(1, Relaxed);
-        InFlight(Arc::clone(self))
-    }
-
-    pub fn shed(&self) {
-        self.shed.fetch_add(1, Relaxed);
-    }
-
-    pub fn deadline_rejected(&self, stage: Stage) {
-        self.deadline_rejected[stage as usize].fetch_add(1, Relaxed);
-    }
-
-    pub fn replayed(&self) {
-        self.replayed.fetch_add(1, Relaxed);
-    }
-
-    /// The exposition text.
-    pub fn render(&self) -> String {
-        let mut out = Exposition(String::with_capacity(8 * 1024));
-
-        out.family(
-            "purchasing_requests_total",
-            "counter",
-            "HTTP requests answered, by route (orders, health, metrics, other) and status.",
+        let mut registry = Registry::default();
+        let metrics = Self {
+            registry: Registry::default(),
+            alloc_chars: saturating_i64(settings.alloc_chars),
+            requests: Family::default(),
+            duration: Histogram::new(DURATION_BUCKETS),
+            orders_in_flight: Gauge::default(),
+            work_bytes_in_flight: Gauge::default(),
+            admission_queued: Gauge::default(),
+            admission_limit: Gauge::default(),
+            gate_wait: FloatGauge::default(),
+            gate_wait_target: FloatGauge::default(),
+            fill: FloatGauge::default(),
+            limit_changes: Family::default(),
+            shed: Counter::default(),
+            deadline_rejected: Family::default(),
+            replayed: Counter::default(),
+            resident_memory: Arc::default(),
+            typical_hold: FloatGauge::default(),
+            hold_deviation: FloatGauge::default(),
+            store_failed: Family::default(),
+        };
+        let m = &metrics;
+        registry.register(
+            "purchasing_requests",
+            help("HTTP requests answered, by route (orders, health, metrics, other) and status."),
+            m.requests.clone(),
         );
-        for route in Route::ALL {
-            for slot in 0..STATUS_SLOTS {
-                let count = self.requests[route as usize * STATUS_SLOTS + slot].load(Relaxed);
-                if count > 0 {
-                    let status = slot as u16 + STATUS_MIN;
-                    out.sample(
-                        "purchasing_requests_total",
-                        &[("route", route.label()), ("status", &status.to_string())],
-                        count as f64,
-                    );
-                }
-            }
-        }
-
-        out.family(
+        registry.register(
             "purchasing_request_duration_seconds",
-            "histogram",
-            "Time to answer a request on the orders route, whatever the answer.",
+            help("Time to answer a request on the orders route, whatever the answer."),
+            m.duration.clone(),
         );
-        let mut cumulative = 0;
-        for (i, bucket) in self.duration_buckets.iter().enumerate() {
-            cumulative += bucket.load(Relaxed);
-            let le = DURATION_BUCKETS
-                .get(i)
-                .map_or_else(|| "+Inf".to_string(), |le| le.to_string());
-            out.sample(
-                "purchasing_request_duration_seconds_bucket",
-                &[("le", &le)],
-                cumulative as f64,
-            );
-        }
-        let sum = self.duration_sum_micros.load(Relaxed) as f64 / 1e6;
-        out.sample("purchasing_request_duration_seconds_sum", &[], sum);
-        out.sample(
-            "purchasing_request_duration_seconds_count",
-            &[],
-            cumulative as f64,
-        );
-
-        let in_flight = self.orders_in_flight.load(Relaxed);
-        out.gauge(
+        registry.register(
             "purchasing_orders_in_flight",
-            "Orders being worked on in the blocking pool now.",
-            in_flight as f64,
+            help("Orders being worked on in the blocking pool now."),
+            m.orders_in_flight.clone(),
         );
-        out.gauge(
+        registry.register(
             "purchasing_work_bytes_in_flight",
-            "Bytes of simulated work held by the orders in flight (alloc_chars each; an \
-             upper bound with --release-early).",
-            in_flight.saturating_mul(self.settings.alloc_chars) as f64,
+            help(
+                "Bytes of simulated work held by the orders in flight (alloc_chars each; an \
+                 upper bound with --release-early).",
+            ),
+            m.work_bytes_in_flight.clone(),
         );
-        out.gauge(
+        registry.register(
             "purchasing_admission_queued",
-            "Orders waiting for an admission slot now.",
-            self.admission_queued.load(Relaxed) as f64,
+            help("Orders waiting for an admission slot now."),
+            m.admission_queued.clone(),
         );
-        out.gauge(
+        registry.register(
             "purchasing_admission_limit",
-            "Most orders in progress at once now (--max-in-flight; with adaptive, where the \
-             controller has set it); 0 when admission control is off.",
-            self.admission_limit.load(Relaxed) as f64,
+            help(
+                "Most orders in progress at once now (--max-in-flight; with adaptive, where the \
+                 controller has set it); 0 when admission control is off.",
+            ),
+            m.admission_limit.clone(),
         );
-        if self.settings.adaptive_cap > 0 {
-            let seconds = |v: &AtomicU64| v.load(Relaxed) as f64 / 1e6;
-            out.gauge(
+        if settings.adaptive_cap > 0 {
+            let cap = Gauge::<i64>::default();
+            cap.set(saturating_i64(settings.adaptive_cap));
+            registry.register(
                 "purchasing_admission_limit_cap",
-                "The adaptive limit's hard bound: orders whose memory fits (n_mem).",
-                self.settings.adaptive_cap as f64,
+                help("The adaptive limit's hard bound: orders whose memory fits (n_mem)."),
+                cap,
             );
-            out.gauge(
+            registry.register(
                 "purchasing_admission_gate_wait_seconds",
-                "Moving average of how long an order waited for its turn to fill (the queue \
-                 for the CPU): what the adaptive limit steers by.",
-                seconds(&self.gate_wait_us),
+                help(
+                    "Moving average of how long an order waited for its turn to fill (the queue \
+                     for the CPU): what the adaptive limit steers by.",
+                ),
+                m.gate_wait.clone(),
             );
-            out.gauge(
+            registry.register(
                 "purchasing_admission_gate_wait_target_seconds",
-                "The gate wait the adaptive limit aims at: two moving-average fill times.",
-                seconds(&self.gate_wait_target_us),
+                help("The gate wait the adaptive limit aims at: two moving-average fill times."),
+                m.gate_wait_target.clone(),
             );
-            out.gauge(
+            registry.register(
                 "purchasing_fill_seconds",
-                "Moving average of how long one order's fill (allocate and write) takes.",
-                seconds(&self.fill_us),
+                help("Moving average of how long one order's fill (allocate and write) takes."),
+                m.fill.clone(),
             );
-            out.family(
-                "purchasing_admission_limit_changes_total",
-                "counter",
-                "How often the adaptive limit moved, by direction (up, down).",
-            );
-            for (direction, count) in [
-                ("up", &self.limit_increases),
-                ("down", &self.limit_decreases),
-            ] {
-                out.sample(
-                    "purchasing_admission_limit_changes_total",
-                    &[("direction", direction)],
-                    count.load(Relaxed) as f64,
-                );
+            for direction in ["up", "down"] {
+                drop(m.limit_changes.get_or_create(&[("direction", direction)]));
             }
+            registry.register(
+                "purchasing_admission_limit_changes",
+                help("How often the adaptive limit moved, by direction (up, down)."),
+                m.limit_changes.clone(),
+            );
         }
-        out.gauge(
+        let queue_limit = Gauge::<i64>::default();
+        queue_limit.set(saturating_i64(settings.queue_limit));
+        registry.register(
             "purchasing_admission_queue_limit",
-            "Most orders waiting for a slot (--queue); 0 when admission control is off.",
-            self.settings.queue_limit as f64,
+            help("Most orders waiting for a slot (--queue); 0 when admission control is off."),
+            queue_limit,
         );
-        out.family(
-            "purchasing_shed_total",
-            "counter",
-            "Orders refused with 503 because every slot and the queue were taken.",
-        );
-        out.sample("purchasing_shed_total", &[], self.shed.load(Relaxed) as f64);
-        out.family(
-            "purchasing_deadline_rejected_total",
-            "counter",
-            "Orders answered 504 because their deadline could not be met, by where it was \
-             found (arrival, queue, store); none was recorded.",
+        registry.register(
+            "purchasing_shed",
+            help("Orders refused with 503 because every slot and the queue were taken."),
+            m.shed.clone(),
         );
         for stage in Stage::ALL {
-            out.sample(
-                "purchasing_deadline_rejected_total",
-                &[("stage", stage.label())],
-                self.deadline_rejected[stage as usize].load(Relaxed) as f64,
+            drop(
+                m.deadline_rejected
+                    .get_or_create(&[("stage", stage.label())]),
             );
         }
-        out.family(
-            "purchasing_idempotent_replays_total",
-            "counter",
-            "Orders answered from an earlier request with the same Idempotency-Key.",
+        registry.register(
+            "purchasing_deadline_rejected",
+            help(
+                "Orders answered 504 because their deadline could not be met, by where it was \
+                 found (arrival, queue, store); none was recorded.",
+            ),
+            m.deadline_rejected.clone(),
         );
-        out.sample(
-            "purchasing_idempotent_replays_total",
-            &[],
-            self.replayed.load(Relaxed) as f64,
+        registry.register(
+            "purchasing_idempotent_replays",
+            help("Orders answered from an earlier request with the same Idempotency-Key."),
+            m.replayed.clone(),
         );
-        if let Some(rss) = limits::resident_memory_bytes() {
-            out.gauge(
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes (VmRSS).",
-                rss as f64,
-            );
-        }
-
-        let typical_hold_us = self.admission_typical_hold_us.load(Relaxed);
-        if self.settings.admission {
-            out.gauge(
+        registry.register_collector(Box::new(Arc::clone(&m.resident_memory)));
+        if settings.admission {
+            registry.register(
                 "purchasing_admission_typical_hold_seconds",
-                "How long an order typically holds its admission slot (moving average of \
-                 real holds): what the queue predicts waits from.",
-                typical_hold_us as f64 / 1e6,
+                help(
+                    "How long an order typically holds its admission slot (moving average of \
+                     real holds): what the queue predicts waits from.",
+                ),
+                m.typical_hold.clone(),
             );
-            out.gauge(
+            registry.register(
                 "purchasing_admission_hold_deviation_seconds",
-                "Mean deviation of a hold from the typical hold (moving average): a request \
-                 queues only if its predicted wait plus 4 deviations fits the wait allowed.",
-                self.admission_hold_deviation_us.load(Relaxed) as f64 / 1e6,
+                help(
+                    "Mean deviation of a hold from the typical hold (moving average): a request \
+                     queues only if its predicted wait plus 4 deviations fits the wait allowed.",
+                ),
+                m.hold_deviation.clone(),
             );
         }
-        if let Some(estimate) = self.settings.work_estimate {
-            out.gauge(
+        if let Some(estimate) = settings.work_estimate {
+            registry.register(
                 "purchasing_work_estimate_seconds",
-                "Estimated time of one order (delay + calibrated allocation): what a deadline \
-                 must leave room for, and what Retry-After is computed from.",
-                estimate.as_secs_f64(),
+                help(
+                    "Estimated time of one order (delay + calibrated allocation): what a deadline \
+                     must leave room for, and what Retry-After is computed from.",
+                ),
+                fixed(estimate.as_secs_f64()),
             );
         }
-        if let Some(sizing) = &self.settings.sizing {
+        if let Some(sizing) = &settings.sizing {
             let inputs = &sizing.inputs;
-            for (name, help, value) in [
+            for (name, text, value) in [
                 (
                     "purchasing_sizing_memory_limit_bytes",
                     "Memory limit the process runs under (smallest cgroup limit, else \
@@ -438,10 +371,134 @@ impl Metrics {
                     sizing.n_cpu as f64,
                 ),
             ] {
-                out.gauge(name, help, value);
+                registry.register(name, help(text), fixed(value));
             }
         }
-        out.0
+        for part in ["orders_file", "journal"] {
+            drop(m.store_failed.get_or_create(&[("part", part)]));
+        }
+        registry.register(
+            "purchasing_store_failed",
+            help(
+                "1 while part of the store refuses orders until the server restarts: the orders \
+                 file (a partial line could not be removed; every order fails) or the idempotency \
+                 journal (an fsync or an undo failed; keyed orders fail).",
+            ),
+            m.store_failed.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The admission limit now.
+    pub fn set_admission_limit(&self, limit: usize) {
+        self.admission_limit.set(saturating_i64(limit as u64));
+    }
+
+    /// The adaptive controller's inputs after an observation.
+    pub fn set_adaptive_state(&self, gate_wait: Duration, target: Duration, fill: Duration) {
+        self.gate_wait.set(gate_wait.as_secs_f64());
+        self.gate_wait_target.set(target.as_secs_f64());
+        self.fill.set(fill.as_secs_f64());
+    }
+
+    /// Counts one move of the adaptive limit.
+    pub fn limit_changed(&self, grew: bool) {
+        let direction = if grew { "up" } else { "down" };
+        self.limit_changes
+            .get_or_create(&[("direction", direction)])
+            .inc();
+    }
+
+    pub fn record_response(&self, route: Route, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&([("route", route.label())], [("status", status)]))
+            .inc();
+        if route == Route::Orders {
+            self.duration.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Counts an order as in the blocking pool until the returned guard drops. Call it
+    /// inside the blocking closure, so the count is the orders really holding memory.
+    pub fn order_started(self: &Arc<Self>) -> InFlight {
+        self.orders_in_flight.inc();
+        InFlight(Arc::clone(self))
+    }
+
+    pub fn shed(&self) {
+        self.shed.inc();
+    }
+
+    pub fn deadline_rejected(&self, stage: Stage) {
+        self.deadline_rejected
+            .get_or_create(&[("stage", stage.label())])
+            .inc();
+    }
+
+    pub fn replayed(&self) {
+        self.replayed.inc();
+    }
+
+    /// The exposition text, with what other parts own as of now (see [`Scrape`]).
+    pub fn render(&self, scrape: &Scrape) -> String {
+        self.work_bytes_in_flight
+            .set(self.orders_in_flight.get().saturating_mul(self.alloc_chars));
+        let admission = scrape.admission.unwrap_or_default();
+        self.admission_queued.set(saturating_i64(admission.queued));
+        self.typical_hold.set(admission.typical_hold.as_secs_f64());
+        self.hold_deviation
+            .set(admission.hold_deviation.as_secs_f64());
+        *self
+            .resident_memory
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = scrape.resident_memory_bytes;
+        for (part, failed) in [
+            ("orders_file", scrape.orders_file_failed),
+            ("journal", scrape.journal_failed),
+        ] {
+            self.store_failed
+                .get_or_create(&[("part", part)])
+                .set(i64::from(failed));
+        }
+        let mut text = String::with_capacity(8 * 1024);
+        // Writing to a String cannot fail, and every name is valid.
+        let _ = prometheus_text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// A gauge fixed at start-up.
+fn fixed(value: f64) -> FloatGauge {
+    let gauge = FloatGauge::default();
+    gauge.set(value);
+    gauge
+}
+
+/// `process_resident_memory_bytes`, present only while the memory can be read.
+#[derive(Debug, Default)]
+struct ResidentMemory(Mutex<Option<u64>>);
+
+impl Collector for ResidentMemory {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let bytes = *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(bytes) = bytes {
+            let gauge = ConstGauge::new(saturating_i64(bytes));
+            let metric = encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes (VmRSS).",
+                None,
+                gauge.metric_type(),
+            )?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
     }
 }
 
@@ -451,54 +508,7 @@ pub struct InFlight(Arc<Metrics>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.orders_in_flight.fetch_sub(1, Relaxed);
-    }
-}
-
-/// Builds the exposition text.
-struct Exposition(String);
-
-impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        // HELP text escapes backslash and newline; ours has neither, but stay correct.
-        let help = help.replace('\\', r"\\").replace('\n', r"\n");
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    fn gauge(&mut self, name: &str, help: &str, value: f64) {
-        self.family(name, "gauge", help);
-        self.sample(name, &[], value);
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (label, value)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let value = value
-                    .replace('\\', r"\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', r"\n");
-                let _ = write!(self.0, "{label}=\"{value}\"");
-            }
-            self.0.push('}');
-        }
-        let _ = writeln!(self.0, " {}", number(value));
-    }
-}
-
-/// A sample value as the format spells it (Go's ParseFloat syntax: `+Inf`, not `inf`).
-fn number(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".into()
-    } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        value.to_string()
+        self.0.orders_in_flight.dec();
     }
 }
 
@@ -512,45 +522,50 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     response
 }
 
-/// The store's lasting failures as gauges: 1 while the orders file or the idempotency
-/// journal refuses orders until a restart (see [`crate::routes::health`]), else 0.
-pub fn render_store_failures(orders_file_failed: bool, journal_failed: bool) -> String {
-    let mut out = Exposition(String::new());
-    out.family(
-        "purchasing_store_failed",
-        "gauge",
-        "1 while part of the store refuses orders until the server restarts: the orders \
-         file (a partial line could not be removed; every order fails) or the idempotency \
-         journal (an fsync or an undo failed; keyed orders fail).",
-    );
-    for (part, failed) in [
-        ("orders_file", orders_file_failed),
-        ("journal", journal_failed),
-    ] {
-        out.sample(
-            "purchasing_store_failed",
-            &[("part", part)],
-            f64::from(u8::from(failed)),
-        );
-    }
-    out.0
-}
-
 #[cfg(test)]
 mod tests {
+    use prometheus_parse::{Scrape as Parsed, Value};
+
     use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            alloc_chars: 1000,
+            ..Settings::default()
+        }
+    }
+
+    /// The exposition as a real parser reads it (every line must parse).
+    fn parse(text: &str) -> Parsed {
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                line.rsplit_once(' ')
+                    .is_some_and(|(_, v)| v.parse::<f64>().is_ok()),
+                "{line}"
+            );
+        }
+        Parsed::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    }
+
+    fn value(parsed: &Parsed, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        parsed
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match &s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+                other => panic!("{name}: {other:?}"),
+            })
+    }
 
     #[test]
     fn histogram_is_cumulative_and_counts_match() {
-        let metrics = Metrics::new(Settings {
-            alloc_chars: 1000,
-            ..Settings::default()
-        });
+        let metrics = Metrics::new(settings());
         for ms in [1, 7, 7, 300, 120_000] {
             metrics.record_response(Route::Orders, 201, Duration::from_millis(ms));
         }
         metrics.record_response(Route::Health, 200, Duration::from_millis(1));
-        let text = metrics.render();
+        let text = metrics.render(&Scrape::default());
         for line in [
             "purchasing_request_duration_seconds_bucket{le=\"0.005\"} 1",
             "purchasing_request_duration_seconds_bucket{le=\"0.01\"} 3",
@@ -558,49 +573,120 @@ mod tests {
             "purchasing_request_duration_seconds_bucket{le=\"60\"} 4",
             "purchasing_request_duration_seconds_bucket{le=\"+Inf\"} 5",
             "purchasing_request_duration_seconds_count 5",
-            "purchasing_request_duration_seconds_sum 120.315",
             "purchasing_requests_total{route=\"orders\",status=\"201\"} 5",
             "purchasing_requests_total{route=\"health\",status=\"200\"} 1",
             "purchasing_admission_limit 0",
+            "# TYPE purchasing_requests_total counter",
+            "# HELP purchasing_shed_total Orders refused with 503 because every slot and the \
+             queue were taken.",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
+        let parsed = parse(&text);
+        let histogram = parsed
+            .samples
+            .iter()
+            .find(|s| s.metric == "purchasing_request_duration_seconds")
+            .expect("the histogram parses as one");
+        let Value::Histogram(buckets) = &histogram.value else {
+            panic!("not a histogram: {histogram:?}")
+        };
+        assert_eq!(buckets.last().map(|b| b.count), Some(5.0));
+        assert_eq!(
+            value(&parsed, "purchasing_requests_total", &[("route", "orders")]),
+            Some(5.0)
+        );
+        assert!(
+            !text.contains("process_resident_memory_bytes"),
+            "absent while unknown"
+        );
     }
 
     #[test]
     fn in_flight_gauges_follow_the_guard() {
-        let metrics = Arc::new(Metrics::new(Settings {
-            alloc_chars: 1000,
-            ..Settings::default()
-        }));
+        let metrics = Arc::new(Metrics::new(settings()));
         let guard = metrics.order_started();
         let _second = metrics.order_started();
-        assert!(
-            metrics
-                .render()
-                .contains("\npurchasing_orders_in_flight 2\n")
+        let parsed = parse(&metrics.render(&Scrape::default()));
+        assert_eq!(
+            value(&parsed, "purchasing_orders_in_flight", &[]),
+            Some(2.0)
         );
-        assert!(
-            metrics
-                .render()
-                .contains("\npurchasing_work_bytes_in_flight 2000\n")
+        assert_eq!(
+            value(&parsed, "purchasing_work_bytes_in_flight", &[]),
+            Some(2000.0)
         );
         drop(guard);
-        assert!(
-            metrics
-                .render()
-                .contains("\npurchasing_orders_in_flight 1\n")
+        let parsed = parse(&metrics.render(&Scrape::default()));
+        assert_eq!(
+            value(&parsed, "purchasing_orders_in_flight", &[]),
+            Some(1.0)
         );
     }
 
     #[test]
-    fn values_are_spelled_as_prometheus_expects() {
-        assert_eq!(number(f64::INFINITY), "+Inf");
-        assert_eq!(number(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(number(f64::NAN), "NaN");
-        assert_eq!(number(0.005), "0.005");
-        assert_eq!(number(3.0), "3");
-        assert_eq!(Route::of("/api/StockReplenishmentRequests"), Route::Orders);
+    fn scraped_numbers_and_optional_families_render() {
+        let metrics = Metrics::new(Settings {
+            admission: true,
+            adaptive_cap: 8,
+            queue_limit: 4,
+            work_estimate: Some(Duration::from_millis(600)),
+            ..settings()
+        });
+        metrics.limit_changed(true);
+        metrics.deadline_rejected(Stage::Queue);
+        let parsed = parse(&metrics.render(&Scrape {
+            admission: Some(AdmissionNow {
+                queued: 3,
+                typical_hold: Duration::from_millis(250),
+                hold_deviation: Duration::from_millis(50),
+            }),
+            resident_memory_bytes: Some(4096),
+            orders_file_failed: false,
+            journal_failed: true,
+        }));
+        for (name, labels, expected) in [
+            ("purchasing_admission_queued", &[][..], 3.0),
+            ("purchasing_admission_queue_limit", &[], 4.0),
+            ("purchasing_admission_limit_cap", &[], 8.0),
+            ("purchasing_admission_typical_hold_seconds", &[], 0.25),
+            ("purchasing_admission_hold_deviation_seconds", &[], 0.05),
+            ("purchasing_work_estimate_seconds", &[], 0.6),
+            ("process_resident_memory_bytes", &[], 4096.0),
+            (
+                "purchasing_admission_limit_changes_total",
+                &[("direction", "up")],
+                1.0,
+            ),
+            (
+                "purchasing_admission_limit_changes_total",
+                &[("direction", "down")],
+                0.0,
+            ),
+            (
+                "purchasing_deadline_rejected_total",
+                &[("stage", "queue")],
+                1.0,
+            ),
+            (
+                "purchasing_deadline_rejected_total",
+                &[("stage", "arrival")],
+                0.0,
+            ),
+            ("purchasing_store_failed", &[("part", "journal")], 1.0),
+            ("purchasing_store_failed", &[("part", "orders_file")], 0.0),
+        ] {
+            assert_eq!(value(&parsed, name, labels), Some(expected), "{name}");
+        }
+    }
+
+    #[test]
+    fn routes_are_counted_by_their_canonical_path() {
+        assert_eq!(
+            Route::of(wire_contract::http::REPLENISHMENT_PATH),
+            Route::Orders
+        );
+        assert_eq!(Route::of(wire_contract::http::METRICS_PATH), Route::Metrics);
         assert_eq!(Route::of("/nope"), Route::Other);
     }
 }

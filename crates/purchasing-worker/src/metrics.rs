@@ -1,10 +1,11 @@
 //! `GET /metrics`: what the queue side is doing, in the Prometheus text exposition format
 //! 0.0.4 — the worker's half of what the lab reads (the broker's half is the queue depth).
 //!
-//! Written by hand like the API's: a dozen counters need no metrics framework. Every value
-//! is an atomic updated with `Relaxed` ordering; a scrape may see two counters a few
-//! increments apart, which Prometheus tolerates. Every name starts with
-//! `purchasing_worker_`, so a lab scraping an API and a worker never mixes them up.
+//! Rendered by prometheus-client's Prometheus text encoder, like the API's (the content
+//! type, names, types and help texts stay what scrapers already read). Every value is an
+//! atomic; a scrape may see two counters a few increments apart, which Prometheus
+//! tolerates. Every name starts with `purchasing_worker_`, so a lab scraping an API and a
+//! worker never mixes them up.
 //!
 //! How the counters add up, per message received:
 //! * reliable: `acked` (= `written` + `replayed`) + `rejected` + `requeued` (one per nack;
@@ -15,46 +16,17 @@
 //!   `lost` + in flight. `lost` counts messages that were invalid, whose store call failed,
 //!   or that were pushed but not yet started when the worker stopped consuming.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
+use prometheus_client::metrics::counter::Counter as PromCounter;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
 
 /// The media type of the text format, version 0.0.4.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Every counter and gauge the worker exposes.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Bytes one order holds (`--alloc-chars`), for the work-bytes gauge.
-    alloc_chars: u64,
-    /// The prefetch in force; 0 is the broker's "no limit" (faithful mode).
-    prefetch: u64,
-    /// Deliveries taken from the broker, redeliveries included.
-    received: AtomicU64,
-    /// Deliveries the broker flagged `redelivered`: handed to a consumer before (one that
-    /// crashed, lost its connection or requeued it).
-    redelivered: AtomicU64,
-    /// Order lines appended.
-    written: AtomicU64,
-    /// Messages acknowledged after their order was written or replayed (reliable).
-    acked: AtomicU64,
-    /// Deduplication hits: the message id had completed before, nothing was written.
-    replayed: AtomicU64,
-    /// Rejected without requeue, so dead-lettered: they can never succeed (reliable).
-    rejected: AtomicU64,
-    /// Nacked with requeue: a failure that may pass, or the store failed for good.
-    requeued: AtomicU64,
-    /// Auto-acked messages never written (faithful; see the module doc).
-    lost: AtomicU64,
-    /// Reliable messages without a message id, written without deduplication.
-    without_message_id: AtomicU64,
-    /// Connections to the broker lost while consuming (each followed by a reconnect).
-    connections_lost: AtomicU64,
-    /// Orders whose store call is running now.
-    in_flight: AtomicU64,
-    /// A connection and channel to the broker are open.
-    connected: AtomicBool,
-}
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// The counters, by name, for [`Metrics::count`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +43,162 @@ pub enum Counter {
     ConnectionsLost,
 }
 
+impl Counter {
+    const ALL: [Counter; 10] = [
+        Counter::Received,
+        Counter::Redelivered,
+        Counter::Written,
+        Counter::Acked,
+        Counter::Replayed,
+        Counter::Rejected,
+        Counter::Requeued,
+        Counter::Lost,
+        Counter::WithoutMessageId,
+        Counter::ConnectionsLost,
+    ];
+
+    /// The name (after `purchasing_worker_`, before `_total`) and help text.
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Counter::Received => (
+                "messages_received",
+                "Deliveries taken from the broker, redeliveries included.",
+            ),
+            Counter::Redelivered => (
+                "messages_redelivered",
+                "Deliveries flagged redelivered by the broker (a consumer had them before: \
+                 it crashed, lost its connection, or requeued them).",
+            ),
+            Counter::Written => ("orders_written", "Order lines appended to the orders file."),
+            Counter::Acked => (
+                "messages_acked",
+                "Messages acknowledged after their order was written or replayed \
+                 (reliable mode).",
+            ),
+            Counter::Replayed => (
+                "messages_replayed",
+                "Deduplication hits: the message id had already been written (a redelivery \
+                 after a crash, or a publisher's retry); acknowledged, nothing written.",
+            ),
+            Counter::Rejected => (
+                "messages_rejected",
+                "Messages that can never succeed (not UTF-8, invalid item code or message \
+                 id, message id reused for another code), rejected to the dead-letter queue.",
+            ),
+            Counter::Requeued => (
+                "messages_requeued",
+                "Messages nacked with requeue: a store failure that may pass (after a \
+                 pause), or one that sticks until a restart.",
+            ),
+            Counter::Lost => (
+                "messages_lost",
+                "Faithful mode: auto-acknowledged messages never written (invalid, store \
+                 failure, or pushed but not started when consuming stopped).",
+            ),
+            Counter::WithoutMessageId => (
+                "messages_without_message_id",
+                "Reliable mode: messages without a message id, written without \
+                 deduplication.",
+            ),
+            Counter::ConnectionsLost => (
+                "connections_lost",
+                "Broker connections lost while consuming; each is followed by reconnects.",
+            ),
+        }
+    }
+}
+
+/// Every counter and gauge the worker exposes, and the registry that renders them in the
+/// order they were registered.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Bytes one order holds (`--alloc-chars`), for the work-bytes gauge.
+    alloc_chars: i64,
+    /// In the order of [`Counter::ALL`].
+    counters: [PromCounter; Counter::ALL.len()],
+    /// Orders whose store call is running now.
+    in_flight: Gauge,
+    work_bytes_in_flight: Gauge,
+    /// A connection and channel to the broker are open.
+    connected: Gauge,
+    store_failed: Gauge,
+    resident_memory: Arc<ResidentMemory>,
+}
+
+/// The registry's help text: prometheus-client ends every help with a full stop of its
+/// own, so ours (written as sentences) are handed over without theirs.
+fn help(text: &str) -> &str {
+    text.strip_suffix('.').unwrap_or(text)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(0, 0)
+    }
+}
+
 impl Metrics {
     pub fn new(alloc_chars: usize, prefetch: u16) -> Self {
+        let mut registry = Registry::default();
+        let counters: [PromCounter; Counter::ALL.len()] = Default::default();
+        for (counter, metric) in Counter::ALL.into_iter().zip(&counters) {
+            let (name, text) = counter.describe();
+            registry.register(
+                format!("purchasing_worker_{name}"),
+                help(text),
+                metric.clone(),
+            );
+        }
+        let in_flight = Gauge::default();
+        let work_bytes_in_flight = Gauge::default();
+        let prefetch_gauge = Gauge::<i64>::default();
+        prefetch_gauge.set(i64::from(prefetch));
+        let connected = Gauge::default();
+        let store_failed = Gauge::default();
+        for (name, text, gauge) in [
+            (
+                "purchasing_worker_orders_in_flight",
+                "Orders whose store call is running now.",
+                &in_flight,
+            ),
+            (
+                "purchasing_worker_work_bytes_in_flight",
+                "Bytes of simulated work held by the orders in flight (alloc_chars each; an \
+                 upper bound with --release-early).",
+                &work_bytes_in_flight,
+            ),
+            (
+                "purchasing_worker_prefetch",
+                "Most unacknowledged messages the broker hands this worker; 0 is no limit \
+                 (faithful mode).",
+                &prefetch_gauge,
+            ),
+            (
+                "purchasing_worker_connected",
+                "1 while a connection and channel to the broker are open.",
+                &connected,
+            ),
+            (
+                "purchasing_worker_store_failed",
+                "1 while the store refuses orders until a restart (the worker then stops \
+                 consuming).",
+                &store_failed,
+            ),
+        ] {
+            registry.register(name, help(text), gauge.clone());
+        }
+        let resident_memory = Arc::<ResidentMemory>::default();
+        registry.register_collector(Box::new(Arc::clone(&resident_memory)));
         Self {
-            alloc_chars: alloc_chars as u64,
-            prefetch: u64::from(prefetch),
-            ..Self::default()
+            registry,
+            alloc_chars: i64::try_from(alloc_chars).unwrap_or(i64::MAX),
+            counters,
+            in_flight,
+            work_bytes_in_flight,
+            connected,
+            store_failed,
+            resident_memory,
         }
     }
 
@@ -85,153 +207,69 @@ impl Metrics {
     }
 
     pub fn add(&self, counter: Counter, n: u64) {
-        self.counter(counter).fetch_add(n, Relaxed);
+        self.counters[counter as usize].inc_by(n);
     }
 
     pub fn get(&self, counter: Counter) -> u64 {
-        self.counter(counter).load(Relaxed)
-    }
-
-    fn counter(&self, counter: Counter) -> &AtomicU64 {
-        match counter {
-            Counter::Received => &self.received,
-            Counter::Redelivered => &self.redelivered,
-            Counter::Written => &self.written,
-            Counter::Acked => &self.acked,
-            Counter::Replayed => &self.replayed,
-            Counter::Rejected => &self.rejected,
-            Counter::Requeued => &self.requeued,
-            Counter::Lost => &self.lost,
-            Counter::WithoutMessageId => &self.without_message_id,
-            Counter::ConnectionsLost => &self.connections_lost,
-        }
+        self.counters[counter as usize].get()
     }
 
     pub fn set_connected(&self, connected: bool) {
-        self.connected.store(connected, Relaxed);
+        self.connected.set(i64::from(connected));
     }
 
     /// Counts an order as in flight until the returned guard drops. Taken inside the
     /// blocking closure, so the gauge is the orders really holding memory.
     pub fn order_started(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Relaxed);
+        self.in_flight.inc();
         InFlight(Arc::clone(self))
     }
 
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Relaxed)
+        u64::try_from(self.in_flight.get()).unwrap_or(0)
     }
 
     /// The exposition text; `store_failed` is whether the store refuses orders until a
     /// restart, `resident_bytes` the process's RSS if known.
     pub fn render(&self, store_failed: bool, resident_bytes: Option<u64>) -> String {
-        let mut out = Exposition(String::with_capacity(4 * 1024));
-        for (counter, name, help) in [
-            (
-                Counter::Received,
-                "messages_received_total",
-                "Deliveries taken from the broker, redeliveries included.",
-            ),
-            (
-                Counter::Redelivered,
-                "messages_redelivered_total",
-                "Deliveries flagged redelivered by the broker (a consumer had them before: \
-                 it crashed, lost its connection, or requeued them).",
-            ),
-            (
-                Counter::Written,
-                "orders_written_total",
-                "Order lines appended to the orders file.",
-            ),
-            (
-                Counter::Acked,
-                "messages_acked_total",
-                "Messages acknowledged after their order was written or replayed \
-                 (reliable mode).",
-            ),
-            (
-                Counter::Replayed,
-                "messages_replayed_total",
-                "Deduplication hits: the message id had already been written (a redelivery \
-                 after a crash, or a publisher's retry); acknowledged, nothing written.",
-            ),
-            (
-                Counter::Rejected,
-                "messages_rejected_total",
-                "Messages that can never succeed (not UTF-8, invalid item code or message \
-                 id, message id reused for another code), rejected to the dead-letter queue.",
-            ),
-            (
-                Counter::Requeued,
-                "messages_requeued_total",
-                "Messages nacked with requeue: a store failure that may pass (after a \
-                 pause), or one that sticks until a restart.",
-            ),
-            (
-                Counter::Lost,
-                "messages_lost_total",
-                "Faithful mode: auto-acknowledged messages never written (invalid, store \
-                 failure, or pushed but not started when consuming stopped).",
-            ),
-            (
-                Counter::WithoutMessageId,
-                "messages_without_message_id_total",
-                "Reliable mode: messages without a message id, written without \
-                 deduplication.",
-            ),
-            (
-                Counter::ConnectionsLost,
-                "connections_lost_total",
-                "Broker connections lost while consuming; each is followed by reconnects.",
-            ),
-        ] {
-            let name = format!("purchasing_worker_{name}");
-            out.family(&name, "counter", help);
-            out.sample(&name, self.get(counter));
-        }
-        let in_flight = self.in_flight();
-        for (name, help, value) in [
-            (
-                "purchasing_worker_orders_in_flight",
-                "Orders whose store call is running now.",
-                in_flight,
-            ),
-            (
-                "purchasing_worker_work_bytes_in_flight",
-                "Bytes of simulated work held by the orders in flight (alloc_chars each; an \
-                 upper bound with --release-early).",
-                in_flight.saturating_mul(self.alloc_chars),
-            ),
-            (
-                "purchasing_worker_prefetch",
-                "Most unacknowledged messages the broker hands this worker; 0 is no limit \
-                 (faithful mode).",
-                self.prefetch,
-            ),
-            (
-                "purchasing_worker_connected",
-                "1 while a connection and channel to the broker are open.",
-                u64::from(self.connected.load(Relaxed)),
-            ),
-            (
-                "purchasing_worker_store_failed",
-                "1 while the store refuses orders until a restart (the worker then stops \
-                 consuming).",
-                u64::from(store_failed),
-            ),
-        ] {
-            out.family(name, "gauge", help);
-            out.sample(name, value);
-        }
-        if let Some(rss) = resident_bytes {
-            out.family(
+        self.work_bytes_in_flight
+            .set(self.in_flight.get().saturating_mul(self.alloc_chars));
+        self.store_failed.set(i64::from(store_failed));
+        self.resident_memory.0.store(
+            resident_bytes.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+            Relaxed,
+        );
+        let mut text = String::with_capacity(4 * 1024);
+        // Writing to a String cannot fail, and every name is valid.
+        let _ = prometheus_text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// `process_resident_memory_bytes`, present only while the memory can be read (-1: not).
+#[derive(Debug)]
+struct ResidentMemory(AtomicI64);
+
+impl Default for ResidentMemory {
+    fn default() -> Self {
+        Self(AtomicI64::new(-1))
+    }
+}
+
+impl Collector for ResidentMemory {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let bytes = self.0.load(Relaxed);
+        if bytes >= 0 {
+            let gauge = ConstGauge::new(bytes);
+            let metric = encoder.encode_descriptor(
                 "process_resident_memory_bytes",
-                "gauge",
                 "Resident memory size in bytes (VmRSS).",
-            );
-            out.sample("process_resident_memory_bytes", rss);
+                None,
+                gauge.metric_type(),
+            )?;
+            gauge.encode(metric)?;
         }
-        out.0
+        Ok(())
     }
 }
 
@@ -241,26 +279,14 @@ pub struct InFlight(Arc<Metrics>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
-    }
-}
-
-/// Builds the exposition text.
-struct Exposition(String);
-
-impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, value: u64) {
-        let _ = writeln!(self.0, "{name} {value}");
+        self.0.in_flight.dec();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use prometheus_parse::{Scrape, Value};
+
     use super::*;
 
     #[test]
@@ -282,20 +308,29 @@ mod tests {
             "purchasing_worker_store_failed 0",
             "process_resident_memory_bytes 4096",
             "# TYPE purchasing_worker_messages_rejected_total counter",
+            "# HELP purchasing_worker_orders_written_total Order lines appended to the orders file.",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
         drop(guard);
-        assert!(
-            metrics
-                .render(true, None)
-                .contains("\npurchasing_worker_orders_in_flight 0\n")
-        );
-        // Every sample line is `name value` with a name declared by a TYPE line.
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (name, value) = line.split_once(' ').unwrap();
-            assert!(value.parse::<u64>().is_ok(), "{line}");
-            assert!(text.contains(&format!("# TYPE {name} ")), "{line}");
+        let later = metrics.render(true, None);
+        assert!(later.contains("\npurchasing_worker_orders_in_flight 0\n"));
+        assert!(!later.contains("process_resident_memory_bytes"));
+
+        // A real parser reads every family with its type, and every sample's value.
+        let parsed = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        assert_eq!(parsed.samples.len(), 16);
+        for sample in &parsed.samples {
+            let value = match (&sample.value, sample.metric.ends_with("_total")) {
+                (Value::Counter(v), true) | (Value::Gauge(v), false) => *v,
+                (other, _) => panic!("{}: {other:?}", sample.metric),
+            };
+            assert!(value >= 0.0 && value.fract() == 0.0, "{}", sample.metric);
+            assert!(
+                parsed.docs.contains_key(&sample.metric),
+                "{}",
+                sample.metric
+            );
         }
     }
 }
