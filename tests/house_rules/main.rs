@@ -13,15 +13,14 @@
 //! - **No redundant dev-dependency**: one that repeats a normal dependency of the same
 //!   package without adding features.
 //!
-//! The packages, their dependencies and the names code uses for them come from
-//! `cargo metadata` (offline, locked); the sources are parsed with syn. Why not
+//! The packages and their dependencies come from `cargo metadata --no-deps`; the sources are parsed with syn. Why not
 //! cargo-machete: it searches a package's whole directory, so the root package (whose
 //! directory holds every crate) never has an unused dependency; and it takes minutes to
 //! install on each fresh CI machine. `scripts/check-module-cycles` and
 //! `scripts/check-unused-deps` run the rules on their own. The module graph is built in
 //! `syntax.rs`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -50,7 +49,15 @@ struct Package {
 fn workspace() -> Vec<Package> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        // --no-deps: only the workspace's own manifests, so nothing needs downloading
+        // (a full resolve wants every platform's packages, which an offline cache lacks).
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo metadata");
@@ -66,18 +73,6 @@ fn workspace() -> Vec<Package> {
         .unwrap()
         .iter()
         .map(text)
-        .collect();
-    let names_by_id: HashMap<String, String> = metadata["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (text(&p["id"]), text(&p["name"])))
-        .collect();
-    let resolved: HashMap<String, &Value> = metadata["resolve"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| (text(&n["id"]), n))
         .collect();
     let mut packages = Vec::new();
     for package in metadata["packages"].as_array().unwrap() {
@@ -98,23 +93,22 @@ fn workspace() -> Vec<Package> {
                 (kind, text(&t["name"]), PathBuf::from(text(&t["src_path"])))
             })
             .collect();
-        let dependencies = resolved[&id]["deps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                let kinds = d["dep_kinds"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|k| k["kind"].as_str().unwrap_or("normal").to_string())
-                    .collect();
-                (
-                    text(&d["name"]),
-                    names_by_id[&text(&d["pkg"])].clone(),
-                    kinds,
-                )
-            })
+        // One entry per declaration; a crate declared as normal and dev is one dependency
+        // of two kinds. Code names it by its rename, or by its package name with `-` as `_`
+        // (a library named otherwise would need the ignore list: none is, today).
+        let mut dependencies: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for d in package["dependencies"].as_array().unwrap() {
+            let name = text(&d["name"]);
+            let code_name = d["rename"].as_str().unwrap_or(&name).replace('-', "_");
+            let kind = d["kind"].as_str().unwrap_or("normal").to_string();
+            dependencies
+                .entry((code_name, name))
+                .or_default()
+                .insert(kind);
+        }
+        let dependencies = dependencies
+            .into_iter()
+            .map(|((code_name, name), kinds)| (code_name, name, kinds))
             .collect();
         let ignored = package["metadata"]["cargo-machete"]["ignored"]
             .as_array()
