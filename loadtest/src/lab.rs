@@ -629,7 +629,7 @@ fn messaging_outcome(
             count: published.len() as u64,
             p50: aggregates.latency.acknowledged_p50,
             p99: aggregates.latency.acknowledged_p99,
-            max: None,
+            max: aggregates.acknowledged_max_ms,
         },
         end_to_end_matched: e2e.len() as u64,
         end_to_end_ms: e2e_percentiles,
