@@ -1302,7 +1302,7 @@ fn rerender(args: &ReportArgs) -> anyhow::Result<()> {
         })?;
     crate::lab::write_report_files(&report, dir)?;
     println!("wrote {}", dir.join("report.html").display());
-    let charts = Chart::ALL
+    let charts = Chart::of(&report)
         .into_iter()
         .map(|c| (c.file_name(), render_chart_svg(&report, c)));
     write_svgs(svg_dir, charts.collect())

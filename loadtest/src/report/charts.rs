@@ -5,6 +5,7 @@
 use super::Report;
 use super::axes::TimeAxis;
 use super::format::fin;
+use super::queue;
 use super::reconciliation::reconciliation_bar;
 use super::request_charts::{latency_chart, throughput_chart};
 use super::server_charts::{cpu_chart, memory_chart, server_samples};
@@ -22,16 +23,30 @@ pub enum Chart {
     Cpu,
     /// The reconciliation as a horizontal stacked bar.
     Reconciliation,
+    /// Messaging runs: the queue's depth over time (ready, held by the worker, not yet
+    /// written), redeliveries and broker restarts.
+    Queue,
 }
 
 impl Chart {
-    pub const ALL: [Chart; 5] = [
+    pub const ALL: [Chart; 6] = [
         Chart::Throughput,
         Chart::Latency,
         Chart::Memory,
         Chart::Cpu,
         Chart::Reconciliation,
+        Chart::Queue,
     ];
+
+    /// The charts `report` has: all but the queue's for a run that sampled no queue (an
+    /// HTTP run), so `loadtest report --svg-dir` writes no empty queue chart.
+    pub fn of(report: &Report) -> Vec<Chart> {
+        let has_queue = queue::chart(report, &time_axis(report)).is_some();
+        Chart::ALL
+            .into_iter()
+            .filter(|c| *c != Chart::Queue || has_queue)
+            .collect()
+    }
 
     /// A file name for the chart, e.g. `throughput.svg`.
     pub fn file_name(self) -> &'static str {
@@ -41,6 +56,7 @@ impl Chart {
             Chart::Memory => "memory.svg",
             Chart::Cpu => "cpu.svg",
             Chart::Reconciliation => "reconciliation.svg",
+            Chart::Queue => "queue.svg",
         }
     }
 }
@@ -55,6 +71,9 @@ pub fn render_chart_svg(report: &Report, chart: Chart) -> String {
         Chart::Memory => memory_chart(report, &x).to_svg(true),
         Chart::Cpu => cpu_chart(report, &x).to_svg(true),
         Chart::Reconciliation => reconciliation_bar(report).to_svg(true),
+        Chart::Queue => queue::chart(report, &x)
+            .unwrap_or_else(|| queue::no_queue_chart(&x))
+            .to_svg(true),
     }
 }
 

@@ -246,6 +246,24 @@ pub fn chart(report: &Report, x: &TimeAxis) -> Option<TimeChart> {
     })
 }
 
+/// The queue chart's place for a run that sampled no queue: the note says why it is empty.
+pub fn no_queue_chart(x: &TimeAxis) -> TimeChart {
+    TimeChart {
+        title: "Queue depth".into(),
+        height: 280.0,
+        x: x.clone(),
+        left: Axis::linear("messages", 1.0, Unit::Count),
+        right: None,
+        area: None,
+        lines: Vec::new(),
+        rules: Vec::new(),
+        markers: Vec::new(),
+        marker_legend: Vec::new(),
+        hover: Vec::new(),
+        note: Some("no queue: not a messaging run (--transport amqp)".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
