@@ -111,6 +111,11 @@ mod tests {
         let html = render_html(&c);
         assert!(html.contains("RPC vs messaging") && html.contains("<table>"));
         assert!(html.contains("Orders written so far"));
+        // Each configuration's own per-second charts, side by side.
+        assert!(html.contains("Per configuration, per second"));
+        assert!(html.contains("<h3>rpc</h3>") && html.contains("<h3>messaging-reliable</h3>"));
+        let latency_charts = html.matches("aria-label=\"Latency per second").count();
+        assert_eq!(latency_charts, 2, "one per run");
         let json = serde_json::to_string(&c).unwrap();
         let back: StylesComparison = serde_json::from_str(&json).unwrap();
         assert_eq!(back.runs.len(), 2);

@@ -11,6 +11,7 @@ use super::axes::{Axis, TimeAxis, Unit};
 use super::downsampling::{MAX_POINTS, segments};
 use super::format::{escape, opt_count, opt_fixed};
 use super::page::{page, table_html};
+use super::request_charts::{latency_chart, throughput_chart};
 use super::summary::bytes;
 use super::time_chart::{LineSeries, TimeChart};
 
@@ -218,5 +219,44 @@ pub fn render_html_titled(runs: &[(&str, &Report)], title: &str) -> String {
         "<p class=\"muted\">HTTP: acknowledged answers so far (the order is written before the answer); \
          messaging: order lines the lab saw appear in the orders file, through the drain after the load.</p></section>",
     );
+    per_configuration_charts(&mut body, runs);
     page(&format!("loadtest · {title}"), &body)
+}
+
+/// Each configuration's own per-second charts — completions by outcome with the users or
+/// the offered rate, and latency percentiles — side by side, drawn by the single-run
+/// report's chart code on one time axis, so the columns compare at a glance.
+pub fn per_configuration_charts(body: &mut String, runs: &[(&str, &Report)]) {
+    if runs.is_empty() {
+        return;
+    }
+    let x = TimeAxis::new(runs.iter().map(|(_, r)| load_span(r)).fold(1.0, f64::max));
+    body.push_str(
+        "<section class=\"card\"><h2>Per configuration, per second</h2><p class=\"charthint\">\
+         Each run's own charts, as on its report page, on one time axis (the load; the drain \
+         after it is in the chart above). Messaging: completed = publishes answered (returned \
+         or confirmed), not orders written.</p><div class=\"grid2\">",
+    );
+    for (name, report) in runs {
+        let _ = write!(body, "<div><h3>{}</h3>", escape(name));
+        body.push_str(&throughput_chart(report, &x).to_svg(false));
+        body.push_str(&latency_chart(report, &x).to_svg(false));
+        body.push_str("</div>");
+    }
+    body.push_str("</div></section>");
+}
+
+/// From the load's start to its last answer (the end of the last second with one).
+fn load_span(report: &Report) -> f64 {
+    let last_second = report
+        .timeline
+        .seconds
+        .last()
+        .map_or(0.0, |s| s.t_s as f64 + 1.0);
+    let elapsed = if report.run.elapsed_s.is_finite() {
+        report.run.elapsed_s
+    } else {
+        0.0
+    };
+    last_second.max(elapsed)
 }
