@@ -12,6 +12,9 @@
 //! rabbitmq-server the broker tests print "SKIPPED: …" and return, except under CI (`CI`
 //! set), where they fail (`loadtest::broker::require_installed_or_skip`).
 
+// Its `unsafe` calls into libc (atexit, kill) each say why they are sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod common;
 // The helpers live beside this file, in a directory cargo does not take for a test of its
 // own; `#[path]` keeps this file where the docs point.

@@ -206,8 +206,7 @@ impl<'a> Visit<'a> for Roots {
 
 /// Redundant dev-dependencies their crates' owners are removing now: (package,
 /// dependency). Each goes when its crate is clean; the list only shrinks.
-const KNOWN_REDUNDANT_DEV_DEPENDENCIES: &[(&str, &str)] =
-    &[("inventory", "tokio"), ("loadtest", "serde_json")];
+const KNOWN_REDUNDANT_DEV_DEPENDENCIES: &[(&str, &str)] = &[("loadtest", "serde_json")];
 
 #[test]
 fn every_dependency_is_used_by_its_package() {

@@ -28,6 +28,9 @@
 //! for the CPU while holding their memory, making every order slower (and the deadline
 //! harder to meet) without finishing more of them per second.
 
+// No unsafe code here (arithmetic on numbers read by cgroup-info); kept that way by the compiler.
+#![forbid(unsafe_code)]
+
 pub mod adaptive;
 
 use std::path::Path;

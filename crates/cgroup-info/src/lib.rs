@@ -22,6 +22,9 @@
 //! reads a path), so every rule is unit-tested from strings without a confined process.
 //! std only.
 
+// No unsafe code here (it reads files); kept that way by the compiler.
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 
 /// cgroup v1 reports "no limit" as the largest page-aligned `i64`

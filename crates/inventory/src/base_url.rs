@@ -116,12 +116,12 @@ mod tests {
         let root = BaseUrl::parse("http://vm:8080").unwrap();
         assert_eq!(
             root.replenishment_url().as_str(),
-            "http://vm:8080/api/StockReplenishmentRequests"
+            format!("http://vm:8080{REPLENISHMENT_PATH}")
         );
         let prefixed = BaseUrl::parse("http://vm/purchasing/").unwrap();
         assert_eq!(
             prefixed.replenishment_url().as_str(),
-            "http://vm/purchasing/api/StockReplenishmentRequests"
+            format!("http://vm/purchasing{REPLENISHMENT_PATH}")
         );
     }
 

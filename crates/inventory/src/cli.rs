@@ -97,7 +97,7 @@ pub struct RequestArgs {
         long,
         value_name = "MODE",
         default_value_t = DeliveryMode::Faithful,
-        value_parser = PossibleValuesParser::new(["faithful", "reliable"])
+        value_parser = PossibleValuesParser::new(DeliveryMode::ALL.map(DeliveryMode::as_str))
             .try_map(|mode| mode.parse::<DeliveryMode>()),
         requires = "amqp_url",
     )]

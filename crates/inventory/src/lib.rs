@@ -23,6 +23,9 @@
 //! purchasing side, not here, so the client sends exactly what it is given and reports the
 //! server's (or the broker's) verdict.
 
+// No unsafe code here (safe client libraries only); kept that way by the compiler.
+#![forbid(unsafe_code)]
+
 pub mod amqp;
 pub mod amqp_url;
 pub mod base_url;

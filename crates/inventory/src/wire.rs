@@ -3,7 +3,7 @@
 //! The names on the wire (path, media type, headers) come from the `wire-contract` crate,
 //! which the server imports too; this module builds requests from them and reads answers.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 // The names both sides spell the same way are defined once, in the contract crate.
 pub use wire_contract::http::{
@@ -89,63 +89,19 @@ pub fn is_replayed(value: &str) -> bool {
 }
 
 /// How long a `Retry-After` value asks the client to wait, as of `now`: delta-seconds
-/// (`120`), or an HTTP-date in the IMF-fixdate form every sender must use
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`; a date in the past means "now"). Anything else — the
-/// obsolete RFC 850 and asctime date forms included — is ignored: `None`.
+/// (`120`), or an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`; a date in the past means
+/// "now"). Dates are read by the `httpdate` crate, in the three forms RFC 9110 §5.6.7 asks
+/// a recipient to accept (IMF-fixdate, and the obsolete RFC 850 and asctime forms), and
+/// only when they are real dates (the weekday matching the day). Anything else is
+/// ignored: `None`.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // More digits than a u64 holds is still "a very long time".
         return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
     }
-    let at = parse_imf_fixdate(value)?;
+    let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or_default())
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` as a point in time (RFC 9110 §5.6.7).
-fn parse_imf_fixdate(text: &str) -> Option<SystemTime> {
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let b = text.as_bytes();
-    // ASCII first, so that slicing by byte position below cannot split a character.
-    if !text.is_ascii() || b.len() != 29 || &text[3..5] != ", " || &text[25..] != " GMT" {
-        return None;
-    }
-    if [7, 11, 16].iter().any(|&i| b[i] != b' ') || b[19] != b':' || b[22] != b':' {
-        return None;
-    }
-    DAYS.contains(&&text[..3]).then_some(())?;
-    let number = |range: std::ops::Range<usize>| -> Option<u64> {
-        let digits = &text[range];
-        digits
-            .bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| digits.parse().ok())?
-    };
-    let day = number(5..7)?;
-    let month = MONTHS.iter().position(|m| *m == &text[8..11])? as u64 + 1;
-    let year = number(12..16)?;
-    let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
-    if !(1..=31).contains(&day) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let days = days_since_epoch(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-/// Days from 1970-01-01 to the given date, for years from 1970 (the civil-from-days
-/// algorithm of Howard Hinnant, restricted to the proleptic Gregorian calendar after 1970).
-fn days_since_epoch(year: u64, month: u64, day: u64) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year / 400;
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 /// `text` made safe for a one-line message: control characters (a newline from the server
@@ -164,6 +120,8 @@ pub fn one_line(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]
@@ -192,7 +150,7 @@ mod tests {
     fn problem_documents_give_title_and_detail() {
         let body = br#"{"type":"about:blank","title":"Invalid item code","status":400,
                         "detail":"the item code must not contain control characters"}"#;
-        let parsed = parse_rejection_body(Some("application/problem+json"), body);
+        let parsed = parse_rejection_body(Some(wire_contract::http::PROBLEM_JSON), body);
         assert_eq!(
             parsed,
             (
@@ -207,7 +165,7 @@ mod tests {
     #[test]
     fn other_bodies_are_tolerated() {
         assert_eq!(
-            parse_rejection_body(Some("application/problem+json"), b"{not json"),
+            parse_rejection_body(Some(wire_contract::http::PROBLEM_JSON), b"{not json"),
             (None, None)
         );
         assert_eq!(
@@ -297,16 +255,28 @@ mod tests {
             parse_retry_after("Wed, 01 Mar 2000 00:00:00 GMT", UNIX_EPOCH),
             Some(Duration::from_secs(951_868_800))
         );
-        for ignored in [
+        // The obsolete forms RFC 9110 still asks a recipient to accept.
+        for obsolete in [
             "Sunday, 06-Nov-94 08:49:37 GMT", // RFC 850
             "Sun Nov  6 08:49:37 1994",       // asctime
+        ] {
+            assert_eq!(
+                parse_retry_after(obsolete, date - Duration::from_secs(90)),
+                Some(Duration::from_secs(90)),
+                "{obsolete:?}"
+            );
+        }
+        for ignored in [
             "Sun, 06 Nov 1994 08:49:37 UTC",
             "Sun, 06 Foo 1994 08:49:37 GMT",
             "Sun, 32 Nov 1994 08:49:37 GMT",
             "Sun, 06 Nov 1994 24:49:37 GMT",
             "Xyz, 06 Nov 1994 08:49:37 GMT",
+            "Mon, 06 Nov 1994 08:49:37 GMT", // 6 Nov 1994 was a Sunday
+            "Thu, 30 Feb 1995 08:49:37 GMT", // no such day
             "Sun, 0x Nov 1994 08:49:37 GMT",
             "Sün, 06 Nov 1994 08:49:37 GM", // 29 bytes, not ASCII
+            "Sun, 06 Nov 1994 08:49:37 GMT trailing",
         ] {
             assert_eq!(parse_retry_after(ignored, UNIX_EPOCH), None, "{ignored:?}");
         }

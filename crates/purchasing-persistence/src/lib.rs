@@ -30,6 +30,9 @@
 //! blocks its calling thread exactly like the original's `Thread.Sleep`, so async callers
 //! must run it on a blocking pool.
 
+// No unsafe code here (std file APIs only); kept that way by the compiler.
+#![forbid(unsafe_code)]
+
 mod error;
 mod files;
 pub mod idempotency;

@@ -12,15 +12,21 @@ async fn sends_the_originals_request_and_accepts_201() {
     let request = peer.requests.recv_timeout(LIMIT).unwrap();
     let lower = request.to_ascii_lowercase();
     assert!(
-        request.starts_with("POST /api/StockReplenishmentRequests HTTP/1.1\r\n"),
+        request.starts_with(&format!("POST {} HTTP/1.1\r\n", wire::REPLENISHMENT_PATH)),
         "{request}"
     );
     assert!(
-        lower.contains("\r\ncontent-type: application/x-www-form-urlencoded\r\n"),
+        lower.contains(&format!(
+            "\r\ncontent-type: {}\r\n",
+            wire::FORM_CONTENT_TYPE
+        )),
         "{request}"
     );
     assert!(lower.contains("\r\ncontent-length: 4\r\n"), "{request}");
-    assert!(lower.contains("\r\nx-request-id: req-1\r\n"), "{request}");
+    assert!(
+        lower.contains(&format!("\r\n{}: req-1\r\n", wire::REQUEST_ID_HEADER)),
+        "{request}"
+    );
     assert!(request.ends_with("\r\n\r\n=123"), "{request}");
 }
 
@@ -38,8 +44,8 @@ async fn a_fresh_request_id_is_sent_by_default() {
         .to_ascii_lowercase();
     let id = request
         .lines()
-        .find_map(|l| l.strip_prefix("x-request-id: "))
-        .expect("an x-request-id header");
+        .find_map(|l| l.strip_prefix(&format!("{}: ", wire::REQUEST_ID_HEADER)))
+        .expect("a request id header");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
 }
 
@@ -58,7 +64,7 @@ async fn any_2xx_is_success() {
 async fn a_problem_document_is_read_into_the_rejection() {
     let peer = peer(Some(response(
         "400 Bad Request",
-        "application/problem+json",
+        wire_contract::http::PROBLEM_JSON,
         r#"{"type":"about:blank","title":"Invalid item code","status":400,
             "detail":"it contains a control character"}"#,
     )));
@@ -249,7 +255,7 @@ fn defaults_are_the_originals() {
     };
     assert_eq!(
         http.endpoint.as_str(),
-        "http://127.0.0.1:8080/api/StockReplenishmentRequests"
+        format!("http://127.0.0.1:8080{}", wire::REPLENISHMENT_PATH)
     );
 }
 

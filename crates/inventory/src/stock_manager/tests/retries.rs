@@ -165,7 +165,13 @@ async fn a_broken_exchange_is_retried_and_a_replay_is_reported() {
     // The first attempt is read and then the connection closed without an answer: the
     // order may have been placed. The retry, same key, is answered from the record.
     let peer = scripted_peer(
-        vec![None, status("201 Created", "idempotent-replayed: true\r\n")],
+        vec![
+            None,
+            status(
+                "201 Created",
+                &format!("{}: true\r\n", wire::IDEMPOTENT_REPLAYED_HEADER),
+            ),
+        ],
         Duration::ZERO,
     );
     let delivery = retrying(peer.addr, quick(), DEFAULT_TIMEOUT)
