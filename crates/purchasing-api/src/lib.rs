@@ -26,6 +26,8 @@
 //! * [`deadline`] — the client's time budget: no work for requests that cannot finish;
 //! * [`idempotency`] — the `Idempotency-Key` header (the keys are kept by the store).
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod admission;
 pub mod app;
 pub mod body;

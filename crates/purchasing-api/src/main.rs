@@ -1,5 +1,7 @@
 //! `purchasing-api`: parse the configuration, set up logging, run the server.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

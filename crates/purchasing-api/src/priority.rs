@@ -18,6 +18,9 @@
 //! about a third of nice 0's share); they starve nobody, so `/health` still answers under
 //! any flood. Raising one's own nice value needs no privilege; lowering it back does, so
 //! the order threads are never created by a lowered thread (see [`crate::work_pool`]).
+//!
+//! The thread id and errno come from nix; `setpriority` and `getpriority` are raw libc
+//! calls, because nix has no wrapper for them.
 
 /// The nice value of the async side under `--prioritize-work`.
 pub const CONTROL_NICE: i32 = 5;
@@ -28,13 +31,13 @@ pub const CONTROL_NICE: i32 = 5;
 pub fn lower_current_thread() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() };
-        // SAFETY: setpriority on our own thread id; no memory is passed.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, CONTROL_NICE) };
+        let tid = nix::unistd::gettid().as_raw() as libc::id_t;
+        // nix has no wrapper for setpriority/getpriority, so these two calls stay libc.
+        // SAFETY: setpriority takes plain integers (our own thread id) and no memory.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, CONTROL_NICE) };
         if rc != 0 {
             tracing::warn!(
-                error = %std::io::Error::last_os_error(),
+                error = %nix::errno::Errno::last(),
                 "cannot lower the server's control threads' CPU priority; orders and refusals \
                  share the CPU equally"
             );
@@ -46,15 +49,13 @@ pub fn lower_current_thread() {
 pub fn current_nice() -> Option<i32> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() };
+        use nix::errno::Errno;
+        let tid = nix::unistd::gettid().as_raw() as libc::id_t;
         // getpriority returns -1 both as a value and as an error: clear errno to tell.
-        // SAFETY: errno is thread-local; writing it is how the man page says to check.
-        unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: getpriority on our own thread id; no memory is passed.
-        let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
-        // SAFETY: reading errno right after the call.
-        let failed = nice == -1 && unsafe { *libc::__errno_location() } != 0;
+        Errno::clear();
+        // SAFETY: getpriority takes plain integers (our own thread id) and no memory.
+        let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+        let failed = nice == -1 && Errno::last_raw() != 0;
         (!failed).then_some(nice)
     }
     #[cfg(not(target_os = "linux"))]

@@ -214,25 +214,12 @@ fn connection_cap(wanted: usize, memory_limit: Option<u64>) -> usize {
 /// Raises this process's soft limit on open files to its hard limit and returns the
 /// limit now in force (`None` if it cannot be read).
 fn raise_open_files_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the valid, initialised struct passed by pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return Some(hard);
     }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit reads the valid struct passed by pointer.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit = raised;
-        }
-    }
-    Some(limit.rlim_cur)
+    Some(soft)
 }
 
 /// Accepts and serves connections until `shutdown` completes, then shuts down within
@@ -319,9 +306,10 @@ async fn accept_loop(
 /// Errors of `accept` that mean "out of a resource, try again later" rather than "this
 /// one client went away".
 fn is_resource_exhaustion(error: &std::io::Error) -> bool {
+    use nix::errno::Errno;
     matches!(
-        error.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        error.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
     )
 }
 

@@ -24,6 +24,8 @@
 //! Depends on the store, the capacity rule and the wire contract — never on the API or
 //! the inventory client: a server never links a client, nor another server.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod backoff;
 pub mod config;
 pub mod handling;

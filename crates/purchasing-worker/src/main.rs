@@ -1,5 +1,7 @@
 //! `purchasing-worker`: parse the configuration, set up logging, run the worker.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
