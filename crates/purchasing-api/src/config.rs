@@ -254,19 +254,26 @@ pub enum MaxInFlight {
     Fixed(usize),
 }
 
-impl FromStr for MaxInFlight {
-    type Err = String;
+/// A flag's value that is not what the flag takes; the message says what it takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidValue {
+    #[error("{0:?} is not a limit: use a number of orders (1 or more), `auto` or `off`")]
+    Limit(String),
+    #[error("{0:?} is not a duration: use milliseconds (1 or more) or `off`")]
+    Duration(String),
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for MaxInFlight {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s.trim() {
             "auto" => Ok(Self::Auto),
             "adaptive" => Ok(Self::Adaptive),
             "off" => Ok(Self::Off),
             n => match n.parse::<usize>() {
                 Ok(n) if n >= 1 => Ok(Self::Fixed(n)),
-                _ => Err(format!(
-                    "{s:?} is not a limit: use a number of orders (1 or more), `auto` or `off`"
-                )),
+                _ => Err(InvalidValue::Limit(s.to_owned())),
             },
         }
     }
@@ -280,19 +287,35 @@ pub enum MaxRequest {
 }
 
 impl FromStr for MaxRequest {
-    type Err = String;
+    type Err = InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s.trim() {
             "off" => Ok(Self::Off),
             n => match n.parse::<u64>() {
                 Ok(ms) if ms >= 1 => Ok(Self::Millis(ms)),
-                _ => Err(format!(
-                    "{s:?} is not a duration: use milliseconds (1 or more) or `off`"
-                )),
+                _ => Err(InvalidValue::Duration(s.to_owned())),
             },
         }
     }
+}
+
+/// A combination of protection flags that would silently do nothing; the message says
+/// what to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FlagConflict {
+    #[error(
+        "--queue and --queue-timeout-ms need admission control: add --max-in-flight N (or \
+         auto), or --protect"
+    )]
+    QueueWithoutAdmission,
+    #[error(
+        "--max-in-flight adaptive steers by the wait at the fill gate, so it needs one: drop \
+         --max-concurrent-fills off (or give it auto or a number)"
+    )]
+    AdaptiveWithoutFillGate,
+    #[error("--max-concurrent-fills takes a number, auto or off; adaptive is for --max-in-flight")]
+    AdaptiveFills,
 }
 
 /// How many orders admission control lets in; `auto` is resolved at start-up, when the
@@ -369,7 +392,7 @@ impl Config {
 
     /// Resolves the protection flags. Fails, with a message for the person at the
     /// terminal, on combinations that would silently do nothing.
-    pub fn protections(&self) -> Result<ProtectionSettings, String> {
+    pub fn protections(&self) -> Result<ProtectionSettings, FlagConflict> {
         let protect = self.protect;
         let max_in_flight = self.max_in_flight.unwrap_or(if protect {
             MaxInFlight::Adaptive
@@ -379,11 +402,7 @@ impl Config {
         let admission = match max_in_flight {
             MaxInFlight::Off => {
                 if self.queue.is_some() || self.queue_timeout_ms.is_some() {
-                    return Err(
-                        "--queue and --queue-timeout-ms need admission control: add \
-                         --max-in-flight N (or auto), or --protect"
-                            .into(),
-                    );
+                    return Err(FlagConflict::QueueWithoutAdmission);
                 }
                 None
             }
@@ -415,18 +434,10 @@ impl Config {
         );
         match (max_in_flight, fills) {
             (MaxInFlight::Adaptive, MaxInFlight::Off) => {
-                return Err(
-                    "--max-in-flight adaptive steers by the wait at the fill gate, so it needs \
-                     one: drop --max-concurrent-fills off (or give it auto or a number)"
-                        .into(),
-                );
+                return Err(FlagConflict::AdaptiveWithoutFillGate);
             }
             (_, MaxInFlight::Adaptive) => {
-                return Err(
-                    "--max-concurrent-fills takes a number, auto or off; adaptive is for \
-                     --max-in-flight"
-                        .into(),
-                );
+                return Err(FlagConflict::AdaptiveFills);
             }
             _ => {}
         }
@@ -465,6 +476,7 @@ mod tests {
         Config::try_parse_from(argv)
             .map_err(|e| e.to_string())?
             .protections()
+            .map_err(|e| e.to_string())
     }
 
     #[test]

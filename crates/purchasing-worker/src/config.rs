@@ -148,18 +148,31 @@ pub enum PrefetchSetting {
     Fixed(u16),
 }
 
-impl FromStr for PrefetchSetting {
-    type Err = String;
+/// A flag's value that is not what the flag takes; the message says what it takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidValue {
+    #[error("{0:?} is not a prefetch: use `auto` or a number of messages from 1 to {MAX_PREFETCH}")]
+    Prefetch(String),
+    #[error("{0:?} is not a limit: use a number of orders (1 or more), `auto` or `off`")]
+    Limit(String),
+    #[error("{reason}; expected amqp://USER:PASSWORD@HOST:PORT/VHOST, e.g. {DEFAULT_AMQP_URL}")]
+    AmqpUrl { reason: String },
+    #[error(
+        "amqps:// needs TLS, which this build leaves out; use amqp:// (the lab's broker is on \
+         loopback or the LAN)"
+    )]
+    AmqpsWithoutTls,
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for PrefetchSetting {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s.trim() {
             "auto" => Ok(Self::Auto),
             n => match n.parse::<u16>() {
                 Ok(n) if (1..=MAX_PREFETCH).contains(&n) => Ok(Self::Fixed(n)),
-                _ => Err(format!(
-                    "{s:?} is not a prefetch: use `auto` or a number of messages from 1 to \
-                     {MAX_PREFETCH}"
-                )),
+                _ => Err(InvalidValue::Prefetch(s.to_owned())),
             },
         }
     }
@@ -174,20 +187,34 @@ pub enum FillsSetting {
 }
 
 impl FromStr for FillsSetting {
-    type Err = String;
+    type Err = InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s.trim() {
             "auto" => Ok(Self::Auto),
             "off" => Ok(Self::Off),
             n => match n.parse::<usize>() {
                 Ok(n) if n >= 1 => Ok(Self::Fixed(n)),
-                _ => Err(format!(
-                    "{s:?} is not a limit: use a number of orders (1 or more), `auto` or `off`"
-                )),
+                _ => Err(InvalidValue::Limit(s.to_owned())),
             },
         }
     }
+}
+
+/// A combination of flags that would silently do nothing; the message says what to
+/// change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FlagConflict {
+    #[error(
+        "--prefetch needs --delivery reliable: the faithful handler has no prefetch limit, as \
+         the original (the broker pushes as fast as it can)"
+    )]
+    PrefetchNeedsReliable,
+    #[error(
+        "--ack-delay-ms needs --delivery reliable: the faithful handler acknowledges nothing \
+         (auto-ack)"
+    )]
+    AckDelayNeedsReliable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -225,21 +252,13 @@ impl Config {
 
     /// Resolves the flags. Fails, with a message for the person at the terminal, on
     /// combinations that would silently do nothing.
-    pub fn settings(&self) -> Result<Settings, String> {
+    pub fn settings(&self) -> Result<Settings, FlagConflict> {
         let reliable = self.delivery == Delivery::Reliable;
         if !reliable && self.prefetch.is_some() {
-            return Err(
-                "--prefetch needs --delivery reliable: the faithful handler has no prefetch \
-                 limit, as the original (the broker pushes as fast as it can)"
-                    .into(),
-            );
+            return Err(FlagConflict::PrefetchNeedsReliable);
         }
         if !reliable && self.ack_delay_ms > 0 {
-            return Err(
-                "--ack-delay-ms needs --delivery reliable: the faithful handler acknowledges \
-                 nothing (auto-ack)"
-                    .into(),
-            );
+            return Err(FlagConflict::AckDelayNeedsReliable);
         }
         Ok(Settings {
             delivery: self.delivery,
@@ -257,17 +276,13 @@ impl Config {
 
 /// Checks an AMQP URI up front, so a typo is a start-up error rather than an endless
 /// stream of failed reconnects.
-fn parse_amqp_url(url: &str) -> Result<String, String> {
-    let uri = url.parse::<lapin::uri::AMQPUri>().map_err(|e| {
-        format!("{e}; expected amqp://USER:PASSWORD@HOST:PORT/VHOST, e.g. {DEFAULT_AMQP_URL}")
-    })?;
+fn parse_amqp_url(url: &str) -> Result<String, InvalidValue> {
+    let uri = url
+        .parse::<lapin::uri::AMQPUri>()
+        .map_err(|reason| InvalidValue::AmqpUrl { reason })?;
     if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
         // The workspace builds lapin without TLS (see the root Cargo.toml).
-        return Err(
-            "amqps:// needs TLS, which this build leaves out; use amqp:// (the lab's broker \
-             is on loopback or the LAN)"
-                .into(),
-        );
+        return Err(InvalidValue::AmqpsWithoutTls);
     }
     Ok(url.to_string())
 }
@@ -331,12 +346,14 @@ mod tests {
     #[test]
     fn options_that_would_do_nothing_are_refused() {
         let err = parse(&["--prefetch", "4"]).unwrap().settings().unwrap_err();
-        assert!(err.contains("--delivery reliable"), "{err}");
+        assert_eq!(err, FlagConflict::PrefetchNeedsReliable);
+        assert!(err.to_string().contains("--delivery reliable"), "{err}");
         let err = parse(&["--ack-delay-ms", "5"])
             .unwrap()
             .settings()
             .unwrap_err();
-        assert!(err.contains("--delivery reliable"), "{err}");
+        assert_eq!(err, FlagConflict::AckDelayNeedsReliable);
+        assert!(err.to_string().contains("--delivery reliable"), "{err}");
     }
 
     #[test]

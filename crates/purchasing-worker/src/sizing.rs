@@ -29,12 +29,21 @@ use std::time::Duration;
 use capacity::{Environment, MAX_AUTO_IN_FLIGHT, Sizing, SizingInputs};
 use purchasing_persistence::Workload;
 
-/// The automatic prefetch and how it was reached, or why not one order fits (one line).
+/// Not one order fits in the memory limit: why, in one line (the sizing rule's words),
+/// and where the limit came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{why} (memory limit from {limit_source})")]
+pub struct NothingFits {
+    pub why: String,
+    pub limit_source: String,
+}
+
+/// The automatic prefetch and how it was reached, or why not one order fits.
 pub fn auto_prefetch(
     environment: &Environment,
     baseline_rss_bytes: u64,
     workload: Workload,
-) -> Result<(u16, Sizing), String> {
+) -> Result<(u16, Sizing), NothingFits> {
     let sizing = capacity::size(SizingInputs {
         memory_limit_bytes: environment.memory.value,
         baseline_rss_bytes,
@@ -47,10 +56,10 @@ pub fn auto_prefetch(
         cap: MAX_AUTO_IN_FLIGHT,
     });
     if let Some(why) = sizing.nothing_fits() {
-        return Err(format!(
-            "{why} (memory limit from {})",
-            environment.memory.source
-        ));
+        return Err(NothingFits {
+            why,
+            limit_source: environment.memory.source.to_string(),
+        });
     }
     let prefetch = u16::try_from(sizing.max_in_flight).unwrap_or(u16::MAX);
     Ok((prefetch, sizing))
@@ -100,7 +109,8 @@ mod tests {
             10_000_000,
             Workload::default(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(why.starts_with("not one order fits in memory"), "{why}");
         assert!(why.ends_with("(memory limit from test)"), "{why}");
     }
