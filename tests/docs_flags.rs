@@ -1,6 +1,7 @@
 //! The flags the documentation shows are the flags the binaries take:
 //! - the flag tables of `purchasing-api` and `purchasing-worker` in docs/running.md list
-//!   exactly the options of each binary's `--help` (both directions);
+//!   exactly the options of each binary's `--help` (both directions), each with the
+//!   environment variable `--help` names for it;
 //! - every command line in a code block of README.md or docs/ (`loadtest …`,
 //!   `purchasing-api …`, `purchasing-worker …`, `inventory request …`, directly or through
 //!   `cargo run -p NAME --`) uses only options its `--help` lists — including the server
@@ -58,6 +59,37 @@ fn help_flags(program: &str, subcommand: Option<&str>) -> BTreeSet<String> {
     flags
 }
 
+/// Each long option of `program --help` with the environment variable it reads
+/// (`[env: NAME=]` under the option), if any.
+fn help_env(program: &str) -> BTreeMap<String, Option<String>> {
+    let output = Command::new(bin_path(program))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut env = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        // An option line: `--name …` or `-x, --name …` (not `- value: …` of a value list).
+        let option = trimmed.starts_with("--")
+            || (trimmed.starts_with('-') && trimmed.get(2..6) == Some(", --"));
+        if option && line.len() != trimmed.len() {
+            current = trimmed.find("--").map(|at| flag_name(&trimmed[at..]));
+            if let Some(flag) = &current {
+                env.insert(flag.clone(), None);
+            }
+        } else if let (Some(flag), Some(at)) = (&current, trimmed.find("[env: ")) {
+            let name: String = trimmed[at + 6..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            env.insert(flag.clone(), Some(name));
+        }
+    }
+    env
+}
+
 /// `--name=value`, `--name[=<BOOL>]`, `--name <N>` → `--name`.
 fn flag_name(token: &str) -> String {
     let rest = token.trim_start_matches('-');
@@ -84,6 +116,43 @@ fn documented_table_flags(page: &str, heading: &str) -> BTreeSet<String> {
         .filter(|line| line.starts_with("| `--"))
         .map(|line| flag_name(&line[3..]))
         .collect()
+}
+
+/// Each table row's first flag with the variable in its second cell (`None` for `–`).
+fn documented_table_env(page: &str, heading: &str) -> BTreeMap<String, Option<String>> {
+    let start = page.find(heading).unwrap();
+    let section = &page[start + heading.len()..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    section
+        .lines()
+        .filter(|line| line.starts_with("| `--"))
+        .map(|line| {
+            let env = line
+                .split(" | ")
+                .nth(1)
+                .and_then(|cell| cell.split('`').nth(1))
+                .map(str::to_owned);
+            (flag_name(&line[3..]), env)
+        })
+        .collect()
+}
+
+#[test]
+fn the_flag_tables_name_the_environment_variable_each_flag_reads() {
+    let page = std::fs::read_to_string(repo_root().join("docs/running.md")).unwrap();
+    for program in ["purchasing-api", "purchasing-worker"] {
+        let documented = documented_table_env(&page, &format!("## `{program}`"));
+        let help = help_env(program);
+        let wrong: Vec<String> = documented
+            .iter()
+            .filter(|(flag, env)| help.get(*flag).is_some_and(|real| real != *env))
+            .map(|(flag, env)| format!("{flag}: table says {env:?}, --help says {:?}", help[flag]))
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "docs/running.md's `{program}` table: {wrong:?}"
+        );
+    }
 }
 
 #[test]
