@@ -1,0 +1,176 @@
+//! The broker's data directory: temporary or kept (`--keep-data`), its node name and PID file.
+
+use std::fs::{self};
+use std::path::{Path, PathBuf};
+
+use super::options::BrokerError;
+
+/// Where a broker keeps everything.
+pub(super) enum DataDir {
+    /// Removed on stop.
+    Temporary(tempfile::TempDir),
+    /// Given by the caller; kept.
+    Kept(PathBuf),
+    /// Already removed or handed back.
+    Gone,
+}
+
+/// File in a kept data directory that remembers the node name: RabbitMQ stores its data
+/// under the node's name, so a broker started later on the directory must use the same.
+pub(super) const NODE_NAME_FILE: &str = "node-name";
+
+impl DataDir {
+    pub(super) fn prepare(keep: Option<&Path>) -> Result<DataDir, BrokerError> {
+        let dir = match keep {
+            None => DataDir::Temporary(
+                tempfile::Builder::new()
+                    .prefix("loadtest-broker-")
+                    .tempdir()
+                    .map_err(|e| {
+                        BrokerError::Setup(format!(
+                            "cannot create a temporary directory for the broker in {}: {e}; \
+                             check that it is writable and has space (or set TMPDIR)",
+                            std::env::temp_dir().display()
+                        ))
+                    })?,
+            ),
+            Some(path) => {
+                fs::create_dir_all(path).map_err(|e| {
+                    BrokerError::Setup(format!(
+                        "cannot create the broker's data directory {}: {e}; check the path and its permissions",
+                        path.display()
+                    ))
+                })?;
+                let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+                if let Some(pid) = read_pid_file(&path.join(PID_FILE))
+                    && fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|comm| comm.trim() == "beam.smp")
+                {
+                    return Err(BrokerError::Setup(format!(
+                        "the data directory {} is in use by a running RabbitMQ (pid {pid}); stop it or choose another directory",
+                        path.display()
+                    )));
+                }
+                DataDir::Kept(path)
+            }
+        };
+        for sub in [dir.mnesia_dir(), dir.log_dir()] {
+            fs::create_dir_all(&sub).map_err(|e| {
+                BrokerError::Setup(format!(
+                    "cannot create {}: {e}; check the data directory's permissions",
+                    sub.display()
+                ))
+            })?;
+        }
+        Ok(dir)
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        match self {
+            DataDir::Temporary(t) => t.path(),
+            DataDir::Kept(p) => p,
+            DataDir::Gone => Path::new(""),
+        }
+    }
+
+    pub(super) fn mnesia_dir(&self) -> PathBuf {
+        self.path().join("mnesia")
+    }
+    pub(super) fn log_dir(&self) -> PathBuf {
+        self.path().join("log")
+    }
+    pub(super) fn config_file(&self) -> PathBuf {
+        self.path().join("rabbitmq.conf")
+    }
+    pub(super) fn plugins_file(&self) -> PathBuf {
+        self.path().join("enabled_plugins")
+    }
+    pub(super) fn conf_env_file(&self) -> PathBuf {
+        self.path().join("rabbitmq-env.conf")
+    }
+    pub(super) fn pid_file(&self) -> PathBuf {
+        self.path().join(PID_FILE)
+    }
+
+    /// `loadtest-<random>@localhost`: new for a temporary directory, remembered in a kept
+    /// one. Unique, so two brokers never confuse each other's data or logs.
+    pub(super) fn node_name(&self) -> Result<String, BrokerError> {
+        let fresh = || {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            format!("loadtest-{}@localhost", &id[..12])
+        };
+        let DataDir::Kept(path) = self else {
+            return Ok(fresh());
+        };
+        let file = path.join(NODE_NAME_FILE);
+        if let Ok(name) = fs::read_to_string(&file) {
+            let name = name.trim();
+            if !name.is_empty() {
+                return Ok(name.to_string());
+            }
+        }
+        let name = fresh();
+        fs::write(&file, format!("{name}\n"))
+            .map_err(|e| BrokerError::Setup(format!("cannot write {}: {e}", file.display())))?;
+        Ok(name)
+    }
+
+    /// Writes the configuration for this start (the AMQP port may change between starts
+    /// of a kept directory).
+    pub(super) fn write_config(&self, amqp_port: u16) -> Result<(), String> {
+        let files = [
+            (
+                self.config_file(),
+                format!(
+                    "# Written by loadtest for one private broker: AMQP on loopback only.\n\
+                     listeners.tcp.1 = 127.0.0.1:{amqp_port}\n"
+                ),
+            ),
+            // No plugins (the management plugin slows stops and is not needed).
+            (self.plugins_file(), String::new()),
+            // Empty, so /etc/rabbitmq/rabbitmq-env.conf is not read instead.
+            (self.conf_env_file(), String::new()),
+        ];
+        for (path, contents) in files {
+            fs::write(&path, contents).map_err(|e| {
+                format!(
+                    "cannot write {}: {e}; check the data directory's permissions and free space",
+                    path.display()
+                )
+            })?;
+        }
+        let _ = fs::remove_file(self.pid_file()); // a stale one would name another process
+        Ok(())
+    }
+
+    /// Removes a temporary directory (a kept one stays).
+    pub(super) fn remove(self) -> Result<(), BrokerError> {
+        match self {
+            DataDir::Temporary(dir) => {
+                let path = dir.path().to_path_buf();
+                dir.close().map_err(|e| {
+                    BrokerError::Cleanup(format!(
+                        "the broker stopped, but its temporary directory {} could not be removed: {e}; remove it by hand",
+                        path.display()
+                    ))
+                })
+            }
+            DataDir::Kept(_) | DataDir::Gone => Ok(()),
+        }
+    }
+}
+
+/// The pid file's name in the data directory.
+pub(super) const PID_FILE: &str = "rabbitmq.pid";
+
+pub(super) fn read_pid_file(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The process group of `pid` (field 5 of /proc/PID/stat), if it exists.
+pub(super) fn process_group_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    // After ')': field 3 (state) is index 0, so field 5 (pgrp) is index 2.
+    after.split_whitespace().nth(2)?.parse().ok()
+}

@@ -1,0 +1,418 @@
+//! [`Broker`]: starting it (epmd first, then rabbitmq-server on free ports), restarting
+//! it on the same data and port, and stopping it with its epmd.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::child::Supervised;
+use crate::server::{signal, signal_group};
+
+use super::data_dir::{DataDir, process_group_of, read_pid_file};
+use super::install::Installation;
+use super::options::{
+    BrokerError, BrokerOptions, EPMD_GRACE, Failure, INSTALL_HINT, KILL_WAIT, PORT_ATTEMPTS,
+    PROBE_TIMEOUT, STOP_GRACE,
+};
+use super::output::{Output, open_append, read_from, tail_note};
+use super::ports::{Ports, mentions_port_taken, port_is_free};
+use super::ready::{seconds_text, wait_until_ready};
+
+/// How a [`Broker::stop`] went.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stopped {
+    /// RabbitMQ exited by itself within [`STOP_GRACE`] of SIGTERM (not killed).
+    pub graceful: bool,
+    /// From the stop's start until everything was gone.
+    pub elapsed: Duration,
+}
+
+/// A running broker of our own. Stop it with [`Broker::stop`]; dropping it stops it too.
+pub struct Broker {
+    installation: Installation,
+    node: String,
+    ports: Ports,
+    dir: DataDir,
+    ready_timeout: Duration,
+    progress: bool,
+    epmd: Option<Supervised>,
+    beam: Option<Supervised>,
+    /// The VM's PID as it wrote it to the pid file (checked to be in our child's group).
+    beam_pid: Option<u32>,
+    /// How long the last start or restart took until the handshake succeeded.
+    ready_after: Duration,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("node", &self.node)
+            .field("amqp_url", &self.amqp_url())
+            .field("pid", &self.pid())
+            .field("data_dir", &self.data_dir())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Starts epmd and RabbitMQ (see the module doc) and waits until an AMQP handshake
+    /// succeeds, at most `options.ready_timeout`. Blocks for seconds: in async code call
+    /// it through `tokio::task::spawn_blocking`. On failure everything it started is
+    /// stopped, and the error carries the broker's last output lines.
+    pub fn start(options: BrokerOptions) -> Result<Broker, BrokerError> {
+        let installation = Installation::find()?;
+        let dir = DataDir::prepare(options.data_dir.as_deref())?;
+        let node = dir.node_name()?;
+        let mut broker = Broker {
+            installation,
+            node,
+            ports: Ports::pick()?,
+            dir,
+            ready_timeout: options.ready_timeout,
+            progress: options.progress,
+            epmd: None,
+            beam: None,
+            beam_pid: None,
+            ready_after: Duration::ZERO,
+        };
+        let cancel = options.cancel.unwrap_or_default();
+        let mut attempt = 1;
+        loop {
+            match broker.boot(&cancel) {
+                Ok(()) => return Ok(broker),
+                Err(Failure::PortTaken(message)) if attempt < PORT_ATTEMPTS => {
+                    if broker.progress {
+                        eprintln!("loadtest: {message}; trying again with other ports");
+                    }
+                    broker.stop_processes(Duration::ZERO);
+                    broker.ports = Ports::pick()?;
+                    attempt += 1;
+                }
+                Err(failure) => {
+                    broker.stop_processes(Duration::ZERO);
+                    return Err(failure.into());
+                }
+            }
+        }
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:PORT/%2f` (the default virtual host `/`).
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.amqp_addr())
+    }
+
+    /// The AMQP listener, `127.0.0.1:PORT`.
+    pub fn amqp_addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.amqp))
+    }
+
+    /// The Erlang distribution port in use (it may change on [`Broker::restart`] when
+    /// another process took it meanwhile; the AMQP port never does).
+    pub fn distribution_port(&self) -> u16 {
+        self.ports.dist
+    }
+
+    /// The Erlang VM's PID (`beam.smp`); `None` while it is down (after [`Broker::kill`]).
+    pub fn pid(&self) -> Option<u32> {
+        let beam = self.beam.as_ref().filter(|b| b.is_running())?;
+        Some(self.beam_pid.unwrap_or(beam.pid))
+    }
+
+    /// Our epmd's PID; `None` if it is not running.
+    pub fn epmd_pid(&self) -> Option<u32> {
+        self.epmd.as_ref().filter(|e| e.is_running()).map(|e| e.pid)
+    }
+
+    /// The directory holding the broker's data, logs and configuration.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// RabbitMQ's own log file (in [`Broker::data_dir`]).
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.log_dir().join(format!("{}.log", self.node))
+    }
+
+    /// The Erlang node name, `loadtest-…@localhost`.
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    /// How long the last start or restart took until the broker answered AMQP.
+    pub fn ready_after(&self) -> Duration {
+        self.ready_after
+    }
+
+    /// Whether the broker process is alive (false after [`Broker::kill`] or a crash).
+    pub fn is_running(&self) -> bool {
+        self.beam.as_ref().is_some_and(Supervised::is_running)
+    }
+
+    /// How the broker process ended, if it did (e.g. "killed by signal 9 (SIGKILL)").
+    pub fn exit_description(&self) -> Option<String> {
+        self.beam.as_ref()?.ended()
+    }
+
+    /// Stops RabbitMQ (SIGTERM, SIGKILL after [`STOP_GRACE`]), then epmd, then removes
+    /// the temporary data directory (a directory given in [`BrokerOptions::data_dir`] is
+    /// kept). Nothing of the broker is left running afterwards, whatever the result.
+    pub fn stop(mut self) -> Result<Stopped, BrokerError> {
+        let started = Instant::now();
+        let graceful = self.stop_processes(STOP_GRACE);
+        let dir = std::mem::replace(&mut self.dir, DataDir::Gone);
+        dir.remove()?;
+        Ok(Stopped {
+            graceful,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Stops RabbitMQ cleanly (if it runs) and starts it again on the same data directory,
+    /// node name and AMQP port (clients reconnect to the same URL), waiting until it is
+    /// ready: durable queues and persistent messages are still there. Also brings the
+    /// broker back after [`Broker::kill`].
+    ///
+    /// The Erlang distribution port is free while the broker is down, so another broker
+    /// starting at that moment (tests run in parallel) may pick and take it. Only the
+    /// node's peers use that port, and it is found through our own epmd, so a taken one
+    /// is simply replaced: checked before the start, and on an "address in use" failure
+    /// the start is tried again with a fresh one (at most three times).
+    pub fn restart(&mut self) -> Result<(), BrokerError> {
+        if let Some(beam) = self.beam.take() {
+            beam.terminate(STOP_GRACE);
+        }
+        self.beam_pid = None;
+        let mut attempt = 1;
+        loop {
+            if !port_is_free(self.ports.dist) {
+                self.ports.dist = self.fresh_dist_port()?;
+            }
+            match self.boot(&AtomicBool::new(false)) {
+                Ok(()) => return Ok(()),
+                Err(failure) => {
+                    if let Some(beam) = self.beam.take() {
+                        beam.terminate(Duration::ZERO);
+                    }
+                    match failure {
+                        Failure::PortTaken(message) if attempt < PORT_ATTEMPTS => {
+                            if self.progress {
+                                eprintln!(
+                                    "loadtest: {message}; trying again with another distribution port"
+                                );
+                            }
+                            self.ports.dist = self.fresh_dist_port()?;
+                            attempt += 1;
+                        }
+                        failure => return Err(failure.into()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A free loopback port for the Erlang distribution, other than the AMQP and epmd
+    /// ports (and than the one in use now, which someone took).
+    pub(super) fn fresh_dist_port(&self) -> Result<u16, BrokerError> {
+        for _ in 0..10 {
+            let picked = Ports::pick()?;
+            for port in [picked.amqp, picked.dist, picked.epmd] {
+                if ![self.ports.amqp, self.ports.epmd, self.ports.dist].contains(&port) {
+                    return Ok(port);
+                }
+            }
+        }
+        Err(BrokerError::Setup(
+            "cannot find a free port on 127.0.0.1 for the broker's Erlang distribution; check the loopback interface".into(),
+        ))
+    }
+
+    /// Kills the broker with SIGKILL, as a crash or `kill -9` would (for fault tests),
+    /// and waits until it is gone. Messages it had confirmed as persisted survive;
+    /// [`Broker::restart`] brings it back.
+    pub fn kill(&mut self) -> Result<(), BrokerError> {
+        let beam = self
+            .beam
+            .as_ref()
+            .filter(|b| b.is_running())
+            .ok_or_else(|| {
+                BrokerError::NotRunning(format!(
+                    "RabbitMQ (node {}) is not running, so it cannot be killed; restart it first",
+                    self.node
+                ))
+            })?;
+        beam.with_running(|leader| {
+            // The VM itself; with a wrapper shell in front it is the pid-file PID.
+            signal(self.beam_pid.unwrap_or(leader), libc::SIGKILL);
+        });
+        if !beam.wait(KILL_WAIT) {
+            // The VM is gone but a wrapper held on: end the whole group.
+            beam.with_running(|leader| signal_group(leader, libc::SIGKILL));
+            beam.wait(KILL_WAIT);
+        }
+        self.beam_pid = None;
+        Ok(())
+    }
+
+    /// Starts epmd (unless it runs) and the broker on `self.ports`, and waits until ready.
+    pub(super) fn boot(&mut self, cancel: &AtomicBool) -> Result<(), Failure> {
+        self.dir
+            .write_config(self.ports.amqp)
+            .map_err(Failure::Other)?;
+        if !self.epmd.as_ref().is_some_and(Supervised::is_running) {
+            self.epmd = Some(self.start_epmd(cancel)?);
+        }
+        let started = Instant::now();
+        let output = Output::at_end_of(&self.dir);
+        let beam = Supervised::spawn("rabbitmq", self.broker_command(&output)?).map_err(|e| {
+            Failure::Other(format!(
+                "cannot start {}: {e}; check that rabbitmq-server is installed completely ({INSTALL_HINT})",
+                self.installation.rabbitmq_server.display()
+            ))
+        })?;
+        let beam = self.beam.insert(beam);
+        wait_until_ready(
+            beam,
+            &self.node,
+            self.ports.amqp,
+            started,
+            self.ready_timeout,
+            self.progress,
+            cancel,
+            &output,
+        )?;
+        self.ready_after = started.elapsed();
+        self.beam_pid = read_pid_file(&self.dir.pid_file()).filter(|&pid| {
+            beam.with_running(|leader| pid == leader || process_group_of(pid) == Some(leader))
+                .unwrap_or(false)
+        });
+        Ok(())
+    }
+
+    pub(super) fn start_epmd(&self, cancel: &AtomicBool) -> Result<Supervised, Failure> {
+        let log = self.dir.path().join("epmd.log");
+        let output = open_append(&log).map_err(Failure::Other)?;
+        let offset = output.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut command = Command::new(&self.installation.epmd);
+        command
+            .arg("-port")
+            .arg(self.ports.epmd.to_string())
+            .arg("-address")
+            .arg("127.0.0.1")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            // In the data directory, like the broker: no process of ours holds another
+            // directory open, and a leftover is easy to find.
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(output.try_clone().map_err(|e| {
+                Failure::Other(format!("cannot use {}: {e}", log.display()))
+            })?))
+            .stderr(Stdio::from(output));
+        let epmd = Supervised::spawn("epmd", command).map_err(|e| {
+            Failure::Other(format!(
+                "cannot start {}: {e}; check that Erlang is installed ({INSTALL_HINT})",
+                self.installation.epmd.display()
+            ))
+        })?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.epmd));
+        let deadline = Instant::now() + EPMD_GRACE;
+        loop {
+            if TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).is_ok() {
+                return Ok(epmd);
+            }
+            let failed = |why: String| {
+                let said = read_from(&log, offset);
+                let message = format!(
+                    "epmd ({}) {why}{}",
+                    self.installation.epmd.display(),
+                    tail_note(&said, "its output ends")
+                );
+                if mentions_port_taken(&said) {
+                    Failure::PortTaken(message)
+                } else {
+                    Failure::Other(message)
+                }
+            };
+            if let Some(how) = epmd.ended() {
+                return Err(failed(format!("{how} instead of listening on {addr}")));
+            }
+            if cancel.load(Ordering::SeqCst) {
+                epmd.terminate(Duration::ZERO);
+                return Err(Failure::Cancelled);
+            }
+            if Instant::now() >= deadline {
+                epmd.terminate(Duration::ZERO);
+                return Err(failed(format!(
+                    "did not listen on {addr} within {}, so it was killed",
+                    seconds_text(EPMD_GRACE)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(super) fn broker_command(&self, output: &Output) -> Result<Command, Failure> {
+        let dir = &self.dir;
+        let (stdout, stderr) = output.open().map_err(Failure::Other)?;
+        let mut command = Command::new(&self.installation.rabbitmq_server);
+        // Only our settings: a RABBITMQ_* or ERL_* variable inherited from the user's
+        // shell (or NOTIFY_SOCKET, which switches the script to systemd mode) could send
+        // the broker elsewhere.
+        for (key, _) in std::env::vars_os() {
+            let key_text = key.to_string_lossy();
+            if key_text.starts_with("RABBITMQ_")
+                || key_text.starts_with("ERL_")
+                || key_text == "NOTIFY_SOCKET"
+            {
+                command.env_remove(&key);
+            }
+        }
+        let erl_args = "-noinput -kernel inet_dist_use_interface {127,0,0,1}";
+        command
+            .env("HOME", dir.path())
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.ports.amqp.to_string())
+            .env("RABBITMQ_DIST_PORT", self.ports.dist.to_string())
+            .env("ERL_EPMD_PORT", self.ports.epmd.to_string())
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_MNESIA_BASE", dir.mnesia_dir())
+            .env("RABBITMQ_LOG_BASE", dir.log_dir())
+            .env("RABBITMQ_CONFIG_FILE", dir.config_file())
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.plugins_file())
+            .env("RABBITMQ_CONF_ENV_FILE", dir.conf_env_file())
+            .env("RABBITMQ_PID_FILE", dir.pid_file())
+            .env("RABBITMQ_ALLOW_INPUT", "true")
+            .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", erl_args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr));
+        Ok(command)
+    }
+
+    /// Stops the broker (SIGTERM to its group, SIGKILL after `grace`) and epmd; returns
+    /// whether the broker ended within `grace` (true if it was not running).
+    pub(super) fn stop_processes(&mut self, grace: Duration) -> bool {
+        let graceful = self
+            .beam
+            .take()
+            .is_none_or(|beam| !beam.is_running() || beam.terminate(grace));
+        self.beam_pid = None;
+        if let Some(epmd) = self.epmd.take() {
+            epmd.terminate(EPMD_GRACE);
+        }
+        graceful
+    }
+}
+
+impl Drop for Broker {
+    /// Stops the broker as [`Broker::stop`] does, if it was not stopped; never panics.
+    fn drop(&mut self) {
+        self.stop_processes(STOP_GRACE);
+        let dir = std::mem::replace(&mut self.dir, DataDir::Gone);
+        let _ = dir.remove();
+    }
+}

@@ -1,0 +1,66 @@
+use super::{data_dir::*, output::*, ports::*};
+use std::fs;
+
+#[test]
+fn picked_ports_differ() {
+    let ports = Ports::pick().unwrap();
+    assert_ne!(ports.amqp, ports.dist);
+    assert_ne!(ports.amqp, ports.epmd);
+    assert_ne!(ports.dist, ports.epmd);
+}
+
+#[test]
+fn port_clashes_are_recognised() {
+    assert!(mentions_port_taken(
+        "{listen_error,{acceptor,{127,0,0,1},5672},eaddrinuse}"
+    ));
+    assert!(mentions_port_taken(
+        "epmd: failed to bind socket: Address already in use"
+    ));
+    assert!(!mentions_port_taken("init terminating in do_boot"));
+}
+
+#[test]
+fn tails_are_one_line() {
+    let note = tail_note("a\n\nb\nc\n", "its output ends");
+    assert_eq!(note, "; its output ends: a | b | c");
+    assert_eq!(tail_note("\n \n", "x"), "");
+}
+
+#[test]
+fn the_process_group_is_read_after_the_command_name() {
+    let me = std::process::id();
+    // SAFETY: plain syscall.
+    let group = unsafe { libc::getpgrp() } as u32;
+    assert_eq!(process_group_of(me), Some(group));
+}
+
+#[test]
+fn a_kept_directory_keeps_its_node_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = DataDir::prepare(Some(dir.path())).unwrap();
+    let name = first.node_name().unwrap();
+    assert!(
+        name.starts_with("loadtest-") && name.ends_with("@localhost"),
+        "{name}"
+    );
+    let second = DataDir::prepare(Some(dir.path())).unwrap();
+    assert_eq!(second.node_name().unwrap(), name);
+    assert!(dir.path().join("mnesia").is_dir());
+    second.remove().unwrap();
+    assert!(dir.path().is_dir(), "a kept directory stays");
+}
+
+#[test]
+fn a_temporary_directory_is_removed() {
+    let dir = DataDir::prepare(None).unwrap();
+    let path = dir.path().to_path_buf();
+    dir.write_config(5672).unwrap();
+    let config = fs::read_to_string(path.join("rabbitmq.conf")).unwrap();
+    assert!(
+        config.contains("listeners.tcp.1 = 127.0.0.1:5672"),
+        "{config}"
+    );
+    dir.remove().unwrap();
+    assert!(!path.exists());
+}

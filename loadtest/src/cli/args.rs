@@ -1,0 +1,331 @@
+//! The commands' arguments as clap defines them.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::cluster::{self};
+use crate::threshold::Threshold;
+
+use super::help::{AFTER_BROKER_HELP, AFTER_COMPARE_HELP, AFTER_RUN_HELP, fail_on_help};
+
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_BROKER_HELP)]
+pub struct BrokerArgs {
+    /// Keep the broker's data (queues, messages, logs, configuration) in DIR, created if
+    /// missing, and leave it there on exit; starting again on the same DIR finds the
+    /// durable queues and persistent messages again [default: a temporary directory,
+    /// removed on exit].
+    #[arg(long, value_name = "DIR")]
+    pub keep_data: Option<PathBuf>,
+    /// Longest wait, in seconds, for the broker to answer an AMQP handshake (it usually
+    /// takes 4-13 s) before it is killed and the start fails.
+    #[arg(long, value_name = "SECS", default_value_t = crate::broker::DEFAULT_READY_TIMEOUT.as_secs_f64())]
+    pub ready_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_COMPARE_HELP)]
+pub struct CompareArgs {
+    /// Compare the two styles: rpc (the faithful API), rpc-protected (--protect and
+    /// client retries), messaging-faithful and messaging-reliable, on the same profile.
+    #[arg(long, conflicts_with = "scale_out")]
+    pub transports: bool,
+    /// Compare the same run with K nodes behind HAProxy, for each K given (e.g. 1,2):
+    /// needs --spawn-server; --cpus/--memory apply to each node; the server arguments
+    /// after `--` choose protected (`-- --protect`, with --retries 2) or faithful nodes.
+    #[arg(long, value_delimiter = ',', value_name = "K,K,...",
+          value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
+    pub scale_out: Vec<u32>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Offered rates to run, arrivals per second, e.g. 2,5,10,20.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "R,R,...")]
+    pub rates: Vec<f64>,
+    /// Which configurations to run at each rate.
+    #[arg(long, value_delimiter = ',', default_value = "baseline,protected")]
+    pub configs: Vec<SweepConfig>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The configurations `compare`, `compare --transports` and `sweep` run: the one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SweepConfig {
+    /// The faithful server and client.
+    Baseline,
+    /// `purchasing-api --protect` and the client's retry policy.
+    Protected,
+    /// The messaging half as the original: faithful delivery on both sides.
+    MessagingFaithful,
+    /// The messaging half with reliable delivery on both sides.
+    MessagingReliable,
+}
+
+impl SweepConfig {
+    /// What `compare --transports` runs, in order.
+    pub const STYLES: [SweepConfig; 4] = [
+        SweepConfig::Baseline,
+        SweepConfig::Protected,
+        SweepConfig::MessagingFaithful,
+        SweepConfig::MessagingReliable,
+    ];
+
+    /// Its name in directories, reports and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepConfig::Baseline => crate::compare::BASELINE,
+            SweepConfig::Protected => crate::compare::PROTECTED,
+            SweepConfig::MessagingFaithful => "messaging-faithful",
+            SweepConfig::MessagingReliable => "messaging-reliable",
+        }
+    }
+
+    /// Its name beside the other style (`compare --transports`).
+    pub fn style_name(self) -> &'static str {
+        match self {
+            SweepConfig::Baseline => "rpc",
+            SweepConfig::Protected => "rpc-protected",
+            other => other.name(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The directory (the --out of `loadtest run`, `compare` or `sweep`).
+    pub dir: PathBuf,
+    /// Also write each chart as a standalone SVG file into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub svg_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProfileKind {
+    /// The original's numbers: 20 users, +20 every 5 s, up to 500, no think time, 1000
+    /// iterations, 60 s ceiling, 30 s timeout, a new connection per request.
+    Blog,
+    /// A step profile from --users, --step-users, --step-seconds, --max-users.
+    Step,
+    /// An open-model arrival rate (--rate for --duration) with an optional spike.
+    Rate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Transport {
+    /// Call the purchasing API over HTTP (the RPC half; the original's first version).
+    #[default]
+    Http,
+    /// Publish to the queue the purchasing worker consumes (the messaging half).
+    Amqp,
+}
+
+/// Default of `--drain-timeout`, seconds.
+pub const DEFAULT_DRAIN_TIMEOUT_S: f64 = 120.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Connection {
+    /// A new TCP connection per request (the original's new HttpClient per call).
+    New,
+    /// Keep connections open between requests.
+    Reuse,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = AFTER_RUN_HELP)]
+pub struct RunArgs {
+    /// Load profile.
+    #[arg(long, value_enum, default_value_t = ProfileKind::Blog)]
+    pub profile: ProfileKind,
+
+    /// Virtual users at the start (step profile) [default: 20].
+    #[arg(long, help_heading = "Step profile (closed model)")]
+    pub users: Option<u64>,
+    /// Users added at every step [default: 20].
+    #[arg(long, help_heading = "Step profile (closed model)")]
+    pub step_users: Option<u64>,
+    /// Seconds between steps [default: 5].
+    #[arg(long, help_heading = "Step profile (closed model)")]
+    pub step_seconds: Option<f64>,
+    /// Most virtual users [default: 500].
+    #[arg(long, help_heading = "Step profile (closed model)")]
+    pub max_users: Option<u64>,
+    /// Pause of each user between its answer and its next request, ms [default: 0].
+    #[arg(long, help_heading = "Step profile (closed model)")]
+    pub think_ms: Option<u64>,
+
+    /// Arrivals per second (rate profile).
+    #[arg(long, help_heading = "Rate profile (open model)")]
+    pub rate: Option<f64>,
+    /// Arrivals per second during the spike.
+    #[arg(long, help_heading = "Rate profile (open model)")]
+    pub spike_rate: Option<f64>,
+    /// Seconds after the start when the spike begins.
+    #[arg(long, help_heading = "Rate profile (open model)")]
+    pub spike_start: Option<f64>,
+    /// Length of the spike, seconds.
+    #[arg(long, help_heading = "Rate profile (open model)")]
+    pub spike_seconds: Option<f64>,
+
+    /// Stop after this many requests in total.
+    #[arg(long, help_heading = "Caps")]
+    pub iterations: Option<u64>,
+    /// Start no request after this many seconds (required for --profile rate).
+    #[arg(long, help_heading = "Caps")]
+    pub duration: Option<f64>,
+
+    /// Client timeout per request, seconds [default: 30, as the original].
+    #[arg(long, help_heading = "Client")]
+    pub timeout: Option<f64>,
+    /// Retry each failed request up to N more times with the client's retry policy
+    /// (exponential backoff with full jitter, Retry-After honoured, a 10 % retry budget,
+    /// an Idempotency-Key kept across attempts) [default: 0, as the original].
+    /// (`loadtest compare` and `sweep`: the protected side only, default 2.)
+    #[arg(long, value_name = "N", help_heading = "Client",
+          value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub retries: Option<u32>,
+    /// Connection behaviour [default: new for --profile blog, as the original; reuse otherwise].
+    #[arg(long, value_enum, help_heading = "Client")]
+    pub connection: Option<Connection>,
+
+    /// Load a server that is already running (e.g. in a real VM).
+    #[arg(long, help_heading = "Target", conflicts_with = "spawn_server")]
+    pub url: Option<String>,
+    /// Start purchasing-api here (port 0; orders file in --out), arguments after `--`.
+    #[arg(long, help_heading = "Target")]
+    pub spawn_server: bool,
+    /// The purchasing-api binary [default: next to loadtest, else on PATH].
+    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    pub server_bin: Option<PathBuf>,
+    /// Orders file to reconcile (--url), or for the spawned server [default: OUT/PurchaseOrders.txt].
+    #[arg(long, help_heading = "Target")]
+    pub orders_file: Option<PathBuf>,
+    /// Confine the spawned server to this many CPUs (e.g. 1, 0.5), like the original VM:
+    /// a CPU quota, and pinned to ⌈CPUS⌉ cores when the machine has more.
+    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    pub cpus: Option<f64>,
+    /// Confine the spawned server to this much memory (e.g. 2G, 512M; binary units).
+    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    pub memory: Option<String>,
+    /// Restart the spawned server when it crashes (e.g. OOM-killed), like a supervisor.
+    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    pub restart_on_crash: bool,
+
+    /// Start K purchasing-api nodes, each confined alone to --cpus/--memory (on cores of
+    /// its own while the machine has enough), all appending to one orders file, behind a
+    /// real HAProxy that the lab starts and stops (its configuration is saved as
+    /// OUT/haproxy.cfg, its per-request log as OUT/haproxy.log). K = 1 is one node behind
+    /// HAProxy: the fair baseline for K > 1, paying the same hop.
+    #[arg(long, value_name = "K", help_heading = "Scale-out (HAProxy)", requires = "spawn_server",
+          value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
+    pub instances: Option<u32>,
+    /// Fault: SIGKILL node0 SECONDS after the load started; its supervisor restarts it
+    /// (implies --restart-on-crash). The report's balancer.nodes[0].crash_events say when
+    /// HAProxy took it out and put it back.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Scale-out (HAProxy)",
+        requires = "instances"
+    )]
+    pub kill_instance_at: Option<f64>,
+    /// How long the killed node stays down before its supervisor restarts it, seconds
+    /// [default: 3: longer than HAProxy's detection, as a rebooting VM would].
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Scale-out (HAProxy)",
+        requires = "kill_instance_at"
+    )]
+    pub instance_down_for: Option<f64>,
+    /// With --url: seconds the orders file must stay unchanged before it is reconciled.
+    #[arg(long, help_heading = "Target", default_value_t = 5.0)]
+    pub settle: f64,
+
+    /// Directory for report.json, requests.csv, report.html, server.log
+    /// [default: loadtest-runs/<start time>].
+    #[arg(long, help_heading = "Report")]
+    pub out: Option<PathBuf>,
+    /// Exit 99 if this condition holds after the run, e.g. 'lost>0', 'p99>2000'; repeatable.
+    /// Metrics: see `loadtest run --help`'s list below.
+    #[arg(long = "fail-on", value_name = "METRIC OP NUMBER", help_heading = "Report", long_help = fail_on_help())]
+    pub fail_on: Vec<Threshold>,
+
+    /// `http`: call the purchasing API; `amqp`: publish to the queue and let the
+    /// purchasing worker write the orders (needs --spawn-broker or --amqp-url; with
+    /// --spawn-server the lab spawns purchasing-worker instead of purchasing-api).
+    #[arg(long, value_enum, default_value_t = Transport::Http, help_heading = "Messaging (--transport amqp)")]
+    pub transport: Transport,
+    /// Start a private RabbitMQ for the run, outside the emulated VM (as the original's
+    /// broker ran on another machine), and stop it at the end — also on Ctrl-C.
+    #[arg(
+        long,
+        help_heading = "Messaging (--transport amqp)",
+        conflicts_with = "amqp_url"
+    )]
+    pub spawn_broker: bool,
+    /// A broker you run, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "Messaging (--transport amqp)"
+    )]
+    pub amqp_url: Option<String>,
+    /// Delivery mode of both sides: `faithful` (the original: transient, no confirms,
+    /// auto-ack) or `reliable` (durable, confirms, manual ack, dedup) [default: faithful].
+    #[arg(long, value_name = "faithful|reliable", value_parser = parse_delivery,
+          help_heading = "Messaging (--transport amqp)")]
+    pub delivery: Option<inventory::DeliveryMode>,
+    /// After the load, wait at most this many seconds for the queue to drain before the
+    /// worker is stopped; what is still queued then is reported as still queued.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Messaging (--transport amqp)"
+    )]
+    pub drain_timeout: Option<f64>,
+    /// Fault: SIGKILL the spawned worker every SECONDS during the load; it is restarted
+    /// as after any crash (implies --restart-on-crash).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Messaging (--transport amqp)"
+    )]
+    pub kill_worker_every: Option<f64>,
+    /// Fault: restart the spawned broker SECONDS after the load started, on the same
+    /// data directory and port (a faithful queue does not survive it; a reliable one does).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Messaging (--transport amqp)"
+    )]
+    pub restart_broker_at: Option<f64>,
+
+    /// Arguments for the spawned purchasing-api (or purchasing-worker with --transport
+    /// amqp), e.g. -- --alloc-chars 1000 --delay-ms 5.
+    #[arg(last = true, value_name = "SERVER_ARGS")]
+    pub server_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfineArgs {
+    /// CPUs the command may use (e.g. 1, 0.5): a CPU quota, and pinned to ⌈CPUS⌉ cores
+    /// when the machine has more.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Memory limit (e.g. 2G, 512M; binary units).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+pub(super) fn parse_delivery(s: &str) -> Result<inventory::DeliveryMode, String> {
+    s.parse()
+}

@@ -1,0 +1,281 @@
+//! `loadtest compare`: the same load against each configuration (baseline and protected,
+//! `--transports`' four styles, or `--scale-out`'s node counts), one side-by-side report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::lab::run_lab;
+use crate::threshold::EXIT_THRESHOLD_FAILED;
+
+use super::args::{RunArgs, SweepConfig, Transport};
+use super::common::{default_out, fail, interruptible, runtime, threshold_exit, usage_error};
+
+/// Client retries on the protected side of `compare` and `sweep` unless --retries says.
+pub const DEFAULT_PROTECTED_RETRIES: u32 = 2;
+
+/// A configuration's run arguments from one set: the baseline exactly as given with the
+/// original client (no retries), the protected one with `--protect` added to the server
+/// and the retry policy on the client, the messaging ones over AMQP with that delivery on
+/// both sides (a private broker each unless --amqp-url; retries only as given, and only
+/// reliable delivery may retry). HTTP configurations drop the messaging flags.
+pub(super) fn configuration(
+    args: &RunArgs,
+    config: SweepConfig,
+    out: PathBuf,
+) -> Result<RunArgs, String> {
+    if !args.spawn_server {
+        return Err("compare and sweep start both servers themselves: add --spawn-server (and --cpus/--memory to confine them)".into());
+    }
+    if args.server_args.iter().any(|a| a == "--protect") {
+        return Err(
+            "leave --protect out of the server arguments: the protected side adds it".into(),
+        );
+    }
+    let mut run = args.clone();
+    run.out = Some(out);
+    let http = |run: &mut RunArgs| {
+        run.transport = Transport::Http;
+        run.spawn_broker = false;
+        run.amqp_url = None;
+        run.delivery = None;
+        run.drain_timeout = None;
+        run.kill_worker_every = None;
+        run.restart_broker_at = None;
+    };
+    let amqp = |run: &mut RunArgs, delivery: inventory::DeliveryMode| {
+        run.transport = Transport::Amqp;
+        run.delivery = Some(delivery);
+        run.spawn_broker = run.amqp_url.is_none();
+    };
+    match config {
+        SweepConfig::Baseline => {
+            http(&mut run);
+            run.retries = Some(0);
+        }
+        SweepConfig::Protected => {
+            http(&mut run);
+            run.retries = Some(args.retries.unwrap_or(DEFAULT_PROTECTED_RETRIES));
+            run.server_args.push("--protect".into());
+        }
+        SweepConfig::MessagingFaithful => {
+            amqp(&mut run, inventory::DeliveryMode::Faithful);
+            run.retries = Some(0);
+        }
+        SweepConfig::MessagingReliable => {
+            amqp(&mut run, inventory::DeliveryMode::Reliable);
+            run.retries = Some(args.retries.unwrap_or(0));
+        }
+    }
+    if config == SweepConfig::Baseline {
+        // Thresholds gate the protected configuration; the baseline is expected to fail.
+        run.fail_on.clear();
+    }
+    Ok(run)
+}
+
+pub(super) fn compare(args: RunArgs) -> ExitCode {
+    let out = args.out.clone().unwrap_or_else(|| default_out("compare-"));
+    let mut options = Vec::new();
+    for config in [SweepConfig::Baseline, SweepConfig::Protected] {
+        let dir = out.join(config.name());
+        match configuration(&args, config, dir).and_then(RunArgs::into_options) {
+            Ok(o) => options.push((config, o)),
+            Err(e) => return usage_error(&e),
+        }
+    }
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let mut reports = Vec::new();
+            for (config, o) in options {
+                eprintln!(
+                    "loadtest: === {} run → {}",
+                    config.name(),
+                    o.out_dir.display()
+                );
+                let report = run_lab(o).await?;
+                print!("{}", crate::report::summary::render(&report));
+                reports.push(report);
+            }
+            let protected = reports.pop().expect("two runs");
+            let baseline = reports.pop().expect("two runs");
+            Ok::<_, anyhow::Error>(crate::compare::Comparison::new(baseline, protected))
+        })
+    });
+    let comparison = match result {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = write_comparison(&comparison, &out) {
+        return fail(&e);
+    }
+    print!("{}", crate::compare::render_table(&comparison));
+    println!(
+        "\nreport: {}/comparison.html (also comparison.json, baseline/, protected/)",
+        out.display()
+    );
+    threshold_exit(&comparison.protected)
+}
+
+/// `compare --scale-out K,K,...`: the same run (the user's flags and server arguments)
+/// with K nodes behind HAProxy for each K, one after the other, and one side-by-side
+/// report, with the goodput of each K against the first.
+pub(super) fn compare_scale_out(args: RunArgs, ks: &[u32]) -> ExitCode {
+    use crate::styles::{NamedRun, StylesComparison};
+    if args.instances.is_some() {
+        return usage_error(
+            "compare --scale-out chooses --instances for each run; drop --instances",
+        );
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("scale-out-"));
+    let mut options = Vec::new();
+    for &k in ks {
+        let name = if k == 1 {
+            "1 node".to_string()
+        } else {
+            format!("{k} nodes")
+        };
+        let mut run = args.clone();
+        run.instances = Some(k);
+        run.out = Some(out.join(format!("k{k}")));
+        match run.into_options() {
+            Ok(o) => options.push((name, o)),
+            Err(e) => return usage_error(&format!("{name}: {e}")),
+        }
+    }
+    let result = runtime().and_then(|rt| {
+        rt.block_on(interruptible(async {
+            let mut runs = Vec::new();
+            for (name, o) in options {
+                eprintln!("loadtest: === {name} run → {}", o.out_dir.display());
+                let report = run_lab(o).await?;
+                print!("{}", crate::report::summary::render(&report));
+                runs.push(NamedRun { name, report });
+            }
+            Ok::<_, anyhow::Error>(StylesComparison::new(runs))
+        }))
+    });
+    let comparison = match result {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let written = (|| -> anyhow::Result<()> {
+        use anyhow::Context;
+        let json =
+            serde_json::to_string_pretty(&comparison).context("cannot serialise the comparison")?;
+        std::fs::write(out.join("comparison.json"), json + "\n")
+            .context("cannot write comparison.json")?;
+        let html = crate::report::transports::render_html_titled(
+            &comparison.named(),
+            "Scale-out behind HAProxy",
+        );
+        std::fs::write(out.join("comparison.html"), html)
+            .context("cannot write comparison.html")?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        return fail(&e);
+    }
+    print!("{}", crate::styles::render_table(&comparison));
+    if let Some(first) = comparison.runs.first() {
+        let base = first.report.throughput.acknowledged_per_s;
+        for run in &comparison.runs[1..] {
+            let ratio = run.report.throughput.acknowledged_per_s / base;
+            println!(
+                "goodput {} / {}: {:.2}× ({:.2}/s vs {:.2}/s)",
+                run.name, first.name, ratio, run.report.throughput.acknowledged_per_s, base
+            );
+        }
+    }
+    println!(
+        "\nreport: {}/comparison.html (also comparison.json, one directory per K)",
+        out.display()
+    );
+    match comparison
+        .runs
+        .iter()
+        .find(|r| r.report.thresholds.iter().any(|t| !t.passed))
+    {
+        Some(_) => ExitCode::from(EXIT_THRESHOLD_FAILED),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// `compare --transports`: the four configurations of [`SweepConfig::STYLES`] on the same
+/// profile, one after the other, and one side-by-side report.
+pub(super) fn compare_transports(args: RunArgs) -> ExitCode {
+    use crate::styles::{NamedRun, StylesComparison, render_html, render_table};
+    let out = args.out.clone().unwrap_or_else(|| default_out("styles-"));
+    let mut options = Vec::new();
+    for config in SweepConfig::STYLES {
+        let dir = out.join(config.style_name());
+        match configuration(&args, config, dir).and_then(RunArgs::into_options) {
+            Ok(o) => options.push((config, o)),
+            Err(e) => return usage_error(&format!("{}: {e}", config.style_name())),
+        }
+    }
+    let result = runtime().and_then(|rt| {
+        rt.block_on(interruptible(async {
+            let mut runs = Vec::new();
+            for (config, o) in options {
+                eprintln!(
+                    "loadtest: === {} run → {}",
+                    config.style_name(),
+                    o.out_dir.display()
+                );
+                let report = run_lab(o).await?;
+                print!("{}", crate::report::summary::render(&report));
+                runs.push(NamedRun {
+                    name: config.style_name().into(),
+                    report,
+                });
+            }
+            Ok::<_, anyhow::Error>(StylesComparison::new(runs))
+        }))
+    });
+    let comparison = match result {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let written = (|| -> anyhow::Result<()> {
+        use anyhow::Context;
+        let json =
+            serde_json::to_string_pretty(&comparison).context("cannot serialise the comparison")?;
+        std::fs::write(out.join("comparison.json"), json + "\n")
+            .context("cannot write comparison.json")?;
+        std::fs::write(out.join("comparison.html"), render_html(&comparison))
+            .context("cannot write comparison.html")?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        return fail(&e);
+    }
+    print!("{}", render_table(&comparison));
+    println!(
+        "\nreport: {}/comparison.html (also comparison.json, one directory per configuration)",
+        out.display()
+    );
+    match comparison
+        .runs
+        .iter()
+        .find(|r| r.report.thresholds.iter().any(|t| !t.passed))
+    {
+        Some(_) => ExitCode::from(EXIT_THRESHOLD_FAILED),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+pub(super) fn write_comparison(
+    c: &crate::compare::Comparison,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let json = serde_json::to_string_pretty(c).context("cannot serialise the comparison")?;
+    std::fs::write(out.join("comparison.json"), json + "\n")
+        .context("cannot write comparison.json")?;
+    std::fs::write(out.join("comparison.html"), crate::compare::render_html(c))
+        .context("cannot write comparison.html")?;
+    Ok(())
+}

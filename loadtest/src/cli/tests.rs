@@ -1,0 +1,286 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+use super::{args::*, compare::*};
+use crate::lab::LabOptions;
+use crate::messaging::BrokerSource;
+use crate::profile::StepProfile;
+use crate::runner::Load;
+
+fn parse(args: &[&str]) -> Result<LabOptions, String> {
+    let mut argv = vec!["loadtest", "run"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Run(run) => run.into_options(),
+        _ => unreachable!("parsed a run"),
+    }
+}
+
+#[test]
+fn blog_is_the_original_test() {
+    let o = parse(&["--url", "http://127.0.0.1:8080"]).unwrap();
+    assert_eq!(o.profile_name, "blog");
+    assert_eq!(
+        o.plan.load,
+        Load::Closed {
+            profile: StepProfile::BLOG,
+            think: Duration::ZERO
+        }
+    );
+    assert_eq!(o.plan.iterations, Some(1000));
+    assert_eq!(o.plan.client.timeout, Duration::from_secs(30));
+    assert!(o.plan.client.new_connection_per_request);
+}
+
+#[test]
+fn blog_refuses_shape_flags() {
+    let err = parse(&["--url", "http://x:1", "--users", "5"]).unwrap_err();
+    assert!(err.contains("--profile step"), "{err}");
+}
+
+#[test]
+fn step_and_rate_profiles() {
+    let o = parse(&[
+        "--profile",
+        "step",
+        "--users",
+        "5",
+        "--step-users",
+        "5",
+        "--step-seconds",
+        "2",
+        "--max-users",
+        "20",
+        "--duration",
+        "10",
+        "--url",
+        "http://127.0.0.1:1",
+    ])
+    .unwrap();
+    let Load::Closed { profile, .. } = o.plan.load else {
+        panic!()
+    };
+    assert_eq!(profile.max_users, 20);
+    assert!(!o.plan.client.new_connection_per_request);
+
+    let o = parse(&[
+        "--profile",
+        "rate",
+        "--rate",
+        "5",
+        "--duration",
+        "30",
+        "--spike-rate",
+        "50",
+        "--spike-start",
+        "10",
+        "--spike-seconds",
+        "5",
+        "--url",
+        "http://127.0.0.1:1",
+    ])
+    .unwrap();
+    let Load::Open(p) = o.plan.load else { panic!() };
+    assert_eq!(p.spike.unwrap().rate, 50.0);
+    assert_eq!(o.plan.duration, Some(Duration::from_secs(30)));
+}
+
+#[test]
+fn bad_combinations_are_explained() {
+    for (args, needle) in [
+        (
+            &["--profile", "step", "--url", "http://x:1"][..],
+            "--iterations or --duration",
+        ),
+        (
+            &[
+                "--profile",
+                "rate",
+                "--duration",
+                "5",
+                "--url",
+                "http://x:1",
+            ],
+            "needs --rate",
+        ),
+        (
+            &[
+                "--profile",
+                "rate",
+                "--rate",
+                "5",
+                "--duration",
+                "5",
+                "--spike-rate",
+                "9",
+                "--url",
+                "http://x:1",
+            ],
+            "all of",
+        ),
+        (&["--profile", "step", "--duration", "5"], "--url URL"),
+        (
+            &["--profile", "step", "--duration=-1", "--url", "http://x:1"],
+            "--duration",
+        ),
+        (
+            &["--url", "http://x:1", "--", "--alloc-chars", "1"],
+            "need --spawn-server",
+        ),
+        (
+            &[
+                "--spawn-server",
+                "--server-bin",
+                "/bin/true",
+                "--",
+                "--bind",
+                "0.0.0.0:1",
+            ],
+            "set by the lab",
+        ),
+    ] {
+        let err = parse(args).unwrap_err();
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn messaging_flags_are_checked() {
+    for (args, needle) in [
+        (
+            &["--transport", "amqp", "--spawn-server"][..],
+            "--spawn-broker",
+        ),
+        (
+            &["--url", "http://x:1", "--spawn-broker"][..],
+            "--transport amqp",
+        ),
+        (
+            &["--transport", "amqp", "--spawn-broker", "--retries", "2"][..],
+            "--delivery reliable",
+        ),
+        (
+            &[
+                "--transport",
+                "amqp",
+                "--spawn-broker",
+                "--kill-worker-every",
+                "1",
+            ][..],
+            "--spawn-server",
+        ),
+        (
+            &[
+                "--transport",
+                "amqp",
+                "--amqp-url",
+                "amqp://guest:guest@127.0.0.1:1/%2f",
+                "--restart-broker-at",
+                "1",
+            ][..],
+            "--spawn-broker",
+        ),
+        (
+            &[
+                "--transport",
+                "amqp",
+                "--spawn-broker",
+                "--spawn-server",
+                "--server-bin",
+                "/bin/true",
+                "--",
+                "--delivery",
+                "reliable",
+            ][..],
+            "set by the lab",
+        ),
+    ] {
+        let err = parse(args).unwrap_err();
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let o = parse(&[
+        "--transport",
+        "amqp",
+        "--spawn-broker",
+        "--delivery",
+        "reliable",
+        "--drain-timeout",
+        "30",
+        "--orders-file",
+        "/tmp/o.txt",
+    ])
+    .unwrap();
+    let m = o.messaging.unwrap();
+    assert_eq!(m.delivery, inventory::DeliveryMode::Reliable);
+    assert_eq!(m.drain_timeout, Duration::from_secs(30));
+    assert_eq!(m.broker, BrokerSource::Spawn);
+}
+
+#[test]
+fn the_four_configurations_come_from_one_set_of_arguments() {
+    let cli = Cli::try_parse_from([
+        "loadtest",
+        "compare",
+        "--transports",
+        "--profile",
+        "rate",
+        "--rate",
+        "5",
+        "--duration",
+        "2",
+        "--spawn-server",
+        "--server-bin",
+        "/bin/true",
+        "--drain-timeout",
+        "9",
+        "--",
+        "--delay-ms",
+        "5",
+    ])
+    .unwrap();
+    let Command::Compare(args) = cli.command else {
+        unreachable!()
+    };
+    assert!(args.transports);
+    let mut seen = Vec::new();
+    for config in SweepConfig::STYLES {
+        let run = configuration(&args.run, config, PathBuf::from("x")).unwrap();
+        let o = run.into_options().unwrap();
+        seen.push((
+            config.style_name(),
+            o.messaging.as_ref().map(|m| m.delivery.as_str()),
+            o.plan.client.retries,
+        ));
+        if let Some(m) = &o.messaging {
+            assert_eq!(m.broker, BrokerSource::Spawn);
+            assert_eq!(m.drain_timeout, Duration::from_secs(9));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("rpc", None, 0),
+            ("rpc-protected", None, DEFAULT_PROTECTED_RETRIES),
+            ("messaging-faithful", Some("faithful"), 0),
+            ("messaging-reliable", Some("reliable"), 0),
+        ]
+    );
+}
+
+#[test]
+fn thresholds_with_unknown_metrics_are_usage_errors() {
+    let err = parse(&["--url", "http://x:1", "--fail-on", "lots>0"]).unwrap_err();
+    assert!(err.contains("unknown metric"), "{err}");
+    let o = parse(&[
+        "--url",
+        "http://x:1",
+        "--fail-on",
+        "lost>0",
+        "--fail-on",
+        "p99>2000",
+    ])
+    .unwrap();
+    assert_eq!(o.thresholds.len(), 2);
+}

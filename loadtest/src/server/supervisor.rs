@@ -1,0 +1,478 @@
+//! The supervisor: launches the server and waits for its `listening on` line, reaps it,
+//! records each crash with its cause, restarts it (with backoff, up to
+//! [`MAX_RESTARTS`]), and stops it on request.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::confine::{Cgroup, format_bytes};
+use crate::report::CrashEvent;
+
+use super::output::{LineSplitter, Tail, for_each_chunk, format_tail, tail_after_close, truncate};
+use super::process::{describe_status, die_with_spawning_thread, signal, wait_for_exit_unreaped};
+use super::sampler::{samples_since, seconds_since, system_oom_kills, timeval_s};
+use super::spec::{
+    MAX_RESTARTS, READY_TIMEOUT, RESTART_BACKOFF, START_ATTEMPTS_PER_RESTART, ServerObservations,
+    SutKind,
+};
+use super::state::Threads;
+use super::state::{Exit, LiveChild, RawCrash, Shared};
+
+/// Starts server processes; used by the supervisor thread only (it is their parent
+/// thread for `PR_SET_PDEATHSIG`, and their only reaper).
+pub(super) struct Launcher {
+    pub(super) kind: SutKind,
+    pub(super) binary: PathBuf,
+    /// `--orders-file PATH` and the user's arguments (everything but `--bind`).
+    pub(super) fixed_args: Vec<String>,
+    pub(super) cgroup: Option<Arc<Cgroup>>,
+    pub(super) log: Option<Arc<Mutex<File>>>,
+    pub(super) shared: Arc<Shared>,
+}
+
+/// A server that printed its address.
+pub(super) struct Launched {
+    pub(super) pid: u32,
+    pub(super) addr: SocketAddr,
+    /// The cgroup's (or, unconfined, the system's) OOM-kill count at its start.
+    pub(super) oom_before: Option<u64>,
+    pub(super) tail: Arc<Mutex<Tail>>,
+}
+
+/// Why a server did not become ready.
+pub(super) struct LaunchFailure {
+    pub(super) message: String,
+}
+
+impl Launcher {
+    pub(super) fn oom_count(&self) -> Option<u64> {
+        match &self.cgroup {
+            Some(cgroup) => cgroup.oom_kills(),
+            None => system_oom_kills(),
+        }
+    }
+
+    pub(super) fn name(&self) -> String {
+        self.binary.display().to_string()
+    }
+
+    /// Starts one server process on `bind` and waits for its `listening on` line.
+    pub(super) fn launch(&self, bind: SocketAddr) -> Result<Launched, LaunchFailure> {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg(self.kind.bind_flag())
+            .arg(bind.to_string())
+            .args(&self.fixed_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.confine_command(&mut command);
+        }
+        // Die with the thread that starts it (the supervisor), i.e. with the lab.
+        die_with_spawning_thread(&mut command);
+        let oom_before = self.oom_count();
+        let mut child = command.spawn().map_err(|e| LaunchFailure {
+            message: format!(
+                "cannot start {} {}{}: {e}; check the path to the {name} binary (build it with `cargo build -p {name}`)",
+                self.kind.describe(),
+                self.name(),
+                self.cgroup
+                    .as_ref()
+                    .map(|c| format!(" in its cgroup ({})", c.version()))
+                    .unwrap_or_default(),
+                name = self.kind.binary_name()
+            ),
+        })?;
+        let pid = child.id();
+        {
+            let mut state = self.shared.lock();
+            state.child = Some(LiveChild { pid });
+            if state.stop_requested {
+                signal(pid, libc::SIGKILL);
+            }
+        }
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        let (line_tx, line_rx) = mpsc::channel::<SocketAddr>();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = std::thread::Builder::new()
+                .name("server-stdout".to_string())
+                .spawn(move || {
+                    // Wait for the address line, then keep draining (so the server never
+                    // blocks on a full pipe).
+                    let mut sender = Some(line_tx);
+                    let mut splitter = LineSplitter::default();
+                    for_each_chunk(stdout, |chunk| {
+                        if sender.is_some() {
+                            splitter.feed(chunk, |line| {
+                                if let Some(addr) = line
+                                    .trim()
+                                    .strip_prefix("listening on http://")
+                                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                                    && let Some(tx) = sender.take()
+                                {
+                                    let _ = tx.send(addr);
+                                }
+                            });
+                        }
+                    });
+                });
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let tail = Arc::clone(&tail);
+            let log = self.log.clone();
+            let _ = std::thread::Builder::new()
+                .name("server-stderr".to_string())
+                .spawn(move || {
+                    // Copy to the log as it comes (one write per read), keep the last lines.
+                    let mut splitter = LineSplitter::default();
+                    for_each_chunk(stderr, |chunk| {
+                        if let Some(log) = &log
+                            && let Ok(mut file) = log.lock()
+                        {
+                            let _ = file.write_all(chunk);
+                        }
+                        let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                        splitter.feed(chunk, |line| tail.push(line));
+                    });
+                    let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    splitter.finish(|line| tail.push(line));
+                    tail.closed = true;
+                });
+        }
+        drop(child); // std's Child neither kills nor reaps on drop: we reap by PID.
+
+        match line_rx.recv_timeout(READY_TIMEOUT) {
+            Ok(addr) => Ok(Launched {
+                // (Also where the sampler reads the admission limit.)
+                pid: {
+                    self.shared.lock().metrics_addr = Some(addr);
+                    pid
+                },
+                addr,
+                oom_before,
+                tail,
+            }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let exit = self.reap(pid);
+                let last = tail_after_close(&tail);
+                Err(LaunchFailure {
+                    message: format!(
+                        "{} ({}) {} before it was ready (it never printed `listening on http://ADDR`){}",
+                        self.kind.describe(),
+                        self.name(),
+                        describe_status(exit.status),
+                        format_tail(&last)
+                    ),
+                })
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                {
+                    let state = self.shared.lock();
+                    if let Some(child) = &state.child {
+                        signal(child.pid, libc::SIGKILL);
+                    }
+                }
+                self.reap(pid);
+                let last = tail_after_close(&tail);
+                Err(LaunchFailure {
+                    message: format!(
+                        "{} ({}) did not print `listening on http://ADDR` within {} s, so it was killed{}",
+                        self.kind.describe(),
+                        self.name(),
+                        READY_TIMEOUT.as_secs(),
+                        format_tail(&last)
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Waits for `pid` to end and reaps it, adding its CPU time to the carried total.
+    /// The reaping happens under the state lock, after `child` is cleared, so nobody
+    /// signals a reaped (reusable) PID.
+    pub(super) fn reap(&self, pid: u32) -> Exit {
+        let raw_pid = pid as libc::pid_t;
+        wait_for_exit_unreaped(pid);
+        let mut state = self.shared.lock();
+        let mut status: libc::c_int = 0;
+        // SAFETY: wait4 fills `status` and `usage`.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let reaped = unsafe { libc::wait4(raw_pid, &mut status, 0, &mut usage) };
+        state.child = None;
+        let status = (reaped == raw_pid).then(|| {
+            state.cpu_carried_s += timeval_s(usage.ru_utime) + timeval_s(usage.ru_stime);
+            ExitStatus::from_raw(status)
+        });
+        let exit = Exit {
+            status,
+            stop_requested: state.stop_requested,
+        };
+        drop(state);
+        self.shared.changed.notify_all();
+        exit
+    }
+
+    /// Why a server that was running ended: (cause, OOM-killed).
+    pub(super) fn classify(&self, exit: Exit, launched: &Launched) -> (String, bool) {
+        let sigkilled = exit.status.and_then(|s| s.signal()) == Some(libc::SIGKILL);
+        match (&self.cgroup, launched.oom_before) {
+            (Some(cgroup), Some(before)) if sigkilled => {
+                let now = crate::confine::wait_for_oom_count(cgroup, before, true);
+                if now > before {
+                    let limit = cgroup
+                        .memory_limit_bytes()
+                        .map(|l| format!(", memory limit {}", format_bytes(l)))
+                        .unwrap_or_default();
+                    return (
+                        format!("OOM-killed (SIGKILL from the kernel's OOM killer{limit})"),
+                        true,
+                    );
+                }
+            }
+            (None, before) if sigkilled => {
+                let rose = matches!((before, system_oom_kills()), (Some(b), Some(n)) if n > b);
+                return (
+                    if rose {
+                        "killed by SIGKILL; not confined, but the system's OOM-kill count rose meanwhile: probably the OOM killer".to_string()
+                    } else {
+                        "killed by SIGKILL (not confined: an OOM kill cannot be told from a kill -9)".to_string()
+                    },
+                    false,
+                );
+            }
+            _ => {}
+        }
+        let mut cause = describe_status(exit.status);
+        if exit.status.and_then(|s| s.code()).is_some_and(|c| c != 0) {
+            let lines = tail_after_close(&launched.tail);
+            if let Some(line) = lines
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty() && !l.starts_with("note: "))
+            {
+                cause.push_str(&format!(" ({})", truncate(line.trim(), 200)));
+            }
+        }
+        (cause, false)
+    }
+}
+
+/// The supervisor thread: first start, then watch, classify, restart.
+pub(super) fn supervise(
+    shared: &Shared,
+    launcher: &Launcher,
+    restart_on_crash: bool,
+    initial_bind: SocketAddr,
+    ready: mpsc::Sender<Result<SocketAddr, String>>,
+) {
+    let finish = |shared: &Shared| {
+        shared.lock().supervisor_done = true;
+        shared.changed.notify_all();
+    };
+    let mut current = match launcher.launch(initial_bind) {
+        Ok(launched) => launched,
+        Err(failure) => {
+            let _ = ready.send(Err(failure.message));
+            finish(shared);
+            return;
+        }
+    };
+    let bind = SocketAddr::new(initial_bind.ip(), current.addr.port());
+    let _ = ready.send(Ok(current.addr));
+    drop(ready);
+
+    loop {
+        let exit = launcher.reap(current.pid);
+        let at = Instant::now();
+        if exit.stop_requested {
+            shared.lock().final_exit = Some(exit);
+            break;
+        }
+        let (injected, downtime) = {
+            let mut state = shared.lock();
+            (
+                std::mem::take(&mut state.kill_injected),
+                std::mem::take(&mut state.injected_downtime),
+            )
+        };
+        let (cause, oom_killed) = if injected {
+            (
+                "injected: SIGKILL sent by the lab (fault injection)".to_string(),
+                false,
+            )
+        } else {
+            launcher.classify(exit, &current)
+        };
+        let give_up = {
+            let mut state = shared.lock();
+            state.crashes.push(RawCrash {
+                at,
+                cause,
+                oom_killed,
+            });
+            shared.crashes.fetch_add(1, Ordering::Relaxed);
+            if !restart_on_crash {
+                break;
+            }
+            if state.restarts >= MAX_RESTARTS {
+                state.gave_up = Some(format!(
+                    "the server crashed again after {MAX_RESTARTS} restarts (the cap per run), so it was left down"
+                ));
+                true
+            } else {
+                false
+            }
+        };
+        if give_up {
+            break;
+        }
+        let mut relaunched = None;
+        for attempt in 1..=START_ATTEMPTS_PER_RESTART {
+            let pause = RESTART_BACKOFF * attempt
+                + if attempt == 1 {
+                    downtime
+                } else {
+                    Duration::ZERO
+                };
+            if shared.wait_until(Instant::now() + pause, |s| s.stop_requested) {
+                break;
+            }
+            match launcher.launch(bind) {
+                Ok(launched) => {
+                    relaunched = Some(launched);
+                    break;
+                }
+                Err(_) if shared.stop_requested() => break,
+                Err(failure) if attempt == START_ATTEMPTS_PER_RESTART => {
+                    shared.lock().gave_up = Some(format!(
+                        "could not restart the server after {attempt} attempts: {}",
+                        failure.message
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+        match relaunched {
+            Some(launched) => {
+                let mut state = shared.lock();
+                state.restarts += 1;
+                state.restarted_at.push(Instant::now());
+                drop(state);
+                current = launched;
+            }
+            None => break,
+        }
+    }
+    finish(shared);
+}
+
+/// No more restarts; SIGTERM to the server if one is running (returns whether one was).
+pub(super) fn request_stop(shared: &Shared) -> bool {
+    let was_running = {
+        let mut state = shared.lock();
+        state.stop_requested = true;
+        match &state.child {
+            Some(child) => {
+                signal(child.pid, libc::SIGTERM);
+                true
+            }
+            None => false,
+        }
+    };
+    shared.changed.notify_all();
+    was_running
+}
+
+/// The waiting half of [`ServerHandle::stop`], after [`request_stop`].
+pub(super) fn stop_blocking(
+    shared: &Shared,
+    threads: Threads,
+    confinement: &str,
+    was_running: bool,
+    grace: Duration,
+    epoch: Instant,
+) -> ServerObservations {
+    let asked_at = Instant::now();
+    let in_grace = shared.wait_until(asked_at + grace, |s| s.supervisor_done);
+    if !in_grace {
+        {
+            let state = shared.lock();
+            if let Some(child) = &state.child {
+                signal(child.pid, libc::SIGKILL);
+            }
+        }
+        shared.wait_until(Instant::now() + Duration::from_secs(10), |s| {
+            s.supervisor_done
+        });
+    }
+    let supervisor_done = shared.lock().supervisor_done;
+    if supervisor_done {
+        let _ = threads.supervisor.join();
+    }
+    shared.lock().sampler_stop = true;
+    shared.changed.notify_all();
+    let raw_samples = threads.sampler.join().unwrap_or_default();
+
+    let cgroup = threads.cgroup;
+    let state = shared.lock();
+    let final_status = state.final_exit.and_then(|e| e.status);
+    let stopped_cleanly =
+        was_running && in_grace && final_status.is_some_and(|s| s.code() == Some(0));
+    let stop_outcome = if !was_running {
+        "was not running when the stop was asked (it had crashed)".to_string()
+    } else if in_grace {
+        format!("{} after SIGTERM", describe_status(final_status))
+    } else {
+        format!(
+            "did not exit within the {:.1} s grace period after SIGTERM, so it was killed with SIGKILL",
+            grace.as_secs_f64()
+        )
+    };
+
+    let samples = samples_since(&raw_samples, epoch);
+    let sampled_peak = raw_samples.iter().filter_map(|s| s.memory).max();
+    let observations = ServerObservations {
+        samples,
+        crashes: state
+            .crashes
+            .iter()
+            .map(|c| CrashEvent {
+                t_s: seconds_since(epoch, c.at),
+                cause: c.cause.clone(),
+                oom_killed: c.oom_killed,
+            })
+            .collect(),
+        restarts: state.restarts,
+        restarted_at_s: state
+            .restarted_at
+            .iter()
+            .map(|at| seconds_since(epoch, *at))
+            .collect(),
+        memory_limit_bytes: cgroup.as_ref().and_then(|c| c.memory_limit_bytes()),
+        cpu_limit: cgroup.as_ref().and_then(|c| c.cpu_limit()),
+        cpu_seconds: Some(state.cpu_carried_s),
+        confinement: confinement.to_string(),
+        stopped_cleanly,
+        peak_memory_bytes: cgroup
+            .as_ref()
+            .and_then(|c| c.memory_peak_bytes())
+            .or(sampled_peak),
+        oom_kills: cgroup.as_ref().and_then(|c| c.oom_kills()),
+        cpu_throttled_s: cgroup.as_ref().and_then(|c| c.cpu_throttled_seconds()),
+        gave_up_restarting: state.gave_up.clone(),
+        stop_outcome,
+    };
+    drop(state);
+    // Last reference once the supervisor has ended: this removes the cgroup.
+    drop(cgroup);
+    observations
+}
