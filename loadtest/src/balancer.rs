@@ -34,10 +34,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use wire_contract::http::{HEALTH_PATH, IDEMPOTENCY_KEY_HEADER, PROBLEM_JSON, REQUEST_ID_HEADER};
 
 use crate::child::Supervised;
+pub use crate::report::model::{BalancerSample, Transition};
 
 /// Where Debian's package puts the program; the first one present is used.
 pub const HAPROXY_PATHS: [&str; 2] = ["/usr/sbin/haproxy", "/usr/bin/haproxy"];
@@ -61,19 +61,17 @@ pub fn installed() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The rule for tests that need HAProxy: its path when installed; otherwise, under CI
-/// (`CI` set), the test fails with one line saying what is missing — CI must never pass
-/// by skipping — and elsewhere it prints one `SKIPPED:` line and the test returns.
-pub fn require_installed_or_skip(test: &str) -> Option<PathBuf> {
-    if let Some(path) = installed() {
-        return Some(path);
-    }
-    let missing = format!("{test}: HAProxy is not installed ({INSTALL_HINT})");
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("{missing} (CI is set, so this test fails instead of skipping)");
-    }
-    let _ = writeln!(io::stderr(), "SKIPPED: {missing}");
-    None
+/// The rule for tests that need HAProxy ([`crate::prerequisite::require`]): its path
+/// when installed; otherwise the test fails under CI and prints one `SKIPPED:` line
+/// elsewhere, and gets `None`.
+pub fn require_installed_or_skip() -> Option<PathBuf> {
+    crate::prerequisite::require(installed().ok_or_else(|| crate::prerequisite::Missing {
+        what: format!(
+            "haproxy is not installed (none of {} exists)",
+            HAPROXY_PATHS.join(", ")
+        ),
+        how: INSTALL_HINT.to_string(),
+    }))
 }
 
 /// Why the balancer could not be used: one line, with what to do.
@@ -490,9 +488,7 @@ impl Balancer {
 
     /// A stats reader for the sampler thread.
     pub fn stats_reader(&self) -> StatsReader {
-        StatsReader {
-            socket: self.config.stats_socket.clone(),
-        }
+        StatsReader::new(self.config.stats_socket.clone(), BACKEND)
     }
 
     /// The nodes' rows of `show stat` now.
@@ -552,13 +548,23 @@ fn pump(
     })
 }
 
-/// Reads `show stat` from a stats socket.
+/// Reads `show stat` from a stats socket: the rows of one backend.
 #[derive(Debug, Clone)]
 pub struct StatsReader {
     socket: PathBuf,
+    backend: String,
 }
 
 impl StatsReader {
+    /// A reader of `backend`'s rows through the stats socket at `socket` (the lab's own
+    /// HAProxy, or one the user runs: `show stat` needs no admin level).
+    pub fn new(socket: PathBuf, backend: &str) -> StatsReader {
+        StatsReader {
+            socket,
+            backend: backend.to_string(),
+        }
+    }
+
     /// The rows of the backend's servers (the nodes), and the backend's own row.
     pub fn read(&self) -> io::Result<Vec<ServerStat>> {
         let mut stream = UnixStream::connect(&self.socket)?;
@@ -566,7 +572,31 @@ impl StatsReader {
         stream.write_all(b"show stat\n")?;
         let mut text = String::new();
         stream.read_to_string(&mut text)?;
-        Ok(parse_show_stat(&text))
+        Ok(parse_show_stat(&text, &self.backend))
+    }
+
+    /// The backend's servers by name, in HAProxy's order (for a balancer the lab did not
+    /// configure). An error names the socket and what to check.
+    pub fn servers(&self) -> Result<Vec<String>, String> {
+        let rows = self.read().map_err(|e| {
+            format!(
+                "cannot read HAProxy's stats from {}: {e} (is it HAProxy's `stats socket`, and may this user open it?)",
+                self.socket.display()
+            )
+        })?;
+        let names: Vec<String> = rows
+            .into_iter()
+            .filter(|r| r.name != "BACKEND")
+            .map(|r| r.name)
+            .collect();
+        if names.is_empty() {
+            return Err(format!(
+                "HAProxy's stats at {} show no servers in a backend named {:?}: give the backend's name with --balancer-backend",
+                self.socket.display(),
+                self.backend
+            ));
+        }
+        Ok(names)
     }
 }
 
@@ -593,9 +623,9 @@ impl ServerStat {
     }
 }
 
-/// Parses `show stat`'s CSV (a `# pxname,svname,…` header, then rows), keeping the
-/// backend's rows. Columns are found by name, so other HAProxy versions read the same.
-pub fn parse_show_stat(text: &str) -> Vec<ServerStat> {
+/// Parses `show stat`'s CSV (a `# pxname,svname,…` header, then rows), keeping the rows
+/// of `backend`. Columns are found by name, so other HAProxy versions read the same.
+pub fn parse_show_stat(text: &str, backend: &str) -> Vec<ServerStat> {
     let mut lines = text.lines();
     let Some(header) = lines.next().and_then(|h| h.strip_prefix("# ")) else {
         return Vec::new();
@@ -620,7 +650,7 @@ pub fn parse_show_stat(text: &str) -> Vec<ServerStat> {
     };
     lines
         .map(|line| line.split(',').collect::<Vec<&str>>())
-        .filter(|f| f.get(px) == Some(&BACKEND))
+        .filter(|f| f.get(px) == Some(&backend))
         .map(|f| ServerStat {
             name: f.get(sv).unwrap_or(&"").to_string(),
             status: f.get(status).unwrap_or(&"").to_string(),
@@ -629,28 +659,6 @@ pub fn parse_show_stat(text: &str) -> Vec<ServerStat> {
             total: number(&f, stot),
         })
         .collect()
-}
-
-/// The balancer at one sample.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct BalancerSample {
-    /// Seconds since the load started.
-    pub t_s: f64,
-    /// Per node, in node order: in rotation now.
-    pub up: Vec<bool>,
-    /// Per node: requests in progress on it.
-    pub sessions: Vec<u64>,
-    /// Requests waiting in HAProxy's queue (the backend's and the nodes' together).
-    pub queued: u64,
-}
-
-/// A node going out of or back into rotation, as the health checks decided.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Transition {
-    pub t_s: f64,
-    pub node: String,
-    /// True: back in rotation; false: taken out.
-    pub up: bool,
 }
 
 /// What the sampler saw.
@@ -664,6 +672,10 @@ pub struct SampledStats {
     pub cpu_seconds: Option<f64>,
     /// Stats reads that failed (HAProxy busy or gone).
     pub failed_reads: u64,
+    /// Per node, the requests HAProxy had sent it (`stot`) at the first and the last
+    /// good read: their difference is what it sent during the run.
+    pub first_totals: Vec<u64>,
+    pub last_totals: Vec<u64>,
 }
 
 /// Polls the stats socket every [`STATS_EVERY`] on a thread of its own until finished.
@@ -745,6 +757,14 @@ fn sample_loop(
                     sample.up.push(up);
                     sample.sessions.push(stat.map_or(0, |s| s.sessions));
                 }
+                let totals: Vec<u64> = nodes
+                    .iter()
+                    .map(|name| row(name).map_or(0, |s| s.total))
+                    .collect();
+                if seen.first_totals.is_empty() {
+                    seen.first_totals = totals.clone();
+                }
+                seen.last_totals = totals;
                 if polls.is_multiple_of(keep_every.max(1)) {
                     seen.samples.push(sample);
                 }
@@ -886,7 +906,7 @@ mod tests {
                     nodes,node0,1,2,2,4,5,20,0,0,,0,,0,0,0,0,UP\n\
                     nodes,node1,0,0,0,3,5,19,0,0,,0,,0,0,0,0,DOWN 1/2\n\
                     nodes,BACKEND,4,4,2,5,1000,39,0,0,0,0,,0,0,0,0,UP\n";
-        let rows = parse_show_stat(text);
+        let rows = parse_show_stat(text, BACKEND);
         assert_eq!(rows.len(), 3);
         assert_eq!(
             rows[0],
@@ -901,7 +921,8 @@ mod tests {
         assert!(!rows[1].is_up(), "DOWN 1/2 is still out of rotation");
         assert_eq!(rows[2].name, "BACKEND");
         assert_eq!(rows[2].queued, 4);
-        assert!(parse_show_stat("garbage").is_empty());
+        assert!(parse_show_stat("garbage", BACKEND).is_empty());
+        assert!(parse_show_stat(text, "other").is_empty());
     }
 
     #[test]

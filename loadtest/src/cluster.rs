@@ -454,3 +454,81 @@ fn admission_limit(addr: std::net::SocketAddr) -> Option<u32> {
 fn own_cpu_seconds() -> Option<f64> {
     crate::balancer::process_cpu_seconds(std::process::id())
 }
+
+/// A balancer the user runs (`--balancer-url`): the lab sends its orders there and, given
+/// its stats socket, watches its backend's servers — states, sessions, queue, requests per
+/// server — into the report's `balancer` object. It cannot see the nodes' processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalBalancer {
+    pub url: String,
+    /// HAProxy's `stats socket` path, readable here.
+    pub stats_socket: Option<std::path::PathBuf>,
+    /// The backend whose servers are the nodes.
+    pub backend: String,
+}
+
+/// Watches a balancer the user runs while the load runs.
+pub struct Watcher {
+    url: String,
+    names: Vec<String>,
+    sampler: Option<StatsSampler>,
+}
+
+impl Watcher {
+    /// Reads the backend's servers (a clear error when the socket cannot be read or the
+    /// backend has none) and starts sampling, with times relative to `epoch`.
+    pub fn start(balancer: &ExternalBalancer, epoch: Instant) -> anyhow::Result<Watcher> {
+        let Some(socket) = &balancer.stats_socket else {
+            return Ok(Watcher {
+                url: balancer.url.clone(),
+                names: Vec::new(),
+                sampler: None,
+            });
+        };
+        let reader = crate::balancer::StatsReader::new(socket.clone(), &balancer.backend);
+        let names = reader.servers().map_err(|e| anyhow::anyhow!(e))?;
+        let sampler = StatsSampler::start(
+            reader,
+            names.clone(),
+            None,
+            epoch.into_std(),
+            KEEP_EVERY_POLLS,
+        );
+        Ok(Watcher {
+            url: balancer.url.clone(),
+            names,
+            sampler: Some(sampler),
+        })
+    }
+
+    /// Stops watching; the `balancer` object as far as the stats could tell.
+    pub fn finish(self) -> BalancerReport {
+        let sampled = self.sampler.map(StatsSampler::finish).unwrap_or_default();
+        let nodes = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| NodeReport {
+                name: name.clone(),
+                confinement: "unknown (not spawned by the lab)".into(),
+                requests: sampled
+                    .last_totals
+                    .get(i)
+                    .zip(sampled.first_totals.get(i))
+                    .map_or(0, |(last, first)| last.saturating_sub(*first)),
+                ..Default::default()
+            })
+            .collect();
+        BalancerReport {
+            kind: "haproxy".into(),
+            spawned: false,
+            url: self.url,
+            instances: self.names.len() as u64,
+            stop_outcome: "not stopped: the balancer is yours".into(),
+            nodes,
+            transitions: sampled.transitions,
+            samples: sampled.samples,
+            ..Default::default()
+        }
+    }
+}

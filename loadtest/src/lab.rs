@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::broker::{Broker, BrokerOptions};
-use crate::cluster::{Cluster, ScaleOut};
+use crate::cluster::{Cluster, ExternalBalancer, ScaleOut, Watcher};
 use crate::e2e::{OrdersTail, end_to_end, percentiles};
 use crate::messaging::MessagingOptions;
 use crate::messaging::{
@@ -70,6 +70,9 @@ pub struct LabOptions {
     pub messaging: Option<MessagingOptions>,
     /// `--instances K`: K spawned nodes behind a real HAProxy ([`crate::cluster`]).
     pub scale_out: Option<ScaleOut>,
+    /// `--balancer-url`: a balancer the user runs (a remote target), watched through its
+    /// stats socket when given.
+    pub external_balancer: Option<ExternalBalancer>,
 }
 
 /// A broker the lab started, shared with the restart task; stopped (or dropped: stopped
@@ -296,6 +299,11 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
     };
     let restart_events: Arc<Mutex<Vec<CrashEvent>>> = Arc::default();
     let mut injectors = Vec::new();
+    let watcher = options
+        .external_balancer
+        .as_ref()
+        .map(|b| Watcher::start(b, epoch))
+        .transpose()?;
     if let Some(cluster) = &mut cluster {
         cluster.begin(epoch);
         if let Some((at, down_for)) = options
@@ -561,7 +569,7 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         observations,
         reconciliation,
     );
-    report.balancer = balancer_report;
+    report.balancer = balancer_report.or_else(|| watcher.map(Watcher::finish));
     if let Some(m) = messaging {
         report.run.transport = "amqp".into();
         if let Some((url, _)) = &options.plan.client.amqp {

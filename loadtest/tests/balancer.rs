@@ -100,7 +100,7 @@ fn order_lines(dir: &Path) -> Vec<String> {
 
 #[test]
 fn the_generated_configuration_is_accepted_by_haproxy() {
-    if require_installed_or_skip("the_generated_configuration_is_accepted_by_haproxy").is_none() {
+    if require_installed_or_skip().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -131,7 +131,7 @@ fn the_generated_configuration_is_accepted_by_haproxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_reach_both_nodes_with_their_request_id() {
-    if require_installed_or_skip("requests_reach_both_nodes_with_their_request_id").is_none() {
+    if require_installed_or_skip().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -200,9 +200,7 @@ async fn requests_reach_both_nodes_with_their_request_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other() {
-    if require_installed_or_skip("a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other")
-        .is_none()
-    {
+    if require_installed_or_skip().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -300,9 +298,7 @@ async fn a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other() {
 /// is lost or written twice, and the report says when HAProxy took node0 out and back.
 #[test]
 fn a_scaled_out_lab_run_fails_over_and_accounts_for_every_order() {
-    if require_installed_or_skip("a_scaled_out_lab_run_fails_over_and_accounts_for_every_order")
-        .is_none()
-    {
+    if require_installed_or_skip().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -270,9 +270,7 @@ fn the_documented_columns_and_fields_are_what_a_real_run_writes() {
     };
     // A scaled-out run: two nodes behind HAProxy, node0 killed and restarted, so every
     // balancer field (crash events and transitions included) is filled.
-    let balancer_ran = match loadtest::balancer::require_installed_or_skip(
-        "the_documented_columns_and_fields_are_what_a_real_run_writes (balancer fields)",
-    ) {
+    let balancer_ran = match loadtest::balancer::require_installed_or_skip() {
         None => false,
         Some(_) => {
             let scaled = run_lab(

@@ -264,6 +264,7 @@ impl RunArgs {
             settle,
             messaging,
             scale_out,
+            external_balancer: None,
         })
     }
 

@@ -398,7 +398,27 @@ pub struct ThresholdResult {
     pub passed: bool,
 }
 
-pub use crate::balancer::{BalancerSample, Transition};
+/// The balancer at one sample.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BalancerSample {
+    /// Seconds since the load started.
+    pub t_s: f64,
+    /// Per node, in node order: in rotation now.
+    pub up: Vec<bool>,
+    /// Per node: requests in progress on it.
+    pub sessions: Vec<u64>,
+    /// Requests waiting in HAProxy's queue (the backend's and the nodes' together).
+    pub queued: u64,
+}
+
+/// A node going out of or back into rotation, as the health checks decided.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Transition {
+    pub t_s: f64,
+    pub node: String,
+    /// True: back in rotation; false: taken out.
+    pub up: bool,
+}
 
 /// Several nodes behind a load balancer (`--instances K`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
