@@ -151,25 +151,30 @@ impl fmt::Display for Seconds {
     }
 }
 
+/// Why a `--timeout` value was refused; clap prints it after the flag and the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TimeoutError {
+    #[error("not a number of seconds (e.g. 30 or 0.5)")]
+    NotANumber,
+    #[error("the timeout must be a number of seconds greater than 0 (e.g. 30 or 0.5)")]
+    NotPositive,
+    #[error("the timeout must be at least 1 nanosecond (e.g. 30 or 0.5)")]
+    BelowOneNanosecond,
+    #[error("the timeout is too large (e.g. 30 or 0.5)")]
+    TooLarge,
+}
+
 /// Parses `--timeout`: a positive, finite number of seconds.
-pub fn parse_timeout(text: &str) -> Result<Seconds, String> {
-    const EXAMPLE: &str = "(e.g. 30 or 0.5)";
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("not a number of seconds {EXAMPLE}"))?;
+pub fn parse_timeout(text: &str) -> Result<Seconds, TimeoutError> {
+    let secs: f64 = text.trim().parse().map_err(|_| TimeoutError::NotANumber)?;
     // Written so that NaN is refused too.
     if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!(
-            "the timeout must be a number of seconds greater than 0 {EXAMPLE}"
-        ));
+        return Err(TimeoutError::NotPositive);
     }
     match Duration::try_from_secs_f64(secs) {
         Ok(duration) if !duration.is_zero() => Ok(Seconds(duration)),
-        Ok(_) => Err(format!(
-            "the timeout must be at least 1 nanosecond {EXAMPLE}"
-        )),
-        Err(_) => Err(format!("the timeout is too large {EXAMPLE}")),
+        Ok(_) => Err(TimeoutError::BelowOneNanosecond),
+        Err(_) => Err(TimeoutError::TooLarge),
     }
 }
 
@@ -334,17 +339,17 @@ mod tests {
         for bad in [
             "0", "0.0", "-1", "-0.5", "NaN", "inf", "1e300", "1e-10", "", "ten", "5s",
         ] {
-            let error = parse_timeout(bad).unwrap_err();
+            let error = parse_timeout(bad).unwrap_err().to_string();
             assert!(error.ends_with("(e.g. 30 or 0.5)"), "{bad:?}: {error}");
         }
         for not_positive in ["0", "-1", "NaN", "inf"] {
             assert_eq!(
-                parse_timeout(not_positive).unwrap_err(),
+                parse_timeout(not_positive).unwrap_err().to_string(),
                 "the timeout must be a number of seconds greater than 0 (e.g. 30 or 0.5)"
             );
         }
         assert_eq!(
-            parse_timeout("ten").unwrap_err(),
+            parse_timeout("ten").unwrap_err().to_string(),
             "not a number of seconds (e.g. 30 or 0.5)"
         );
     }

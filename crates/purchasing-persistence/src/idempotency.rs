@@ -123,5 +123,7 @@ mod recovery;
 
 pub(crate) use index::{Begin, KeyIndex};
 pub(crate) use journal::Journal;
-pub use key::{IDEMPOTENCY_KEY_EXPIRY, IdempotencyKey, JOURNAL_SUFFIX, journal_path};
+pub use key::{
+    IDEMPOTENCY_KEY_EXPIRY, IdempotencyKey, InvalidIdempotencyKey, JOURNAL_SUFFIX, journal_path,
+};
 pub use recovery::JournalRecovery;

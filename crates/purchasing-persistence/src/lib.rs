@@ -43,8 +43,12 @@ mod workload;
 
 pub use error::StoreError;
 pub use files::RepairedTail;
-pub use idempotency::{IDEMPOTENCY_KEY_EXPIRY, IdempotencyKey, JournalRecovery};
+pub use idempotency::{
+    IDEMPOTENCY_KEY_EXPIRY, IdempotencyKey, InvalidIdempotencyKey, JournalRecovery,
+};
 pub use item_code::{ItemCode, ItemCodeError, MAX_ITEM_CODE_CHARS};
-pub use order_line::{MalformedLine, OrdersFile, format_line, parse_line, read_orders_file};
+pub use order_line::{
+    LineError, MalformedLine, OrdersFile, format_line, parse_line, read_orders_file,
+};
 pub use store::{DEFAULT_ORDERS_FILE, PurchaseOrderStore, StoreOptions, SubmitOptions, Submitted};
 pub use workload::{DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, FillTiming, Workload};

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
-use crate::item_code::ItemCode;
+use crate::item_code::{ItemCode, ItemCodeError};
 
 /// What precedes the item code on every line (the original's text, verbatim).
 pub const LINE_PREFIX: &str = "Purchase order for item: ";
@@ -16,12 +16,22 @@ pub fn format_line(code: &ItemCode) -> String {
     format!("{LINE_PREFIX}{code}\n")
 }
 
+/// Why a line of an orders file is not an order line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("does not start with {:?}", LINE_PREFIX)]
+    MissingPrefix,
+    /// The prefix is there, but what follows is not a valid item code.
+    #[error(transparent)]
+    InvalidCode(#[from] ItemCodeError),
+}
+
 /// Parses one line (without its trailing `\n`) back into the item code it records.
-pub fn parse_line(line: &str) -> Result<ItemCode, String> {
+pub fn parse_line(line: &str) -> Result<ItemCode, LineError> {
     let code = line
         .strip_prefix(LINE_PREFIX)
-        .ok_or_else(|| format!("does not start with {LINE_PREFIX:?}"))?;
-    ItemCode::parse(code).map_err(|e| e.to_string())
+        .ok_or(LineError::MissingPrefix)?;
+    Ok(ItemCode::parse(code)?)
 }
 
 /// A line of an orders file that is not a well-formed order.
@@ -76,7 +86,7 @@ impl OrdersFile {
                 Err(_) => file.malformed.push(malformed("not valid UTF-8".into())),
                 Ok(text) => match parse_line(text) {
                     Ok(code) => file.orders.push(code),
-                    Err(reason) => file.malformed.push(malformed(reason)),
+                    Err(reason) => file.malformed.push(malformed(reason.to_string())),
                 },
             }
         }

@@ -86,7 +86,7 @@ pub fn decode(body: &[u8], message_id: Option<&str>, delivery: Delivery) -> Resu
     let code = ItemCode::parse(text).map_err(Poison::InvalidCode)?;
     let key = match (delivery, message_id) {
         (Delivery::Reliable, Some(id)) => {
-            Some(IdempotencyKey::parse(id).map_err(Poison::BadMessageId)?)
+            Some(IdempotencyKey::parse(id).map_err(|e| Poison::BadMessageId(e.to_string()))?)
         }
         _ => None,
     };

@@ -33,13 +33,10 @@ impl IdempotencyKey {
 
     /// Validates a key as sent by a client (the `Idempotency-Key` header's value). The
     /// error message is meant for the client.
-    pub fn parse(key: &str) -> Result<Self, String> {
+    pub fn parse(key: &str) -> Result<Self, InvalidIdempotencyKey> {
         if key.is_empty() || key.len() > Self::MAX_LEN || !key.bytes().all(|b| b.is_ascii_graphic())
         {
-            return Err(format!(
-                "an idempotency key is 1 to {} visible ASCII characters (a UUID, say)",
-                Self::MAX_LEN
-            ));
+            return Err(InvalidIdempotencyKey);
         }
         Ok(Self(key.to_owned()))
     }
@@ -48,6 +45,15 @@ impl IdempotencyKey {
         &self.0
     }
 }
+
+/// A key that breaks the rule of [`IdempotencyKey::parse`]; the message is meant for the
+/// client that sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "an idempotency key is 1 to {} visible ASCII characters (a UUID, say)",
+    IdempotencyKey::MAX_LEN
+)]
+pub struct InvalidIdempotencyKey;
 
 impl fmt::Display for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
