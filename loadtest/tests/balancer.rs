@@ -370,3 +370,104 @@ fn a_scaled_out_lab_run_fails_over_and_accounts_for_every_order() {
         .unwrap();
     assert!(left.stdout.is_empty(), "HAProxy left running");
 }
+
+/// A balancer the user runs (`--balancer-url`, `--balancer-stats-socket`): here the test
+/// starts HAProxy and two nodes itself, then the lab only loads and watches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lab_loads_and_watches_a_balancer_the_user_runs() {
+    if require_installed_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node0 = start_node(dir.path(), 0).await;
+    let node1 = start_node(dir.path(), 1).await;
+    let nodes = vec![
+        Node::numbered(0, node0.addr()),
+        Node::numbered(1, node1.addr()),
+    ];
+    let balancer_dir = dir.path().join("balancer");
+    std::fs::create_dir_all(&balancer_dir).unwrap();
+    let balancer =
+        tokio::task::spawn_blocking(move || Balancer::start(nodes, &balancer_dir, |_| {}))
+            .await
+            .unwrap()
+            .expect("start haproxy");
+    let out = dir.path().join("run");
+    let socket = balancer.config().stats_socket.clone();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"));
+    command
+        .args([
+            "run",
+            "--balancer-url",
+            balancer.url(),
+            "--balancer-stats-socket",
+        ])
+        .arg(&socket)
+        .arg("--orders-file")
+        .arg(dir.path().join("PurchaseOrders.txt"))
+        .args([
+            "--settle",
+            "1",
+            "--profile",
+            "rate",
+            "--rate",
+            "20",
+            "--duration",
+            "3",
+            "--out",
+        ])
+        .arg(&out);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run loadtest");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["reconciliation"]["lost"], 0);
+    let watched = &report["balancer"];
+    assert_eq!(watched["spawned"], false, "{watched}");
+    assert_eq!(watched["instances"], 2);
+    let sent: u64 = watched["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["requests"].as_u64().unwrap())
+        .sum();
+    let total = report["requests"]["total"].as_u64().unwrap();
+    // The first stats read may land just after the first request went out.
+    assert!(
+        sent + 2 >= total && sent <= total,
+        "HAProxy sent {sent} of {total}"
+    );
+    assert!(!watched["samples"].as_array().unwrap().is_empty());
+    // A socket that is not HAProxy's: one clear line, nothing run.
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "run",
+            "--balancer-url",
+            balancer.url(),
+            "--balancer-stats-socket",
+        ])
+        .arg(dir.path().join("no-such.sock"))
+        .args([
+            "--profile",
+            "rate",
+            "--rate",
+            "1",
+            "--duration",
+            "1",
+            "--out",
+        ])
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(error.contains("cannot read HAProxy's stats"), "{error}");
+    balancer.stop();
+    let epoch = Instant::now();
+    node0.stop(Duration::from_secs(5), epoch).await;
+    node1.stop(Duration::from_secs(5), epoch).await;
+}

@@ -243,6 +243,29 @@ pub struct RunArgs {
         requires = "kill_instance_at"
     )]
     pub instance_down_for: Option<f64>,
+    /// Load a balancer you run (e.g. your HAProxy in front of nodes in VMs) at URL, as
+    /// --url does; with --balancer-stats-socket the lab also watches the nodes behind it.
+    #[arg(long, value_name = "URL", help_heading = "Scale-out (HAProxy)",
+          conflicts_with_all = ["url", "spawn_server"])]
+    pub balancer_url: Option<String>,
+    /// Your HAProxy's `stats socket` (a path readable here): the lab samples its backend's
+    /// servers — in rotation or not, sessions, queue, requests sent to each — into
+    /// report.json's balancer object.
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Scale-out (HAProxy)",
+        requires = "balancer_url"
+    )]
+    pub balancer_stats_socket: Option<PathBuf>,
+    /// The backend whose servers are your nodes [default: nodes, as the lab's own].
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = "Scale-out (HAProxy)",
+        requires = "balancer_stats_socket"
+    )]
+    pub balancer_backend: Option<String>,
     /// With --url: seconds the orders file must stay unchanged before it is reconciled.
     #[arg(long, help_heading = "Target", default_value_t = 5.0)]
     pub settle: f64,

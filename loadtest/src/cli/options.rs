@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use inventory::BaseUrl;
 
-use crate::cluster::{self, ScaleOut};
+use crate::cluster::{self, ExternalBalancer, ScaleOut};
 use crate::confine::{Limits, parse_memory_size};
 use crate::lab::{LabOptions, SAMPLE_EVERY, Target};
 use crate::messaging::{BrokerSource, MessagingOptions};
@@ -177,6 +177,17 @@ impl RunArgs {
                 },
             }),
         };
+        if self.balancer_url.is_some() && messaging.is_some() {
+            return Err("--balancer-url is an HTTP balancer in front of your API nodes; with --transport amqp the broker is given by --amqp-url".into());
+        }
+        let external_balancer = self.balancer_url.clone().map(|url| ExternalBalancer {
+            url,
+            stats_socket: self.balancer_stats_socket.clone(),
+            backend: self
+                .balancer_backend
+                .clone()
+                .unwrap_or_else(|| crate::balancer::BACKEND.to_string()),
+        });
         let out_dir = self.out.unwrap_or_else(|| default_out(""));
         let kind = if messaging.is_some() {
             SutKind::Worker
@@ -231,10 +242,14 @@ impl RunArgs {
                 // Unused: publishes go to the broker, the worker is yours to run.
                 BaseUrl::parse("http://127.0.0.1:1").map_err(|e| e.to_string())?
             } else {
-                let url = self.url.ok_or(
-                    "say where the API is: --url URL for a running server, or --spawn-server to start one",
-                )?;
-                BaseUrl::parse(&url).map_err(|e| format!("--url: {e}"))?
+                let (url, flag) = match (self.url, &self.balancer_url) {
+                    (Some(url), _) => (url, "--url"),
+                    (None, Some(url)) => (url.clone(), "--balancer-url"),
+                    (None, None) => return Err(
+                        "say where the API is: --url URL for a running server, or --spawn-server to start one".into(),
+                    ),
+                };
+                BaseUrl::parse(&url).map_err(|e| format!("{flag}: {e}"))?
             };
             (
                 Target::Remote {
@@ -264,7 +279,7 @@ impl RunArgs {
             settle,
             messaging,
             scale_out,
-            external_balancer: None,
+            external_balancer,
         })
     }
 
