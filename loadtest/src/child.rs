@@ -79,8 +79,13 @@ impl Supervised {
                     let _ = pid_tx.send(Ok((pid, child.stdout.take(), child.stderr.take())));
                     wait_for_exit_unreaped(pid);
                     let mut exit = state.lock();
-                    // Whatever the leader left in its group goes with it.
+                    // Whatever the leader left in its group goes with it — and is gone
+                    // before the child counts as ended, so "ended" means nothing of it
+                    // runs any more (a SIGKILLed process takes a moment to exit, longer
+                    // on a busy machine). The group id stays ours while the leader is
+                    // not reaped.
                     signal_group(pid, libc::SIGKILL);
+                    wait_until_group_is_gone(pid, KILL_WAIT);
                     // If the status cannot be read, the child is gone all the same.
                     *exit = Some(child.wait().ok());
                     drop(exit);
@@ -172,5 +177,61 @@ impl Drop for Supervised {
         {
             let _ = thread.join();
         }
+    }
+}
+
+/// Waits (at most `limit`) until no process but the leader itself is left in the process
+/// group `leader` leads, reading each process's group from /proc.
+fn wait_until_group_is_gone(leader: u32, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while others_in_group(leader) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process other than `leader` is in the process group `leader`.
+fn others_in_group(leader: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            return false;
+        };
+        pid != leader
+            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| process_group(&stat))
+                == Some(leader)
+    })
+}
+
+/// The process group (field 5) of a /proc/PID/stat line; the command name in parentheses
+/// may hold spaces, so fields are counted after its closing parenthesis.
+fn process_group(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_group_is_read_after_the_command_name() {
+        assert_eq!(process_group("42 (beam.smp) S 1 42 42 0 -1"), Some(42));
+        assert_eq!(process_group("7 (a (b) c) R 3 9 7 0"), Some(9));
+        assert_eq!(process_group("garbage"), None);
+    }
+
+    #[test]
+    fn our_own_group_has_us_in_it() {
+        // This test process is in some group led by someone; a group led by a PID that
+        // does not exist has nobody in it.
+        assert!(!others_in_group(u32::MAX - 1));
     }
 }
