@@ -136,6 +136,11 @@ pub enum Connection {
     Reuse,
 }
 
+/// clap refuses the combinations it can express. A flag that needs a spawned process says
+/// both `requires = "spawn_…"` and `conflicts_with` the flag that names a running one
+/// instead (`--url`, `--amqp-url`): clap excuses a missing required flag when a flag it
+/// conflicts with is present, so `requires` alone would let `--url X -- ARGS` through.
+/// What clap cannot express is checked in [`RunArgs::into_options`].
 #[derive(Debug, Clone, Args)]
 #[command(after_help = AFTER_RUN_HELP)]
 pub struct RunArgs {
@@ -160,23 +165,30 @@ pub struct RunArgs {
     pub think_ms: Option<u64>,
 
     /// Arrivals per second (rate profile).
-    #[arg(long, help_heading = "Rate profile (open model)")]
+    #[arg(
+        long,
+        help_heading = "Rate profile (open model)",
+        required_if_eq("profile", "rate")
+    )]
     pub rate: Option<f64>,
     /// Arrivals per second during the spike.
-    #[arg(long, help_heading = "Rate profile (open model)")]
+    #[arg(long, help_heading = "Rate profile (open model)",
+          requires_all = ["spike_start", "spike_seconds"])]
     pub spike_rate: Option<f64>,
     /// Seconds after the start when the spike begins.
-    #[arg(long, help_heading = "Rate profile (open model)")]
+    #[arg(long, help_heading = "Rate profile (open model)",
+          requires_all = ["spike_rate", "spike_seconds"])]
     pub spike_start: Option<f64>,
     /// Length of the spike, seconds.
-    #[arg(long, help_heading = "Rate profile (open model)")]
+    #[arg(long, help_heading = "Rate profile (open model)",
+          requires_all = ["spike_rate", "spike_start"])]
     pub spike_seconds: Option<f64>,
 
     /// Stop after this many requests in total.
     #[arg(long, help_heading = "Caps")]
     pub iterations: Option<u64>,
     /// Start no request after this many seconds (required for --profile rate).
-    #[arg(long, help_heading = "Caps")]
+    #[arg(long, help_heading = "Caps", required_if_eq("profile", "rate"))]
     pub duration: Option<f64>,
 
     /// Client timeout per request, seconds [default: 30, as the original].
@@ -200,20 +212,40 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Target")]
     pub spawn_server: bool,
     /// The purchasing-api binary [default: next to loadtest, else on PATH].
-    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    #[arg(
+        long,
+        help_heading = "Target",
+        requires = "spawn_server",
+        conflicts_with = "url"
+    )]
     pub server_bin: Option<PathBuf>,
     /// Orders file to reconcile (--url), or for the spawned server [default: OUT/PurchaseOrders.txt].
     #[arg(long, help_heading = "Target")]
     pub orders_file: Option<PathBuf>,
     /// Confine the spawned server to this many CPUs (e.g. 1, 0.5), like the original VM:
     /// a CPU quota, and pinned to ⌈CPUS⌉ cores when the machine has more.
-    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    #[arg(
+        long,
+        help_heading = "Target",
+        requires = "spawn_server",
+        conflicts_with = "url"
+    )]
     pub cpus: Option<f64>,
     /// Confine the spawned server to this much memory (e.g. 2G, 512M; binary units).
-    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    #[arg(
+        long,
+        help_heading = "Target",
+        requires = "spawn_server",
+        conflicts_with = "url"
+    )]
     pub memory: Option<String>,
     /// Restart the spawned server when it crashes (e.g. OOM-killed), like a supervisor.
-    #[arg(long, help_heading = "Target", requires = "spawn_server")]
+    #[arg(
+        long,
+        help_heading = "Target",
+        requires = "spawn_server",
+        conflicts_with = "url"
+    )]
     pub restart_on_crash: bool,
 
     /// Start K purchasing-api nodes, each confined alone to --cpus/--memory (on cores of
@@ -221,7 +253,7 @@ pub struct RunArgs {
     /// real HAProxy that the lab starts and stops (its configuration is saved as
     /// OUT/haproxy.cfg, its per-request log as OUT/haproxy.log). K = 1 is one node behind
     /// HAProxy: the fair baseline for K > 1, paying the same hop.
-    #[arg(long, value_name = "K", help_heading = "Scale-out (HAProxy)", requires = "spawn_server",
+    #[arg(long, value_name = "K", help_heading = "Scale-out (HAProxy)", requires = "spawn_server", conflicts_with = "url",
           value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
     pub instances: Option<u32>,
     /// Fault: SIGKILL node0 SECONDS after the load started; its supervisor restarts it
@@ -317,7 +349,9 @@ pub struct RunArgs {
     #[arg(
         long,
         value_name = "SECONDS",
-        help_heading = "Messaging (--transport amqp)"
+        help_heading = "Messaging (--transport amqp)",
+        requires = "spawn_server",
+        conflicts_with = "url"
     )]
     pub kill_worker_every: Option<f64>,
     /// Fault: restart the spawned broker SECONDS after the load started, on the same
@@ -325,13 +359,20 @@ pub struct RunArgs {
     #[arg(
         long,
         value_name = "SECONDS",
-        help_heading = "Messaging (--transport amqp)"
+        help_heading = "Messaging (--transport amqp)",
+        requires = "spawn_broker",
+        conflicts_with = "amqp_url"
     )]
     pub restart_broker_at: Option<f64>,
 
     /// Arguments for the spawned purchasing-api (or purchasing-worker with --transport
     /// amqp), e.g. -- --alloc-chars 1000 --delay-ms 5.
-    #[arg(last = true, value_name = "SERVER_ARGS")]
+    #[arg(
+        last = true,
+        value_name = "SERVER_ARGS",
+        requires = "spawn_server",
+        conflicts_with = "url"
+    )]
     pub server_args: Vec<String>,
 }
 

@@ -47,6 +47,13 @@ pub(super) fn limits(cpus: Option<f64>, memory: Option<&str>) -> Result<Limits, 
 
 impl RunArgs {
     /// Checks the combination of flags and turns them into lab options.
+    ///
+    /// clap refuses what it can express (see [`RunArgs`]' `conflicts_with`, `requires`,
+    /// `required_if_eq`). What is left here depends on another flag's *value* (`--profile`,
+    /// `--transport`, `--delivery`) or on the flag's own value, which clap's rules cannot
+    /// say: it can make a flag need or exclude another flag's presence, or require one when
+    /// another has a value, but not refuse a flag because another has a value (`--rate` with
+    /// `--profile step`, `--spawn-broker` with the default `--transport http`).
     pub fn into_options(self) -> Result<LabOptions, String> {
         let (profile_name, load, iterations, duration) = match self.profile {
             ProfileKind::Blog => {
@@ -113,6 +120,8 @@ impl RunArgs {
                             .into(),
                     );
                 }
+                // clap requires --rate and --duration with --profile rate, and all three
+                // --spike-* flags or none; these `Err`s only answer options built in code.
                 let rate = self
                     .rate
                     .ok_or("--profile rate needs --rate (arrivals per second)")?;
@@ -232,9 +241,6 @@ impl RunArgs {
                 BaseUrl::parse("http://127.0.0.1:1").map_err(|e| e.to_string())?,
             )
         } else {
-            if !self.server_args.is_empty() {
-                return Err("server arguments after `--` need --spawn-server".into());
-            }
             let base_url = if messaging.is_some() {
                 if self.url.is_some() {
                     return Err("--url is the API's address; with --transport amqp the broker is given by --amqp-url or --spawn-broker".into());
@@ -311,23 +317,12 @@ impl RunArgs {
             (None, false) => {
                 return Err("--transport amqp needs a broker: add --spawn-broker (a private one for the run) or --amqp-url URL (yours)".into());
             }
+            // clap refuses both (conflicts_with); this answers options built in code.
             (Some(_), true) => return Err("give --spawn-broker or --amqp-url, not both".into()),
         };
         let delivery = self.delivery.unwrap_or_default();
         if delivery == inventory::DeliveryMode::Faithful && self.retries.is_some_and(|r| r > 0) {
             return Err("--retries over AMQP needs --delivery reliable: a faithful message has no message id, so a repeated publish could order twice".into());
-        }
-        if self.kill_worker_every.is_some() && !self.spawn_server {
-            return Err(
-                "--kill-worker-every needs --spawn-server (the lab kills the worker it spawned)"
-                    .into(),
-            );
-        }
-        if self.restart_broker_at.is_some() && !self.spawn_broker {
-            return Err(
-                "--restart-broker-at needs --spawn-broker (the lab restarts the broker it started)"
-                    .into(),
-            );
         }
         let restart_broker_at = self
             .restart_broker_at

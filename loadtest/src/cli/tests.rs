@@ -103,7 +103,7 @@ fn bad_combinations_are_explained() {
                 "--url",
                 "http://x:1",
             ],
-            "needs --rate",
+            "--rate <RATE>",
         ),
         (
             &[
@@ -118,7 +118,7 @@ fn bad_combinations_are_explained() {
                 "--url",
                 "http://x:1",
             ],
-            "all of",
+            "--spike-start <SPIKE_START>",
         ),
         (&["--profile", "step", "--duration", "5"], "--url URL"),
         (
@@ -127,7 +127,16 @@ fn bad_combinations_are_explained() {
         ),
         (
             &["--url", "http://x:1", "--", "--alloc-chars", "1"],
-            "need --spawn-server",
+            "'--url <URL>' cannot be used with '[SERVER_ARGS]...'",
+        ),
+        // A limit for a server the lab does not start would be ignored: clap refuses it.
+        (
+            &["--url", "http://x:1", "--cpus", "1"],
+            "'--url <URL>' cannot be used with '--cpus <CPUS>'",
+        ),
+        (
+            &["--cpus", "1"],
+            "the following required arguments were not provided",
         ),
         (
             &[
@@ -180,6 +189,10 @@ fn messaging_flags_are_checked() {
                 "--restart-broker-at",
                 "1",
             ][..],
+            "'--amqp-url <URL>' cannot be used with '--restart-broker-at <SECONDS>'",
+        ),
+        (
+            &["--transport", "amqp", "--restart-broker-at", "1"][..],
             "--spawn-broker",
         ),
         (
