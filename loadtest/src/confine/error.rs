@@ -2,8 +2,11 @@
 
 use std::io;
 
-/// What is needed when confinement is not possible here.
-pub const CONFINE_REQUIREMENTS: &str = "run as root on a machine with the cgroup v1 cpu+memory controllers or cgroup v2 with cpu and memory enabled";
+/// What to do when confinement is not possible here: the last part of every
+/// [`ConfineError`] that is about the machine rather than the limits. Root can create
+/// cgroups anywhere; without root, systemd (cgroup v2) can hand the user a delegated scope
+/// with the limits set on it, which confines the whole lab instead of only the server.
+pub const CONFINE_REQUIREMENTS: &str = "run as root (cgroup v2 with the cpu and memory controllers, or cgroup v1 with both mounted); without root on cgroup v2 with systemd, drop --cpus/--memory and let systemd confine the whole lab (the load generator too) in a delegated scope: systemd-run --user --scope -p MemoryMax=2G -p CPUQuota=100% loadtest run ...";
 
 /// Why a cgroup could not be created or used. The message says what failed, where, and
 /// what is needed.

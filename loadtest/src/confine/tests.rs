@@ -1,3 +1,7 @@
+use std::io;
+
+use super::ConfineError;
+use super::error::io_error;
 use super::{cgroup::*, cores::*, files::*, limits::*};
 
 #[test]
@@ -145,4 +149,52 @@ fn keyed_values() {
     let text = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
     assert_eq!(keyed_value(text, "oom_kill"), Some(3));
     assert_eq!(keyed_value(text, "missing"), None);
+}
+
+#[test]
+fn a_cgroup_that_cannot_be_made_says_what_to_do_in_one_line() {
+    let errors = [
+        io_error(
+            "creating /sys/fs/cgroup/loadtest-1",
+            io::Error::from_raw_os_error(libc::EACCES),
+        ),
+        io_error(
+            "creating /sys/fs/cgroup/loadtest-1",
+            io::Error::from_raw_os_error(libc::EROFS),
+        ),
+        ConfineError::Unsupported(
+            "the cgroup v2 controller \"memory\" is not available in /sys/fs/cgroup/user.slice"
+                .into(),
+        ),
+    ];
+    for error in errors {
+        assert!(error.is_not_permitted(), "{error}");
+        let text = error.to_string();
+        assert!(!text.contains('\n'), "one line: {text}");
+        assert!(text.starts_with("cannot confine: "), "{text}");
+        // What failed, then both ways out: root, or systemd's delegated scope without
+        // the lab's own limits.
+        assert!(text.contains("run as root"), "{text}");
+        assert!(
+            text.contains(
+                "drop --cpus/--memory and let systemd confine the whole lab (the load generator too) in a delegated scope: \
+                 systemd-run --user --scope -p MemoryMax=2G -p CPUQuota=100% loadtest run ..."
+            ),
+            "{text}"
+        );
+    }
+    let denied = io_error(
+        "creating /sys/fs/cgroup/x",
+        io::Error::from_raw_os_error(libc::EACCES),
+    );
+    assert!(
+        denied
+            .to_string()
+            .starts_with("cannot confine: creating /sys/fs/cgroup/x failed: Permission denied"),
+        "{denied}"
+    );
+    // Bad limits are the user's to fix, not the machine's: no advice about root.
+    let bad = ConfineError::InvalidLimits("--memory must be at least 16 MiB".into());
+    assert!(!bad.is_not_permitted());
+    assert!(!bad.to_string().contains("root"), "{bad}");
 }
