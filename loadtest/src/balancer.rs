@@ -826,14 +826,19 @@ pub struct LoggedRequest {
     /// milliseconds; -1 when HAProxy did not get that far.
     pub node_ms: i64,
     pub total_ms: i64,
+    /// Time it waited in HAProxy's queue for a free node slot (`%Tw`), -1 if never queued
+    /// to the end.
+    pub queue_ms: i64,
 }
 
 impl LoggedRequest {
-    /// HAProxy's own share of the request's time: its total minus the node's response
-    /// time (receiving the request, connecting, relaying the answer), when both are known.
+    /// HAProxy's own share of the request's time, the hop: its total minus the node's
+    /// response time and minus the wait in its queue (receiving the request, connecting,
+    /// relaying the answer), when known.
     pub fn own_time_ms(&self) -> Option<f64> {
-        (self.node_ms >= 0 && self.total_ms >= self.node_ms)
-            .then(|| (self.total_ms - self.node_ms) as f64)
+        let queued = self.queue_ms.max(0);
+        (self.node_ms >= 0 && self.total_ms >= self.node_ms + queued)
+            .then(|| (self.total_ms - self.node_ms - queued) as f64)
     }
 }
 
@@ -843,7 +848,7 @@ pub fn parse_log_line(line: &str) -> Option<LoggedRequest> {
     let mut node = None;
     let mut status = None;
     let mut retries = String::new();
-    let (mut node_ms, mut total_ms) = (-1, -1);
+    let (mut node_ms, mut total_ms, mut queue_ms) = (-1, -1, -1);
     for field in line.split_whitespace() {
         if let Some(v) = field.strip_prefix("rid=") {
             request_id = Some(v.trim_matches(['{', '}']).to_string());
@@ -855,6 +860,8 @@ pub fn parse_log_line(line: &str) -> Option<LoggedRequest> {
             retries = v.to_string();
         } else if let Some(v) = field.strip_prefix("tr=") {
             node_ms = v.parse().unwrap_or(-1);
+        } else if let Some(v) = field.strip_prefix("tw=") {
+            queue_ms = v.parse().unwrap_or(-1);
         } else if let Some(v) = field.strip_prefix("ta=") {
             total_ms = v.parse().unwrap_or(-1);
         }
@@ -866,6 +873,7 @@ pub fn parse_log_line(line: &str) -> Option<LoggedRequest> {
         retries,
         node_ms,
         total_ms,
+        queue_ms,
     })
 }
 

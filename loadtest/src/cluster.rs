@@ -255,6 +255,7 @@ fn balancer_report<'a>(
     let mut per_node = vec![(0u64, 0u64, 0u64); inputs.names.len()];
     let mut refused_by_balancer = 0;
     let mut added: Vec<f64> = Vec::new();
+    let mut queued: Vec<f64> = Vec::new();
     for logged in inputs.logged {
         match &logged.node {
             None => refused_by_balancer += u64::from(logged.status == 503),
@@ -266,6 +267,9 @@ fn balancer_report<'a>(
                         if let Some(ms) = logged.own_time_ms() {
                             added.push(ms);
                         }
+                        if logged.queue_ms >= 0 {
+                            queued.push(logged.queue_ms as f64);
+                        }
                     }
                     if logged.status == 503 {
                         per_node[i].2 += 1;
@@ -274,9 +278,17 @@ fn balancer_report<'a>(
             }
         }
     }
-    added.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        (!added.is_empty()).then(|| added[((added.len() - 1) as f64 * q).round() as usize])
+    let summary = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let quantile = |q: f64| {
+            (!values.is_empty()).then(|| values[((values.len() - 1) as f64 * q).round() as usize])
+        };
+        Percentiles {
+            count: values.len() as u64,
+            p50: quantile(0.5),
+            p99: quantile(0.99),
+            max: values.last().copied(),
+        }
     };
     let nodes = inputs
         .names
@@ -328,12 +340,8 @@ fn balancer_report<'a>(
         fall: config.map_or(0, |c| c.fall),
         rise: config.map_or(0, |c| c.rise),
         refused_by_balancer,
-        added_latency_ms: Percentiles {
-            count: added.len() as u64,
-            p50: quantile(0.5),
-            p99: quantile(0.99),
-            max: added.last().copied(),
-        },
+        added_latency_ms: summary(added),
+        queue_wait_ms: summary(queued),
         cpu_seconds: inputs.sampled.cpu_seconds,
         lab_cpu_seconds: inputs.lab_cpu,
         stop_outcome: inputs.stop_outcome,

@@ -12,7 +12,8 @@ pub fn render_html(report: &BalancerReport) -> String {
     html.push_str(&format!(
         "<p>{} {} node(s) behind {} at {} (configuration <code>{}</code>, log <code>{}</code>); \
          maxconn per node {}, queue bound {}; health checks every {} ms, out after {}, back after {}. \
-         Refused by the balancer itself: {}. Its own time on an admitted order: p50 {} ms, p99 {} ms. \
+         Refused by the balancer itself: {}. Its own time on an admitted order (the hop): p50 {} ms, p99 {} ms; \
+         its queue's wait for a free node slot: p50 {} ms, p99 {} ms. \
          CPU: HAProxy {} s, the lab {} s.</p>\n",
         report.instances,
         if report.spawned { "spawned" } else { "given" },
@@ -28,6 +29,8 @@ pub fn render_html(report: &BalancerReport) -> String {
         report.refused_by_balancer,
         opt(report.added_latency_ms.p50),
         opt(report.added_latency_ms.p99),
+        opt(report.queue_wait_ms.p50),
+        opt(report.queue_wait_ms.p99),
         opt(report.cpu_seconds),
         opt(report.lab_cpu_seconds),
     ));

@@ -450,6 +450,10 @@ pub struct BalancerReport {
     /// HAProxy's own time on an admitted order (201): its total time minus the node's
     /// response time, by HAProxy's own timers (milliseconds, whole numbers).
     pub added_latency_ms: Percentiles,
+    /// How long admitted orders waited in HAProxy's queue for a free node slot (`%Tw`):
+    /// the excess the per-node `maxconn` held back instead of pushing onto a node.
+    #[serde(default)]
+    pub queue_wait_ms: Percentiles,
     /// CPU seconds HAProxy used (from /proc), and the lab's own (load generator,
     /// samplers): both share the machine with the nodes.
     pub cpu_seconds: Option<f64>,
