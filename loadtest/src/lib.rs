@@ -18,6 +18,8 @@
 //! [`report`], [`threshold`], [`cli`], [`prerequisite`] (the rule for tests whose
 //! prerequisite is missing).
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod balancer;
 pub mod broker;
 pub(crate) mod child;

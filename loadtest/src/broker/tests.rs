@@ -30,8 +30,7 @@ fn tails_are_one_line() {
 #[test]
 fn the_process_group_is_read_after_the_command_name() {
     let me = std::process::id();
-    // SAFETY: plain syscall.
-    let group = unsafe { libc::getpgrp() } as u32;
+    let group = nix::unistd::getpgrp().as_raw() as u32;
     assert_eq!(process_group_of(me), Some(group));
 }
 

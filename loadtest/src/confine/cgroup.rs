@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cgroup_info::Cgroups;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use super::cores::{Cores, pick_cores_in_slot, pinned_cores};
 use super::error::{ConfineError, io_error};
@@ -301,10 +303,8 @@ impl Cgroup {
                     join_cgroup(file)?;
                 }
                 if let Some(set) = &cores {
-                    let size = std::mem::size_of::<libc::cpu_set_t>();
-                    if libc::sched_setaffinity(0, size, set) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
+                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
+                        .map_err(io::Error::from)?;
                 }
                 Ok(())
             });
@@ -344,11 +344,8 @@ impl Cgroup {
             else {
                 continue;
             };
-            // SAFETY: sched_setaffinity reads size_of::<cpu_set_t>() bytes from a valid
-            // set; a thread that has exited meanwhile only makes it fail.
-            unsafe {
-                libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &ours.set);
-            }
+            // A thread that has exited meanwhile only makes it fail.
+            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &ours.set);
         }
         Some(format!("{ours}{shared}"))
     }
@@ -494,8 +491,7 @@ impl Drop for Cgroup {
                             if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
                                 for pid in text.split_whitespace().filter_map(|p| p.parse().ok()) {
                                     if pid > 0 {
-                                        // SAFETY: plain syscall.
-                                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                                     }
                                 }
                             }

@@ -3,11 +3,14 @@
 
 use std::fmt;
 
-/// A set of cores: as a list, and as the `cpu_set_t` the pre-exec hook hands to
+use nix::sched::{CpuSet, sched_getaffinity};
+use nix::unistd::Pid;
+
+/// A set of cores: as a list, and as the CPU set the pre-exec hook hands to
 /// `sched_setaffinity`.
 pub(super) struct Cores {
     pub(super) list: Vec<usize>,
-    pub(super) set: libc::cpu_set_t,
+    pub(super) set: CpuSet,
 }
 
 impl fmt::Debug for Cores {
@@ -43,32 +46,21 @@ impl Cores {
 
     /// The cores the calling thread may run on now.
     pub(super) fn allowed_now() -> Option<Vec<usize>> {
-        // SAFETY: cpu_set_t is plain data for which all-zero is the empty set;
-        // sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into it.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-                return None;
-            }
-            Some(
-                (0..libc::CPU_SETSIZE as usize)
-                    .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-                    .collect(),
-            )
-        }
+        let set = sched_getaffinity(Pid::from_raw(0)).ok()?;
+        Some(
+            (0..CpuSet::count())
+                .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+                .collect(),
+        )
     }
 
     /// These cores (each below `CPU_SETSIZE`, as `sched_getaffinity` reports them).
     pub(super) fn of(cores: &[usize]) -> Cores {
-        // SAFETY: all-zero is the empty set; CPU_SET only sets bits of indices below
-        // CPU_SETSIZE.
-        let set = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            for &cpu in cores {
-                libc::CPU_SET(cpu, &mut set);
-            }
-            set
-        };
+        let mut set = CpuSet::new();
+        for &cpu in cores {
+            // Below CpuSet::count() by the rule above; a larger index is left out.
+            let _ = set.set(cpu);
+        }
         Cores {
             list: cores.to_vec(),
             set,

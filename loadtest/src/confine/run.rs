@@ -7,6 +7,9 @@ use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction};
+use nix::unistd::Pid;
+
 use super::cgroup::Cgroup;
 use super::limits::{Limits, format_bytes};
 
@@ -28,30 +31,31 @@ extern "C" fn remember_signal(
     }
 }
 
-pub(super) const FORWARDED_SIGNALS: [libc::c_int; 4] =
-    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+pub(super) const FORWARDED_SIGNALS: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 /// Installs the forwarding handlers; restores the previous ones on drop.
 pub(super) struct SignalForwarding {
-    pub(super) previous: Vec<(libc::c_int, libc::sigaction)>,
+    pub(super) previous: Vec<(Signal, SigAction)>,
 }
 
 impl SignalForwarding {
     pub(super) fn install() -> SignalForwarding {
+        let action = SigAction::new(
+            SigHandler::SigAction(remember_signal),
+            SaFlags::SA_SIGINFO | SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
         let mut previous = Vec::new();
         for signal in FORWARDED_SIGNALS {
-            // SAFETY: sigaction with a handler that only stores into an atomic.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                    remember_signal;
-                action.sa_sigaction = handler as usize;
-                action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-                libc::sigemptyset(&mut action.sa_mask);
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(signal, &action, &mut old) == 0 {
-                    previous.push((signal, old));
-                }
+            // SAFETY: the handler is async-signal-safe: it reads the siginfo the kernel
+            // passes and stores into an atomic, nothing else.
+            if let Ok(old) = unsafe { sigaction(signal, &action) } {
+                previous.push((signal, old));
             }
         }
         SignalForwarding { previous }
@@ -61,8 +65,8 @@ impl SignalForwarding {
 impl Drop for SignalForwarding {
     fn drop(&mut self) {
         for (signal, old) in &self.previous {
-            // SAFETY: restoring an action obtained from sigaction.
-            unsafe { libc::sigaction(*signal, old, std::ptr::null_mut()) };
+            // SAFETY: restores the action sigaction returned for this signal before.
+            let _ = unsafe { sigaction(*signal, old) };
         }
     }
 }
@@ -112,9 +116,9 @@ pub fn run_confined(limits: &Limits, argv: &[OsString]) -> anyhow::Result<ExitCo
             Err(e) => break Err(e),
         }
         let signal = PENDING_SIGNAL.swap(0, Ordering::SeqCst);
-        if signal != 0 {
-            // SAFETY: plain syscall; the child is not reaped yet, so the pid is its.
-            unsafe { libc::kill(pid, signal) };
+        // The child is not reaped yet, so the pid is still its.
+        if let Ok(signal) = Signal::try_from(signal) {
+            let _ = kill(Pid::from_raw(pid), signal);
         }
         std::thread::sleep(Duration::from_millis(20));
     };

@@ -140,8 +140,9 @@ fn side_by_side_children_get_cores_of_their_own_then_share() {
     assert_eq!(pick_cores_in_slot(&two, 2.0, 0), None);
     assert_eq!(Cores::of(&[1]).to_string(), "core 1");
     assert_eq!(Cores::of(&[5, 7]).to_string(), "cores 5,7");
-    // SAFETY: reading bits of an initialised set.
-    assert!(unsafe { libc::CPU_ISSET(7, &Cores::of(&[5, 7]).set) });
+    let set = Cores::of(&[5, 7]).set;
+    assert_eq!(set.is_set(7), Ok(true));
+    assert_eq!(set.is_set(6), Ok(false));
 }
 
 #[test]

@@ -1,20 +1,25 @@
 //! Process helpers: signals to a child or its group, dying with the spawning thread,
 //! waiting without reaping, and exit statuses described in words.
 
-use std::io::{self};
+use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
 
+use nix::errno::Errno;
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
+use nix::unistd::{Pid, getppid};
+
 /// Sends `signal` to the process `pid` (`-pgid` is not accepted: see
 /// [`signal_group`]). Callers make sure `pid` is their child and not reaped yet, so it
-/// cannot have been reused by another process.
+/// cannot have been reused by another process. Signal 0 only checks that it exists.
 pub(crate) fn signal(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid)
         && pid > 0
+        && let Some(signal) = as_signal(signal)
     {
-        // SAFETY: plain syscall. Callers hold the state lock and the child is not reaped
-        // yet, so the PID is still our child's.
-        unsafe { libc::kill(pid, signal) };
+        let _ = kill(Pid::from_raw(pid), signal);
     }
 }
 
@@ -24,26 +29,34 @@ pub(crate) fn signal(pid: u32, signal: libc::c_int) {
 pub(crate) fn signal_group(pgid: u32, signal: libc::c_int) {
     if let Ok(pgid) = libc::pid_t::try_from(pgid)
         && pgid > 1
+        && let Some(signal) = as_signal(signal)
     {
-        // SAFETY: plain syscall on a negative pid, i.e. a process group.
-        unsafe { libc::kill(-pgid, signal) };
+        let _ = killpg(Pid::from_raw(pgid), signal);
     }
+}
+
+/// `Some(None)` for signal 0 (nix's "check only"), `None` for a number that is no signal.
+fn as_signal(signal: libc::c_int) -> Option<Option<Signal>> {
+    if signal == 0 {
+        return Some(None);
+    }
+    Signal::try_from(signal).ok().map(Some)
 }
 
 /// Makes a child started with `command` get SIGKILL when the thread that starts it ends —
 /// which, for our supervisor threads, is when the lab ends, however it ends (even by
 /// SIGKILL). Survives the child's `exec`, not its own children's `fork`.
 pub(crate) fn die_with_spawning_thread(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: prctl and getppid are async-signal-safe syscalls; nothing is allocated.
+    let parent = Pid::from_raw(std::process::id() as libc::pid_t);
+    // SAFETY: the hook runs in the forked child before exec; prctl and getppid are
+    // async-signal-safe syscalls, and nothing is allocated (an io::Error from an errno
+    // does not allocate).
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
             // The parent may have died before prctl took effect.
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            if getppid() != parent {
+                return Err(io::Error::from(Errno::ESRCH));
             }
             Ok(())
         });
@@ -53,21 +66,14 @@ pub(crate) fn die_with_spawning_thread(command: &mut Command) {
 /// Blocks until our child `pid` has ended, without reaping it: until it is reaped its PID
 /// (and its process group id) cannot be reused, so it may still be signalled safely.
 pub(crate) fn wait_for_exit_unreaped(pid: u32) {
-    loop {
-        // SAFETY: waitid fills `info`; WNOWAIT leaves the child reapable.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let result = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if result == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
-        }
-    }
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // WNOWAIT leaves the child reapable.
+    while let Err(Errno::EINTR) = waitid(
+        Id::Pid(Pid::from_raw(pid)),
+        WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+    ) {}
 }
 
 /// e.g. "exited with status 1", "killed by signal 11 (SIGSEGV), core dumped".

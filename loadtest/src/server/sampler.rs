@@ -40,9 +40,10 @@ pub(super) fn sample_loop(
     cgroup: Option<&Cgroup>,
     every: Duration,
 ) -> Vec<RawSample> {
-    // SAFETY: sysconf is always safe to call.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let ticks = match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        _ => 100.0,
+    };
     let started = Instant::now();
     let mut samples = Vec::new();
     let mut previous: Option<(Instant, f64)> = None;

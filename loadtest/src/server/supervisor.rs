@@ -204,8 +204,11 @@ impl Launcher {
         wait_for_exit_unreaped(pid);
         let mut state = self.shared.lock();
         let mut status: libc::c_int = 0;
-        // SAFETY: wait4 fills `status` and `usage`.
+        // SAFETY: rusage is plain data (integers and timevals) for which all-zero is valid.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // wait4 stays libc: nix has no wrapper that returns the reaped child's own rusage
+        // (getrusage(RUSAGE_CHILDREN) sums every child this process ever reaped).
+        // SAFETY: `status` and `usage` are valid for writes for the whole call.
         let reaped = unsafe { libc::wait4(raw_pid, &mut status, 0, &mut usage) };
         state.child = None;
         let status = (reaped == raw_pid).then(|| {
