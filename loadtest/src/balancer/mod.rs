@@ -1,0 +1,342 @@
+//! A real load balancer in front of several purchasing nodes: HAProxy (Debian package
+//! `haproxy`) as a child process with a configuration generated for the run.
+//!
+//! - [`BalancerConfig::render`] writes the configuration a user can read (the lab saves it
+//!   as `haproxy.cfg` in the run's output folder); every knob in it carries a comment with
+//!   its reason. [`check_config`] runs `haproxy -c` on it.
+//! - [`Balancer::start`] runs `haproxy -f haproxy.cfg -db` (foreground, no daemon and no
+//!   pidfile: the child's PID is HAProxy's), from a thread of its own with the
+//!   parent-death signal, so it never outlives the lab; its log lines (one per request,
+//!   naming the node that answered) go to `haproxy.log`. [`Balancer::stop`] ends it.
+//! - [`Balancer::stats`] reads `show stat` from HAProxy's stats socket: per node its state
+//!   (UP/DOWN as the health checks see it), sessions and queue. [`StatsSampler`] polls it
+//!   every 100 ms during a run, for the timeline and the failover times.
+//! - [`node_per_request`] reads the log back: which node handled each request id.
+//!
+//! Why HAProxy and these settings (measured with HAProxy 2.6 on the development machine):
+//! a SIGKILLed node is marked DOWN about 1 s after the kill with `inter 500ms fall 2`
+//! (connection refused fails each check at once), and requests keep succeeding meanwhile
+//! because a connection failure is retried on another node; a node is back UP about 1 s
+//! after it answers again (`rise 2`). Per-node `maxconn` makes HAProxy queue the excess
+//! instead of pushing it onto a node, and a bounded queue turns the rest into an
+//! immediate 503 in the contract's own format.
+
+mod config;
+mod log;
+mod stats;
+
+pub use config::{BalancerConfig, Node, check_config, free_port};
+pub use log::{LoggedRequest, node_per_request, parse_log_line};
+pub use stats::{
+    SampledStats, ServerStat, StatsReader, StatsSampler, describe_stats, parse_show_stat,
+    process_cpu_seconds,
+};
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::child::Supervised;
+pub use crate::report::model::{BalancerSample, Transition};
+
+pub const HAPROXY_PATHS: [&str; 2] = ["/usr/sbin/haproxy", "/usr/bin/haproxy"];
+/// What to do when HAProxy is missing; every "not installed" message says it.
+pub const INSTALL_HINT: &str = "run scripts/test as root, or apt-get install haproxy";
+/// The backend's name in the generated configuration (and in `show stat`).
+pub const BACKEND: &str = "nodes";
+/// How long HAProxy may take to listen: it starts in well under 0.1 s when idle.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stop may take before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often [`StatsSampler`] asks for the stats: the failover times are measured to
+/// this resolution.
+pub const STATS_EVERY: Duration = Duration::from_millis(100);
+
+/// The installed HAProxy, if any.
+pub fn installed() -> Option<PathBuf> {
+    HAPROXY_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// The rule for tests that need HAProxy ([`crate::prerequisite::require`]): its path
+/// when installed; otherwise the test fails under CI and prints one `SKIPPED:` line
+/// elsewhere, and gets `None`.
+pub fn require_installed_or_skip() -> Option<PathBuf> {
+    crate::prerequisite::require(installed().ok_or_else(|| crate::prerequisite::Missing {
+        what: format!(
+            "haproxy is not installed (none of {} exists)",
+            HAPROXY_PATHS.join(", ")
+        ),
+        how: INSTALL_HINT.to_string(),
+    }))
+}
+
+/// Why the balancer could not be used: one line, with what to do.
+#[derive(Debug)]
+pub enum BalancerError {
+    NotInstalled,
+    /// `haproxy -c` refused the generated configuration (its own words).
+    ConfigRefused {
+        path: PathBuf,
+        output: String,
+    },
+    Io {
+        what: String,
+        error: io::Error,
+    },
+    /// Started, but it did not listen, or it ended (its last output lines).
+    DidNotStart {
+        why: String,
+    },
+}
+
+impl std::fmt::Display for BalancerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BalancerError::NotInstalled => write!(
+                f,
+                "HAProxy is not installed (looked for {}): {INSTALL_HINT}",
+                HAPROXY_PATHS.join(", ")
+            ),
+            BalancerError::ConfigRefused { path, output } => write!(
+                f,
+                "HAProxy refused the generated configuration {}: {output}",
+                path.display()
+            ),
+            BalancerError::Io { what, error } => write!(f, "{what}: {error}"),
+            BalancerError::DidNotStart { why } => write!(f, "HAProxy did not start: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for BalancerError {}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> BalancerError {
+    let what = what.into();
+    move |error| BalancerError::Io { what, error }
+}
+
+/// A running HAProxy. Stop it with [`Balancer::stop`]; dropping it kills it.
+pub struct Balancer {
+    url: String,
+    config: BalancerConfig,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    child: Supervised,
+    /// Copies HAProxy's stdout and stderr into the log file.
+    pumps: Vec<JoinHandle<()>>,
+    /// The last lines of its stderr, for error messages.
+    tail: Arc<Mutex<Vec<String>>>,
+    /// The private directory of the stats socket, removed on drop.
+    socket_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balancer")
+            .field("url", &self.url)
+            .field("config", &self.config_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Balancer {
+    /// Writes `haproxy.cfg` into `out_dir`, checks it with `haproxy -c`, starts HAProxy
+    /// and waits until it listens. `configure` adjusts the defaults of
+    /// [`BalancerConfig::new`] (the listening port and the socket are chosen here).
+    pub fn start(
+        nodes: Vec<Node>,
+        out_dir: &Path,
+        configure: impl FnOnce(&mut BalancerConfig),
+    ) -> Result<Balancer, BalancerError> {
+        let program = installed().ok_or(BalancerError::NotInstalled)?;
+        let socket_dir = std::env::temp_dir().join(format!(
+            "loadtest-haproxy-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&socket_dir)
+            .map_err(io_error(format!("cannot create {}", socket_dir.display())))?;
+        let port = free_port().map_err(io_error("cannot find a free port on 127.0.0.1"))?;
+        let mut config = BalancerConfig::new(
+            nodes,
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            socket_dir.join("stats.sock"),
+        );
+        configure(&mut config);
+        let config_path = out_dir.join("haproxy.cfg");
+        fs::write(&config_path, config.render())
+            .map_err(io_error(format!("cannot write {}", config_path.display())))?;
+        let cleanup = |e| {
+            let _ = fs::remove_dir_all(&socket_dir);
+            e
+        };
+        check_config(&config_path).map_err(cleanup)?;
+        let log_path = out_dir.join("haproxy.log");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_error(format!("cannot open {}", log_path.display())))
+            .map_err(cleanup)?;
+        let mut command = Command::new(program);
+        command
+            .arg("-f")
+            .arg(&config_path)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let (child, stdout, stderr) = Supervised::spawn_piped("haproxy", command)
+            .map_err(io_error("cannot start haproxy"))
+            .map_err(cleanup)?;
+        let tail = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(log));
+        let mut pumps = Vec::new();
+        if let Some(stdout) = stdout {
+            pumps.push(pump(stdout, log.clone(), None));
+        }
+        if let Some(stderr) = stderr {
+            pumps.push(pump(stderr, log, Some(tail.clone())));
+        }
+        let mut balancer = Balancer {
+            url: format!("http://{}", config.listen),
+            config,
+            config_path,
+            log_path,
+            child,
+            pumps,
+            tail,
+            socket_dir,
+        };
+        balancer.wait_until_listening()?;
+        Ok(balancer)
+    }
+
+    fn wait_until_listening(&mut self) -> Result<(), BalancerError> {
+        let started = Instant::now();
+        loop {
+            if let Some(ended) = self.child.ended() {
+                return Err(BalancerError::DidNotStart {
+                    why: format!("it {ended}: {}", self.last_lines()),
+                });
+            }
+            let listening =
+                TcpStream::connect_timeout(&self.config.listen, Duration::from_millis(200)).is_ok();
+            if listening && self.config.stats_socket.exists() {
+                return Ok(());
+            }
+            if started.elapsed() > START_TIMEOUT {
+                return Err(BalancerError::DidNotStart {
+                    why: format!(
+                        "it did not listen on {} within {:?}: {}",
+                        self.config.listen,
+                        START_TIMEOUT,
+                        self.last_lines()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn last_lines(&self) -> String {
+        let tail = self.tail.lock().map(|t| t.clone()).unwrap_or_default();
+        if tail.is_empty() {
+            "no output".into()
+        } else {
+            tail.join(" / ")
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`: where clients send their orders.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn config(&self) -> &BalancerConfig {
+        &self.config
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// HAProxy's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.with_running(|pid| pid)
+    }
+
+    /// A stats reader for the sampler thread.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader::new(self.config.stats_socket.clone(), BACKEND)
+    }
+
+    /// The nodes' rows of `show stat` now.
+    pub fn stats(&self) -> io::Result<Vec<ServerStat>> {
+        self.stats_reader().read()
+    }
+
+    /// Stops HAProxy (SIGTERM: a hard stop, fine once the nodes behind it have finished)
+    /// and waits for its log to be complete. Returns how it ended.
+    pub fn stop(mut self) -> String {
+        let in_grace = self.child.terminate(STOP_GRACE);
+        for pump in self.pumps.drain(..) {
+            let _ = pump.join();
+        }
+        let ended = self
+            .child
+            .ended()
+            .unwrap_or_else(|| "was not reaped".into());
+        if in_grace {
+            ended
+        } else {
+            format!("{ended} (killed after {STOP_GRACE:?})")
+        }
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.child.kill();
+        let _ = fs::remove_dir_all(&self.socket_dir);
+    }
+}
+
+/// Copies a pipe into the log file line by line; keeps stderr's last lines in `tail`.
+fn pump(
+    from: impl Read + Send + 'static,
+    log: Arc<Mutex<File>>,
+    tail: Option<Arc<Mutex<Vec<String>>>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(mut log) = log.lock() {
+                let _ = writeln!(log, "{line}");
+            }
+            if let Some(tail) = &tail
+                && let Ok(mut tail) = tail.lock()
+            {
+                if tail.len() == 10 {
+                    tail.remove(0);
+                }
+                tail.push(line);
+            }
+        }
+    })
+}
