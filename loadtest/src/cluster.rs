@@ -69,10 +69,25 @@ impl Cluster {
         client_timeout: Duration,
     ) -> anyhow::Result<Cluster> {
         let mut handles = Vec::with_capacity(instances);
+        let mut agents = Vec::with_capacity(instances);
         for index in 0..instances {
             let mut node_spec = spec.clone();
             node_spec.core_slot = index;
             node_spec.log_file = Some(out_dir.join(format!("server.node{index}.log")));
+            // The API answers HAProxy's agent check with its admission limit as it moves
+            // (a fixed port, so a restarted node answers on the same one).
+            let agent = match spec.kind {
+                crate::server::SutKind::Api => {
+                    let port = crate::balancer::free_port()
+                        .context("cannot find a free port for a node's agent check")?;
+                    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+                    node_spec.args.push("--haproxy-agent-bind".into());
+                    node_spec.args.push(addr.to_string());
+                    Some(addr)
+                }
+                crate::server::SutKind::Worker => None,
+            };
+            agents.push(agent);
             let handle = ServerHandle::start(node_spec)
                 .await
                 .with_context(|| format!("cannot start node{index} of {instances}"))?;
@@ -86,8 +101,12 @@ impl Cluster {
         }
         let names: Vec<Node> = handles
             .iter()
+            .zip(&agents)
             .enumerate()
-            .map(|(i, h)| Node::numbered(i, h.addr()))
+            .map(|(i, (h, agent))| Node {
+                agent: *agent,
+                ..Node::numbered(i, h.addr())
+            })
             .collect();
         let first = handles[0].addr();
         let maxconn = tokio::task::spawn_blocking(move || admission_limit(first))

@@ -108,7 +108,15 @@ fn the_generated_configuration_is_accepted_by_haproxy() {
         Node::numbered(0, "127.0.0.1:18080".parse().unwrap()),
         Node::numbered(1, "127.0.0.1:18081".parse().unwrap()),
     ];
-    for maxconn in [None, Some(5)] {
+    let with_agents: Vec<Node> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Node {
+            agent: Some(format!("127.0.0.1:1909{i}").parse().unwrap()),
+            ..n.clone()
+        })
+        .collect();
+    for (maxconn, nodes) in [(None, &nodes), (Some(5), &with_agents)] {
         let mut config = BalancerConfig::new(
             nodes.clone(),
             "127.0.0.1:18082".parse().unwrap(),

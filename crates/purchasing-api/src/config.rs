@@ -112,6 +112,13 @@ pub struct Config {
           value_name = "MS")]
     pub shutdown_timeout_ms: u64,
 
+    /// Answer HAProxy's agent check on this TCP address (e.g. 127.0.0.1:9100): every
+    /// connection gets one line, `maxconn:N`, N = the orders this node admits at once now
+    /// (the adaptive limit where it stands; without admission control, the connection
+    /// cap), so a balancer in front never sends more than the node takes. Off by default.
+    #[arg(long, env = "PURCHASING_HAPROXY_AGENT_BIND", value_name = "ADDR")]
+    pub haproxy_agent_bind: Option<std::net::SocketAddr>,
+
     /// Most connections served at once; further clients wait in the kernel's accept
     /// queue. Lowered at start-up to what the open-files limit allows.
     #[arg(long, env = "PURCHASING_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,

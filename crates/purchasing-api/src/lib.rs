@@ -29,6 +29,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod admission;
+pub mod agent;
 pub mod app;
 pub mod body;
 pub mod config;

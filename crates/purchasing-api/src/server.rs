@@ -150,6 +150,14 @@ pub async fn serve(
         // This thread accepts connections: control path.
         crate::priority::lower_current_thread();
     }
+    if let Some(agent_addr) = config.haproxy_agent_bind {
+        let agent = crate::agent::bind(agent_addr).await?;
+        let admission = state.admission.clone();
+        let cap = limits.max_connections;
+        tokio::spawn(crate::agent::serve(agent, move || {
+            admission.as_ref().map_or(cap, |a| a.current_limit())
+        }));
+    }
     accept_loop(listener, app(state), limits, shutdown).await;
     // Every order that started — acknowledged, or about to be, or abandoned by its client
     // — reaches the file before the process exits.

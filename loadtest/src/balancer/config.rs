@@ -17,6 +17,10 @@ pub struct Node {
     /// `node0`, `node1`, … (the name in the configuration, the stats and the log).
     pub name: String,
     pub addr: SocketAddr,
+    /// Where the node answers HAProxy's agent check (`purchasing-api
+    /// --haproxy-agent-bind`), if it does: HAProxy then sets the node's `maxconn` to the
+    /// admission limit the node reports, every 250 ms.
+    pub agent: Option<SocketAddr>,
 }
 
 impl Node {
@@ -25,6 +29,7 @@ impl Node {
         Node {
             name: format!("node{index}"),
             addr,
+            agent: None,
         }
     }
 }
@@ -182,7 +187,17 @@ impl BalancerConfig {
             self.rise
         ));
         for node in &self.nodes {
-            line(&format!("    server {} {} check", node.name, node.addr));
+            let agent = node.agent.map_or(String::new(), |a| {
+                format!(
+                    " agent-check agent-addr {} agent-port {} agent-inter 250ms",
+                    a.ip(),
+                    a.port()
+                )
+            });
+            line(&format!(
+                "    server {} {} check{agent}",
+                node.name, node.addr
+            ));
         }
         text
     }
@@ -248,5 +263,11 @@ mod tests {
         );
         assert!(text.contains("queue(nodes) ge 10"), "{text}");
         assert!(text.contains("server node1 127.0.0.1:2 check"), "{text}");
+        config.nodes[0].agent = Some("127.0.0.1:4".parse().unwrap());
+        assert!(
+            config.render().contains("server node0 127.0.0.1:1 check agent-check agent-addr 127.0.0.1 agent-port 4 agent-inter 250ms"),
+            "{}",
+            config.render()
+        );
     }
 }
