@@ -54,6 +54,9 @@ pub const BACKEND: &str = "nodes";
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stop may take before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a soft stop (SIGUSR1) may take: idle keep-alive connections of the clients
+/// may hold it until then, after which the hard stop (SIGTERM) ends it.
+const SOFT_STOP_GRACE: Duration = Duration::from_secs(3);
 /// How often [`StatsSampler`] asks for the stats: the failover times are measured to
 /// this resolution.
 pub const STATS_EVERY: Duration = Duration::from_millis(100);
@@ -292,7 +295,12 @@ impl Balancer {
     /// Stops HAProxy (SIGTERM: a hard stop, fine once the nodes behind it have finished)
     /// and waits for its log to be complete. Returns how it ended.
     pub fn stop(mut self) -> String {
-        let in_grace = self.child.terminate(STOP_GRACE);
+        // A soft stop first (SIGUSR1: stop listening, finish and log what is in progress,
+        // exit), so the log has a line for every request; then the hard stop.
+        self.child
+            .with_running(|pid| crate::server::signal_group(pid, libc::SIGUSR1));
+        let soft = self.child.wait(SOFT_STOP_GRACE);
+        let in_grace = soft || self.child.terminate(STOP_GRACE);
         for pump in self.pumps.drain(..) {
             let _ = pump.join();
         }
