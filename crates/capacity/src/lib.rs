@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! N_mem = ⌊(0.8 · memory limit − baseline RSS) / alloc_chars⌋   orders whose memory fits
-//! N_cpu = ⌈cpus · (delay + t_alloc) / t_alloc⌉                  orders the CPUs can serve
+//! N_cpu = ⌊0.7 · cpus · (delay + t_alloc) / t_alloc⌋            orders the CPUs can serve
 //! N     = max(1, min(N_mem, N_cpu, cap))
 //! ```
 //!
@@ -23,8 +23,8 @@
 //! to start ([`Sizing::nothing_fits`]): admitting one anyway would only move the crash
 //! from start-up to the first order, when the kernel OOM-kills the process.
 //!
-//! `N_cpu` is the concurrency at which the CPUs are just busy: each order uses the CPU
-//! for `t_alloc` out of its `delay + t_alloc`. More orders in flight than that only queue
+//! `N_cpu` is 70 % ([`CPU_TARGET_UTILIZATION`]) of the concurrency at which the CPUs are
+//! just busy: each order uses the CPU for `t_alloc` out of its `delay + t_alloc`. More orders in flight than that only queue
 //! for the CPU while holding their memory, making every order slower (and the deadline
 //! harder to meet) without finishing more of them per second.
 
