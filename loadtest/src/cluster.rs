@@ -278,6 +278,9 @@ fn balancer_report<'a>(
     for logged in inputs.logged {
         match &logged.node {
             None => refused_by_balancer += u64::from(logged.status == 503),
+            Some(_) if !logged.answered_by_node() => {
+                refused_by_balancer += u64::from(logged.status == 503);
+            }
             Some(name) => {
                 if let Some(i) = inputs.names.iter().position(|n| &n.name == name) {
                     per_node[i].0 += 1;

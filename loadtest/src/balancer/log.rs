@@ -17,6 +17,9 @@ pub struct LoggedRequest {
     pub status: i32,
     /// HAProxy's retries of this request (`%rc`; a `+` means redispatched).
     pub retries: String,
+    /// HAProxy's termination state (`%tsc`): `----` when the exchange ended normally,
+    /// else who ended it and when (e.g. `SC--`: the node refused the connection).
+    pub flags: String,
     /// The node's response time (`%Tr`) and HAProxy's total active time (`%Ta`), in
     /// milliseconds; -1 when HAProxy did not get that far.
     pub node_ms: i64,
@@ -27,6 +30,13 @@ pub struct LoggedRequest {
 }
 
 impl LoggedRequest {
+    /// Whether a node answered (the exchange ended normally, `----`), rather than HAProxy
+    /// itself (its queue full or timed out, no node up, a node that refused or dropped
+    /// the connection: HAProxy then answers 503 or 502 in the node's name).
+    pub fn answered_by_node(&self) -> bool {
+        self.node.is_some() && self.flags.starts_with('-')
+    }
+
     /// HAProxy's own share of the request's time, the hop: its total minus the node's
     /// response time and minus the wait in its queue (receiving the request, connecting,
     /// relaying the answer), when known.
@@ -43,6 +53,7 @@ pub fn parse_log_line(line: &str) -> Option<LoggedRequest> {
     let mut node = None;
     let mut status = None;
     let mut retries = String::new();
+    let mut flags = String::new();
     let (mut node_ms, mut total_ms, mut queue_ms) = (-1, -1, -1);
     for field in line.split_whitespace() {
         if let Some(v) = field.strip_prefix("rid=") {
@@ -53,6 +64,8 @@ pub fn parse_log_line(line: &str) -> Option<LoggedRequest> {
             status = v.parse().ok();
         } else if let Some(v) = field.strip_prefix("retries=") {
             retries = v.to_string();
+        } else if let Some(v) = field.strip_prefix("flags=") {
+            flags = v.to_string();
         } else if let Some(v) = field.strip_prefix("tr=") {
             node_ms = v.parse().unwrap_or(-1);
         } else if let Some(v) = field.strip_prefix("tw=") {
@@ -66,6 +79,7 @@ pub fn parse_log_line(line: &str) -> Option<LoggedRequest> {
         node: node?,
         status: status?,
         retries,
+        flags,
         node_ms,
         total_ms,
         queue_ms,
@@ -103,6 +117,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(refused.node, None);
+        assert!(!refused.answered_by_node());
+        assert!(logged.answered_by_node());
+        let dead = parse_log_line(
+            "rid={r-3} node=node0 status=503 tw=0 tr=-1 ta=1001 retries=2 flags=SC--",
+        )
+        .unwrap();
+        assert!(
+            !dead.answered_by_node(),
+            "HAProxy's 503 after the node refused connections"
+        );
         assert_eq!(parse_log_line("[WARNING] Server nodes/node0 is DOWN"), None);
     }
 }

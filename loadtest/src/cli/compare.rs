@@ -182,10 +182,16 @@ pub(super) fn compare_scale_out(args: RunArgs, ks: &[u32]) -> ExitCode {
     if let Some(first) = comparison.runs.first() {
         let base = first.report.throughput.acknowledged_per_s;
         for run in &comparison.runs[1..] {
-            let ratio = run.report.throughput.acknowledged_per_s / base;
+            let goodput = run.report.throughput.acknowledged_per_s;
+            // No ratio against nothing: a first run that acknowledged nothing (it crashed).
+            let ratio = if base > 0.0 {
+                format!("{:.2}×", goodput / base)
+            } else {
+                "no ratio (the first acknowledged nothing)".to_string()
+            };
             println!(
-                "goodput {} / {}: {:.2}× ({:.2}/s vs {:.2}/s)",
-                run.name, first.name, ratio, run.report.throughput.acknowledged_per_s, base
+                "goodput {} / {}: {ratio} ({goodput:.2}/s vs {base:.2}/s)",
+                run.name, first.name
             );
         }
     }

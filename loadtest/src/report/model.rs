@@ -444,8 +444,8 @@ pub struct BalancerReport {
     pub check_interval_ms: u64,
     pub fall: u32,
     pub rise: u32,
-    /// Requests HAProxy answered itself with 503 (its queue full or timed out, or no
-    /// node up), never reaching a node.
+    /// Requests HAProxy answered itself with 503 (its queue full or timed out, no node
+    /// up, or the node it tried refused the connection): no node answered them.
     pub refused_by_balancer: u64,
     /// HAProxy's own time on an admitted order (201): its total time minus the node's
     /// response time, by HAProxy's own timers (milliseconds, whole numbers).
@@ -482,7 +482,8 @@ pub struct NodeReport {
     pub cpu_seconds: Option<f64>,
     /// Whether it finished its in-flight orders and exited 0 at the end.
     pub stopped_cleanly: bool,
-    /// Requests HAProxy sent it (HTTP requests: a client retry counts again).
+    /// Requests it answered (HTTP requests: a client retry counts again); not those HAProxy
+    /// tried on it and answered itself (the node dead or refusing connections).
     pub requests: u64,
     /// Of those, answered 201.
     pub acknowledged: u64,
