@@ -178,8 +178,11 @@ impl BalancerConfig {
                 " maxconn = the node's admission limit."
             }
         ));
+        line("    # Live traffic counts too: a connection a node refuses takes it out at once,");
+        line("    # without waiting for the next check (leastconn would otherwise keep picking");
+        line("    # the dead node: it has the fewest requests in progress).");
         line(&format!(
-            "    default-server inter {} fastinter {} downinter {} fall {} rise {}{maxconn}",
+            "    default-server inter {} fastinter {} downinter {} fall {} rise {} observe layer4 error-limit 1 on-error mark-down{maxconn}",
             ms(self.check_interval),
             ms(self.check_interval / 2),
             ms(self.check_interval),
@@ -257,7 +260,7 @@ mod tests {
         let text = config.render();
         assert!(
             text.contains(
-                "default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2 maxconn 5"
+                "default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down maxconn 5"
             ),
             "{text}"
         );
