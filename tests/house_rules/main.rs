@@ -320,9 +320,6 @@ fn module_cycles() -> Vec<String> {
 }
 
 #[test]
-#[ignore = "two circles left in loadtest (lab/mod.rs ↔ lab/build.rs; balancer/mod.rs ↔ \
-            balancer/config.rs, balancer/stats.rs: children use items of the parent that \
-            uses them); run it with scripts/check-module-cycles"]
 fn no_crate_has_a_module_cycle() {
     let cycles = module_cycles();
     assert!(

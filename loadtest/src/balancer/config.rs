@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wire_contract::http::{HEALTH_PATH, IDEMPOTENCY_KEY_HEADER, PROBLEM_JSON, REQUEST_ID_HEADER};
 
-use super::{BACKEND, BalancerError, installed, io_error};
+use super::haproxy::{BACKEND, BalancerError, installed, io_error};
 
 /// One purchasing node behind the balancer.
 #[derive(Debug, Clone, PartialEq, Eq)]

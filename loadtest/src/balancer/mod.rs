@@ -22,10 +22,16 @@
 //! immediate 503 in the contract's own format.
 
 mod config;
+mod haproxy;
 mod log;
 mod stats;
 
 pub use config::{BalancerConfig, Node, check_config, free_port};
+use haproxy::io_error;
+pub use haproxy::{
+    BACKEND, BalancerError, HAPROXY_PATHS, INSTALL_HINT, STATS_EVERY, installed,
+    require_installed_or_skip,
+};
 pub use log::{LoggedRequest, node_per_request, parse_log_line};
 pub use stats::{
     SampledStats, ServerStat, StatsReader, StatsSampler, describe_stats, parse_show_stat,
@@ -45,11 +51,6 @@ use std::time::{Duration, Instant};
 use crate::child::Supervised;
 pub use crate::report::model::{BalancerSample, Transition};
 
-pub const HAPROXY_PATHS: [&str; 2] = ["/usr/sbin/haproxy", "/usr/bin/haproxy"];
-/// What to do when HAProxy is missing; every "not installed" message says it.
-pub const INSTALL_HINT: &str = "run scripts/test as root, or apt-get install haproxy";
-/// The backend's name in the generated configuration (and in `show stat`).
-pub const BACKEND: &str = "nodes";
 /// How long HAProxy may take to listen: it starts in well under 0.1 s when idle.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stop may take before SIGKILL.
@@ -57,75 +58,6 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long a soft stop (SIGUSR1) may take: idle keep-alive connections of the clients
 /// may hold it until then, after which the hard stop (SIGTERM) ends it.
 const SOFT_STOP_GRACE: Duration = Duration::from_secs(3);
-/// How often [`StatsSampler`] asks for the stats: the failover times are measured to
-/// this resolution.
-pub const STATS_EVERY: Duration = Duration::from_millis(100);
-
-/// The installed HAProxy, if any.
-pub fn installed() -> Option<PathBuf> {
-    HAPROXY_PATHS
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-}
-
-/// The rule for tests that need HAProxy ([`crate::prerequisite::require`]): its path
-/// when installed; otherwise the test fails under CI and prints one `SKIPPED:` line
-/// elsewhere, and gets `None`.
-pub fn require_installed_or_skip() -> Option<PathBuf> {
-    crate::prerequisite::require(installed().ok_or_else(|| crate::prerequisite::Missing {
-        what: format!(
-            "haproxy is not installed (none of {} exists)",
-            HAPROXY_PATHS.join(", ")
-        ),
-        how: INSTALL_HINT.to_string(),
-    }))
-}
-
-/// Why the balancer could not be used: one line, with what to do.
-#[derive(Debug)]
-pub enum BalancerError {
-    NotInstalled,
-    /// `haproxy -c` refused the generated configuration (its own words).
-    ConfigRefused {
-        path: PathBuf,
-        output: String,
-    },
-    Io {
-        what: String,
-        error: io::Error,
-    },
-    /// Started, but it did not listen, or it ended (its last output lines).
-    DidNotStart {
-        why: String,
-    },
-}
-
-impl std::fmt::Display for BalancerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BalancerError::NotInstalled => write!(
-                f,
-                "HAProxy is not installed (looked for {}): {INSTALL_HINT}",
-                HAPROXY_PATHS.join(", ")
-            ),
-            BalancerError::ConfigRefused { path, output } => write!(
-                f,
-                "HAProxy refused the generated configuration {}: {output}",
-                path.display()
-            ),
-            BalancerError::Io { what, error } => write!(f, "{what}: {error}"),
-            BalancerError::DidNotStart { why } => write!(f, "HAProxy did not start: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for BalancerError {}
-
-fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> BalancerError {
-    let what = what.into();
-    move |error| BalancerError::Io { what, error }
-}
 
 /// A running HAProxy. Stop it with [`Balancer::stop`]; dropping it kills it.
 pub struct Balancer {

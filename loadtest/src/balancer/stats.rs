@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{BalancerSample, STATS_EVERY, Transition};
+use super::haproxy::STATS_EVERY;
+use crate::report::model::{BalancerSample, Transition};
 
 /// Reads `show stat` from a stats socket: the rows of one backend.
 #[derive(Debug, Clone)]
@@ -292,7 +293,7 @@ pub fn describe_stats(rows: &[ServerStat]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::BACKEND;
+    use crate::balancer::haproxy::BACKEND;
 
     #[test]
     fn show_stat_rows_are_read_by_column_name() {

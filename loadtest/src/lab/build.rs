@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::LabOptions;
+use super::options::LabOptions;
 use crate::profile::RateProfile;
 use crate::report::{self, Reconciliation, Report, RetryStats, RunInfo, ServerReport, Timeline};
 use crate::runner::Load;

@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::broker::{Broker, BrokerOptions};
-use crate::cluster::{Cluster, ExternalBalancer, ScaleOut, Watcher};
+use crate::cluster::{Cluster, Watcher};
 use crate::e2e::{OrdersTail, end_to_end, percentiles};
 use crate::messaging::MessagingOptions;
 use crate::messaging::{
@@ -31,50 +31,23 @@ use crate::progress::{CrashCount, report_progress};
 use crate::reconcile::{FileMark, reconcile};
 use crate::record::{CsvWriter, RequestRecord};
 use crate::report::{self, BrokerReport, CrashEvent, MessagingReport, Reconciliation, Report};
-use crate::runner::{self, Live, Load, Plan};
-use crate::server::{ServerHandle, ServerSpec};
+use crate::runner::{self, Live, Load};
+use crate::server::ServerHandle;
 use crate::stats::{Aggregates, Aggregator};
-use crate::threshold::{self, Threshold};
+use crate::threshold;
 
 mod build;
+mod options;
 
 use build::build_report;
 pub use build::write_report_files;
+pub use options::{LabOptions, Target};
 
 /// Records buffered between the senders and the recorder thread.
 const RECORD_BUFFER: usize = 8192;
 
 /// How often the server's memory and CPU are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
-
-/// Where the load goes.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// A server that is already running (perhaps in a real VM). Reconciliation needs its
-    /// orders file to be readable here.
-    Remote { orders_file: Option<PathBuf> },
-    /// The lab starts `purchasing-api` itself; `spec.orders_file` is reconciled.
-    Spawn(ServerSpec),
-}
-
-#[derive(Debug, Clone)]
-pub struct LabOptions {
-    /// `blog`, `step` or `rate` (for the report).
-    pub profile_name: String,
-    pub plan: Plan,
-    pub target: Target,
-    pub out_dir: PathBuf,
-    pub thresholds: Vec<Threshold>,
-    /// Remote targets: the orders file must stay unchanged this long before it is read.
-    pub settle: Duration,
-    /// `--transport amqp`: publish to a queue the worker consumes. `None`: HTTP calls.
-    pub messaging: Option<MessagingOptions>,
-    /// `--instances K`: K spawned nodes behind a real HAProxy ([`crate::cluster`]).
-    pub scale_out: Option<ScaleOut>,
-    /// `--balancer-url`: a balancer the user runs (a remote target), watched through its
-    /// stats socket when given.
-    pub external_balancer: Option<ExternalBalancer>,
-}
 
 /// A broker the lab started, shared with the restart task; stopped (or dropped: stopped
 /// too) at the end, also when the run is abandoned (Ctrl-C drops the run's future).
