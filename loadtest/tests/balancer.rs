@@ -249,23 +249,20 @@ async fn a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other() {
     }
     assert!(node0.inject_kill(), "node0 was running");
     let killed_at = epoch.elapsed().as_secs_f64();
-    // Orders keep coming for 3 s: a connection to the dead node fails and is retried on
-    // the other (always safe: it never reached a node), so every one succeeds.
+    // Orders keep coming, 40 of them 50 ms apart (over 2 s, longer on a busy machine): a
+    // connection to the dead node fails and is retried on the other (always safe: it
+    // never reached a node), so every one succeeds.
     let statuses = tokio::task::spawn_blocking(move || {
-        let until = Instant::now() + Duration::from_secs(3);
-        let mut statuses = Vec::new();
-        let mut n = 0;
-        while Instant::now() < until {
-            statuses.push(post(addr, &format!("FO-{n:03}"), &format!("fo-{n}"), None).0);
-            n += 1;
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        statuses
+        (0..40)
+            .map(|n| {
+                std::thread::sleep(Duration::from_millis(50));
+                post(addr, &format!("FO-{n:03}"), &format!("fo-{n}"), None).0
+            })
+            .collect::<Vec<u16>>()
     })
     .await
     .unwrap();
     let seen = sampler.finish();
-    assert!(statuses.len() > 20, "{}", statuses.len());
     assert!(
         statuses.iter().all(|s| *s == 201),
         "every order succeeded through the failover: {statuses:?}"
