@@ -201,7 +201,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", help_heading = "Client",
           value_parser = clap::value_parser!(u32).range(0..=9))]
     pub retries: Option<u32>,
-    /// Connection behaviour [default: new for --profile blog, as the original; reuse otherwise].
+    /// Connection behaviour [default: new for --profile blog, as the original (except the
+    /// reliable publisher, which reuses one: this project's design); reuse otherwise].
     #[arg(long, value_enum, help_heading = "Client")]
     pub connection: Option<Connection>,
 

@@ -35,6 +35,38 @@ fn blog_is_the_original_test() {
 }
 
 #[test]
+fn on_the_blog_profile_only_the_reliable_publisher_reuses_its_connection() {
+    let amqp = |delivery: &str| {
+        parse(&[
+            "--transport",
+            "amqp",
+            "--amqp-url",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "--delivery",
+            delivery,
+        ])
+        .unwrap()
+    };
+    assert!(amqp("faithful").plan.client.new_connection_per_request);
+    assert!(!amqp("reliable").plan.client.new_connection_per_request);
+    let chosen = parse(&[
+        "--transport",
+        "amqp",
+        "--amqp-url",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "--delivery",
+        "reliable",
+        "--connection",
+        "new",
+    ])
+    .unwrap();
+    assert!(
+        chosen.plan.client.new_connection_per_request,
+        "--connection wins"
+    );
+}
+
+#[test]
 fn blog_refuses_shape_flags() {
     let err = parse(&["--url", "http://x:1", "--users", "5"]).unwrap_err();
     assert!(err.contains("--profile step"), "{err}");

@@ -45,7 +45,7 @@ pub fn column(r: &Report) -> Vec<(&'static str, String)> {
         ),
         ("refused or failed", r.requests.failed().to_string()),
         (
-            "goodput, acknowledged/s",
+            "acknowledged per second",
             format!("{:.2}", r.throughput.acknowledged_per_s),
         ),
         ("last order written at, s", opt_fixed(last_written, 1)),
