@@ -71,14 +71,30 @@ impl fmt::Display for Delivery {
     }
 }
 
-impl FromStr for Delivery {
-    type Err = String;
+/// A word that is not a delivery mode (what [`Delivery`]'s `FromStr` refuses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownDelivery(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl fmt::Display for UnknownDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a delivery mode: use `faithful` or `reliable`",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownDelivery {}
+
+impl FromStr for Delivery {
+    type Err = UnknownDelivery;
+
+    fn from_str(s: &str) -> Result<Self, UnknownDelivery> {
         Delivery::ALL
             .into_iter()
             .find(|d| d.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("{s:?} is not a delivery mode: use `faithful` or `reliable`"))
+            .ok_or_else(|| UnknownDelivery(s.to_string()))
     }
 }
 
@@ -149,6 +165,7 @@ mod tests {
             "durable"
                 .parse::<Delivery>()
                 .unwrap_err()
+                .to_string()
                 .contains("faithful")
         );
         assert_eq!(Delivery::default(), Delivery::Faithful);

@@ -391,6 +391,8 @@ pub struct ConfineArgs {
     pub command: Vec<OsString>,
 }
 
-pub(super) fn parse_delivery(s: &str) -> Result<inventory::DeliveryMode, String> {
+pub(super) fn parse_delivery(
+    s: &str,
+) -> Result<inventory::DeliveryMode, wire_contract::amqp::UnknownDelivery> {
     s.parse()
 }
