@@ -19,7 +19,8 @@ use tokio::time::Instant;
 use crate::balancer::{
     Balancer, LoggedRequest, Node, SampledStats, StatsSampler, Transition, node_per_request,
 };
-use crate::report::{BalancerReport, CrashEvent, NodeCrash, NodeReport, Percentiles, SecondRow};
+use crate::e2e::percentiles_ms;
+use crate::report::{BalancerReport, CrashEvent, NodeCrash, NodeReport, SecondRow};
 use crate::server::{ServerHandle, ServerObservations, ServerSpec, scrape_gauge};
 
 /// `--instances K` and the faults that go with it.
@@ -54,7 +55,6 @@ pub struct Cluster {
     names: Vec<Node>,
     balancer: Option<Balancer>,
     sampler: Option<StatsSampler>,
-    kills: Arc<Mutex<Vec<f64>>>,
     lab_cpu_at_start: Option<f64>,
 }
 
@@ -135,7 +135,6 @@ impl Cluster {
             names,
             balancer: Some(balancer),
             sampler: None,
-            kills: Arc::default(),
             lab_cpu_at_start: None,
         })
     }
@@ -183,11 +182,6 @@ impl Cluster {
             .ok()
             .and_then(|n| n.get(index).map(|node| node.inject_kill_for(down_for)))
             .unwrap_or(false)
-    }
-
-    /// Records a kill time (seconds since the epoch) for the report.
-    pub fn kills(&self) -> Arc<Mutex<Vec<f64>>> {
-        self.kills.clone()
     }
 
     /// Stops the nodes (each finishes its in-flight orders within `grace`), then the
@@ -238,7 +232,6 @@ impl Cluster {
             .as_deref()
             .and_then(|p| node_per_request(p).ok())
             .unwrap_or_default();
-        let kills = self.kills.lock().map(|k| k.clone()).unwrap_or_default();
         let report = balancer_report(BalancerInputs {
             config: config.as_ref(),
             url,
@@ -246,7 +239,6 @@ impl Cluster {
             observations: &observations,
             sampled: &sampled,
             logged: logged.values().flatten(),
-            kills: &kills,
             seconds,
             lab_cpu,
             stop_outcome,
@@ -262,7 +254,6 @@ struct BalancerInputs<'a, L> {
     observations: &'a [ServerObservations],
     sampled: &'a SampledStats,
     logged: L,
-    kills: &'a [f64],
     seconds: &'a [SecondRow],
     lab_cpu: Option<f64>,
     stop_outcome: String,
@@ -300,18 +291,6 @@ fn balancer_report<'a>(
             }
         }
     }
-    let summary = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        let quantile = |q: f64| {
-            (!values.is_empty()).then(|| values[((values.len() - 1) as f64 * q).round() as usize])
-        };
-        Percentiles {
-            count: values.len() as u64,
-            p50: quantile(0.5),
-            p99: quantile(0.99),
-            max: values.last().copied(),
-        }
-    };
     let nodes = inputs
         .names
         .iter()
@@ -334,7 +313,6 @@ fn balancer_report<'a>(
                             c,
                             &o.restarted_at_s,
                             &inputs.sampled.transitions,
-                            inputs.kills,
                             inputs.seconds,
                         )
                     })
@@ -362,8 +340,8 @@ fn balancer_report<'a>(
         fall: config.map_or(0, |c| c.fall),
         rise: config.map_or(0, |c| c.rise),
         refused_by_balancer,
-        added_latency_ms: summary(added),
-        queue_wait_ms: summary(queued),
+        added_latency_ms: percentiles_ms(added),
+        queue_wait_ms: percentiles_ms(queued),
         cpu_seconds: inputs.sampled.cpu_seconds,
         lab_cpu_seconds: inputs.lab_cpu,
         stop_outcome: inputs.stop_outcome,
@@ -380,7 +358,6 @@ fn failover(
     crash: &CrashEvent,
     restarted_at_s: &[f64],
     transitions: &[Transition],
-    kills: &[f64],
     seconds: &[SecondRow],
 ) -> NodeCrash {
     // The sampler sees a state change up to one poll late, never early.
@@ -406,8 +383,8 @@ fn failover(
         t_s: crash.t_s,
         cause: crash.cause.clone(),
         oom_killed: crash.oom_killed,
-        injected: kills.iter().any(|k| (k - crash.t_s).abs() < 1.0)
-            || crash.cause.starts_with("injected"),
+        // The supervisor words every kill the lab injected as "injected: …".
+        injected: crash.cause.starts_with("injected"),
         detect_down_s: down_at.map(|d| (d - crash.t_s).max(0.0)),
         restarted_at_s: restarted,
         back_up_s: match (restarted, up_at) {
@@ -482,7 +459,7 @@ fn admission_limit(addr: std::net::SocketAddr) -> Option<u32> {
 
 /// This process's CPU time (user + system), for the lab's own share of the machine.
 fn own_cpu_seconds() -> Option<f64> {
-    crate::balancer::process_cpu_seconds(std::process::id())
+    crate::server::process_cpu_seconds(std::process::id())
 }
 
 /// A balancer the user runs (`--balancer-url`): the lab sends its orders there and, given

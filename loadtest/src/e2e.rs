@@ -165,7 +165,11 @@ pub fn end_to_end(
 
 /// p50/p99/max in milliseconds (nearest rank) of `values`.
 pub fn percentiles(values: &[Duration]) -> Percentiles {
-    let mut ms: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    percentiles_ms(values.iter().map(|d| d.as_secs_f64() * 1000.0).collect())
+}
+
+/// [`percentiles`] of values already in milliseconds (nearest rank).
+pub fn percentiles_ms(mut ms: Vec<f64>) -> Percentiles {
     ms.sort_by(f64::total_cmp);
     let rank = |q: f64| -> Option<f64> {
         if ms.is_empty() {

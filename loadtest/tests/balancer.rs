@@ -52,6 +52,26 @@ async fn start_node(dir: &Path, index: usize) -> ServerHandle {
     ServerHandle::start(spec).await.expect("start a node")
 }
 
+/// Two nodes writing `dir`'s orders file, and HAProxy in front of them with its
+/// configuration and log in `balancer_dir`.
+async fn two_nodes_behind_haproxy(
+    dir: &Path,
+    balancer_dir: &Path,
+) -> (ServerHandle, ServerHandle, Balancer) {
+    let node0 = start_node(dir, 0).await;
+    let node1 = start_node(dir, 1).await;
+    let nodes = vec![
+        Node::numbered(0, node0.addr()),
+        Node::numbered(1, node1.addr()),
+    ];
+    let out = balancer_dir.to_path_buf();
+    let balancer = tokio::task::spawn_blocking(move || Balancer::start(nodes, &out, |_| {}))
+        .await
+        .unwrap()
+        .expect("start haproxy");
+    (node0, node1, balancer)
+}
+
 /// One POST over a fresh connection: (status, the response's X-Request-Id).
 fn post(addr: SocketAddr, code: &str, request_id: &str, key: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
@@ -143,17 +163,7 @@ async fn requests_reach_both_nodes_with_their_request_id() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let node0 = start_node(dir.path(), 0).await;
-    let node1 = start_node(dir.path(), 1).await;
-    let nodes = vec![
-        Node::numbered(0, node0.addr()),
-        Node::numbered(1, node1.addr()),
-    ];
-    let out = dir.path().to_path_buf();
-    let balancer = tokio::task::spawn_blocking(move || Balancer::start(nodes, &out, |_| {}))
-        .await
-        .unwrap()
-        .expect("start haproxy");
+    let (node0, node1, balancer) = two_nodes_behind_haproxy(dir.path(), dir.path()).await;
     let addr = balancer_addr(&balancer);
     // Concurrent pairs, so that leastconn has a reason to use both nodes.
     let codes: Vec<String> = (0..20).map(|i| format!("BAL-{i:02}")).collect();
@@ -212,17 +222,7 @@ async fn a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let node0 = start_node(dir.path(), 0).await;
-    let node1 = start_node(dir.path(), 1).await;
-    let nodes = vec![
-        Node::numbered(0, node0.addr()),
-        Node::numbered(1, node1.addr()),
-    ];
-    let out = dir.path().to_path_buf();
-    let balancer = tokio::task::spawn_blocking(move || Balancer::start(nodes, &out, |_| {}))
-        .await
-        .unwrap()
-        .expect("start haproxy");
+    let (node0, node1, balancer) = two_nodes_behind_haproxy(dir.path(), dir.path()).await;
     let addr = balancer_addr(&balancer);
     let epoch = Instant::now();
     let sampler = StatsSampler::start(
@@ -384,19 +384,9 @@ async fn the_lab_loads_and_watches_a_balancer_the_user_runs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let node0 = start_node(dir.path(), 0).await;
-    let node1 = start_node(dir.path(), 1).await;
-    let nodes = vec![
-        Node::numbered(0, node0.addr()),
-        Node::numbered(1, node1.addr()),
-    ];
     let balancer_dir = dir.path().join("balancer");
     std::fs::create_dir_all(&balancer_dir).unwrap();
-    let balancer =
-        tokio::task::spawn_blocking(move || Balancer::start(nodes, &balancer_dir, |_| {}))
-            .await
-            .unwrap()
-            .expect("start haproxy");
+    let (node0, node1, balancer) = two_nodes_behind_haproxy(dir.path(), &balancer_dir).await;
     let out = dir.path().join("run");
     let socket = balancer.config().stats_socket.clone();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"));

@@ -33,10 +33,7 @@ pub use haproxy::{
     require_installed_or_skip,
 };
 pub use log::{LoggedRequest, node_per_request, parse_log_line};
-pub use stats::{
-    SampledStats, ServerStat, StatsReader, StatsSampler, describe_stats, parse_show_stat,
-    process_cpu_seconds,
-};
+pub use stats::{SampledStats, ServerStat, StatsReader, StatsSampler, parse_show_stat};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};

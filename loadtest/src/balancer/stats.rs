@@ -1,8 +1,6 @@
 //! Reading HAProxy's stats socket (`show stat`) and sampling it during a run: node
 //! states, sessions, queue, and the moments a node goes out of rotation or back.
 
-use std::fmt::Write as _;
-use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -13,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::haproxy::STATS_EVERY;
 use crate::report::model::{BalancerSample, Transition};
+use crate::server::{process_cpu_seconds, seconds_since};
 
 /// Reads `show stat` from a stats socket: the rows of one backend.
 #[derive(Debug, Clone)]
@@ -250,44 +249,6 @@ fn sample_loop(
         }
     }
     seen
-}
-
-fn seconds_since(epoch: Instant, at: Instant) -> f64 {
-    if at >= epoch {
-        (at - epoch).as_secs_f64()
-    } else {
-        -(epoch - at).as_secs_f64()
-    }
-}
-
-/// User + system CPU seconds of a process, from /proc/PID/stat.
-pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name in parentheses: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / clock_ticks())
-}
-
-fn clock_ticks() -> f64 {
-    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
-        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
-        _ => 100.0,
-    }
-}
-
-/// One line summary of a stats snapshot, for progress and errors: "node0 UP 3, node1 DOWN 0".
-pub fn describe_stats(rows: &[ServerStat]) -> String {
-    let mut text = String::new();
-    for row in rows.iter().filter(|r| r.name != "BACKEND") {
-        if !text.is_empty() {
-            text.push_str(", ");
-        }
-        let _ = write!(text, "{} {} {}", row.name, row.status, row.sessions);
-    }
-    text
 }
 
 #[cfg(test)]

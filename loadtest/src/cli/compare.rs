@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::lab::run_lab;
+use crate::lab::{LabOptions, run_lab};
+use crate::styles::{NamedRun, StylesComparison};
 use crate::threshold::EXIT_THRESHOLD_FAILED;
 
 use super::args::{RunArgs, SweepConfig, Transport};
@@ -120,7 +121,6 @@ pub(super) fn compare(args: RunArgs) -> ExitCode {
 /// with K nodes behind HAProxy for each K, one after the other, and one side-by-side
 /// report, with the goodput of each K against the first.
 pub(super) fn compare_scale_out(args: RunArgs, ks: &[u32]) -> ExitCode {
-    use crate::styles::{NamedRun, StylesComparison};
     if args.instances.is_some() {
         return usage_error(
             "compare --scale-out chooses --instances for each run; drop --instances",
@@ -145,40 +145,10 @@ pub(super) fn compare_scale_out(args: RunArgs, ks: &[u32]) -> ExitCode {
             Err(e) => return usage_error(&format!("{name}: {e}")),
         }
     }
-    let result = runtime().and_then(|rt| {
-        rt.block_on(interruptible(async {
-            let mut runs = Vec::new();
-            for (name, o) in options {
-                eprintln!("loadtest: === {name} run → {}", o.out_dir.display());
-                let report = run_lab(o).await?;
-                print!("{}", crate::report::summary::render(&report));
-                runs.push(NamedRun { name, report });
-            }
-            Ok::<_, anyhow::Error>(StylesComparison::new(runs))
-        }))
-    });
-    let comparison = match result {
+    let comparison = match run_side_by_side(options, &out, "Scale-out behind HAProxy") {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let written = (|| -> anyhow::Result<()> {
-        use anyhow::Context;
-        let json =
-            serde_json::to_string_pretty(&comparison).context("cannot serialise the comparison")?;
-        std::fs::write(out.join("comparison.json"), json + "\n")
-            .context("cannot write comparison.json")?;
-        let html = crate::report::transports::render_html_titled(
-            &comparison.named(),
-            "Scale-out behind HAProxy",
-        );
-        std::fs::write(out.join("comparison.html"), html)
-            .context("cannot write comparison.html")?;
-        Ok(())
-    })();
-    if let Err(e) = written {
-        return fail(&e);
-    }
-    print!("{}", crate::styles::render_table(&comparison));
     if let Some(first) = comparison.runs.first() {
         let base = first.report.throughput.acknowledged_per_s;
         for run in &comparison.runs[1..] {
@@ -199,77 +169,71 @@ pub(super) fn compare_scale_out(args: RunArgs, ks: &[u32]) -> ExitCode {
         "\nreport: {}/comparison.html (also comparison.json, one directory per K)",
         out.display()
     );
-    match comparison
-        .runs
-        .iter()
-        .find(|r| r.report.thresholds.iter().any(|t| !t.passed))
-    {
-        Some(_) => ExitCode::from(EXIT_THRESHOLD_FAILED),
-        None => ExitCode::SUCCESS,
-    }
+    any_threshold_failed(&comparison)
 }
 
 /// `compare --transports`: the four configurations of [`SweepConfig::STYLES`] on the same
 /// profile, one after the other, and one side-by-side report.
 pub(super) fn compare_transports(args: RunArgs) -> ExitCode {
-    use crate::styles::{NamedRun, StylesComparison, render_html, render_table};
     let out = args.out.clone().unwrap_or_else(|| default_out("styles-"));
     let mut options = Vec::new();
     for config in SweepConfig::STYLES {
         let dir = out.join(config.style_name());
         match configuration(&args, config, dir).and_then(RunArgs::into_options) {
-            Ok(o) => options.push((config, o)),
+            Ok(o) => options.push((config.style_name().to_string(), o)),
             Err(e) => return usage_error(&format!("{}: {e}", config.style_name())),
         }
     }
-    let result = runtime().and_then(|rt| {
-        rt.block_on(interruptible(async {
-            let mut runs = Vec::new();
-            for (config, o) in options {
-                eprintln!(
-                    "loadtest: === {} run → {}",
-                    config.style_name(),
-                    o.out_dir.display()
-                );
-                let report = run_lab(o).await?;
-                print!("{}", crate::report::summary::render(&report));
-                runs.push(NamedRun {
-                    name: config.style_name().into(),
-                    report,
-                });
-            }
-            Ok::<_, anyhow::Error>(StylesComparison::new(runs))
-        }))
-    });
-    let comparison = match result {
+    let comparison = match run_side_by_side(options, &out, "RPC vs messaging") {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let written = (|| -> anyhow::Result<()> {
-        use anyhow::Context;
-        let json =
-            serde_json::to_string_pretty(&comparison).context("cannot serialise the comparison")?;
-        std::fs::write(out.join("comparison.json"), json + "\n")
-            .context("cannot write comparison.json")?;
-        std::fs::write(out.join("comparison.html"), render_html(&comparison))
-            .context("cannot write comparison.html")?;
-        Ok(())
-    })();
-    if let Err(e) = written {
-        return fail(&e);
-    }
-    print!("{}", render_table(&comparison));
     println!(
         "\nreport: {}/comparison.html (also comparison.json, one directory per configuration)",
         out.display()
     );
-    match comparison
+    any_threshold_failed(&comparison)
+}
+
+/// Runs each named configuration in turn (printing each run's summary), then writes
+/// `comparison.json` and `comparison.html` (under `title`) to `out` and prints the
+/// side-by-side table: what `compare --transports` and `compare --scale-out` share.
+fn run_side_by_side(
+    options: Vec<(String, LabOptions)>,
+    out: &std::path::Path,
+    title: &str,
+) -> anyhow::Result<StylesComparison> {
+    use anyhow::Context;
+    let comparison = runtime()?.block_on(interruptible(async {
+        let mut runs = Vec::new();
+        for (name, o) in options {
+            eprintln!("loadtest: === {name} run → {}", o.out_dir.display());
+            let report = run_lab(o).await?;
+            print!("{}", crate::report::summary::render(&report));
+            runs.push(NamedRun { name, report });
+        }
+        Ok::<_, anyhow::Error>(StylesComparison::new(runs))
+    }))?;
+    let json =
+        serde_json::to_string_pretty(&comparison).context("cannot serialise the comparison")?;
+    std::fs::write(out.join("comparison.json"), json + "\n")
+        .context("cannot write comparison.json")?;
+    let html = crate::report::transports::render_html_titled(&comparison.named(), title);
+    std::fs::write(out.join("comparison.html"), html).context("cannot write comparison.html")?;
+    print!("{}", crate::styles::render_table(&comparison));
+    Ok(comparison)
+}
+
+/// Exit 99 when a threshold failed in any of the runs.
+fn any_threshold_failed(comparison: &StylesComparison) -> ExitCode {
+    if comparison
         .runs
         .iter()
-        .find(|r| r.report.thresholds.iter().any(|t| !t.passed))
+        .any(|r| r.report.thresholds.iter().any(|t| !t.passed))
     {
-        Some(_) => ExitCode::from(EXIT_THRESHOLD_FAILED),
-        None => ExitCode::SUCCESS,
+        ExitCode::from(EXIT_THRESHOLD_FAILED)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

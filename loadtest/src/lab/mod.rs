@@ -285,7 +285,6 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
             .and_then(|s| s.kill_instance_at.map(|at| (at, s.down_for)))
         {
             let nodes = cluster.nodes();
-            let kills = cluster.kills();
             injectors.push(AbortOnDrop::new(tokio::spawn(async move {
                 tokio::time::sleep_until(epoch + at).await;
                 let t_s = epoch.elapsed().as_secs_f64();
@@ -293,9 +292,6 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
                     eprintln!(
                         "loadtest: injected a SIGKILL into node0 at {t_s:.1} s (--kill-instance-at)"
                     );
-                    if let Ok(mut kills) = kills.lock() {
-                        kills.push(t_s);
-                    }
                 }
             })));
         }

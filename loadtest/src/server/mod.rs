@@ -41,7 +41,7 @@ pub use process::signal_name;
 pub(crate) use process::{
     describe_status, die_with_spawning_thread, signal, signal_group, wait_for_exit_unreaped,
 };
-pub(crate) use sampler::{scrape_gauge, scrape_metrics};
+pub(crate) use sampler::{process_cpu_seconds, scrape_gauge, scrape_metrics, seconds_since};
 
 pub use spec::{
     MAX_RESTARTS, READY_TIMEOUT, RESTART_BACKOFF, ServerObservations, ServerSpec, SutKind,

@@ -28,7 +28,7 @@ pub(super) fn samples_since(raw: &[RawSample], epoch: Instant) -> Vec<ServerSamp
 }
 
 /// Seconds from `epoch` to `at`, negative when `at` is earlier.
-pub(super) fn seconds_since(epoch: Instant, at: Instant) -> f64 {
+pub(crate) fn seconds_since(epoch: Instant, at: Instant) -> f64 {
     match at.checked_duration_since(epoch) {
         Some(after) => after.as_secs_f64(),
         None => -epoch.duration_since(at).as_secs_f64(),
@@ -40,10 +40,7 @@ pub(super) fn sample_loop(
     cgroup: Option<&Cgroup>,
     every: Duration,
 ) -> Vec<RawSample> {
-    let ticks = match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
-        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
-        _ => 100.0,
-    };
+    let ticks = clock_ticks();
     let started = Instant::now();
     let mut samples = Vec::new();
     let mut previous: Option<(Instant, f64)> = None;
@@ -173,6 +170,21 @@ pub(super) fn read_process(pid: u32, ticks: f64) -> ProcessSample {
         sample.cpu_s = parse_stat_cpu_ticks(&stat).map(|t| t as f64 / ticks);
     }
     sample
+}
+
+/// Clock ticks per second, the unit of /proc's CPU times (100 if it cannot be read).
+pub(crate) fn clock_ticks() -> f64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        _ => 100.0,
+    }
+}
+
+/// User + system CPU seconds a process has used so far (a helper the lab does not reap,
+/// such as HAProxy, or the lab itself), from /proc/PID/stat.
+pub(crate) fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_cpu_ticks(&stat).map(|t| t as f64 / clock_ticks())
 }
 
 /// utime + stime (fields 14 and 15) of /proc/PID/stat, in clock ticks. The command name
