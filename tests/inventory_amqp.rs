@@ -369,6 +369,70 @@ fn one_connection_carries_a_thousand_confirmed_publishes_unless_the_original_is_
     });
 }
 
+#[test]
+fn connect_opens_the_one_connection_before_any_publish_and_is_a_no_op_per_call() {
+    let Some(_) = require_installed_or_skip() else {
+        return;
+    };
+    let shared = Shared::lock();
+    run(async {
+        let before = log_fence(&shared.url, &shared.log).await;
+        let manager = manager(&shared.url, DeliveryMode::Reliable);
+        manager.connect().await.expect("connect");
+        // Connected and declared before any publish: both queues exist, empty.
+        assert_eq!(depth(&shared.url, QUEUE).await, 0);
+        assert_eq!(depth(&shared.url, DEAD_LETTER_QUEUE).await, 0);
+        manager
+            .connect()
+            .await
+            .expect("connect again: the open session is kept");
+        for n in 0..10 {
+            let delivery = manager
+                .replenish(&format!("after-connect-{n}"), "req")
+                .await;
+            assert!(delivery.result.is_ok(), "{:?}", delivery.result);
+        }
+        assert_eq!(depth(&shared.url, QUEUE).await, 10);
+        let after = log_fence(&shared.url, &shared.log).await;
+        assert_eq!(
+            publisher_connections_between(&shared.log, &before, &after),
+            1,
+            "connect() and the publishes after it share one connection"
+        );
+
+        // A connection per call (the original): nothing to open ahead of the calls.
+        delete_queues(&shared.url).await;
+        let before = log_fence(&shared.url, &shared.log).await;
+        let per_call = StockManager::amqp_builder(
+            AmqpUrl::parse(&shared.url).unwrap(),
+            DeliveryMode::Reliable,
+        )
+        .new_connection_per_request(true)
+        .build()
+        .unwrap();
+        per_call.connect().await.expect("a no-op");
+        let after = log_fence(&shared.url, &shared.log).await;
+        assert_eq!(
+            publisher_connections_between(&shared.log, &before, &after),
+            0
+        );
+    });
+}
+
+#[test]
+fn connect_to_a_closed_port_fails_at_once_naming_the_broker() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("amqp://{}", listener.local_addr().unwrap())
+    };
+    let error = run(manager(&closed, DeliveryMode::Reliable).connect()).unwrap_err();
+    assert!(
+        matches!(error, ReplenishmentError::AmqpConnect { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("127.0.0.1:"), "{error}");
+}
+
 // ---------------------------------------------------------------------------------------
 // The command
 

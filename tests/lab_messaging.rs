@@ -193,6 +193,10 @@ fn clean_run(delivery: &str) {
     assert_eq!(r["messaging"]["drained"], true);
     assert!(r["messaging"]["drain_s"].as_f64().unwrap() < 60.0);
     assert_eq!(u(&r, "/messaging/end_to_end_matched"), acknowledged);
+    // The rate profile reuses one connection: opened before the clock started, timed apart.
+    let connect_ms = r["messaging"]["connect_ms"].as_f64().expect("connect_ms");
+    assert!(connect_ms > 0.0, "{connect_ms}");
+    assert!(stderr.contains("publisher connected in"), "{stderr}");
     let p50 = r["messaging"]["end_to_end_ms"]["p50"].as_f64().unwrap();
     let p99 = r["messaging"]["end_to_end_ms"]["p99"].as_f64().unwrap();
     assert!(0.0 <= p50 && p50 <= p99, "{p50} {p99}");

@@ -170,14 +170,16 @@ impl Shared {
     }
 }
 
-/// Runs the plan to completion. Records go to `records` as requests finish; one gauge
-/// per second is returned for the report's timeline.
+/// Runs the plan to completion with `client` (built from `plan.client` by the caller, who
+/// may connect it first). Records go to `records` as requests finish; one gauge per second
+/// is returned for the report's timeline.
 pub async fn run(
     plan: Plan,
+    client: StockManager,
     epoch: Instant,
     live: Arc<Live>,
     records: mpsc::Sender<RequestRecord>,
-) -> anyhow::Result<Vec<Gauge>> {
+) -> Vec<Gauge> {
     let shared = Arc::new(Shared {
         plan: plan.clone(),
         epoch,
@@ -187,24 +189,23 @@ pub async fn run(
         exhausted: Notify::new(),
     });
     let gauges = tokio::spawn(sample_gauges(plan.load, epoch, live.clone()));
-    let result = match plan.load {
-        Load::Closed { profile, think } => run_closed(&shared, profile, think).await,
-        Load::Open(profile) => run_open(&shared, profile).await,
-    };
+    match plan.load {
+        Load::Closed { profile, think } => run_closed(&shared, client, profile, think).await,
+        Load::Open(profile) => run_open(&shared, client, profile).await,
+    }
     live.finished.store(true, Ordering::Relaxed);
-    let gauges = gauges.await.unwrap_or_default();
-    result.map(|()| gauges)
+    gauges.await.unwrap_or_default()
 }
 
 async fn run_closed(
     shared: &Arc<Shared>,
+    client: StockManager,
     profile: StepProfile,
     think: Duration,
-) -> anyhow::Result<()> {
+) {
     // One client for the whole run, cloned into every virtual user: clones share the
     // connection pool and the retry budget, so retries are limited across all users
     // together (a budget per user would not limit a spike at all).
-    let client = shared.plan.client.build()?;
     let mut users = JoinSet::new();
     let mut started_users = 0u64;
     for step in 0.. {
@@ -248,7 +249,6 @@ async fn run_closed(
         }
     }
     while users.join_next().await.is_some() {}
-    Ok(())
 }
 
 async fn virtual_user(shared: Arc<Shared>, client: StockManager, user: u64, think: Duration) {
@@ -266,9 +266,9 @@ async fn virtual_user(shared: Arc<Shared>, client: StockManager, user: u64, thin
     shared.live.users.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn run_open(shared: &Arc<Shared>, profile: RateProfile) -> anyhow::Result<()> {
+async fn run_open(shared: &Arc<Shared>, client: StockManager, profile: RateProfile) {
     // One client for all arrivals: its pool opens as many connections as are in flight.
-    let client = Arc::new(shared.plan.client.build()?);
+    let client = Arc::new(client);
     let mut in_flight = JoinSet::new();
     for scheduled in profile.arrivals() {
         sleep_until(shared.epoch + scheduled).await;
@@ -279,7 +279,6 @@ async fn run_open(shared: &Arc<Shared>, profile: RateProfile) -> anyhow::Result<
         while in_flight.try_join_next().is_some() {}
     }
     while in_flight.join_next().await.is_some() {}
-    Ok(())
 }
 
 /// One reading per second of the run: users (closed) or offered rate (open), in flight.

@@ -25,7 +25,8 @@
 //!   orders. The session is shared by every clone of the manager; concurrent publishes go
 //!   out on the one channel and each waits for its own confirm (lapin matches confirms to
 //!   delivery tags). Opening the session is serialized, so a burst of callers after a drop
-//!   opens one connection, not hundreds.
+//!   opens one connection, not hundreds — and waits for it: a long-running publisher opens
+//!   it at start-up (`StockManager::connect`), so its first calls do not.
 //! * **A connection per call** (opt-in: `new_connection_per_request(true)`): what the
 //!   original did (`using (var connection = factory.CreateConnection())` per call); the
 //!   call connects, declares, publishes and closes — the close handshake is part of the
@@ -167,6 +168,21 @@ impl Publisher {
             session.unusable.store(true, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Opens the shared session now — connect, confirms (reliable), declare — so the first
+    /// publishes do not wait for it: what a long-running publisher does at start-up. Does
+    /// nothing when every call opens its own connection (the original's way: the
+    /// handshake is part of each call) or when a usable session is already open.
+    pub(crate) async fn open_session(
+        &self,
+        deadline: Instant,
+        after: Duration,
+    ) -> Result<(), ReplenishmentError> {
+        if self.connection_per_call {
+            return Ok(());
+        }
+        self.shared_session(deadline, after).await.map(drop)
     }
 
     /// The message's properties: none in faithful mode (the original passed

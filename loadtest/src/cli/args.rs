@@ -132,7 +132,8 @@ pub const DEFAULT_DRAIN_TIMEOUT_S: f64 = 120.0;
 pub enum Connection {
     /// A new TCP connection per request (the original's new HttpClient per call).
     New,
-    /// Keep connections open between requests.
+    /// Keep connections open between requests (an AMQP publisher opens its one connection
+    /// before the load starts, as a service does at start-up).
     Reuse,
 }
 

@@ -54,6 +54,11 @@ pub struct MessagingReport {
     pub delivery: String,
     /// Publish latency: the request latency of acknowledged publishes.
     pub publish_latency_ms: Percentiles,
+    /// How long the publisher took to open its one connection before the load (connect,
+    /// channel, confirms, declarations), not part of any publish's latency; `None` when
+    /// every publish opens its own connection (`--connection new`), which then is.
+    #[serde(default)]
+    pub connect_ms: Option<f64>,
     /// From the publish's start to its order's line appearing in the orders file, as the
     /// lab saw it by tailing the file (acknowledged publishes whose line appeared).
     pub end_to_end_ms: Percentiles,

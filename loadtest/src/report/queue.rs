@@ -54,6 +54,16 @@ pub fn card(html: &mut String, report: &Report) {
     );
     row(
         html,
+        "connection",
+        match m.connect_ms {
+            Some(c) => format!("opened in {} before the load", opt(Some(c), "ms")),
+            None => "one per publish".to_owned(),
+        },
+        "one connection opened before the clock starts, as a long-running publisher does at \
+         start-up; or, as the original, one per publish, whose handshake is then part of its latency",
+    );
+    row(
+        html,
         "end-to-end p50 / p99",
         format!(
             "{} / {}",

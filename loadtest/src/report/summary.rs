@@ -227,10 +227,14 @@ fn render_messaging(out: &mut String, r: &Report, m: &super::MessagingReport) {
     }
     let _ = writeln!(
         out,
-        "messaging  delivery {}  publish p50 {} ms p99 {} ms  end-to-end p50 {} ms p99 {} ms ({} matched)",
+        "messaging  delivery {}  publish p50 {} ms p99 {} ms{}  end-to-end p50 {} ms p99 {} ms ({} matched)",
         m.delivery,
         ms(m.publish_latency_ms.p50),
         ms(m.publish_latency_ms.p99),
+        match m.connect_ms {
+            Some(c) => format!(" (connected in {c:.0} ms before the load)"),
+            None => " (a connection per publish)".to_owned(),
+        },
         ms(m.end_to_end_ms.p50),
         ms(m.end_to_end_ms.p99),
         m.end_to_end_matched

@@ -118,6 +118,28 @@ impl StockManager {
         self.retry.as_ref().map(|r| &r.budget)
     }
 
+    /// Opens the connection to the broker now, so the first orders do not wait for the
+    /// handshake (TCP, AMQP, a channel, confirms, the queue declarations — tens of
+    /// milliseconds, during which every caller of a fresh manager queues behind it). A
+    /// long-running publisher calls this at start-up; the first publish opens the
+    /// connection anyway if nobody did.
+    ///
+    /// Does nothing over HTTP (the pool connects per request in flight, a cheap TCP
+    /// connect on the same network) and when every request opens its own connection
+    /// ([`StockManagerBuilder::new_connection_per_request`](crate::StockManagerBuilder::new_connection_per_request)),
+    /// where the handshake is part of each call as in the original. Bounded by the
+    /// manager's timeout.
+    pub async fn connect(&self) -> Result<(), ReplenishmentError> {
+        match &self.transport {
+            Transport::Http(_) => Ok(()),
+            Transport::Amqp(publisher) => {
+                publisher
+                    .open_session(Instant::now() + self.timeout, self.timeout)
+                    .await
+            }
+        }
+    }
+
     /// Requests replenishment of `item_code` under a fresh request id.
     ///
     /// Like the original, it succeeds on any 2xx (the API answers 201 Created) and fails on
