@@ -196,7 +196,12 @@ async fn requests_reach_both_nodes_with_their_request_id() {
     let log = balancer.log_path().to_path_buf();
     balancer.stop();
     let per_request = node_per_request(&log).expect("read haproxy.log");
-    assert_eq!(per_request.len(), 20, "one log line per request");
+    assert_eq!(
+        per_request.len(),
+        20,
+        "one log line per request; haproxy.log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let on = |node: &str| {
         per_request
             .values()

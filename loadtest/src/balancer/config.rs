@@ -100,6 +100,11 @@ impl BalancerConfig {
         line("global");
         line("    # One log line per request on stdout (the lab saves it as haproxy.log).");
         line("    log stdout format raw local0");
+        line("    # One thread: HAProxy writes a log line to a pipe only if no other thread is");
+        line("    # writing one, and drops it after a few tries (DroppedLogs) — on a busy machine");
+        line("    # a preempted writer cost a line now and then. One thread never collides, and");
+        line("    # carries far more requests per second than these nodes can serve.");
+        line("    nbthread 1");
         line(&format!(
             "    # The lab samples node states, sessions and queues here (show stat).\n    stats socket {} mode 600 level admin",
             self.stats_socket.display()
