@@ -57,7 +57,9 @@ pub fn card(html: &mut String, report: &Report) {
         "connection",
         match m.connect_ms {
             Some(c) => format!("opened in {} before the load", opt(Some(c), "ms")),
-            None => "one per publish".to_owned(),
+            None if report.run.new_connection_per_request => "one per publish".to_owned(),
+            // A report written before the lab connected ahead of the load.
+            None => "one, opened by the first publish".to_owned(),
         },
         "one connection opened before the clock starts, as a long-running publisher does at \
          start-up; or, as the original, one per publish, whose handshake is then part of its latency",
@@ -326,5 +328,39 @@ mod tests {
             "escaped marker text"
         );
         assert!(!page.contains("<restart>"));
+    }
+
+    #[test]
+    fn the_card_and_the_summary_say_how_the_publisher_connected() {
+        let mut r = sample_report();
+        r.run.transport = "amqp".into();
+        let with = |r: &mut Report, connect_ms: Option<f64>, per_publish: bool| {
+            r.run.new_connection_per_request = per_publish;
+            r.messaging = Some(MessagingReport {
+                delivery: "reliable".into(),
+                connect_ms,
+                ..Default::default()
+            });
+            (
+                crate::report::html::render(r),
+                crate::report::summary::render(r),
+            )
+        };
+        let (page, summary) = with(&mut r, Some(12.5), false);
+        assert!(page.contains("opened in 12.5 ms before the load"), "{page}");
+        assert!(
+            summary.contains("(connected in 12 ms before the load)"),
+            "{summary}"
+        );
+        let (page, summary) = with(&mut r, None, true);
+        assert!(page.contains("one per publish"));
+        assert!(summary.contains("(a connection per publish)"), "{summary}");
+        // A report from before the lab connected ahead: no claim either way.
+        let (page, summary) = with(&mut r, None, false);
+        assert!(page.contains("one, opened by the first publish"));
+        assert!(
+            summary.contains("publish p50 - ms p99 - ms  end-to-end"),
+            "{summary}"
+        );
     }
 }
