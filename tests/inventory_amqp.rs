@@ -45,6 +45,17 @@ fn manager(url: &str, mode: DeliveryMode) -> StockManager {
         .expect("an AMQP manager")
 }
 
+/// A reliable manager with the original's connection per call, closed after it.
+fn per_call_manager(url: &str) -> StockManager {
+    StockManager::amqp_builder(
+        AmqpUrl::parse(url).expect("the broker's URL"),
+        DeliveryMode::Reliable,
+    )
+    .new_connection_per_request(true)
+    .build()
+    .expect("an AMQP manager")
+}
+
 fn fresh_code() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -350,13 +361,7 @@ fn one_connection_carries_a_thousand_confirmed_publishes_unless_the_original_is_
     // The original's behaviour on request: a connection per call, closed after it.
     run(async {
         let before = log_fence(&shared.url, &shared.log).await;
-        let per_call = StockManager::amqp_builder(
-            AmqpUrl::parse(&shared.url).unwrap(),
-            DeliveryMode::Reliable,
-        )
-        .new_connection_per_request(true)
-        .build()
-        .unwrap();
+        let per_call = per_call_manager(&shared.url);
         for n in 0..5 {
             let delivery = per_call.replenish(&format!("per-call-{n}"), "req").await;
             assert!(delivery.result.is_ok(), "{:?}", delivery.result);
@@ -403,13 +408,7 @@ fn connect_opens_the_one_connection_before_any_publish_and_is_a_no_op_per_call()
         // A connection per call (the original): nothing to open ahead of the calls.
         delete_queues(&shared.url).await;
         let before = log_fence(&shared.url, &shared.log).await;
-        let per_call = StockManager::amqp_builder(
-            AmqpUrl::parse(&shared.url).unwrap(),
-            DeliveryMode::Reliable,
-        )
-        .new_connection_per_request(true)
-        .build()
-        .unwrap();
+        let per_call = per_call_manager(&shared.url);
         per_call.connect().await.expect("a no-op");
         let after = log_fence(&shared.url, &shared.log).await;
         assert_eq!(

@@ -4,9 +4,11 @@
 //! only 127.0.0.1, every wait bounded. Without HAProxy these tests print one SKIPPED line
 //! (and fail under CI).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use loadtest::balancer::{
@@ -16,27 +18,13 @@ use loadtest::balancer::{
 use loadtest::confine::Limits;
 use loadtest::server::{ServerHandle, ServerSpec, SutKind};
 
-/// `target/debug/purchasing-api`, next to this test's `target/debug/deps/balancer-…`.
-fn api_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("purchasing-api"))
-        .expect("target directory");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it first with `cargo build -p purchasing-api` (cargo test --workspace does)",
-        binary.display()
-    );
-    binary
-}
+use common::sibling_binary;
 
 /// A node: the real API with a tiny workload, writing the shared orders file.
 async fn start_node(dir: &Path, index: usize) -> ServerHandle {
     let spec = ServerSpec {
         kind: SutKind::Api,
-        binary: api_binary(),
+        binary: sibling_binary("purchasing-api"),
         orders_file: dir.join("PurchaseOrders.txt"),
         lab_args: Vec::new(),
         args: ["--alloc-chars", "1000", "--delay-ms", "5"]

@@ -14,11 +14,15 @@
 //! fields only such a run can fill are then not required to appear; the HTTP run is still
 //! checked both ways.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+
+use common::sibling_binary;
 
 /// The workload every test uses: orders that cost nothing.
 const TINY: [&str; 4] = ["--alloc-chars", "1000", "--delay-ms", "5"];
@@ -35,18 +39,6 @@ const BALANCER_ONLY: &str = "balancer";
 fn schema_page() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/report-schema.md");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A binary built by `cargo test --workspace` beside `loadtest`.
-fn sibling_binary(name: &str) -> PathBuf {
-    let loadtest = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
-    let path = loadtest.parent().unwrap().join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing; run the tests with `cargo test --workspace` from the repository root",
-        path.display()
-    );
-    path
 }
 
 /// Runs `loadtest run ARGS --out OUT -- TINY SERVER_ARGS`, asserts it succeeded, returns

@@ -2,23 +2,15 @@
 //! tiny workload, then the report checked against the orders file and requests.csv read
 //! independently here.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-/// The API binary built by `cargo test --workspace` beside this crate's binaries.
-fn api_binary() -> PathBuf {
-    let loadtest = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
-    let path = loadtest.parent().unwrap().join("purchasing-api");
-    assert!(
-        path.is_file(),
-        "{} is missing; run the tests with `cargo test --workspace` from the repository root",
-        path.display()
-    );
-    path
-}
+use common::sibling_binary;
 
 fn loadtest(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadtest"))
@@ -29,7 +21,7 @@ fn loadtest(args: &[&str]) -> Output {
 }
 
 fn run_spawned(out: &Path, load: &[&str], server_args: &[&str]) -> (Output, Value) {
-    let api = api_binary();
+    let api = sibling_binary("purchasing-api");
     let mut args = vec!["run"];
     args.extend_from_slice(load);
     args.extend_from_slice(&[
@@ -382,7 +374,7 @@ fn a_confined_server_over_its_memory_limit_is_oom_killed_and_counted() {
     // 64 MiB limit, 100 MB per order: the first order kills the server.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let api = api_binary();
+    let api = sibling_binary("purchasing-api");
     let output = loadtest(&[
         "run",
         "--profile",
@@ -434,7 +426,7 @@ fn a_confined_server_over_its_memory_limit_is_oom_killed_and_counted() {
 fn compare_runs_both_configurations_into_one_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cmp");
-    let api = api_binary();
+    let api = sibling_binary("purchasing-api");
     let output = loadtest(&[
         "compare",
         "--profile",
@@ -517,7 +509,7 @@ fn compare_runs_both_configurations_into_one_report() {
 fn sweep_measures_goodput_at_each_rate() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sweep");
-    let api = api_binary();
+    let api = sibling_binary("purchasing-api");
     let output = loadtest(&[
         "sweep",
         "--rates",

@@ -3,6 +3,8 @@
 //! Confined tests need cgroups (root); elsewhere they print one "SKIPPED: <test>: …" line
 //! and return, except under CI, where they fail (`loadtest::prerequisite`).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,28 +14,14 @@ use loadtest::confine::Limits;
 use loadtest::prerequisite;
 use loadtest::server::{ServerHandle, ServerObservations, ServerSpec, SutKind};
 
-const MIB: u64 = 1024 * 1024;
+use common::sibling_binary;
 
-/// `target/debug/purchasing-api`, next to this test's `target/debug/deps/server-…`.
-fn api_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("purchasing-api"))
-        .expect("target directory");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it first with `cargo build -p purchasing-api` (cargo test --workspace does)",
-        binary.display()
-    );
-    binary
-}
+const MIB: u64 = 1024 * 1024;
 
 fn spec(dir: &Path, args: &[&str], limits: Limits, restart_on_crash: bool) -> ServerSpec {
     ServerSpec {
         kind: SutKind::Api,
-        binary: api_binary(),
+        binary: sibling_binary("purchasing-api"),
         orders_file: dir.join("PurchaseOrders.txt"),
         lab_args: Vec::new(),
         args: args.iter().map(|a| a.to_string()).collect(),
