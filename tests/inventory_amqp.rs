@@ -35,8 +35,8 @@ use loadtest::broker::{Broker, BrokerOptions, require_installed_or_skip};
 
 use broker::{Shared, TEST_LIMIT, run};
 use raw::{
-    DEAD_LETTER_QUEUE, QUEUE, dead_letter_arguments, declare, delete_queues, depth, get, log_fence,
-    publisher_connections_between, raw, text,
+    DEAD_LETTER_QUEUE, QUEUE, declare, delete_queues, depth, get, log_fence,
+    publisher_connections_between, quorum_arguments, raw, reliable_arguments, text,
 };
 
 fn manager(url: &str, mode: DeliveryMode) -> StockManager {
@@ -174,16 +174,16 @@ fn reliable_publishes_persistent_identified_messages_to_a_durable_dead_lettering
 
         // Both queues are durable, the main one with exactly the contract's arguments:
         // the same declaration is accepted, any other refused.
-        declare(&shared.url, DEAD_LETTER_QUEUE, true, FieldTable::default())
+        declare(&shared.url, DEAD_LETTER_QUEUE, true, quorum_arguments())
             .await
-            .expect("the dead-letter queue is durable, without arguments");
-        declare(&shared.url, QUEUE, true, dead_letter_arguments())
+            .expect("the dead-letter queue is a durable quorum queue");
+        declare(&shared.url, QUEUE, true, reliable_arguments())
             .await
-            .expect("the main queue is durable and dead-letters as the contract says");
+            .expect("the main queue is a quorum queue that dead-letters as the contract says");
         let without = declare(&shared.url, QUEUE, true, FieldTable::default())
             .await
-            .expect_err("declaring it without the arguments is inequivalent");
-        assert!(without.contains("x-dead-letter"), "{without}");
+            .expect_err("declaring it as a classic queue is inequivalent");
+        assert!(without.contains("inequivalent arg"), "{without}");
     });
 }
 
@@ -207,16 +207,22 @@ fn a_queue_declared_by_the_other_mode_is_refused_with_a_one_line_hint() {
         assert_eq!(error.kind(), "queue_mismatch", "{error}");
         let text = error.to_string();
         assert!(!text.contains('\n'), "{text}");
-        assert!(
-            text.starts_with(&wire_hint(DeliveryMode::Reliable)),
-            "{text}"
-        );
-        assert!(text.contains("inequivalent arg 'durable'"), "{text}");
+        assert_hint(&text, DeliveryMode::Reliable);
+        // The line names the property the broker named.
+        let named = text
+            .split("inequivalent arg '")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap_or_else(|| panic!("the broker names an argument: {text}"));
+        assert!(text.contains(&format!("and its {named} differs")), "{text}");
         assert_eq!(depth(&shared.url, QUEUE).await, 0, "nothing was published");
 
         // And the other way round.
         delete_queues(&shared.url).await;
-        declare(&shared.url, QUEUE, true, dead_letter_arguments())
+        declare(&shared.url, DEAD_LETTER_QUEUE, true, quorum_arguments())
+            .await
+            .expect("declare the reliable dead-letter queue");
+        declare(&shared.url, QUEUE, true, reliable_arguments())
             .await
             .expect("declare the reliable queue");
         let error = manager(&shared.url, DeliveryMode::Faithful)
@@ -224,22 +230,23 @@ fn a_queue_declared_by_the_other_mode_is_refused_with_a_one_line_hint() {
             .await
             .result
             .expect_err("the faithful declaration is refused");
-        assert!(
-            error
-                .to_string()
-                .starts_with(&wire_hint(DeliveryMode::Faithful)),
-            "{error}"
-        );
+        assert_hint(&error.to_string(), DeliveryMode::Faithful);
     });
 }
 
-/// The hint the contract prescribes for a mismatch, rebuilt from its published wording so
-/// the test does not pass merely by calling the same function.
-fn wire_hint(wanted: DeliveryMode) -> String {
-    format!(
-        "the broker already has the queue {QUEUE} declared with other properties than \
-         --delivery {wanted} needs"
-    )
+/// Checks `text` against the hint the contract prescribes for a mismatch, rebuilt from
+/// its published wording so the test does not pass merely by calling the same function.
+fn assert_hint(text: &str, wanted: DeliveryMode) {
+    let start = format!("the broker already has the queue {QUEUE} and its ");
+    assert!(text.starts_with(&start), "{text}");
+    assert!(
+        text.contains(&format!("differs from what --delivery {wanted} declares")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("rabbitmqctl delete_queue {QUEUE}")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -54,9 +54,12 @@ pub(crate) async fn declare(
     result
 }
 
-/// The reliable main queue's arguments, as the contract describes them.
-pub(crate) fn dead_letter_arguments() -> FieldTable {
-    let mut arguments = FieldTable::default();
+/// The reliable main queue's arguments, spelled out from the contract's published names
+/// (not built by the code under test): a quorum queue with a delivery limit that
+/// dead-letters through the default exchange.
+pub(crate) fn reliable_arguments() -> FieldTable {
+    let mut arguments = quorum_arguments();
+    arguments.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(10));
     arguments.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(LongString::from("")),
@@ -64,6 +67,16 @@ pub(crate) fn dead_letter_arguments() -> FieldTable {
     arguments.insert(
         "x-dead-letter-routing-key".into(),
         AMQPValue::LongString(LongString::from(DEAD_LETTER_QUEUE)),
+    );
+    arguments
+}
+
+/// The reliable dead-letter queue's arguments: a quorum queue, nothing else.
+pub(crate) fn quorum_arguments() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
     );
     arguments
 }

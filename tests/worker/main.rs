@@ -16,6 +16,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod foreign;
+mod poison;
 mod support;
 
 use std::process::{Command, Stdio};

@@ -16,12 +16,11 @@ use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use loadtest::broker::{Broker, BrokerOptions, require_installed_or_skip};
 use wire_contract::amqp::{
-    CONTENT_TYPE, DEAD_LETTER_EXCHANGE_ARG, DEAD_LETTER_QUEUE, DEAD_LETTER_ROUTING_KEY_ARG,
-    DEFAULT_EXCHANGE, Delivery, PERSISTENT, QUEUE,
+    CONTENT_TYPE, DEAD_LETTER_QUEUE, DEFAULT_EXCHANGE, Delivery, PERSISTENT, QUEUE,
 };
 
 /// Longest wait for anything a test waits for: a drain, a health state, an exit.
@@ -123,27 +122,9 @@ pub async fn close(connection: Connection) {
 /// Declares the queues of `delivery` exactly as the worker does (a publisher declares
 /// them too, so either may start first).
 pub async fn declare(channel: &Channel, delivery: Delivery) {
-    for queue in delivery.queues() {
-        let mut arguments = FieldTable::default();
-        if let Some(target) = queue.dead_letter_to {
-            arguments.insert(
-                DEAD_LETTER_EXCHANGE_ARG.into(),
-                AMQPValue::LongString(DEFAULT_EXCHANGE.into()),
-            );
-            arguments.insert(
-                DEAD_LETTER_ROUTING_KEY_ARG.into(),
-                AMQPValue::LongString(target.into()),
-            );
-        }
-        let options = QueueDeclareOptions {
-            durable: queue.durable,
-            ..QueueDeclareOptions::default()
-        };
-        channel
-            .queue_declare(queue.name.into(), options, arguments)
-            .await
-            .unwrap_or_else(|e| panic!("declare {}: {e}", queue.name));
-    }
+    amqp_link::declare_queues(channel, delivery)
+        .await
+        .unwrap_or_else(|e| panic!("declare the {} queues: {e}", delivery.as_str()));
 }
 
 /// One message to publish: the body, and in reliable mode its message id.

@@ -53,15 +53,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use amqp_link::DeclareError;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout_at};
-use wire_contract::amqp::{
-    CONTENT_TYPE, DEAD_LETTER_EXCHANGE_ARG, DEAD_LETTER_ROUTING_KEY_ARG, DEFAULT_EXCHANGE,
-    PERSISTENT, QUEUE, QueueSpec, REQUEST_ID_HEADER,
-};
+use wire_contract::amqp::{CONTENT_TYPE, DEFAULT_EXCHANGE, PERSISTENT, QUEUE, REQUEST_ID_HEADER};
 
 pub use wire_contract::amqp::Delivery as DeliveryMode;
 
@@ -69,9 +67,10 @@ use crate::amqp_url::AmqpUrl;
 use crate::error::{AmqpStage, ReplenishmentError, io_phrase};
 use crate::wire::one_line;
 
-/// The AMQP reply code of a channel-level "precondition failed": what RabbitMQ answers a
-/// declare whose properties differ from the existing queue's.
-const PRECONDITION_FAILED: u16 = 406;
+/// AMQP reply codes of a broker that answered and refused: a login it turned down, and a
+/// virtual host that does not exist or that the user may not use.
+const ACCESS_REFUSED: u16 = 403;
+const NOT_ALLOWED: u16 = 530;
 
 /// The name the publisher's connections show in the broker's log and in `rabbitmqctl
 /// list_connections`, so an operator (or a test) can tell them from the worker's.
@@ -145,6 +144,12 @@ impl Publisher {
         deadline: Instant,
         after: Duration,
     ) -> Result<(), ReplenishmentError> {
+        if let Err(reason) = item_code::ItemCode::parse(item_code) {
+            return Err(ReplenishmentError::InvalidItemCode {
+                code: item_code.to_owned(),
+                reason,
+            });
+        }
         let properties = self.properties(request_id, message_id)?;
         if self.connection_per_call {
             let session = self.open(deadline, after).await?;
@@ -261,9 +266,15 @@ impl Publisher {
     }
 
     async fn connect(&self) -> Result<(Connection, Channel), ReplenishmentError> {
-        let connect_error = |error: lapin::Error| ReplenishmentError::AmqpConnect {
-            url: self.url.to_string(),
-            reason: describe(&error),
+        let connect_error = |error: lapin::Error| {
+            let (url, reason) = (self.url.to_string(), describe(&error));
+            // The broker answered: it is reachable, and said why it will not serve us.
+            match amqp_reply(&error) {
+                Some((ACCESS_REFUSED | NOT_ALLOWED, _)) => {
+                    ReplenishmentError::AmqpRefused { url, reason }
+                }
+                _ => ReplenishmentError::AmqpConnect { url, reason },
+            }
         };
         let properties =
             ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
@@ -280,26 +291,23 @@ impl Publisher {
         Ok((connection, channel))
     }
 
-    /// Declares [`DeliveryMode::queues`] in order (the dead-letter queue first).
+    /// Declares [`DeliveryMode::queues`] as every side does ([`amqp_link::declare_queues`]).
     async fn declare(&self, session: &Session) -> Result<(), ReplenishmentError> {
-        for spec in self.mode.queues() {
-            let options = QueueDeclareOptions {
-                durable: spec.durable,
-                ..QueueDeclareOptions::default()
-            };
-            session
-                .channel
-                .queue_declare(spec.name.into(), options, queue_arguments(&spec))
-                .await
-                .map_err(|error| match amqp_reply(&error) {
-                    Some((PRECONDITION_FAILED, text)) => ReplenishmentError::QueueMismatch {
-                        wanted: self.mode,
-                        broker_said: format!("{PRECONDITION_FAILED} {text}"),
-                    },
-                    _ => self.failure(session, &error),
-                })?;
-        }
-        Ok(())
+        amqp_link::declare_queues(&session.channel, self.mode)
+            .await
+            .map_err(|error| match error {
+                DeclareError::Mismatch {
+                    wanted,
+                    argument,
+                    broker_said,
+                    ..
+                } => ReplenishmentError::QueueMismatch {
+                    wanted,
+                    argument,
+                    broker_said,
+                },
+                DeclareError::Failed { source, .. } => self.failure(session, &source),
+            })
     }
 
     /// Hands the message over and, in reliable mode, waits for the broker's verdict.
@@ -376,24 +384,6 @@ impl Publisher {
             }
         }
     }
-}
-
-/// The declare arguments of `spec`: none (the original's `arguments: null`), or the
-/// dead-letter target through the default exchange. String values go as AMQP long strings,
-/// the only string type RabbitMQ accepts in a table; the worker must declare the same.
-fn queue_arguments(spec: &QueueSpec) -> FieldTable {
-    let mut arguments = FieldTable::default();
-    if let Some(target) = spec.dead_letter_to {
-        arguments.insert(
-            DEAD_LETTER_EXCHANGE_ARG.into(),
-            AMQPValue::LongString(LongString::from(DEFAULT_EXCHANGE)),
-        );
-        arguments.insert(
-            DEAD_LETTER_ROUTING_KEY_ARG.into(),
-            AMQPValue::LongString(LongString::from(target)),
-        );
-    }
-    arguments
 }
 
 /// The broker's reply code and text, when `error` is one it sent (a channel or connection
@@ -489,27 +479,6 @@ mod tests {
         assert_eq!(error.kind(), "invalid_request_id");
         assert!(error.to_string().contains("at most 255 bytes"), "{error}");
         assert!(publisher.properties(&"x".repeat(255), None).is_ok());
-    }
-
-    #[test]
-    fn the_reliable_main_queue_dead_letters_through_the_default_exchange() {
-        let [dlq, main] = DeliveryMode::Reliable.queues()[..] else {
-            panic!("two queues");
-        };
-        assert!(queue_arguments(&dlq).inner().is_empty());
-        let arguments = queue_arguments(&main);
-        assert_eq!(
-            arguments.inner().get(DEAD_LETTER_EXCHANGE_ARG),
-            Some(&AMQPValue::LongString("".into()))
-        );
-        assert_eq!(
-            arguments.inner().get(DEAD_LETTER_ROUTING_KEY_ARG),
-            Some(&AMQPValue::LongString(
-                wire_contract::amqp::DEAD_LETTER_QUEUE.into()
-            ))
-        );
-        let faithful = DeliveryMode::Faithful.queues();
-        assert!(queue_arguments(&faithful[0]).inner().is_empty());
     }
 
     #[test]

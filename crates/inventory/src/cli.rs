@@ -79,7 +79,7 @@ pub struct RequestArgs {
         long,
         value_name = "URL",
         env = PURCHASING_AMQP_URL,
-        value_parser = AmqpUrl::parse,
+        value_parser = AmqpUrl::value_parser(),
     )]
     pub amqp_url: Option<AmqpUrl>,
 
@@ -226,9 +226,25 @@ async fn request(args: RequestArgs) -> ExitCode {
     };
     let mut failed = 0usize;
     let mut could_not_connect = 0usize;
-    for code in &args.codes {
+    // Ctrl-C between two codes or during one: every outcome known so far is printed
+    // already; the code in flight is named, with what may have happened to it.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    for (sent, code) in args.codes.iter().enumerate() {
         let request_id = new_request_id();
-        let delivery = manager.replenish(code, &request_id).await;
+        let delivery = tokio::select! {
+            biased;
+            _ = &mut interrupted => {
+                let fate = if args.amqp_url.is_some() { "may or may not be queued" }
+                    else { "may or may not have been placed" };
+                let _ = writeln!(io::stdout(), "{}", interrupted_line(code, &request_id, fate));
+                let _ = writeln!(io::stderr(),
+                    "interrupted: {} of {} codes not sent", args.codes.len() - sent - 1,
+                    args.codes.len());
+                return ExitCode::from(INTERRUPTED);
+            }
+            delivery = manager.replenish(code, &request_id) => delivery,
+        };
         if let Err(error) = &delivery.result {
             failed += 1;
             if error.is_connect() {
@@ -261,14 +277,22 @@ async fn request(args: RequestArgs) -> ExitCode {
     }
 }
 
-/// One line per code: `ok      CODE  (request id ID)` or
-/// `failed  CODE  (request id ID): WHY`. After the id come, when they apply, the attempts
-/// (`3 attempts`), a server replay (`replayed`) and why a due retry was not made
-/// (`retry budget spent`, `no time left to retry`). Control characters in the code are
-/// escaped so that every outcome stays on its own line.
-pub fn outcome_line(code: &str, request_id: &str, delivery: &Delivery) -> String {
-    let shown: String = code
-        .chars()
+/// The exit status after Ctrl-C: 128 + SIGINT, as a shell reports an interrupted command.
+const INTERRUPTED: u8 = 130;
+
+/// The line for the code in flight when Ctrl-C came: `interrupted  CODE  (request id
+/// ID): FATE`.
+fn interrupted_line(code: &str, request_id: &str, fate: &str) -> String {
+    format!(
+        "interrupted  {}  (request id {request_id}): {fate} (Ctrl-C came while it was being \
+         sent)",
+        printable(code)
+    )
+}
+
+/// `code` with its control characters escaped, so that every outcome stays on one line.
+fn printable(code: &str) -> String {
+    code.chars()
         .map(|c| {
             if c.is_control() {
                 c.escape_debug().to_string()
@@ -276,7 +300,16 @@ pub fn outcome_line(code: &str, request_id: &str, delivery: &Delivery) -> String
                 c.to_string()
             }
         })
-        .collect();
+        .collect()
+}
+
+/// One line per code: `ok      CODE  (request id ID)` or
+/// `failed  CODE  (request id ID): WHY`. After the id come, when they apply, the attempts
+/// (`3 attempts`), a server replay (`replayed`) and why a due retry was not made
+/// (`retry budget spent`, `no time left to retry`). Control characters in the code are
+/// escaped so that every outcome stays on its own line.
+pub fn outcome_line(code: &str, request_id: &str, delivery: &Delivery) -> String {
+    let shown = printable(code);
     let mut about = format!("request id {request_id}");
     if delivery.attempts > 1 {
         about.push_str(&format!(", {} attempts", delivery.attempts));

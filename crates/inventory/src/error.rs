@@ -26,17 +26,9 @@ pub enum ConfigError {
     #[error("the purchasing API URL {url:?} has scheme {scheme:?}; it must start with http://")]
     UnsupportedScheme { url: String, scheme: String },
 
-    #[error("invalid broker URL {url:?}: {reason}")]
-    InvalidAmqpUrl { url: String, reason: String },
-
-    #[error(
-        "the broker URL {url:?} uses amqps, which this client does not support \
-         (it is built without TLS); use an amqp:// URL"
-    )]
-    AmqpsNotSupported { url: String },
-
-    #[error("the broker URL {url:?} has scheme {scheme:?}; it must start with amqp://")]
-    UnsupportedAmqpScheme { url: String, scheme: String },
+    /// The broker URL was refused (its message hides the password).
+    #[error(transparent)]
+    AmqpUrl(#[from] amqp_link::UrlError),
 
     #[error("invalid retry policy: {reason}")]
     InvalidRetryPolicy { reason: String },
@@ -110,6 +102,19 @@ pub enum ReplenishmentError {
     },
 
     // --- over AMQP -----------------------------------------------------------------------
+    /// The code breaks the item-code rule, which the purchasing side would refuse (over
+    /// HTTP it answers 400): over AMQP nobody answers, so the publisher checks first, with
+    /// the same rule ([`item_code::ItemCode`]). Nothing was published.
+    #[error(
+        "item code {code:?} refused before publishing: {reason}; the purchasing side \
+         would refuse it too (HTTP 400), so nothing was published"
+    )]
+    InvalidItemCode {
+        code: String,
+        #[source]
+        reason: item_code::ItemCodeError,
+    },
+
     /// No connection to the broker could be made: nothing listening, refused, or the broker
     /// turned the login or the virtual host down. Nothing was published.
     #[error(
@@ -117,6 +122,15 @@ pub enum ReplenishmentError {
          and are the user, password and virtual host in the URL right?"
     )]
     AmqpConnect { url: String, reason: String },
+
+    /// The broker answered and turned the connection down: the login was refused
+    /// (`403 ACCESS_REFUSED`) or the virtual host does not exist or may not be used
+    /// (`530 NOT_ALLOWED`). Nothing was published; retrying cannot help.
+    #[error(
+        "the RabbitMQ broker at {url} refused the connection: {reason} — check the user, \
+         password and virtual host in the URL"
+    )]
+    AmqpRefused { url: String, reason: String },
 
     /// The broker did not answer in time before or while the message was handed over.
     /// `stage` says how far the call got, and so whether anything may have been published.
@@ -149,12 +163,13 @@ pub enum ReplenishmentError {
     )]
     Returned { reply_code: u16, reply_text: String },
 
-    /// The broker already has the queue with the other delivery mode's properties, so it
-    /// refused to declare it (406 PRECONDITION_FAILED). Nothing was published; retrying
-    /// cannot help.
-    #[error("{} (broker: {broker_said})", queue_mismatch_hint(*wanted))]
+    /// The broker already has the queue with other properties than this mode declares, so
+    /// it refused to declare it (406 PRECONDITION_FAILED). Nothing was published; retrying
+    /// cannot help. `argument` is the property the broker named.
+    #[error("{} (broker: {broker_said})", queue_mismatch_hint(*wanted, argument.as_deref()))]
     QueueMismatch {
         wanted: DeliveryMode,
+        argument: Option<String>,
         broker_said: String,
     },
 
@@ -223,8 +238,8 @@ pub(crate) const TOO_LONG_FOR_AMQP: &str =
 impl ReplenishmentError {
     /// A short, stable label for counting outcomes. Over HTTP: `timed_out`, `connect`,
     /// `rejected`, `transport`; over AMQP: `amqp_connect`, `amqp_timed_out`,
-    /// `confirm_timed_out`, `nacked`, `returned_unroutable`, `queue_mismatch`,
-    /// `channel_closed`, `connection_lost`; either: `invalid_request_id`.
+    /// `amqp_refused`, `confirm_timed_out`, `nacked`, `returned_unroutable`, `queue_mismatch`,
+    /// `channel_closed`, `connection_lost`, `invalid_item_code`; either: `invalid_request_id`.
     pub fn kind(&self) -> &'static str {
         match self {
             ReplenishmentError::TimedOut { .. } => "timed_out",
@@ -232,7 +247,9 @@ impl ReplenishmentError {
             ReplenishmentError::Rejected { .. } => "rejected",
             ReplenishmentError::Transport { .. } => "transport",
             ReplenishmentError::InvalidRequestId { .. } => "invalid_request_id",
+            ReplenishmentError::InvalidItemCode { .. } => "invalid_item_code",
             ReplenishmentError::AmqpConnect { .. } => "amqp_connect",
+            ReplenishmentError::AmqpRefused { .. } => "amqp_refused",
             ReplenishmentError::AmqpTimedOut { .. } => "amqp_timed_out",
             ReplenishmentError::ConfirmTimedOut { .. } => "confirm_timed_out",
             ReplenishmentError::Nacked => "nacked",
@@ -415,6 +432,7 @@ mod tests {
             },
             ReplenishmentError::QueueMismatch {
                 wanted: DeliveryMode::Reliable,
+                argument: Some("durable".into()),
                 broker_said: "406 PRECONDITION_FAILED - inequivalent arg 'durable'".into(),
             },
             ReplenishmentError::ChannelClosed {
@@ -480,9 +498,11 @@ mod tests {
         assert!(errors[5].to_string().contains("(312 NO_ROUTE)"));
         let mismatch = errors[6].to_string();
         assert!(
-            mismatch.starts_with(&queue_mismatch_hint(DeliveryMode::Reliable))
-                && mismatch
-                    .ends_with("(broker: 406 PRECONDITION_FAILED - inequivalent arg 'durable')"),
+            mismatch.starts_with(&queue_mismatch_hint(
+                DeliveryMode::Reliable,
+                Some("durable")
+            )) && mismatch
+                .ends_with("(broker: 406 PRECONDITION_FAILED - inequivalent arg 'durable')"),
             "{mismatch}"
         );
         assert!(errors[8].to_string().contains("the next call reconnects"));

@@ -191,7 +191,8 @@ impl RetryPolicy {
 /// Over AMQP (reliable delivery only: every attempt republishes with the same
 /// `message_id`, which the worker deduplicates): retried are a failed connect, a timeout,
 /// a missing confirm, a nack, a returned message (the next attempt declares the queue
-/// again) and a lost connection (the next attempt reconnects). Never: a queue declared
+/// again) and a lost connection (the next attempt reconnects). Never: a code the rule
+/// refuses (it is refused again), a login or virtual host the broker refused, a queue declared
 /// with the other mode's properties, or a channel the broker closed for a reason of its
 /// own (permissions, a missing virtual host) — they fail the same way again.
 pub fn is_retryable(error: &ReplenishmentError) -> bool {
@@ -200,7 +201,9 @@ pub fn is_retryable(error: &ReplenishmentError) -> bool {
         ReplenishmentError::Connect { .. }
         | ReplenishmentError::Transport { .. }
         | ReplenishmentError::TimedOut { .. } => true,
-        ReplenishmentError::InvalidRequestId { .. } => false,
+        ReplenishmentError::InvalidRequestId { .. }
+        | ReplenishmentError::InvalidItemCode { .. }
+        | ReplenishmentError::AmqpRefused { .. } => false,
         ReplenishmentError::AmqpConnect { .. }
         | ReplenishmentError::AmqpTimedOut { .. }
         | ReplenishmentError::ConfirmTimedOut { .. }
@@ -464,6 +467,7 @@ mod tests {
         }));
         assert!(!is_retryable(&ReplenishmentError::QueueMismatch {
             wanted: wire_contract::amqp::Delivery::Reliable,
+            argument: None,
             broker_said: String::new(),
         }));
         // Connect and Transport carry a real reqwest::Error; the socket tests in

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
-use crate::item_code::{ItemCode, ItemCodeError};
+use item_code::{ItemCode, ItemCodeError};
 
 /// What precedes the item code on every line (the original's text, verbatim).
 pub const LINE_PREFIX: &str = "Purchase order for item: ";

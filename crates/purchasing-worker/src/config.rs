@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use amqp_link::AmqpUrl;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 use purchasing_persistence::{
@@ -45,9 +46,12 @@ pub struct Config {
     /// The broker, as an AMQP URI (amqp://USER:PASSWORD@HOST:PORT/VHOST, the default
     /// virtual host spelled %2f). If the broker is down the worker keeps trying.
     // hide_env_values: --help would otherwise print the password from the environment.
+    // value_parser: clap's own errors repeat the raw value, password included; this one
+    // words its error with the password hidden (and keeps an IPv6 host, which lapin's
+    // parser would turn into localhost).
     #[arg(long, env = "PURCHASING_AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true,
-          value_parser = parse_amqp_url, value_name = "URL")]
-    pub amqp_url: String,
+          value_parser = AmqpUrl::value_parser(), value_name = "URL")]
+    pub amqp_url: AmqpUrl,
 
     /// How messages travel: `faithful` (the original: a transient queue, auto-ack, one
     /// message at a time, no prefetch limit; a crash loses what was pushed) or `reliable`
@@ -155,13 +159,6 @@ pub enum InvalidValue {
     Prefetch(String),
     #[error("{0:?} is not a limit: use a number of orders (1 or more), `auto` or `off`")]
     Limit(String),
-    #[error("{reason}; expected amqp://USER:PASSWORD@HOST:PORT/VHOST, e.g. {DEFAULT_AMQP_URL}")]
-    AmqpUrl { reason: String },
-    #[error(
-        "amqps:// needs TLS, which this build leaves out; use amqp:// (the lab's broker is on \
-         loopback or the LAN)"
-    )]
-    AmqpsWithoutTls,
 }
 
 impl FromStr for PrefetchSetting {
@@ -274,34 +271,6 @@ impl Config {
     }
 }
 
-/// Checks an AMQP URI up front, so a typo is a start-up error rather than an endless
-/// stream of failed reconnects.
-fn parse_amqp_url(url: &str) -> Result<String, InvalidValue> {
-    let uri = url
-        .parse::<lapin::uri::AMQPUri>()
-        .map_err(|reason| InvalidValue::AmqpUrl { reason })?;
-    if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
-        // The workspace builds lapin without TLS (see the root Cargo.toml).
-        return Err(InvalidValue::AmqpsWithoutTls);
-    }
-    Ok(url.to_string())
-}
-
-/// The URL without its password, for logs and /health.
-pub fn redacted_url(url: &str) -> String {
-    match url.parse::<lapin::uri::AMQPUri>() {
-        Ok(uri) => format!(
-            "{}://{}@{}:{}/{}",
-            uri.scheme,
-            uri.authority.userinfo.username,
-            uri.authority.host,
-            uri.authority.port,
-            uri.vhost.replace('/', "%2f"),
-        ),
-        Err(_) => "(unparsable URL)".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,7 +284,7 @@ mod tests {
     #[test]
     fn defaults_are_the_original_handler() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config.amqp_url, DEFAULT_AMQP_URL);
+        assert_eq!(config.amqp_url, AmqpUrl::parse(DEFAULT_AMQP_URL).unwrap());
         assert_eq!(config.http_bind.to_string(), "127.0.0.1:0");
         assert_eq!(config.workload(), Workload::default());
         let settings = config.settings().unwrap();
@@ -363,11 +332,8 @@ mod tests {
             (&["--prefetch", "5000"], "from 1 to 1024"),
             (&["--prefetch", "many"], "not a prefetch"),
             (&["--delivery", "durable"], "faithful"),
-            (
-                &["--amqp-url", "http://x"],
-                "amqp://USER:PASSWORD@HOST:PORT/VHOST",
-            ),
-            (&["--amqp-url", "amqps://h/%2f"], "needs TLS"),
+            (&["--amqp-url", "http://x"], "must start with amqp://"),
+            (&["--amqp-url", "amqps://h/%2f"], "without TLS"),
             (&["--max-concurrent-fills", "0"], "not a limit"),
             (&["--http-bind", "localhost"], "invalid socket address"),
             (&["--durable=perhaps"], "invalid value"),
@@ -378,11 +344,21 @@ mod tests {
     }
 
     #[test]
-    fn the_password_stays_out_of_logs() {
+    fn the_password_stays_out_of_errors_and_the_ipv6_host_is_kept() {
+        for bad in [
+            "amqp://guest:s3cret@h:99999/%2f",
+            "amqp://guest:s3cret@h/%2f?heartbeat=x",
+            "amqp://guest:pa/s3cret@h/%2f",
+            "amqps://guest:s3cret@h/%2f",
+        ] {
+            let err = parse(&["--amqp-url", bad]).unwrap_err();
+            assert!(!err.contains("s3cret"), "{bad}: {err}");
+        }
+        let config = parse(&["--amqp-url", "amqp://guest:s3cret@[fd00::7]:5999/%2f"]).unwrap();
+        assert_eq!(config.amqp_url.host(), "fd00::7");
         assert_eq!(
-            redacted_url("amqp://guest:secret@10.0.0.5:5673/%2f"),
-            "amqp://guest@10.0.0.5:5673/%2f"
+            config.amqp_url.to_string(),
+            "amqp://guest:***@[fd00::7]:5999/%2f"
         );
-        assert_eq!(redacted_url("amqp://u:p@h/lab"), "amqp://u@h:5672/lab");
     }
 }

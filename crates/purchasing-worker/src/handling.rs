@@ -41,9 +41,18 @@ pub struct Order {
     pub key: Option<IdempotencyKey>,
 }
 
+/// Largest body a message may have: an item code is at most
+/// [`purchasing_persistence::MAX_ITEM_CODE_CHARS`] characters, 4 bytes each in UTF-8 at
+/// worst (400 bytes); ten times that leaves room and still refuses a body of megabytes
+/// that only a foreign or broken publisher sends. Checked first, so such a body is
+/// dead-lettered (or dropped) at once, not copied or parsed.
+pub const MAX_BODY_BYTES: usize = 4096;
+
 /// Why a message can never succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Poison {
+    /// The body is larger than any item code could be ([`MAX_BODY_BYTES`]).
+    TooLarge { bytes: usize },
     /// The body is not UTF-8 text; `valid_up_to` bytes were.
     NotUtf8 { valid_up_to: usize },
     /// The body is text but not a valid item code.
@@ -56,6 +65,7 @@ impl Poison {
     /// A short, fixed label for logs and counting.
     pub fn label(&self) -> &'static str {
         match self {
+            Poison::TooLarge { .. } => "body too large",
             Poison::NotUtf8 { .. } => "body not UTF-8",
             Poison::InvalidCode(_) => "invalid item code",
             Poison::BadMessageId(_) => "invalid message_id",
@@ -66,6 +76,11 @@ impl Poison {
 impl fmt::Display for Poison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Poison::TooLarge { bytes } => write!(
+                f,
+                "the body is {bytes} bytes, more than any item code can be (at most \
+                 {MAX_BODY_BYTES} bytes are read)"
+            ),
             Poison::NotUtf8 { valid_up_to } => write!(
                 f,
                 "the body is not UTF-8 text (invalid byte after {valid_up_to} valid ones); \
@@ -80,6 +95,9 @@ impl fmt::Display for Poison {
 /// Decodes a message's body and, in reliable mode, its `message_id`. Faithful mode reads
 /// the body only, as the original did (its store had no keys).
 pub fn decode(body: &[u8], message_id: Option<&str>, delivery: Delivery) -> Result<Order, Poison> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Poison::TooLarge { bytes: body.len() });
+    }
     let text = std::str::from_utf8(body).map_err(|e| Poison::NotUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;

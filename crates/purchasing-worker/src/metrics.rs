@@ -41,10 +41,11 @@ pub enum Counter {
     Lost,
     WithoutMessageId,
     ConnectionsLost,
+    Unreadable,
 }
 
 impl Counter {
-    const ALL: [Counter; 10] = [
+    const ALL: [Counter; 11] = [
         Counter::Received,
         Counter::Redelivered,
         Counter::Written,
@@ -55,6 +56,7 @@ impl Counter {
         Counter::Lost,
         Counter::WithoutMessageId,
         Counter::ConnectionsLost,
+        Counter::Unreadable,
     ];
 
     /// The name (after `purchasing_worker_`, before `_total`) and help text.
@@ -93,7 +95,9 @@ impl Counter {
             Counter::Lost => (
                 "messages_lost",
                 "Faithful mode: auto-acknowledged messages never written (invalid, store \
-                 failure, or pushed but not started when consuming stopped).",
+                 failure, unreadable — counted once per connection it ended, though the \
+                 broker may have pushed more behind it — or pushed but not started when \
+                 consuming stopped).",
             ),
             Counter::WithoutMessageId => (
                 "messages_without_message_id",
@@ -103,6 +107,12 @@ impl Counter {
             Counter::ConnectionsLost => (
                 "connections_lost",
                 "Broker connections lost while consuming; each is followed by reconnects.",
+            ),
+            Counter::Unreadable => (
+                "unreadable_deliveries",
+                "Connections ended by a delivery the AMQP client cannot parse (a property \
+                 that is not UTF-8, from a foreign publisher): reliable mode redelivers it \
+                 until the queue's delivery limit dead-letters it; faithful mode lost it.",
             ),
         }
     }
@@ -319,7 +329,7 @@ mod tests {
 
         // A real parser reads every family with its type, and every sample's value.
         let parsed = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
-        assert_eq!(parsed.samples.len(), 16);
+        assert_eq!(parsed.samples.len(), 17);
         for sample in &parsed.samples {
             let value = match (&sample.value, sample.metric.ends_with("_total")) {
                 (Value::Counter(v), true) | (Value::Gauge(v), false) => *v,

@@ -57,19 +57,20 @@
 //!   not written twice.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use amqp_link::{AmqpUrl, DeclareError};
 use futures_lite::StreamExt;
 use lapin::message::Delivery as Message;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions, QueueDeclareOptions,
+    BasicRejectOptions,
 };
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::{Acker, Channel, Connection, ConnectionProperties, Consumer, ErrorKind};
 use purchasing_persistence::{IdempotencyKey, ItemCode, SubmitOptions};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use wire_contract::amqp::{self as contract, Delivery};
 
@@ -90,6 +91,12 @@ pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the channel and the connection to close.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest wait for one ack, nack or reject to be handed to the connection. On a
+/// connection that is going away the client library may never answer; an unsettled
+/// message is redelivered by the broker anyway, and a session must be able to end (and
+/// SIGTERM to end the process) whatever the connection does.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a message whose store call failed in a way that may pass (an I/O error, a
 /// refused allocation, the same message id in progress) is held before it is requeued.
 /// Holding it keeps its prefetch slot taken, so a failing disk slows the worker down
@@ -100,8 +107,8 @@ pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// What this process consumes with, fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The broker, password included (never logged: see `config::redacted_url`).
-    pub url: String,
+    /// The broker (shown without its password).
+    pub url: AmqpUrl,
     /// Which queues to declare and how to acknowledge.
     pub delivery: Delivery,
     /// `basic.qos` prefetch in reliable mode; unused (no limit) in faithful mode.
@@ -109,6 +116,23 @@ pub struct Plan {
     /// `--ack-delay-ms`: a pause between writing an order and acknowledging it (fault
     /// injection; zero normally).
     pub ack_delay: Duration,
+    /// Reliable mode, set by the reconnect loop after a delivery the AMQP client could not
+    /// parse ended a session: consume with a prefetch of 1, so that the unreadable message
+    /// comes back alone. The queue counts a delivery for every message a dying connection
+    /// held and dead-letters past its delivery limit; at a prefetch of 1 the only message
+    /// held when the unreadable one arrives is that one, so only the culprit gets nearer
+    /// to the limit. Probation ends with a session that settled a whole prefetch's worth
+    /// of messages: the messages returned by the session that died (at most a prefetch,
+    /// and returned messages are delivered first) are then behind it, the unreadable one
+    /// among them gone to the dead-letter queue.
+    pub probation: bool,
+}
+
+impl Plan {
+    /// The prefetch this session asks for.
+    fn session_prefetch(&self) -> u16 {
+        if self.probation { 1 } else { self.prefetch }
+    }
 }
 
 /// How a session ended.
@@ -118,9 +142,25 @@ pub enum Ended {
     Stopped,
     /// The store refuses orders until a restart; consuming was stopped cleanly.
     StoreFailed(String),
-    /// The connection failed or was lost. `consumed` says whether this session got as
-    /// far as consuming (a reconnect then starts its backoff from the beginning).
-    Lost { reason: String, consumed: bool },
+    /// The connection failed or was lost.
+    Lost(Loss),
+    /// A probation session ([`Plan::probation`]) settled a prefetch's worth: the next
+    /// session may take the whole prefetch again.
+    Promoted,
+}
+
+/// How a session that lost (or never got) its connection went.
+#[derive(Debug, Default)]
+pub struct Loss {
+    pub reason: String,
+    /// It got as far as consuming.
+    pub consumed: bool,
+    /// It settled at least one message (faithful: handled one). A session that keeps
+    /// failing before any progress — the same unreadable message at the head of the queue
+    /// each time — is no reason to reconnect at full speed: the backoff grows.
+    pub progressed: bool,
+    /// A delivery the AMQP client could not parse ended the connection.
+    pub unreadable: bool,
 }
 
 /// A failure no reconnect can fix: the process should exit with this message.
@@ -137,20 +177,12 @@ pub async fn run(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> Resul
     let (connection, channel, mut consumer) = match setup {
         Ok(Ok(setup)) => setup,
         Ok(Err(Setup::Fatal(why))) => return Err(Fatal(why)),
-        Ok(Err(Setup::Failed(reason))) => {
-            return Ok(Ended::Lost {
-                reason,
-                consumed: false,
-            });
-        }
+        Ok(Err(Setup::Failed(reason))) => return Ok(Ended::Lost(Loss::before_consuming(reason))),
         Err(_) => {
-            return Ok(Ended::Lost {
-                reason: format!(
-                    "no answer within {} s (connect, declare, consume)",
-                    SETUP_TIMEOUT.as_secs()
-                ),
-                consumed: false,
-            });
+            return Ok(Ended::Lost(Loss::before_consuming(format!(
+                "no answer within {} s (connect, declare, consume)",
+                SETUP_TIMEOUT.as_secs()
+            ))));
         }
     };
     shared.metrics.set_connected(true);
@@ -158,7 +190,8 @@ pub async fn run(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> Resul
     tracing::info!(
         queue = contract::QUEUE,
         delivery = %plan.delivery,
-        prefetch = plan.prefetch,
+        prefetch = plan.session_prefetch(),
+        probation = plan.probation,
         "consuming"
     );
 
@@ -184,16 +217,32 @@ pub async fn run(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> Resul
                 .await;
             Ended::StoreFailed(reason)
         }
-        Stop::Lost(reason) => {
+        Stop::Promoted => {
+            tracing::info!(
+                "the messages returned after the unreadable delivery are settled: \
+                 reconnecting with the whole prefetch"
+            );
+            work.cancel_and_drain(&channel, &mut consumer, Drain::Finish)
+                .await;
+            Ended::Promoted
+        }
+        Stop::Lost { reason, unreadable } => {
             shared.status.set(Phase::Reconnecting, Some(reason.clone()));
+            if unreadable {
+                work.unreadable_delivery(&reason);
+            }
             // The deliveries still buffered cannot be acknowledged any more: the broker
-            // redelivers them. The orders in progress finish (see the module doc).
+            // redelivers them. The orders in progress finish (see the module doc), without
+            // waiting on settles that cannot go out.
+            work.settlements.connection_gone();
             drop(consumer);
             work.finish().await;
-            Ended::Lost {
+            Ended::Lost(Loss {
                 reason,
                 consumed: true,
-            }
+                progressed: work.settlements.count() > 0,
+                unreadable,
+            })
         }
     };
     shared.metrics.set_connected(false);
@@ -215,48 +264,23 @@ async fn connect(plan: &Plan) -> Result<(Connection, Channel, Consumer), Setup> 
     let failed = |what: &str, error: lapin::Error| Setup::Failed(format!("{what}: {error}"));
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("purchasing-worker[{}]", std::process::id()).into());
-    let connection = Connection::connect(&plan.url, properties)
+    let connection = Connection::connect_uri(plan.url.uri().clone(), properties)
         .await
         .map_err(|e| failed("cannot connect", e))?;
     let channel = connection
         .create_channel()
         .await
         .map_err(|e| failed("cannot open a channel", e))?;
-    for queue in plan.delivery.queues() {
-        let mut arguments = FieldTable::default();
-        if let Some(dead_letter_queue) = queue.dead_letter_to {
-            arguments.insert(
-                contract::DEAD_LETTER_EXCHANGE_ARG.into(),
-                AMQPValue::LongString(contract::DEFAULT_EXCHANGE.into()),
-            );
-            arguments.insert(
-                contract::DEAD_LETTER_ROUTING_KEY_ARG.into(),
-                AMQPValue::LongString(dead_letter_queue.into()),
-            );
-        }
-        let options = QueueDeclareOptions {
-            durable: queue.durable,
-            ..QueueDeclareOptions::default()
-        };
-        if let Err(error) = channel
-            .queue_declare(queue.name.into(), options, arguments)
-            .await
-        {
-            let _ = connection.close(200, "queue mismatch".into()).await;
-            return Err(if precondition_failed(&error) {
-                Setup::Fatal(format!(
-                    "{}: {}",
-                    contract::queue_mismatch_hint(plan.delivery),
-                    error
-                ))
-            } else {
-                failed(&format!("cannot declare the queue {}", queue.name), error)
-            });
-        }
+    if let Err(error) = amqp_link::declare_queues(&channel, plan.delivery).await {
+        let _ = connection.close(200, "cannot declare".into()).await;
+        return Err(match error {
+            DeclareError::Mismatch { .. } => Setup::Fatal(error.to_string()),
+            DeclareError::Failed { .. } => Setup::Failed(error.to_string()),
+        });
     }
     if plan.delivery == Delivery::Reliable {
         channel
-            .basic_qos(plan.prefetch, BasicQosOptions::default())
+            .basic_qos(plan.session_prefetch(), BasicQosOptions::default())
             .await
             .map_err(|e| failed("cannot set the prefetch", e))?;
     }
@@ -274,12 +298,6 @@ async fn connect(plan: &Plan) -> Result<(Connection, Channel, Consumer), Setup> 
         .await
         .map_err(|e| failed("cannot consume", e))?;
     Ok((connection, channel, consumer))
-}
-
-/// The broker's answer to a redeclaration with other properties (406).
-fn precondition_failed(error: &lapin::Error) -> bool {
-    matches!(error.kind(), ErrorKind::ProtocolError(e)
-        if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
 }
 
 /// Closes the channel and the connection, politely and within [`CLOSE_TIMEOUT`]; a
@@ -302,7 +320,41 @@ async fn close(connection: &Connection, channel: &Channel) {
 enum Stop {
     Shutdown,
     StoreFailed(String),
-    Lost(String),
+    /// `unreadable`: the client library could not parse a delivery (see [`Loss`]).
+    Lost {
+        reason: String,
+        unreadable: bool,
+    },
+    /// Probation is over (see [`Plan::probation`]).
+    Promoted,
+}
+
+impl Stop {
+    /// The consumer stream's error: the connection is gone.
+    fn lost(error: &lapin::Error) -> Self {
+        let unreadable = matches!(error.kind(), ErrorKind::ParsingError(_));
+        Stop::Lost {
+            reason: error.to_string(),
+            unreadable,
+        }
+    }
+
+    /// The consumer stream ended without an error.
+    fn ended(consumer: &Consumer) -> Self {
+        Stop::Lost {
+            reason: ended_why(consumer),
+            unreadable: false,
+        }
+    }
+}
+
+impl Loss {
+    fn before_consuming(reason: String) -> Self {
+        Loss {
+            reason,
+            ..Loss::default()
+        }
+    }
 }
 
 /// What to do with deliveries that arrive after the consumer was cancelled.
@@ -326,6 +378,9 @@ struct Work {
     /// Whether the missing-message-id warning was logged (once per process is enough;
     /// the counter has the number).
     warned_missing_id: Arc<AtomicBool>,
+    /// Messages settled with the broker in this session (faithful: handled), for
+    /// [`Loss::progressed`] and [`Plan::probation`], and whether its connection is gone.
+    settlements: Arc<Settlements>,
 }
 
 impl Work {
@@ -335,6 +390,31 @@ impl Work {
             shared: shared.clone(),
             tasks: JoinSet::new(),
             warned_missing_id: Arc::new(AtomicBool::new(false)),
+            settlements: Arc::new(Settlements::default()),
+        }
+    }
+
+    /// Says (and counts) what an unreadable delivery did, by mode.
+    fn unreadable_delivery(&self, reason: &str) {
+        let metrics = &self.shared.metrics;
+        metrics.count(Counter::Unreadable);
+        match self.plan.delivery {
+            Delivery::Faithful => {
+                metrics.count(Counter::Lost);
+                tracing::warn!(%reason,
+                    "a delivery the AMQP client cannot parse (a property that is not UTF-8, \
+                     from a foreign publisher) ended the connection; it was auto-acknowledged, \
+                     so it is lost — with any message the broker had pushed behind it (counted \
+                     as one: their number is unknown)");
+            }
+            Delivery::Reliable => {
+                tracing::warn!(%reason, delivery_limit = contract::DELIVERY_LIMIT,
+                    dead_letter_queue = contract::DEAD_LETTER_QUEUE,
+                    "a delivery the AMQP client cannot parse (a property that is not UTF-8, \
+                     from a foreign publisher) ended the connection; the queue redelivers it, \
+                     counting each delivery, and dead-letters it past its delivery limit; \
+                     reconnecting with a prefetch of 1 so that it comes back alone");
+            }
         }
     }
 
@@ -348,11 +428,13 @@ impl Work {
             };
             let message = match next {
                 Some(Ok(message)) => message,
-                Some(Err(error)) => return Stop::Lost(error.to_string()),
-                None => return Stop::Lost(ended_why(consumer)),
+                Some(Err(error)) => return Stop::lost(&error),
+                None => return Stop::ended(consumer),
             };
             self.received(&message);
-            if let Some(reason) = self.handle_faithful(message).await {
+            let failed = self.handle_faithful(message).await;
+            self.settlements.settled.fetch_add(1, Ordering::Relaxed);
+            if let Some(reason) = failed {
                 return Stop::StoreFailed(reason);
             }
         }
@@ -405,11 +487,16 @@ impl Work {
                     if let Some(reason) = task_failure(done) {
                         return Stop::StoreFailed(reason);
                     }
+                    if self.plan.probation
+                        && self.settlements.count() >= u64::from(self.plan.prefetch.max(1))
+                    {
+                        return Stop::Promoted;
+                    }
                 }
                 next = consumer.next() => match next {
                     Some(Ok(message)) => self.spawn_reliable(message),
-                    Some(Err(error)) => return Stop::Lost(error.to_string()),
-                    None => return Stop::Lost(ended_why(consumer)),
+                    Some(Err(error)) => return Stop::lost(&error),
+                    None => return Stop::ended(consumer),
                 },
             }
         }
@@ -430,8 +517,9 @@ impl Work {
                 tracing::warn!(reason = %poison, kind = poison.label(), message_id = ?message_id,
                     "rejecting a message that can never succeed; the broker dead-letters it to {}",
                     contract::DEAD_LETTER_QUEUE);
+                let settlements = Arc::clone(&self.settlements);
                 self.tasks.spawn(async move {
-                    if settle(&message.acker, Settle::Reject).await {
+                    if settle(&message.acker, Settle::Reject, &settlements).await {
                         metrics.count(Counter::Rejected);
                     }
                     None
@@ -453,10 +541,15 @@ impl Work {
         }
         let shared = self.shared.clone();
         let ack_delay = self.plan.ack_delay;
+        let settlements = Arc::clone(&self.settlements);
         self.tasks.spawn(async move {
             let Order { code, key } = order;
             let verdict = submit(&shared, code.clone(), key).await;
-            handle_verdict(&shared, &message.acker, code.as_str(), verdict, ack_delay).await
+            let settler = Settler {
+                acker: &message.acker,
+                settlements: &settlements,
+            };
+            handle_verdict(&shared, settler, code.as_str(), verdict, ack_delay).await
         });
     }
 
@@ -493,7 +586,7 @@ impl Work {
                     Drain::Finish => self.spawn_reliable(message),
                     Drain::Requeue => {
                         self.received(&message);
-                        if settle(&message.acker, Settle::Requeue).await {
+                        if settle(&message.acker, Settle::Requeue, &self.settlements).await {
                             self.shared.metrics.count(Counter::Requeued);
                         }
                     }
@@ -573,7 +666,7 @@ async fn submit(shared: &Shared, code: ItemCode, key: Option<IdempotencyKey>) ->
 /// Acts on a reliable message's verdict; `Some(reason)` when the store failed for good.
 async fn handle_verdict(
     shared: &Shared,
-    acker: &Acker,
+    settler: Settler<'_>,
     item: &str,
     verdict: Verdict,
     ack_delay: Duration,
@@ -590,7 +683,7 @@ async fn handle_verdict(
             if !ack_delay.is_zero() {
                 tokio::time::sleep(ack_delay).await;
             }
-            if settle(acker, Settle::Ack).await {
+            if settler.settle(Settle::Ack).await {
                 metrics.count(Counter::Acked);
             }
             if replayed {
@@ -602,7 +695,7 @@ async fn handle_verdict(
         }
         Verdict::Reject(reason) => {
             tracing::warn!(item, %reason, "rejecting the message to the dead-letter queue: it can never succeed");
-            if settle(acker, Settle::Reject).await {
+            if settler.settle(Settle::Reject).await {
                 metrics.count(Counter::Rejected);
             }
             None
@@ -611,13 +704,13 @@ async fn handle_verdict(
             tracing::warn!(item, %reason, pause_ms = RETRY_PAUSE.as_millis() as u64,
                 "the order could not be written; requeueing the message after a pause");
             tokio::time::sleep(RETRY_PAUSE).await;
-            if settle(acker, Settle::Requeue).await {
+            if settler.settle(Settle::Requeue).await {
                 metrics.count(Counter::Requeued);
             }
             None
         }
         Verdict::Stop(reason) => {
-            if settle(acker, Settle::Requeue).await {
+            if settler.settle(Settle::Requeue).await {
                 metrics.count(Counter::Requeued);
             }
             Some(reason)
@@ -635,23 +728,78 @@ enum Settle {
     Requeue,
 }
 
-/// Sends the settlement; whether it went out. It cannot on a lost connection, and need
-/// not: the broker redelivers every message not settled on a connection that closed.
-async fn settle(acker: &Acker, settle: Settle) -> bool {
-    let sent = match settle {
-        Settle::Ack => acker.ack(BasicAckOptions::default()).await,
-        Settle::Reject => acker.reject(BasicRejectOptions { requeue: false }).await,
-        Settle::Requeue => {
-            acker
-                .nack(BasicNackOptions {
-                    multiple: false,
-                    requeue: true,
-                })
-                .await
+/// What a session's settles share: how many went out, and whether the connection is gone.
+#[derive(Debug, Default)]
+struct Settlements {
+    settled: AtomicU64,
+    /// Set once the session knows its connection is lost: a settle then is pointless
+    /// (the broker redelivers every unsettled message of a closed connection) and the
+    /// client library may not answer it, so none waits any longer.
+    gone: watch::Sender<bool>,
+}
+
+impl Settlements {
+    fn count(&self) -> u64 {
+        self.settled.load(Ordering::Relaxed)
+    }
+
+    fn connection_gone(&self) {
+        self.gone.send_replace(true);
+    }
+}
+
+/// A message's acker with the session's settlements.
+#[derive(Clone, Copy)]
+struct Settler<'a> {
+    acker: &'a Acker,
+    settlements: &'a Settlements,
+}
+
+impl Settler<'_> {
+    async fn settle(self, how: Settle) -> bool {
+        settle(self.acker, how, self.settlements).await
+    }
+}
+
+/// Sends the settlement, within [`SETTLE_TIMEOUT`] and unless the connection is gone, and
+/// counts it; whether it went out. It cannot on a lost connection, and need not: the
+/// broker redelivers every message not settled on a connection that closed.
+async fn settle(acker: &Acker, settle: Settle, settlements: &Settlements) -> bool {
+    let mut gone = settlements.gone.subscribe();
+    let sending = async {
+        match settle {
+            Settle::Ack => acker.ack(BasicAckOptions::default()).await,
+            Settle::Reject => acker.reject(BasicRejectOptions { requeue: false }).await,
+            Settle::Requeue => {
+                acker
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    })
+                    .await
+            }
         }
     };
+    let sent = tokio::select! {
+        biased;
+        _ = gone.wait_for(|gone| *gone) => {
+            tracing::debug!(?settle, "not settled: the connection is gone; the broker redelivers the message");
+            return false;
+        }
+        sent = tokio::time::timeout(SETTLE_TIMEOUT, sending) => sent,
+    };
+    let Ok(sent) = sent else {
+        tracing::debug!(
+            ?settle,
+            "not settled in time: the broker redelivers the message"
+        );
+        return false;
+    };
     match sent {
-        Ok(true) => true,
+        Ok(true) => {
+            settlements.settled.fetch_add(1, Ordering::Relaxed);
+            true
+        }
         Ok(false) => {
             tracing::debug!(
                 ?settle,

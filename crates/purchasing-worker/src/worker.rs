@@ -26,9 +26,9 @@ use purchasing_persistence::PurchaseOrderStore;
 use tokio::net::TcpListener;
 
 use crate::backoff::Backoff;
-use crate::config::{Config, FillsSetting, PrefetchSetting, Settings, redacted_url};
+use crate::config::{Config, FillsSetting, PrefetchSetting, Settings};
 use crate::metrics::{Counter, Metrics};
-use crate::session::{self, Ended, Fatal, Plan};
+use crate::session::{self, Ended, Fatal, Loss, Plan};
 use crate::shutdown::Shutdown;
 use crate::state::{Phase, Shared, Status};
 use crate::{http, sizing};
@@ -131,7 +131,7 @@ async fn serve(
     prefetch: u16,
 ) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::listen().context("cannot listen for SIGINT and SIGTERM")?;
-    let broker = redacted_url(&config.amqp_url);
+    let broker = config.amqp_url.to_string();
     let shared = Shared {
         store: Arc::new(store),
         metrics: Arc::new(Metrics::new(config.alloc_chars, prefetch)),
@@ -178,6 +178,7 @@ async fn serve(
         delivery: settings.delivery,
         prefetch,
         ack_delay: settings.ack_delay,
+        probation: false,
     };
     let consumed = consume(&plan, &shared, &mut shutdown).await;
     let _ = stop_http.send(());
@@ -194,11 +195,12 @@ async fn serve(
 async fn consume(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> anyhow::Result<()> {
     let mut backoff = Backoff::default();
     let mut ever_consumed = false;
+    let mut plan = plan.clone();
     loop {
-        let ended = session::run(plan, shared, shutdown)
+        let ended = session::run(&plan, shared, shutdown)
             .await
             .map_err(|Fatal(why)| anyhow::anyhow!(why))?;
-        let (reason, consumed) = match ended {
+        let loss = match ended {
             Ended::Stopped => return Ok(()),
             Ended::StoreFailed(reason) => {
                 tracing::error!(%reason,
@@ -207,13 +209,31 @@ async fn consume(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> anyho
                 shutdown.requested().await;
                 return Ok(());
             }
-            Ended::Lost { reason, consumed } => (reason, consumed),
+            Ended::Promoted => {
+                plan.probation = false;
+                backoff.reset();
+                continue;
+            }
+            Ended::Lost(loss) => loss,
         };
+        let Loss {
+            reason,
+            consumed,
+            progressed,
+            unreadable,
+        } = loss;
         if consumed {
             ever_consumed = true;
-            backoff.reset();
             shared.metrics.count(Counter::ConnectionsLost);
         }
+        // Only progress resets the backoff: sessions that keep dying before they settle
+        // anything (the same unreadable message each time) reconnect ever more slowly.
+        if progressed {
+            backoff.reset();
+        }
+        // After an unreadable delivery, and until a session makes progress: probation.
+        plan.probation = plan.delivery == wire_contract::amqp::Delivery::Reliable
+            && (unreadable || (plan.probation && !progressed));
         let pause = backoff.next_pause();
         let phase = if ever_consumed {
             Phase::Reconnecting

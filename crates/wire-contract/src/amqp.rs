@@ -23,6 +23,28 @@ pub const DEAD_LETTER_EXCHANGE_ARG: &str = "x-dead-letter-exchange";
 /// Queue argument naming the routing key of a dead-lettered message.
 pub const DEAD_LETTER_ROUTING_KEY_ARG: &str = "x-dead-letter-routing-key";
 
+/// Queue argument choosing the queue's type (RabbitMQ 3.8+): absent for a classic queue.
+pub const QUEUE_TYPE_ARG: &str = "x-queue-type";
+
+/// [`QUEUE_TYPE_ARG`]'s value for a quorum queue: replicated by Raft over the broker's
+/// nodes (one replica on a single broker), always durable, and — what the reliable mode
+/// needs it for even on one node — it counts how often each message was delivered
+/// without being acknowledged, including deliveries whose consumer's connection died.
+pub const QUORUM_QUEUE_TYPE: &str = "quorum";
+
+/// Queue argument (quorum queues): a message delivered this many times without being
+/// acknowledged is dead-lettered on its next return instead of being redelivered.
+pub const DELIVERY_LIMIT_ARG: &str = "x-delivery-limit";
+
+/// The reliable queue's [`DELIVERY_LIMIT_ARG`]. A message that takes the consumer's
+/// connection down (one the client library cannot parse) comes back once per connection
+/// it kills; without a limit it would stop the queue for ever. Ten is far above what a
+/// valid order meets — it is redelivered only when its worker dies or loses the broker
+/// while holding it, or after a store failure that may pass (one requeue a second) — and
+/// low enough that a poison message is set aside within half a minute of reconnect
+/// backoff.
+pub const DELIVERY_LIMIT: u32 = 10;
+
 /// The `content_type` property of a reliable message.
 pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
@@ -43,9 +65,10 @@ pub enum Delivery {
     /// consumer crash or a broker restart loses what was in flight.
     #[default]
     Faithful,
-    /// At least once, effectively once: a durable queue with a dead-letter queue,
-    /// persistent messages with a `message_id`, publisher confirms (success = the broker's
-    /// ack), manual ack after the order line is written, deduplication by `message_id`.
+    /// At least once, effectively once: a quorum queue (durable, with a delivery limit)
+    /// and a dead-letter queue, persistent messages with a `message_id`, publisher
+    /// confirms (success = the broker's ack), manual ack after the order line is
+    /// written, deduplication by `message_id`.
     Reliable,
 }
 
@@ -100,13 +123,17 @@ impl FromStr for Delivery {
 
 /// One queue as both sides must declare it: the publisher and the worker each declare the
 /// queues of their delivery mode (declaring is idempotent when the properties match), so
-/// either may start first. Built from [`Delivery::queues`]; each side turns it into its
-/// AMQP client's call.
+/// either may start first. Built from [`Delivery::queues`]; the `amqp-link` crate turns
+/// it into the AMQP client's call, for every side alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueSpec {
     pub name: &'static str,
     /// Survives a broker restart (its persistent messages too).
     pub durable: bool,
+    /// A quorum queue ([`QUORUM_QUEUE_TYPE`]) rather than a classic one.
+    pub quorum: bool,
+    /// [`DELIVERY_LIMIT_ARG`], for a quorum queue that dead-letters past it.
+    pub delivery_limit: Option<u32>,
     /// Messages the consumer rejects go to this queue (through the default exchange):
     /// the queue's `x-dead-letter-exchange` is [`DEFAULT_EXCHANGE`] and its
     /// `x-dead-letter-routing-key` this name.
@@ -123,17 +150,23 @@ impl Delivery {
             Delivery::Faithful => vec![QueueSpec {
                 name: QUEUE,
                 durable: false,
+                quorum: false,
+                delivery_limit: None,
                 dead_letter_to: None,
             }],
             Delivery::Reliable => vec![
                 QueueSpec {
                     name: DEAD_LETTER_QUEUE,
                     durable: true,
+                    quorum: true,
+                    delivery_limit: None,
                     dead_letter_to: None,
                 },
                 QueueSpec {
                     name: QUEUE,
                     durable: true,
+                    quorum: true,
+                    delivery_limit: Some(DELIVERY_LIMIT),
                     dead_letter_to: Some(DEAD_LETTER_QUEUE),
                 },
             ],
@@ -141,14 +174,28 @@ impl Delivery {
     }
 }
 
-/// What to tell a user whose broker already has [`QUEUE`] declared with the other mode's
-/// properties (the broker answers `PRECONDITION_FAILED` and closes the channel).
-pub fn queue_mismatch_hint(wanted: Delivery) -> String {
+/// What to tell a user whose broker already has [`QUEUE`] declared with other properties
+/// than `wanted` needs (the broker answers `PRECONDITION_FAILED` and closes the channel).
+/// `argument` is the property the broker named (`durable`, `x-queue-type`,
+/// `x-max-length`, …), when its answer named one.
+pub fn queue_mismatch_hint(wanted: Delivery, argument: Option<&str>) -> String {
+    let which = match argument {
+        Some(argument) => format!("its {argument} differs from what --delivery {wanted} declares"),
+        None => format!("its properties differ from what --delivery {wanted} declares"),
+    };
     format!(
-        "the broker already has the queue {QUEUE} declared with other properties than \
-         --delivery {wanted} needs (a queue cannot change its durability); delete it \
+        "the broker already has the queue {QUEUE} and {which} (a queue cannot change its \
+         properties: it was left by the other mode, by an older version of this project — \
+         whose reliable queue was a classic one — or by another application); delete it \
          (e.g. rabbitmqctl delete_queue {QUEUE}) or use the mode it was declared for"
     )
+}
+
+/// The property a RabbitMQ `PRECONDITION_FAILED` answer to a declare names, e.g.
+/// `durable` in "PRECONDITION_FAILED - inequivalent arg 'durable' for queue …".
+pub fn mismatched_argument(broker_said: &str) -> Option<&str> {
+    let rest = &broker_said[broker_said.find("inequivalent arg '")? + "inequivalent arg '".len()..];
+    rest.split('\'').next().filter(|a| !a.is_empty())
 }
 
 #[cfg(test)]
@@ -180,8 +227,21 @@ mod tests {
         let reliable = Delivery::Reliable.queues();
         assert_eq!(reliable[0].name, DEAD_LETTER_QUEUE);
         assert_eq!(reliable[1].dead_letter_to, Some(DEAD_LETTER_QUEUE));
-        assert!(reliable.iter().all(|q| q.durable));
-        assert!(queue_mismatch_hint(Delivery::Reliable).contains("delete_queue"));
+        assert!(reliable.iter().all(|q| q.durable && q.quorum));
+        assert_eq!(reliable[1].delivery_limit, Some(DELIVERY_LIMIT));
+        assert!(!faithful[0].quorum && faithful[0].delivery_limit.is_none());
+        assert!(queue_mismatch_hint(Delivery::Reliable, None).contains("delete_queue"));
+        let hint = queue_mismatch_hint(Delivery::Reliable, Some("x-max-length"));
+        assert!(hint.contains("its x-max-length differs"), "{hint}");
+    }
+
+    #[test]
+    fn the_argument_a_refusal_names_is_found() {
+        let said = "406 PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue \
+                    'stock-replenishment-requests' in vhost '/': received none but current \
+                    is the value '10' of type 'long'";
+        assert_eq!(mismatched_argument(said), Some("x-max-length"));
+        assert_eq!(mismatched_argument("406 PRECONDITION_FAILED - other"), None);
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub(super) enum DataDir {
 /// under the node's name, so a broker started later on the directory must use the same.
 pub(super) const NODE_NAME_FILE: &str = "node-name";
 
+/// The lab broker's Raft write-ahead log limit (RabbitMQ's default is 512 MiB): 64 MB
+/// holds many thousands of small orders between log rolls and keeps a quorum queue's
+/// memory well inside a broker's cgroup.
+const WAL_MAX_SIZE_BYTES: u64 = 64_000_000;
+
 impl DataDir {
     pub(super) fn prepare(keep: Option<&Path>) -> Result<DataDir, BrokerError> {
         let dir = match keep {
@@ -123,7 +128,11 @@ impl DataDir {
                 self.config_file(),
                 format!(
                     "# Written by loadtest for one private broker: AMQP on loopback only.\n\
-                     listeners.tcp.1 = 127.0.0.1:{amqp_port}\n"
+                     listeners.tcp.1 = 127.0.0.1:{amqp_port}\n\
+                     # The reliable queues are quorum queues, whose Raft write-ahead log\n\
+                     # defaults to 512 MiB and wants about three times that in memory;\n\
+                     # a lab broker holds small messages and may run in a small cgroup.\n\
+                     raft.wal_max_size_bytes = {WAL_MAX_SIZE_BYTES}\n"
                 ),
             ),
             // No plugins (the management plugin slows stops and is not needed).

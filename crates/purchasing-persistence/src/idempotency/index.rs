@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::key::IdempotencyKey;
 use super::record::Record;
 use crate::error::StoreError;
-use crate::item_code::ItemCode;
+use item_code::ItemCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyState {

@@ -15,7 +15,7 @@ use crate::files::{
     self, Create, FileId, file_id, open_to_append, read_range, refuse_special_file,
     sync_parent_dir, truncate_back,
 };
-use crate::item_code::ItemCode;
+use item_code::ItemCode;
 
 /// How far this store has read the shared journal.
 #[derive(Debug, Default)]

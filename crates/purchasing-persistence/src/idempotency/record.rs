@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::key::IdempotencyKey;
-use crate::item_code::ItemCode;
+use item_code::ItemCode;
 
 /// One journal line, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]

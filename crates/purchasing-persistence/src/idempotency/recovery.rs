@@ -10,8 +10,8 @@ use super::key::{IDEMPOTENCY_KEY_EXPIRY, IdempotencyKey};
 use super::record::{BadRecord, Record, format_record, parse_record};
 use crate::error::{StoreError, io_error_at};
 use crate::files::{read_range, sync_parent_dir};
-use crate::item_code::ItemCode;
 use crate::order_line::format_line;
+use item_code::ItemCode;
 
 /// What opening the journal found, for the start-up log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

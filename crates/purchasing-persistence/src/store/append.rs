@@ -10,8 +10,8 @@ use super::{PurchaseOrderStore, Submitted, deadline_passed};
 use crate::error::StoreError;
 use crate::files::{find_partial_tail, truncate_back};
 use crate::idempotency::IdempotencyKey;
-use crate::item_code::ItemCode;
 use crate::order_line;
+use item_code::ItemCode;
 
 impl PurchaseOrderStore {
     /// One order line, appended under both locks in a single write. The file is opened

@@ -7,8 +7,8 @@ use super::append::AppendError;
 use super::{PurchaseOrderStore, SubmitOptions, Submitted, deadline_passed};
 use crate::error::StoreError;
 use crate::idempotency::{Begin, IdempotencyKey, KeyIndex};
-use crate::item_code::ItemCode;
 use crate::workload::{FillGate, FillTiming, release_in_steps, simulate_expensive_work};
+use item_code::ItemCode;
 
 impl PurchaseOrderStore {
     /// Records one purchase order like [`PurchaseOrderStore::submit_purchase_order`],

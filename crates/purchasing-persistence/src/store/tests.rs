@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::idempotency::{IdempotencyKey, Journal, JournalRecovery, KeyIndex};
-use crate::item_code::ItemCode;
 use crate::read_orders_file;
 use crate::workload::FillTiming;
+use item_code::ItemCode;
 
 fn tiny() -> Workload {
     Workload {

@@ -1,4 +1,10 @@
 //! The item-code rule: parse once at the edge, then carry a value that is known valid.
+//!
+//! One definition for every side: the store (`purchasing-persistence`) writes only an
+//! [`ItemCode`] and re-exports it; the API answers 400 and the worker dead-letters with
+//! its errors; the client (`inventory`) checks a code with it before it sends, so a code
+//! the server would refuse is refused at the client too — over AMQP, where nobody answers
+//! 400, that is the only place it can be.
 
 use std::fmt;
 
@@ -104,7 +110,7 @@ impl ItemCodeError {
     /// Whether only a rule added after codes were first stored rejects the code (format
     /// characters, a blank code, whitespace at either end). Files written by an earlier
     /// version may hold such codes; no request can carry one any more.
-    pub(crate) fn is_from_a_later_rule(&self) -> bool {
+    pub fn is_from_a_later_rule(&self) -> bool {
         matches!(
             self,
             Self::FormatCharacter { .. }
