@@ -2,7 +2,7 @@
 //! process): what each delivery mode puts on the queue, read back with a plain lapin
 //! client; a queue declared by the other mode; a queue deleted under the publisher; one
 //! connection for many publishes (and the latency of 1000 confirmed ones); the `inventory`
-//! command end to end; and a broker that pauses, dies and comes back.
+//! command end to end; what it refuses and how it words it (`hardening`); and a broker that pauses, dies and comes back.
 //!
 //! Brokers: the queue name is fixed by the contract, so tests on one broker would see each
 //! other's messages. The tests that only publish and read share one broker, started on
@@ -20,6 +20,8 @@ mod common;
 // own; `#[path]` keeps this file where the docs point.
 #[path = "inventory_amqp/broker.rs"]
 mod broker;
+#[path = "inventory_amqp/hardening.rs"]
+mod hardening;
 #[path = "inventory_amqp/raw.rs"]
 mod raw;
 

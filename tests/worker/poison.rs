@@ -3,7 +3,8 @@
 //! never sees them as deliveries. Reliable: the quorum queue counts each of those
 //! deliveries and dead-letters the message past its delivery limit; every valid order
 //! behind it is written once. Faithful: the message was auto-acknowledged and is gone —
-//! counted as lost, and the orders behind it still written.
+//! counted as lost, and the orders behind it still written. And bodies: one larger than any
+//! order is dead-lettered unread; one past the lab broker's limit is refused at the door.
 
 use std::time::{Duration, Instant};
 
@@ -100,4 +101,59 @@ fn a_faithful_worker_counts_an_unreadable_message_as_lost_and_carries_on() {
     wait_for_lines(&orders, 2);
     assert_each_once(&orders, &[&before, &after]);
     assert_eq!(ready_in(&turn.url, QUEUE), 0);
+}
+
+#[test]
+fn a_body_larger_than_any_order_is_dead_lettered_and_the_broker_refuses_a_huge_one() {
+    let Some(turn) = broker_turn() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let orders = dir.path().join("PurchaseOrders.txt");
+    let worker = WorkerProcess::spawn(&turn.url, &orders, &args(&["--delivery", "reliable"]));
+    worker.wait_consuming();
+    // One byte past what the worker reads: refused unread and dead-lettered.
+    let big = vec![b'7'; 4097];
+    let (before, after) = (Message::order(), Message::order());
+    let messages = [
+        Message::raw(&before.body, before.message_id.as_deref()),
+        Message::raw(&big, Some("too-big")),
+        Message::raw(&after.body, after.message_id.as_deref()),
+    ];
+    publish(&turn.url, Delivery::Reliable, &messages);
+    wait_until("one dead-lettered and two written", || {
+        (worker.metric("messages_rejected_total") == 1
+            && worker.metric("messages_acked_total") == 2)
+            .then_some(())
+    });
+    assert_each_once(&orders, &[&before, &after]);
+    assert_eq!(take_all(&turn.url, DEAD_LETTER_QUEUE), vec![big]);
+    let log = worker.log();
+    assert!(log.contains("body too large"), "{log}");
+
+    // The lab's broker itself refuses what nobody should queue at all.
+    let huge = vec![b'7'; loadtest::broker::MAX_MESSAGE_SIZE_BYTES as usize + 1];
+    let refused = block_on(async {
+        let (connection, channel) = open(&turn.url).await;
+        channel
+            .confirm_select(Default::default())
+            .await
+            .expect("publisher confirms");
+        let outcome = match channel
+            .basic_publish(
+                "".into(),
+                QUEUE.into(),
+                Default::default(),
+                &huge,
+                Default::default(),
+            )
+            .await
+        {
+            Ok(confirm) => confirm.await.map(|c| c.is_ack()),
+            Err(error) => Err(error),
+        };
+        let _ = connection.close(200, "test".into()).await;
+        outcome
+    });
+    assert!(!matches!(refused, Ok(true)), "{refused:?}");
+    assert_eq!(ready_in(&turn.url, QUEUE), 0);
+    assert_eq!(worker.metric("messages_acked_total"), 2);
 }

@@ -24,6 +24,12 @@ pub(super) const NODE_NAME_FILE: &str = "node-name";
 /// memory well inside a broker's cgroup.
 const WAL_MAX_SIZE_BYTES: u64 = 64_000_000;
 
+/// The largest message the lab broker accepts (RabbitMQ's default is 128 MiB). An order is
+/// an item code of at most 100 characters; a 100 MB body from a careless publisher would
+/// otherwise be pushed into every worker's prefetch window before the worker can refuse
+/// it. Past this size the broker closes the publisher's channel (406 PRECONDITION_FAILED).
+pub const MAX_MESSAGE_SIZE_BYTES: u64 = 65_536;
+
 impl DataDir {
     pub(super) fn prepare(keep: Option<&Path>) -> Result<DataDir, BrokerError> {
         let dir = match keep {
@@ -132,7 +138,9 @@ impl DataDir {
                      # The reliable queues are quorum queues, whose Raft write-ahead log\n\
                      # defaults to 512 MiB and wants about three times that in memory;\n\
                      # a lab broker holds small messages and may run in a small cgroup.\n\
-                     raft.wal_max_size_bytes = {WAL_MAX_SIZE_BYTES}\n"
+                     raft.wal_max_size_bytes = {WAL_MAX_SIZE_BYTES}\n\
+                     # Orders are item codes; nothing legitimate comes near this.\n\
+                     max_message_size = {MAX_MESSAGE_SIZE_BYTES}\n"
                 ),
             ),
             // No plugins (the management plugin slows stops and is not needed).

@@ -60,6 +60,7 @@ mod ready;
 #[cfg(test)]
 mod tests;
 
+pub use data_dir::MAX_MESSAGE_SIZE_BYTES;
 pub use foreground::run_foreground;
 pub use handle::{Broker, Stopped};
 pub use install::{Installation, require_installed_or_skip};
