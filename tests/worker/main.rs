@@ -18,6 +18,7 @@
 mod common;
 mod foreign;
 mod poison;
+mod probes;
 mod support;
 
 use std::process::{Command, Stdio};

@@ -7,8 +7,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::body::{BodyTimeouts, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_TIMEOUT};
+use clap::Parser;
 use clap::builder::{BoolishValueParser, TypedValueParser as _};
-use clap::{Parser, ValueEnum};
 use purchasing_persistence::{
     DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, StoreOptions, Workload,
 };
@@ -365,13 +365,7 @@ impl ProtectionSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
+pub use purchasing_service::telemetry::LogFormat;
 
 impl Config {
     pub fn body_timeouts(&self) -> BodyTimeouts {

@@ -12,9 +12,10 @@
 //! * [`state`] — the protections in force and what the handlers share;
 //! * [`routes`] — the handlers; [`body`] — decoding the request body into an item code;
 //! * [`problem`] — every error response, as RFC 9457 `application/problem+json`;
-//! * [`server`] — binding, accepting connections with read timeouts and a connection cap,
-//!   bounded graceful shutdown; [`connection`] — `Connection: close` when a response
-//!   ends the connection; [`telemetry`] — logging;
+//! * [`server`] — starting and stopping, connections served by the accept loop both
+//!   services share (`purchasing_service::listener`: read timeouts, a connection cap,
+//!   bounded graceful shutdown); [`connection`] — `Connection: close` when a response
+//!   ends the connection; [`telemetry`] — logging (shared with the worker);
 //! * [`metrics`] — `GET /metrics` in the Prometheus text format;
 //! * [`work_pool`] — the threads that do the orders' work (allocate, sleep, write).
 //!
@@ -44,7 +45,7 @@ pub mod request_log;
 pub mod routes;
 pub mod server;
 pub mod state;
-pub mod telemetry;
+pub use purchasing_service::telemetry;
 pub mod work_pool;
 
 pub use app::app;

@@ -15,8 +15,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use amqp_link::AmqpUrl;
+use clap::Parser;
 use clap::builder::BoolishValueParser;
-use clap::{Parser, ValueEnum};
 use purchasing_persistence::{
     DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, StoreOptions, Workload,
 };
@@ -214,13 +214,7 @@ pub enum FlagConflict {
     AckDelayNeedsReliable,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
+pub use purchasing_service::telemetry::LogFormat;
 
 /// What the flags ask for, checked for combinations that would silently do nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

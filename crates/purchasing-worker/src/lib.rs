@@ -35,7 +35,7 @@ pub mod session;
 pub mod shutdown;
 pub mod sizing;
 pub mod state;
-pub mod telemetry;
+pub use purchasing_service::telemetry;
 pub mod worker;
 
 pub use config::Config;

@@ -22,7 +22,7 @@
 //!
 //! # Reliable: at least once, effectively once
 //!
-//! The durable queue with its dead-letter queue ([`Delivery::queues`]), `basic.qos` with
+//! The quorum queue with its dead-letter queue ([`Delivery::queues`]), `basic.qos` with
 //! the prefetch, manual acknowledgements. Every delivery is handed to a task at once, so
 //! up to `prefetch` orders run concurrently on the blocking pool; each calls the store
 //! with the message id as its idempotency key, and the verdict ([`crate::handling`])

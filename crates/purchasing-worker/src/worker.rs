@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use capacity::Environment;
 use purchasing_persistence::PurchaseOrderStore;
-use tokio::net::TcpListener;
+use purchasing_service::listener::{self, ConnectionLimits};
 
 use crate::backoff::Backoff;
 use crate::config::{Config, FillsSetting, PrefetchSetting, Settings};
@@ -38,8 +38,19 @@ use crate::{http, sizing};
 /// taken.
 const BLOCKING_SLACK: usize = 4;
 
-/// How long the HTTP server may take to finish its last requests at exit.
-const HTTP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+/// The probe listener's protections, the API's own ([`purchasing_service::listener`]): a
+/// flood of idle connections must never take the file descriptors the orders file and
+/// the broker connection need, nor keep `/health` from answering for long.
+const PROBE_LIMITS: ConnectionLimits = ConnectionLimits {
+    // A probe (the lab's poller, HAProxy, curl) sends its request at once; a connection
+    // silent this long is closed, which frees its slot for the next probe.
+    header_timeout: Duration::from_secs(5),
+    // Probes need a handful; the cap is lowered further to what the open-files limit
+    // allows (raised to its hard limit first).
+    max_connections: 256,
+    // How long the HTTP server may take to finish its last requests at exit.
+    shutdown_timeout: Duration::from_secs(2),
+};
 
 /// Runs the worker described by `config` until SIGINT or SIGTERM.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -84,7 +95,7 @@ fn open_store(
     };
     let store = PurchaseOrderStore::open_with(&config.orders_file, config.workload(), options)
         .map_err(|error| anyhow::anyhow!("{error}{}", error.open_hint()))?;
-    report_store_recovery(&store);
+    purchasing_service::report_store_recovery(&store);
     Ok(store)
 }
 
@@ -139,7 +150,12 @@ async fn serve(
         delivery: settings.delivery,
         broker: broker.as_str().into(),
     };
-    let listener = bind(config.http_bind).await?;
+    let listener = listener::bind(
+        config.http_bind,
+        "for /health and /metrics",
+        "choose another --http-bind (port 0 picks a free one)",
+    )
+    .await?;
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
@@ -166,13 +182,18 @@ async fn serve(
     drop(stdout);
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(
-        axum::serve(listener, http::router(shared.clone()))
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .into_future(),
-    );
+    let limits = ConnectionLimits {
+        max_connections: listener::connection_cap(PROBE_LIMITS.max_connections, None),
+        ..PROBE_LIMITS
+    };
+    let http = tokio::spawn(listener::accept_loop(
+        listener,
+        http::router(shared.clone()),
+        limits,
+        async {
+            let _ = http_stopped.await;
+        },
+    ));
     let plan = Plan {
         url: config.amqp_url.clone(),
         delivery: settings.delivery,
@@ -182,11 +203,9 @@ async fn serve(
     };
     let consumed = consume(&plan, &shared, &mut shutdown).await;
     let _ = stop_http.send(());
-    if tokio::time::timeout(HTTP_SHUTDOWN_TIMEOUT, http)
-        .await
-        .is_err()
-    {
-        tracing::debug!("the HTTP server did not stop in time");
+    // The loop bounds its own shutdown (PROBE_LIMITS.shutdown_timeout).
+    if http.await.is_err() {
+        tracing::debug!("the HTTP server ended with a panic");
     }
     consumed
 }
@@ -248,33 +267,5 @@ async fn consume(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> anyho
             () = shutdown.requested() => return Ok(()),
             () = tokio::time::sleep(pause) => {}
         }
-    }
-}
-
-async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        let hint = match e.kind() {
-            std::io::ErrorKind::AddrInUse => {
-                "; choose another --http-bind (port 0 picks a free one)"
-            }
-            std::io::ErrorKind::AddrNotAvailable => {
-                "; that address is not on this machine, use 127.0.0.1 or 0.0.0.0"
-            }
-            std::io::ErrorKind::PermissionDenied => "; ports below 1024 need privileges",
-            _ => "",
-        };
-        anyhow::anyhow!("cannot listen on {addr} for /health and /metrics: {e}{hint}")
-    })
-}
-
-/// Logs what opening the store found and changed (worded by the store): at WARN what an
-/// operator must see — a partial last line removed, idempotency keys dropped — and the
-/// journal's recovery counts at INFO.
-fn report_store_recovery(store: &PurchaseOrderStore) {
-    for warning in store.start_up_warnings() {
-        tracing::warn!("{warning}");
-    }
-    if let Some(summary) = store.journal_summary() {
-        tracing::info!("{summary}");
     }
 }

@@ -1,0 +1,29 @@
+//! What the purchasing API and the purchasing worker are as services, defined once, so
+//! the worker holds up like the API and a fix lands in both:
+//!
+//! * [`listener`] — the protected accept loop: a header timeout on every connection, a
+//!   cap on open connections (lowered to what the open-files limit allows, which is first
+//!   raised to its hard limit), a pause instead of a spin when `accept` runs out of file
+//!   descriptors, and a bounded graceful shutdown; and [`listener::bind`] with a hint for
+//!   the common failures.
+//! * [`telemetry`] — logging on stderr, as text or JSON, filtered by `--log`.
+//! * [`report_store_recovery`] — the start-up report of what opening the store repaired.
+
+#![forbid(unsafe_code)]
+
+pub mod listener;
+pub mod telemetry;
+
+use purchasing_persistence::PurchaseOrderStore;
+
+/// Logs what opening the store found and changed (worded by the store): at WARN what an
+/// operator must see — a partial last line removed, idempotency keys dropped — and the
+/// journal's recovery counts at INFO.
+pub fn report_store_recovery(store: &PurchaseOrderStore) {
+    for warning in store.start_up_warnings() {
+        tracing::warn!("{warning}");
+    }
+    if let Some(summary) = store.journal_summary() {
+        tracing::info!("{summary}");
+    }
+}
