@@ -155,7 +155,11 @@ impl Supervised {
     /// end. Returns whether it ended within `grace`.
     pub(crate) fn terminate(&self, grace: Duration) -> bool {
         let in_grace = !grace.is_zero() && {
-            self.with_running(|pid| signal_group(pid, libc::SIGTERM));
+            // A paused (SIGSTOPped) child would hold SIGTERM until the grace is over.
+            self.with_running(|pid| {
+                signal_group(pid, libc::SIGCONT);
+                signal_group(pid, libc::SIGTERM)
+            });
             self.wait(grace)
         };
         self.kill();

@@ -5,8 +5,8 @@
 //!
 //! [`Cluster::start`] starts the nodes, reads the first node's admission limit from its
 //! `/metrics` (HAProxy's per-node `maxconn`), then starts HAProxy; [`Cluster::begin`]
-//! starts sampling its stats at the load's start; [`Cluster::kill_node`] is the
-//! `--kill-instance-at` fault; [`Cluster::stop`] stops the nodes (they finish their
+//! starts sampling its stats at the load's start (the fault plan reaches the nodes through
+//! [`Cluster::nodes`]); [`Cluster::stop`] stops the nodes (they finish their
 //! in-flight orders, which HAProxy still relays), then HAProxy, and builds the report's
 //! `balancer` object, with the failover times of every crash.
 
@@ -23,15 +23,14 @@ use crate::e2e::percentiles_ms;
 use crate::report::{BalancerReport, CrashEvent, NodeCrash, NodeReport, SecondRow};
 use crate::server::{ServerHandle, ServerObservations, ServerSpec, scrape_gauge};
 
-/// `--instances K` and the faults that go with it.
+/// `--instances K`, and how its nodes come back from a kill.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScaleOut {
     /// Nodes behind the balancer (at least 1: one node behind HAProxy is the fair
     /// baseline for K = 2, paying the same hop).
     pub instances: usize,
-    /// `--kill-instance-at`: SIGKILL node0 this long after the load started.
-    pub kill_instance_at: Option<Duration>,
-    /// `--instance-down-for`: how long the killed node stays down before its restart.
+    /// `--instance-down-for`: how long a node killed by the fault plan stays down before
+    /// its restart.
     pub down_for: Duration,
 }
 
@@ -172,16 +171,6 @@ impl Cluster {
             .lock()
             .map(|n| n.iter().map(ServerHandle::crashes_so_far).sum())
             .unwrap_or(0)
-    }
-
-    /// The `--kill-instance-at` fault: SIGKILL node `index` (its supervisor restarts it).
-    /// Returns whether it was running.
-    pub fn kill_node(nodes: &SharedNodes, index: usize, down_for: Duration) -> bool {
-        nodes
-            .lock()
-            .ok()
-            .and_then(|n| n.get(index).map(|node| node.inject_kill_for(down_for)))
-            .unwrap_or(false)
     }
 
     /// Stops the nodes (each finishes its in-flight orders within `grace`), then the

@@ -82,11 +82,6 @@ pub struct MessagingOptions {
     pub delivery: DeliveryMode,
     /// How long to wait after the load for the queue to drain.
     pub drain_timeout: Duration,
-    /// Fault injection: SIGKILL the worker this often during the load (the supervisor
-    /// restarts it).
-    pub kill_worker_every: Option<Duration>,
-    /// Fault injection: restart the spawned broker this long after the load started.
-    pub restart_broker_at: Option<Duration>,
 }
 
 /// Splits the acknowledged orders absent from the file into (lost, still queued): still

@@ -89,6 +89,8 @@ fn base_report(profile: &str, shape: &str, elapsed_s: f64) -> Report {
         messaging: None,
         broker: None,
         balancer: None,
+        topology: None,
+        faults: Vec::new(),
     }
 }
 

@@ -255,6 +255,39 @@ impl Broker {
         Ok(())
     }
 
+    /// Stops RabbitMQ cleanly (SIGTERM, SIGKILL after [`STOP_GRACE`]) and keeps its data
+    /// directory, epmd and ports: the fault plan's `stop`. [`Broker::restart`] starts it
+    /// again. Returns whether it stopped within the grace (`false` if it was not running).
+    pub fn stop_node(&mut self) -> bool {
+        let graceful = self
+            .beam
+            .take()
+            .is_some_and(|beam| beam.is_running() && beam.terminate(STOP_GRACE));
+        self.beam_pid = None;
+        graceful
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT: the fault plan's `pause` and `resume`) to the
+    /// broker's process group — the Erlang VM and its helpers, not epmd. Returns whether
+    /// the broker was running.
+    pub fn signal_node(&self, signal: i32) -> bool {
+        self.beam
+            .as_ref()
+            .and_then(|beam| beam.with_running(|leader| signal_group(leader, signal)))
+            .is_some()
+    }
+
+    /// Whether the broker is paused (stopped by SIGSTOP: state `T` in `/proc/PID/stat`).
+    pub fn is_paused(&self) -> bool {
+        self.pid().is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // The state follows the command name, which is in parentheses.
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+        })
+    }
+
     /// Starts epmd (unless it runs) and the broker on `self.ports`, and waits until ready.
     pub(super) fn boot(&mut self, cancel: &AtomicBool) -> Result<(), Failure> {
         self.dir

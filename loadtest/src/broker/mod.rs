@@ -63,6 +63,10 @@ mod tests;
 pub use data_dir::MAX_MESSAGE_SIZE_BYTES;
 pub use foreground::run_foreground;
 pub use handle::{Broker, Stopped};
+
+/// A broker the lab started, shared by the run and its fault plan; `None` once stopped
+/// for good. Dropped, it stops the broker too (also when the run is abandoned).
+pub type SharedBroker = std::sync::Arc<std::sync::Mutex<Option<Broker>>>;
 pub use install::{Installation, require_installed_or_skip};
 
 pub use options::{

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use crate::cluster::{self};
+use crate::faults::Fault;
 use crate::threshold::Threshold;
 
 use super::help::{AFTER_BROKER_HELP, AFTER_COMPARE_HELP, AFTER_RUN_HELP, fail_on_help};
@@ -260,7 +261,7 @@ pub struct RunArgs {
     pub instances: Option<u32>,
     /// Fault: SIGKILL node0 SECONDS after the load started; its supervisor restarts it
     /// (implies --restart-on-crash). The report's balancer.nodes[0].crash_events say when
-    /// HAProxy took it out and put it back.
+    /// HAProxy took it out and put it back. Alias of --fault SECONDS:kill:api0.
     #[arg(
         long,
         value_name = "SECONDS",
@@ -268,13 +269,14 @@ pub struct RunArgs {
         requires = "instances"
     )]
     pub kill_instance_at: Option<f64>,
-    /// How long the killed node stays down before its supervisor restarts it, seconds
-    /// [default: 3: longer than HAProxy's detection, as a rebooting VM would].
+    /// How long a node killed by the fault plan (--kill-instance-at, --fault …:kill:apiN)
+    /// stays down before its supervisor restarts it, seconds [default: 3: longer than
+    /// HAProxy's detection, as a rebooting VM would].
     #[arg(
         long,
         value_name = "SECONDS",
         help_heading = "Scale-out (HAProxy)",
-        requires = "kill_instance_at"
+        requires = "instances"
     )]
     pub instance_down_for: Option<f64>,
     /// Load a balancer you run (e.g. your HAProxy in front of nodes in VMs) at URL, as
@@ -339,15 +341,17 @@ pub struct RunArgs {
           help_heading = "Messaging (--transport amqp)")]
     pub delivery: Option<inventory::DeliveryMode>,
     /// After the load, wait at most this many seconds for the queue to drain before the
-    /// worker is stopped; what is still queued then is reported as still queued.
+    /// worker is stopped; what is still queued then is reported as still queued
+    /// [default: 120].
     #[arg(
         long,
         value_name = "SECONDS",
         help_heading = "Messaging (--transport amqp)"
     )]
     pub drain_timeout: Option<f64>,
-    /// Fault: SIGKILL the spawned worker every SECONDS during the load; it is restarted
-    /// as after any crash (implies --restart-on-crash).
+    /// Fault: SIGKILL the spawned worker every SECONDS, through the load and the drain;
+    /// it is restarted as after any crash (implies --restart-on-crash). Alias of
+    /// --fault every=SECONDS:kill:worker0.
     #[arg(
         long,
         value_name = "SECONDS",
@@ -358,6 +362,7 @@ pub struct RunArgs {
     pub kill_worker_every: Option<f64>,
     /// Fault: restart the spawned broker SECONDS after the load started, on the same
     /// data directory and port (a faithful queue does not survive it; a reliable one does).
+    /// Alias of --fault SECONDS:restart:broker0.
     #[arg(
         long,
         value_name = "SECONDS",
@@ -366,6 +371,20 @@ pub struct RunArgs {
         conflicts_with = "amqp_url"
     )]
     pub restart_broker_at: Option<f64>,
+
+    /// A fault to inject, WHEN:ACTION:TARGET; repeatable. WHEN: seconds after the load
+    /// starts (20, 20s, 1.5s) or every=20s (again and again, through the load and the
+    /// drain). ACTION: kill (SIGKILL; a supervised process comes back after its down
+    /// time), stop, start, restart, pause (SIGSTOP: alive, answering nothing), resume.
+    /// TARGET: a host the lab starts: api0, api1, … (worker0 with --transport amqp),
+    /// broker0. E.g. --fault every=20s:kill:worker0 --fault 30s:restart:broker0.
+    #[arg(long = "fault", value_name = "WHEN:ACTION:TARGET", help_heading = "Faults",
+          value_parser = parse_fault)]
+    pub faults: Vec<Fault>,
+    /// A fault plan in a TOML file, for long schedules: [[fault]] tables with `at` (or
+    /// `every`), `action` and `target`; added to the --fault ones.
+    #[arg(long = "faults", value_name = "FILE", help_heading = "Faults")]
+    pub faults_file: Option<PathBuf>,
 
     /// Arguments for the spawned purchasing-api (or purchasing-worker with --transport
     /// amqp), e.g. -- --alloc-chars 1000 --delay-ms 5.
@@ -395,5 +414,10 @@ pub struct ConfineArgs {
 pub(super) fn parse_delivery(
     s: &str,
 ) -> Result<inventory::DeliveryMode, wire_contract::amqp::UnknownDelivery> {
+    s.parse()
+}
+
+/// `--fault WHEN:ACTION:TARGET` (its host is checked against the topology later).
+pub(super) fn parse_fault(s: &str) -> Result<Fault, String> {
     s.parse()
 }

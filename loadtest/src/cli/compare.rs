@@ -32,6 +32,9 @@ pub(super) fn configuration(
             "leave --protect out of the server arguments: the protected side adds it".into(),
         );
     }
+    if !args.faults.is_empty() || args.faults_file.is_some() {
+        return Err("compare and sweep run each configuration without a fault plan: leave out --fault and --faults (use loadtest run for a run with faults)".into());
+    }
     let mut run = args.clone();
     run.out = Some(out);
     let http = |run: &mut RunArgs| {

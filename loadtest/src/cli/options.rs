@@ -7,6 +7,7 @@ use inventory::BaseUrl;
 
 use crate::cluster::{self, ExternalBalancer, ScaleOut};
 use crate::confine::{Limits, parse_memory_size};
+use crate::faults::{self, Action, Fault, FaultPlan, When};
 use crate::lab::{LabOptions, SAMPLE_EVERY, Target};
 use crate::messaging::{BrokerSource, MessagingOptions};
 use crate::profile::{RateProfile, Spike, StepProfile};
@@ -55,6 +56,7 @@ impl RunArgs {
     /// another has a value, but not refuse a flag because another has a value (`--rate` with
     /// `--profile step`, `--spawn-broker` with the default `--transport http`).
     pub fn into_options(self) -> Result<LabOptions, String> {
+        let faults = self.fault_plan()?;
         let (profile_name, load, iterations, duration) = match self.profile {
             ProfileKind::Blog => {
                 let given = [
@@ -180,13 +182,6 @@ impl RunArgs {
             }
             Some(k) => Some(ScaleOut {
                 instances: k as usize,
-                kill_instance_at: self
-                    .kill_instance_at
-                    .map(|s| {
-                        Duration::try_from_secs_f64(s)
-                            .map_err(|_| format!("--kill-instance-at must be ≥ 0 seconds, not {s}"))
-                    })
-                    .transpose()?,
                 down_for: match self.instance_down_for {
                     Some(s) => Duration::try_from_secs_f64(s)
                         .map_err(|_| format!("--instance-down-for must be ≥ 0 seconds, not {s}"))?,
@@ -236,9 +231,8 @@ impl RunArgs {
                 lab_args: Vec::new(),
                 args: self.server_args,
                 limits: limits(self.cpus, self.memory.as_deref())?,
-                restart_on_crash: self.restart_on_crash
-                    || self.kill_worker_every.is_some()
-                    || self.kill_instance_at.is_some(),
+                // Set below when the fault plan kills a server.
+                restart_on_crash: self.restart_on_crash,
                 sample_every: SAMPLE_EVERY,
                 log_file: Some(out_dir.join("server.log")),
                 core_slot: 0,
@@ -273,7 +267,7 @@ impl RunArgs {
             )
         };
 
-        Ok(LabOptions {
+        LabOptions {
             profile_name: profile_name.into(),
             plan: Plan {
                 load,
@@ -294,7 +288,60 @@ impl RunArgs {
             messaging,
             scale_out,
             external_balancer,
-        })
+            faults: FaultPlan::default(),
+        }
+        .with_faults(faults)
+    }
+
+    /// The fault plan: the older fault flags (aliases), then `--fault`, then `--faults`.
+    pub(super) fn fault_plan(&self) -> Result<FaultPlan, String> {
+        let mut plan = FaultPlan::default();
+        let alias = |value: f64, flag: &str, when: fn(Duration) -> When| {
+            let time = seconds(value, flag)?;
+            if matches!(when(time), When::Every(_)) && time < faults::MIN_EVERY {
+                return Err(format!(
+                    "{flag} must be at least {} s, not {value}",
+                    faults::MIN_EVERY.as_secs_f64()
+                ));
+            }
+            Ok::<_, String>(when(time))
+        };
+        let mut push = |when: When, action: Action, target: &str| {
+            plan.faults.push(Fault {
+                when,
+                action,
+                target: target.into(),
+            })
+        };
+        if let Some(at) = self.kill_instance_at {
+            push(
+                alias(at, "--kill-instance-at", When::At)?,
+                Action::Kill,
+                "api0",
+            );
+        }
+        if let Some(every) = self.kill_worker_every {
+            push(
+                alias(every, "--kill-worker-every", When::Every)?,
+                Action::Kill,
+                "worker0",
+            );
+        }
+        if let Some(at) = self.restart_broker_at {
+            push(
+                alias(at, "--restart-broker-at", When::At)?,
+                Action::Restart,
+                "broker0",
+            );
+        }
+        plan.faults.extend(self.faults.iter().cloned());
+        if let Some(path) = &self.faults_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--faults: cannot read {}: {e}", path.display()))?;
+            let file = faults::parse_file(&path.display().to_string(), &text)?;
+            plan.faults.extend(file.faults);
+        }
+        Ok(plan)
     }
 
     /// The messaging options of `--transport amqp`, checked; `None` for HTTP (where the
@@ -332,13 +379,6 @@ impl RunArgs {
         if delivery == inventory::DeliveryMode::Faithful && self.retries.is_some_and(|r| r > 0) {
             return Err("--retries over AMQP needs --delivery reliable: a faithful message has no message id, so a repeated publish could order twice".into());
         }
-        let restart_broker_at = self
-            .restart_broker_at
-            .map(|s| {
-                Duration::try_from_secs_f64(s)
-                    .map_err(|_| format!("--restart-broker-at must be ≥ 0 seconds, not {s}"))
-            })
-            .transpose()?;
         Ok(Some(MessagingOptions {
             broker,
             delivery,
@@ -346,11 +386,6 @@ impl RunArgs {
                 self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT_S),
                 "--drain-timeout",
             )?,
-            kill_worker_every: self
-                .kill_worker_every
-                .map(|s| seconds(s, "--kill-worker-every"))
-                .transpose()?,
-            restart_broker_at,
         }))
     }
 }

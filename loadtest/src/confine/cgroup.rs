@@ -350,6 +350,11 @@ impl Cgroup {
         Some(format!("{ours}{shared}"))
     }
 
+    /// The cores the child is pinned to (`None`: not pinned).
+    pub fn pinned_cores(&self) -> Option<Vec<usize>> {
+        self.cores.as_ref().map(|c| c.list.clone())
+    }
+
     /// e.g. "cgroup v1, pinned to core 1": what the confinement consists of.
     pub fn describe(&self) -> String {
         match &self.cores {

@@ -114,6 +114,8 @@ pub(super) fn build_report(
         messaging: None,
         broker: None,
         balancer: None,
+        topology: None,
+        faults: Vec::new(),
     }
 }
 

@@ -19,9 +19,10 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::broker::{Broker, BrokerOptions};
+use crate::broker::{Broker, BrokerOptions, SharedBroker};
 use crate::cluster::{Cluster, Watcher};
 use crate::e2e::{OrdersTail, end_to_end, percentiles};
+use crate::faults::schedule::{Deployed, Schedule};
 use crate::messaging::MessagingOptions;
 use crate::messaging::{
     BrokerSource, Monitor, MonitorInputs, MonitorState, QueueProbe, drain_rate, split_absent,
@@ -37,10 +38,12 @@ use crate::stats::{Aggregates, Aggregator};
 use crate::threshold;
 
 mod build;
+mod hosts;
 mod options;
 
 use build::build_report;
 pub use build::write_report_files;
+use hosts::deployed_topology;
 pub use options::{LabOptions, Target};
 
 /// Records buffered between the senders and the recorder thread.
@@ -49,42 +52,12 @@ const RECORD_BUFFER: usize = 8192;
 /// How often the server's memory and CPU are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
-/// A broker the lab started, shared with the restart task; stopped (or dropped: stopped
-/// too) at the end, also when the run is abandoned (Ctrl-C drops the run's future).
-type SharedBroker = Arc<Mutex<Option<Broker>>>;
-
 /// Sets the flag when dropped: abandons a broker start in progress if the run is dropped.
 struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// A background task (a fault injector), aborted when dropped.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
-
-impl AbortOnDrop {
-    fn new(task: tokio::task::JoinHandle<()>) -> Self {
-        AbortOnDrop(Some(task))
-    }
-
-    /// Aborts the task and waits until it is gone, so what it held (the server handle)
-    /// is released before the caller needs it alone.
-    async fn stop(mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = &self.0 {
-            task.abort();
-        }
     }
 }
 
@@ -293,7 +266,6 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         _ => None,
     };
     let restart_events: Arc<Mutex<Vec<CrashEvent>>> = Arc::default();
-    let mut injectors = Vec::new();
     let watcher = options
         .external_balancer
         .as_ref()
@@ -301,75 +273,26 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         .transpose()?;
     if let Some(cluster) = &mut cluster {
         cluster.begin(epoch);
-        if let Some((at, down_for)) = options
-            .scale_out
-            .and_then(|s| s.kill_instance_at.map(|at| (at, s.down_for)))
-        {
-            let nodes = cluster.nodes();
-            injectors.push(AbortOnDrop::new(tokio::spawn(async move {
-                tokio::time::sleep_until(epoch + at).await;
-                let t_s = epoch.elapsed().as_secs_f64();
-                if Cluster::kill_node(&nodes, 0, down_for) {
-                    eprintln!(
-                        "loadtest: injected a SIGKILL into node0 at {t_s:.1} s (--kill-instance-at)"
-                    );
-                }
-            })));
-        }
     }
-    if let Some(m) = &options.messaging {
-        if let (Some(every), Some(server)) = (m.kill_worker_every, &server) {
-            let server = server.clone();
-            injectors.push(AbortOnDrop::new(tokio::spawn(async move {
-                // Through the load and the drain (the worker is busiest draining): the
-                // injectors are aborted only once the drain is over, before the worker stops.
-                for n in 1u32.. {
-                    tokio::time::sleep_until(epoch + every * n).await;
-                    if let Ok(s) = server.lock()
-                        && s.inject_kill()
-                    {
-                        eprintln!(
-                            "loadtest: injected a SIGKILL into the worker at {:.1} s",
-                            epoch.elapsed().as_secs_f64()
-                        );
-                    }
-                }
-            })));
-        }
-        if let (Some(at), Some(broker)) = (m.restart_broker_at, &broker) {
-            let broker = broker.clone();
-            let events = restart_events.clone();
-            injectors.push(AbortOnDrop::new(tokio::spawn(async move {
-                tokio::time::sleep_until(epoch + at).await;
-                let t_s = epoch.elapsed().as_secs_f64();
-                eprintln!("loadtest: restarting the broker at {t_s:.1} s (--restart-broker-at)");
-                let result = tokio::task::spawn_blocking(move || {
-                    let mut guard = broker.lock().unwrap_or_else(|p| p.into_inner());
-                    match guard.as_mut() {
-                        Some(b) => b.restart().map(|()| b.ready_after()),
-                        None => Ok(Duration::ZERO),
-                    }
-                })
-                .await;
-                let cause = match result {
-                    Ok(Ok(ready)) => format!(
-                        "injected: broker restarted on the same data directory and port (ready after {:.1} s)",
-                        ready.as_secs_f64()
-                    ),
-                    Ok(Err(e)) => format!("injected: broker restart failed: {e}"),
-                    Err(e) => format!("injected: broker restart task failed: {e}"),
-                };
-                eprintln!("loadtest: {cause}");
-                if let Ok(mut events) = events.lock() {
-                    events.push(CrashEvent {
-                        t_s,
-                        cause,
-                        oom_killed: false,
-                    });
-                }
-            })));
-        }
-    }
+    let topology = deployed_topology(&options, server.as_ref(), cluster.as_ref());
+    let deployed = Deployed {
+        server: server.as_ref().map(|s| {
+            let name = if options.messaging.is_some() {
+                "worker0"
+            } else {
+                "api0"
+            };
+            (name.to_string(), s.clone())
+        }),
+        nodes: cluster
+            .as_ref()
+            .zip(options.scale_out)
+            .map(|(c, scale)| (c.nodes(), scale.down_for)),
+        broker: broker.clone().map(|b| (b, restart_events.clone())),
+    };
+    // Through the load and the drain (a worker is busiest draining): the plan is stopped
+    // once the drain is over, before the hosts are.
+    let faults = Schedule::start(&options.faults, deployed, epoch);
 
     let gauges = runner::run(
         options.plan.clone(),
@@ -416,9 +339,7 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         }
         _ => None,
     };
-    for injector in injectors {
-        injector.stop().await;
-    }
+    let fault_events = faults.finish().await;
 
     // Settle: in-flight work may still reach the file after the clients gave up.
     let settle_started = Instant::now();
@@ -568,6 +489,8 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         reconciliation,
     );
     report.balancer = balancer_report.or_else(|| watcher.map(Watcher::finish));
+    report.topology = Some(topology);
+    report.faults = fault_events;
     if let Some(m) = messaging {
         report.run.transport = "amqp".into();
         if let Some((url, _)) = &options.plan.client.amqp {

@@ -4,10 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cluster::{ExternalBalancer, ScaleOut};
-use crate::messaging::MessagingOptions;
+use crate::faults::FaultPlan;
+use crate::messaging::{BrokerSource, MessagingOptions};
 use crate::runner::Plan;
 use crate::server::ServerSpec;
 use crate::threshold::Threshold;
+use crate::topology::{Host, Role, Topology};
 
 /// Where the load goes.
 #[derive(Debug, Clone)]
@@ -36,4 +38,58 @@ pub struct LabOptions {
     /// `--balancer-url`: a balancer the user runs (a remote target), watched through its
     /// stats socket when given.
     pub external_balancer: Option<ExternalBalancer>,
+    /// The faults to inject (`--fault`, `--faults` and the older fault flags), checked
+    /// against [`LabOptions::topology`] by [`LabOptions::with_faults`].
+    pub faults: FaultPlan,
+}
+
+impl LabOptions {
+    /// These options with `plan`, once it is checked against their topology (one line
+    /// naming the fault and the hosts otherwise). A plan that kills a server makes its
+    /// supervisor restart it.
+    pub fn with_faults(mut self, plan: FaultPlan) -> Result<LabOptions, String> {
+        let topology = self.topology();
+        plan.check(&topology)?;
+        if plan.kills_a_server(&topology)
+            && let Target::Spawn(spec) = &mut self.target
+        {
+            spec.restart_on_crash = true;
+        }
+        self.faults = plan;
+        Ok(self)
+    }
+
+    /// The topology these options ask for, with the limits asked for (the deploy step
+    /// fills in what it found: [`Topology::deployed`]).
+    pub fn topology(&self) -> Topology {
+        let mut hosts = Vec::new();
+        let role = if self.messaging.is_some() {
+            Role::Worker
+        } else {
+            Role::Api
+        };
+        match &self.target {
+            Target::Spawn(spec) => {
+                for i in 0..self.scale_out.map_or(1, |s| s.instances) {
+                    let mut host = Host::new(format!("{}{i}", role.as_str()), role, true);
+                    host.cpus = spec.limits.cpus;
+                    host.memory_bytes = spec.limits.memory_bytes;
+                    hosts.push(host);
+                }
+            }
+            Target::Remote { .. } => {
+                hosts.push(Host::new(format!("{}0", role.as_str()), role, false));
+            }
+        }
+        if let Some(m) = &self.messaging {
+            let spawned = matches!(m.broker, BrokerSource::Spawn);
+            hosts.push(Host::new("broker0", Role::Broker, spawned));
+        }
+        if self.scale_out.is_some() || self.external_balancer.is_some() {
+            let spawned = self.scale_out.is_some();
+            hosts.push(Host::new("balancer", Role::Balancer, spawned));
+        }
+        hosts.push(Host::new("client", Role::Client, true));
+        Topology { hosts }
+    }
 }

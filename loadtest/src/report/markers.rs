@@ -1,5 +1,6 @@
 //! The vertical markers every time chart carries: the server's crashes (each with its
-//! cause in the tooltip) and, on the request charts, the knee of a step profile.
+//! cause in the tooltip), the faults the plan injected, and, on the request charts, the
+//! knee of a step profile.
 
 use super::Report;
 use super::format::{at, int, opt_ms, rate};
@@ -7,6 +8,7 @@ use super::time_chart::Marker;
 
 pub const C_CRASH: &str = "#d0021b";
 pub const C_KNEE: &str = "#a16207";
+pub const C_FAULT: &str = "#7c3aed";
 
 /// Vertical markers for crashes and the knee, shared by the time charts.
 pub fn markers(
@@ -60,7 +62,42 @@ pub fn markers(
         1 => legend.push(("crash".to_string(), C_CRASH, false)),
         n => legend.push((format!("crashes ({})", int(n as u64)), C_CRASH, false)),
     }
+    fault_markers(report, &mut out, &mut legend);
     (out, legend)
+}
+
+/// One dashed line per injected fault, labelled while there are few.
+fn fault_markers(
+    report: &Report,
+    out: &mut Vec<Marker>,
+    legend: &mut Vec<(String, &'static str, bool)>,
+) {
+    let faults = &report.faults;
+    let labelled = faults.len() <= MAX_LABELLED_CRASHES;
+    for f in faults.iter().filter(|f| f.at_s.is_finite()).take(500) {
+        out.push(Marker {
+            x: f.at_s,
+            label: if labelled {
+                format!("{} {}", f.action, f.target)
+            } else {
+                String::new()
+            },
+            tooltip: format!(
+                "fault at {}: {} {}: {}",
+                at(f.at_s),
+                f.action,
+                f.target,
+                f.detail
+            ),
+            color: C_FAULT,
+            dashed: true,
+        });
+    }
+    match faults.len() {
+        0 => {}
+        1 => legend.push(("fault".to_string(), C_FAULT, true)),
+        n => legend.push((format!("faults ({})", int(n as u64)), C_FAULT, true)),
+    }
 }
 
 /// Crash lines beyond this many are drawn without a label.

@@ -141,6 +141,8 @@ pub(crate) mod tests_support {
             messaging: None,
             broker: None,
             balancer: None,
+            topology: None,
+            faults: Vec::new(),
         }
     }
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::topology::Topology;
+
 /// 2: the messaging half (`run.transport`, `reconciliation.still_queued`, `messaging`,
 /// `broker`, `timeline.queue`).
 pub const SCHEMA_VERSION: u32 = 2;
@@ -42,6 +44,29 @@ pub struct Report {
     /// Scaled out (`--instances K`): the load balancer and the nodes behind it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balancer: Option<BalancerReport>,
+    /// What the run deployed: its hosts and their roles (`None` in reports written
+    /// before the topology was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
+    /// Every fault the plan injected (`--fault`, `--faults`, and the older fault flags),
+    /// in the order they happened.
+    #[serde(default)]
+    pub faults: Vec<FaultEvent>,
+}
+
+/// One fault the plan injected.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FaultEvent {
+    /// Seconds since the load started.
+    pub at_s: f64,
+    /// `kill`, `stop`, `start`, `restart`, `pause`, `resume`.
+    pub action: String,
+    /// The host's name in the topology (`api0`, `worker0`, `broker0`).
+    pub target: String,
+    /// Whether it was carried out (false: e.g. the host was down already).
+    pub ok: bool,
+    /// One line: what was done and how it went.
+    pub detail: String,
 }
 
 /// What the queue did in a `--transport amqp` run. "Acknowledged" for a publish means the

@@ -202,6 +202,8 @@ mod tests {
             messaging: None,
             broker: None,
             balancer: None,
+            topology: None,
+            faults: Vec::new(),
         }
     }
 

@@ -128,6 +128,56 @@ impl ServerHandle {
         }
     }
 
+    /// The fault plan's `stop`: SIGTERM (the server finishes its orders in progress and
+    /// exits 0, as at the end of a run), and no restart until [`ServerHandle::inject_start`].
+    /// The exit is not a crash. Returns whether a process was running to be stopped.
+    pub fn inject_stop(&self) -> bool {
+        let mut state = self.shared.lock();
+        let Some(child) = state.child.filter(|_| !state.stop_requested && !state.held) else {
+            return false;
+        };
+        state.held = true;
+        state.stop_injected = true;
+        signal(child.pid, libc::SIGCONT);
+        signal(child.pid, libc::SIGTERM);
+        true
+    }
+
+    /// The fault plan's `start`: lets the supervisor start a server stopped by
+    /// [`ServerHandle::inject_stop`] again. Returns whether it was stopped.
+    pub fn inject_start(&self) -> bool {
+        let was_held = std::mem::take(&mut self.shared.lock().held);
+        self.shared.changed.notify_all();
+        was_held
+    }
+
+    /// The fault plan's `pause` (SIGSTOP: a frozen VM, a long GC pause — alive, answering
+    /// nothing) and `resume` (SIGCONT). Returns whether a process was running; the run's
+    /// stop resumes a paused server first.
+    pub fn inject_pause(&self, paused: bool) -> bool {
+        let mut state = self.shared.lock();
+        let Some(child) = state.child.filter(|_| !state.stop_requested) else {
+            return false;
+        };
+        state.paused = paused;
+        signal(
+            child.pid,
+            if paused { libc::SIGSTOP } else { libc::SIGCONT },
+        );
+        true
+    }
+
+    /// Whether the running server is paused by the fault plan.
+    pub fn is_paused(&self) -> bool {
+        let state = self.shared.lock();
+        state.paused && state.child.is_some()
+    }
+
+    /// The cores the server is pinned to (`None`: not pinned).
+    pub fn cores(&self) -> Option<Vec<usize>> {
+        self.threads.as_ref()?.cgroup.as_ref()?.pinned_cores()
+    }
+
     /// The cgroup directories the server runs in (empty when unconfined).
     pub fn cgroup_paths(&self) -> Vec<PathBuf> {
         self.cgroup_paths.clone()

@@ -40,6 +40,35 @@ pub(super) struct State {
     /// How long the injected kill keeps the server down before its restart (a machine
     /// that takes time to come back), beyond the usual backoff.
     pub(super) injected_downtime: Duration,
+    /// A SIGTERM the fault plan sent (`stop`) whose exit has not been seen yet: that exit
+    /// is not a crash, and the server stays down while [`State::held`].
+    pub(super) stop_injected: bool,
+    /// Stopped by the fault plan and not started again yet (`start` clears it).
+    pub(super) held: bool,
+    /// The running process was sent SIGSTOP by the fault plan (`pause`) and not SIGCONT.
+    pub(super) paused: bool,
+}
+
+/// What the lab did on purpose to the process whose exit the supervisor just reaped.
+pub(super) struct Injected {
+    /// It was killed with SIGKILL (`kill`): a crash whose cause says "injected".
+    pub(super) kill: bool,
+    /// How long to keep it down before the restart.
+    pub(super) downtime: Duration,
+    /// It was stopped cleanly (`stop`): no crash; down until started.
+    pub(super) stop: bool,
+}
+
+impl State {
+    /// Takes (and clears) what was injected into the process that just exited.
+    pub(super) fn take_injected(&mut self) -> Injected {
+        self.paused = false;
+        Injected {
+            kill: std::mem::take(&mut self.kill_injected),
+            downtime: std::mem::take(&mut self.injected_downtime),
+            stop: std::mem::take(&mut self.stop_injected),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -26,6 +26,10 @@ use super::spec::{
 use super::state::Threads;
 use super::state::{Exit, LiveChild, RawCrash, Shared};
 
+/// The longest a server stopped by the fault plan (`stop`) waits for its `start`: a
+/// bound for the thread, far beyond any run (the run's own stop ends the wait first).
+const HELD_AT_MOST: Duration = Duration::from_secs(24 * 3600);
+
 /// Starts server processes; used by the supervisor thread only (it is their parent
 /// thread for `PR_SET_PDEATHSIG`, and their only reaper).
 pub(super) struct Launcher {
@@ -300,44 +304,32 @@ pub(super) fn supervise(
             shared.lock().final_exit = Some(exit);
             break;
         }
-        let (injected, downtime) = {
-            let mut state = shared.lock();
-            (
-                std::mem::take(&mut state.kill_injected),
-                std::mem::take(&mut state.injected_downtime),
-            )
-        };
-        let (cause, oom_killed) = if injected {
-            (
-                "injected: SIGKILL sent by the lab (fault injection)".to_string(),
-                false,
-            )
-        } else {
-            launcher.classify(exit, &current)
-        };
-        let give_up = {
-            let mut state = shared.lock();
-            state.crashes.push(RawCrash {
-                at,
-                cause,
-                oom_killed,
+        let injected = shared.lock().take_injected();
+        let downtime = if injected.stop {
+            // A clean stop the fault plan asked for: not a crash. Down until it asks for
+            // a start (or the run stops it for good).
+            let started = shared.wait_until(Instant::now() + HELD_AT_MOST, |s| {
+                !s.held || s.stop_requested
             });
-            shared.crashes.fetch_add(1, Ordering::Relaxed);
-            if !restart_on_crash {
+            if !started || shared.stop_requested() {
+                shared.lock().final_exit = Some(exit);
                 break;
             }
-            if state.restarts >= MAX_RESTARTS {
-                state.gave_up = Some(format!(
-                    "the server crashed again after {MAX_RESTARTS} restarts (the cap per run), so it was left down"
-                ));
-                true
+            Duration::ZERO
+        } else {
+            let (cause, oom_killed) = if injected.kill {
+                (
+                    "injected: SIGKILL sent by the lab (fault injection)".to_string(),
+                    false,
+                )
             } else {
-                false
+                launcher.classify(exit, &current)
+            };
+            if record_crash(shared, at, cause, oom_killed, restart_on_crash) {
+                break;
             }
+            injected.downtime
         };
-        if give_up {
-            break;
-        }
         let mut relaunched = None;
         for attempt in 1..=START_ATTEMPTS_PER_RESTART {
             let pause = RESTART_BACKOFF * attempt
@@ -378,6 +370,34 @@ pub(super) fn supervise(
     finish(shared);
 }
 
+/// Records a crash; returns whether supervision ends here (no restarts wanted, or the
+/// cap on restarts reached).
+fn record_crash(
+    shared: &Shared,
+    at: Instant,
+    cause: String,
+    oom_killed: bool,
+    restart_on_crash: bool,
+) -> bool {
+    let mut state = shared.lock();
+    state.crashes.push(RawCrash {
+        at,
+        cause,
+        oom_killed,
+    });
+    shared.crashes.fetch_add(1, Ordering::Relaxed);
+    if !restart_on_crash {
+        return true;
+    }
+    if state.restarts >= MAX_RESTARTS {
+        state.gave_up = Some(format!(
+            "the server crashed again after {MAX_RESTARTS} restarts (the cap per run), so it was left down"
+        ));
+        return true;
+    }
+    false
+}
+
 /// No more restarts; SIGTERM to the server if one is running (returns whether one was).
 pub(super) fn request_stop(shared: &Shared) -> bool {
     let was_running = {
@@ -385,6 +405,9 @@ pub(super) fn request_stop(shared: &Shared) -> bool {
         state.stop_requested = true;
         match &state.child {
             Some(child) => {
+                // A paused server (the fault plan's `pause`) would hold SIGTERM until
+                // the grace is over.
+                signal(child.pid, libc::SIGCONT);
                 signal(child.pid, libc::SIGTERM);
                 true
             }
@@ -430,7 +453,9 @@ pub(super) fn stop_blocking(
     let final_status = state.final_exit.and_then(|e| e.status);
     let stopped_cleanly =
         was_running && in_grace && final_status.is_some_and(|s| s.code() == Some(0));
-    let stop_outcome = if !was_running {
+    let stop_outcome = if !was_running && state.held {
+        "was not running when the stop was asked (stopped by the fault plan)".to_string()
+    } else if !was_running {
         "was not running when the stop was asked (it had crashed)".to_string()
     } else if in_grace {
         format!("{} after SIGTERM", describe_status(final_status))
