@@ -172,10 +172,14 @@ fn on_server(action: Action, server: &ServerHandle, down_for: Duration) -> (bool
     match action {
         Action::Kill if server.inject_kill_for(down_for) => (
             true,
-            format!(
-                "SIGKILL; its supervisor starts it again after {:.1} s down",
-                down_for.as_secs_f64()
-            ),
+            if down_for.is_zero() {
+                "SIGKILL; its supervisor starts it again".to_string()
+            } else {
+                format!(
+                    "SIGKILL; its supervisor starts it again after {:.1} s down",
+                    down_for.as_secs_f64()
+                )
+            },
         ),
         Action::Stop if server.inject_stop() => (
             true,
