@@ -31,6 +31,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// The name of the `index`-th host in this role: `api0`, `worker1`, `broker0`; the
+    /// one balancer and the one client are `balancer` and `client`.
+    pub fn host(self, index: usize) -> String {
+        match self {
+            Role::Balancer | Role::Client => self.as_str().into(),
+            _ => format!("{}{index}", self.as_str()),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Api => "api",

@@ -5,34 +5,9 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
-
 use serde_json::Value;
 
-use common::sibling_binary;
-
-fn loadtest(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run loadtest")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn u(report: &Value, pointer: &str) -> u64 {
-    report
-        .pointer(pointer)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{pointer} missing in {report:#}"))
-}
+use common::{loadtest, sibling_binary, text, u};
 
 #[test]
 fn pause_resume_stop_and_start_are_injected_recorded_and_nothing_is_lost() {
@@ -173,6 +148,22 @@ fn a_plan_the_run_cannot_carry_out_is_refused_before_anything_starts() {
             out.to_str().unwrap(),
         ])
     };
+    // A server the lab does not start (nothing listens there: the run never gets that far).
+    let remote = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--profile",
+            "rate",
+            "--rate",
+            "5",
+            "--duration",
+            "1",
+            "--url",
+            "http://127.0.0.1:9",
+        ];
+        args.extend_from_slice(extra);
+        loadtest(&args)
+    };
     for (output, says) in [
         (
             spawned("1s:kill:worker0"),
@@ -182,35 +173,11 @@ fn a_plan_the_run_cannot_carry_out_is_refused_before_anything_starts() {
         (spawned("1s:zap:api0"), "unknown action 'zap'"),
         (spawned("every=0:kill:api0"), "too often"),
         (
-            loadtest(&[
-                "run",
-                "--profile",
-                "rate",
-                "--rate",
-                "5",
-                "--duration",
-                "1",
-                "--url",
-                "http://127.0.0.1:9",
-                "--fault",
-                "1s:kill:api0",
-            ]),
+            remote(&["--fault", "1s:kill:api0"]),
             "the lab did not start api0",
         ),
         (
-            loadtest(&[
-                "run",
-                "--profile",
-                "rate",
-                "--rate",
-                "5",
-                "--duration",
-                "1",
-                "--url",
-                "http://127.0.0.1:9",
-                "--faults",
-                "/nonexistent/faults.toml",
-            ]),
+            remote(&["--faults", "/nonexistent/faults.toml"]),
             "--faults: cannot read /nonexistent/faults.toml",
         ),
     ] {

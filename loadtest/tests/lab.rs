@@ -6,19 +6,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
-use common::sibling_binary;
-
-fn loadtest(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run loadtest")
-}
+use common::{loadtest, sibling_binary, text, u};
 
 fn run_spawned(out: &Path, load: &[&str], server_args: &[&str]) -> (Output, Value) {
     let api = sibling_binary("purchasing-api");
@@ -40,15 +32,6 @@ fn run_spawned(out: &Path, load: &[&str], server_args: &[&str]) -> (Output, Valu
     (output, report)
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// The item codes of requests.csv with their outcome label, read without the crate.
 fn csv_outcomes(path: &Path) -> HashMap<String, String> {
     let csv = std::fs::read_to_string(path).unwrap();
@@ -62,13 +45,6 @@ fn csv_outcomes(path: &Path) -> HashMap<String, String> {
             (f[code].to_string(), f[outcome].to_string())
         })
         .collect()
-}
-
-fn u(report: &Value, pointer: &str) -> u64 {
-    report
-        .pointer(pointer)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{pointer} missing in {report:#}"))
 }
 
 const TINY: [&str; 4] = ["--alloc-chars", "1000", "--delay-ms", "5"];

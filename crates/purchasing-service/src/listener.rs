@@ -77,8 +77,9 @@ pub fn connection_cap(wanted: usize, memory_limit: Option<u64>) -> usize {
             requested = wanted,
             open_files_limit = files,
             memory_limit_bytes = memory_limit,
-            "fewer connections than --max-connections at once: the open-files limit or the \
-             memory limit allows no more (further clients wait in the accept queue)"
+            "fewer connections at once than asked for (the API's --max-connections, the \
+             worker's probe cap): the open-files limit or the memory limit allows no more \
+             (further clients wait in the accept queue)"
         );
     }
     cap

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::child::Supervised;
-use crate::server::{signal, signal_group};
+use crate::server::{is_stopped, signal, signal_group};
 
 use super::data_dir::{DataDir, process_group_of, read_pid_file};
 use super::install::Installation;
@@ -277,15 +277,9 @@ impl Broker {
             .is_some()
     }
 
-    /// Whether the broker is paused (stopped by SIGSTOP: state `T` in `/proc/PID/stat`).
+    /// Whether the broker is paused (its Erlang VM stopped by SIGSTOP).
     pub fn is_paused(&self) -> bool {
-        self.pid().is_some_and(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                // The state follows the command name, which is in parentheses.
-                stat.rsplit_once(')')
-                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
-            })
-        })
+        self.pid().is_some_and(is_stopped)
     }
 
     /// Starts epmd (unless it runs) and the broker on `self.ports`, and waits until ready.

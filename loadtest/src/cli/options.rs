@@ -13,6 +13,7 @@ use crate::messaging::{BrokerSource, MessagingOptions};
 use crate::profile::{RateProfile, Spike, StepProfile};
 use crate::runner::{ClientConfig, Load, Plan};
 use crate::server::{ServerSpec, SutKind};
+use crate::topology::Role;
 
 use super::args::{Connection, DEFAULT_DRAIN_TIMEOUT_S, ProfileKind, RunArgs, Transport};
 use super::common::default_out;
@@ -306,32 +307,32 @@ impl RunArgs {
             }
             Ok::<_, String>(when(time))
         };
-        let mut push = |when: When, action: Action, target: &str| {
+        let mut push = |when: When, action: Action, target: String| {
             plan.faults.push(Fault {
                 when,
                 action,
-                target: target.into(),
+                target,
             })
         };
         if let Some(at) = self.kill_instance_at {
             push(
                 alias(at, "--kill-instance-at", When::At)?,
                 Action::Kill,
-                "api0",
+                Role::Api.host(0),
             );
         }
         if let Some(every) = self.kill_worker_every {
             push(
                 alias(every, "--kill-worker-every", When::Every)?,
                 Action::Kill,
-                "worker0",
+                Role::Worker.host(0),
             );
         }
         if let Some(at) = self.restart_broker_at {
             push(
                 alias(at, "--restart-broker-at", When::At)?,
                 Action::Restart,
-                "broker0",
+                Role::Broker.host(0),
             );
         }
         plan.faults.extend(self.faults.iter().cloned());

@@ -32,6 +32,12 @@ mod run;
 mod tests;
 
 pub use cgroup::{Cgroup, CgroupVersion};
+
+/// The cores this process may run on now (after the lab moved itself off a confined
+/// child's): the `client` host's cores in the report.
+pub fn cores_allowed_now() -> Option<Vec<usize>> {
+    cores::Cores::allowed_now().filter(|cores| !cores.is_empty())
+}
 pub use error::{CONFINE_REQUIREMENTS, ConfineError};
 pub use limits::{Limits, MIN_MEMORY_BYTES, format_bytes, parse_memory_size};
 pub use run::run_confined;

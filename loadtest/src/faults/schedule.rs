@@ -14,6 +14,7 @@ use crate::broker::SharedBroker;
 use crate::cluster::SharedNodes;
 use crate::report::{CrashEvent, FaultEvent};
 use crate::server::ServerHandle;
+use crate::topology::Role;
 
 /// What the plan can reach: the hosts the lab started, by name.
 #[derive(Clone, Default)]
@@ -143,18 +144,15 @@ async fn inject(action: Action, target: &str, deployed: &Deployed, at_s: f64) ->
     {
         return on_server(action, &lock(server), Duration::ZERO);
     }
-    if let Some((nodes, down_for)) = &deployed.nodes
-        && let Some(index) = target
-            .strip_prefix("api")
-            .and_then(|i| i.parse::<usize>().ok())
-    {
-        return match lock(nodes).get(index) {
-            Some(node) => on_server(action, node, *down_for),
-            None => (false, format!("no node {target}")),
-        };
+    if let Some((nodes, down_for)) = &deployed.nodes {
+        let nodes = lock(nodes);
+        let mut named = nodes.iter().enumerate();
+        if let Some((_, node)) = named.find(|(i, _)| Role::Api.host(*i) == target) {
+            return on_server(action, node, *down_for);
+        }
     }
     if let Some((broker, restarts)) = &deployed.broker
-        && target == "broker0"
+        && target == Role::Broker.host(0)
     {
         let (broker, restarts) = (broker.clone(), restarts.clone());
         return tokio::task::spawn_blocking(move || on_broker(action, &broker, &restarts, at_s))
@@ -212,7 +210,7 @@ fn on_broker(
         return (false, "the broker has been stopped for good".into());
     };
     let running = broker.is_running();
-    let (ok, detail) = match action {
+    match action {
         Action::Kill => match broker.kill() {
             Ok(()) => (true, "SIGKILL; down until a start or restart".into()),
             Err(e) => (false, e.to_string()),
@@ -260,8 +258,7 @@ fn on_broker(
         ),
         Action::Resume if running && broker.signal_node(libc::SIGCONT) => (true, "SIGCONT".into()),
         _ => (false, "it was not running".into()),
-    };
-    (ok, detail)
+    }
 }
 
 /// After the plan: resumes paused hosts and starts a broker left down, each recorded.
@@ -286,7 +283,7 @@ async fn heal(deployed: &Deployed, epoch: Instant, events: &Arc<Mutex<Vec<FaultE
                 events,
                 at_s(),
                 Action::Resume,
-                &format!("api{i}"),
+                &Role::Api.host(i),
                 true,
                 why.into(),
             );
@@ -297,6 +294,7 @@ async fn heal(deployed: &Deployed, epoch: Instant, events: &Arc<Mutex<Vec<FaultE
     };
     let events = events.clone();
     let at = at_s();
+    let broker0 = Role::Broker.host(0);
     let _ = tokio::task::spawn_blocking(move || {
         let needs = lock(&broker)
             .as_ref()
@@ -306,12 +304,12 @@ async fn heal(deployed: &Deployed, epoch: Instant, events: &Arc<Mutex<Vec<FaultE
                 if let Some(b) = lock(&broker).as_ref() {
                     b.signal_node(libc::SIGCONT);
                 }
-                record(&events, at, Action::Resume, "broker0", true, why.into());
+                record(&events, at, Action::Resume, &broker0, true, why.into());
             }
             Some((false, _)) => {
                 let (ok, detail) = on_broker(Action::Start, &broker, &restarts, at);
                 let detail = format!("end of the plan, so that the queue can be counted: {detail}");
-                record(&events, at, Action::Start, "broker0", ok, detail);
+                record(&events, at, Action::Start, &broker0, ok, detail);
             }
             _ => {}
         }

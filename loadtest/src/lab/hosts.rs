@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use crate::cluster::Cluster;
+use crate::confine::cores_allowed_now;
 use crate::server::ServerHandle;
-use crate::topology::Topology;
+use crate::topology::{Role, Topology};
 
 use super::LabOptions;
 
@@ -17,14 +18,10 @@ pub(super) fn deployed_topology(
     cluster: Option<&Cluster>,
 ) -> Topology {
     let mut topology = options.topology();
-    let role = if options.messaging.is_some() {
-        "worker"
-    } else {
-        "api"
-    };
+    let role = options.server_role();
     let mut fill = |i: usize, handle: &ServerHandle| {
         topology.deployed(
-            &format!("{role}{i}"),
+            &role.host(i),
             handle.cpu_limit(),
             handle.memory_limit_bytes(),
             handle.cores(),
@@ -42,15 +39,6 @@ pub(super) fn deployed_topology(
             fill(i, node);
         }
     }
-    topology.deployed("client", None, None, own_cores());
+    topology.deployed(&Role::Client.host(0), None, None, cores_allowed_now());
     topology
-}
-
-/// The cores the lab itself may run on now (after it moved off a confined child's).
-fn own_cores() -> Option<Vec<usize>> {
-    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
-    let cores: Vec<usize> = (0..nix::sched::CpuSet::count())
-        .filter(|&core| set.is_set(core).unwrap_or(false))
-        .collect();
-    (!cores.is_empty()).then_some(cores)
 }

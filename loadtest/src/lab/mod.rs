@@ -276,14 +276,9 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
     }
     let topology = deployed_topology(&options, server.as_ref(), cluster.as_ref());
     let deployed = Deployed {
-        server: server.as_ref().map(|s| {
-            let name = if options.messaging.is_some() {
-                "worker0"
-            } else {
-                "api0"
-            };
-            (name.to_string(), s.clone())
-        }),
+        server: server
+            .as_ref()
+            .map(|s| (options.server_role().host(0), s.clone())),
         nodes: cluster
             .as_ref()
             .zip(options.scale_out)

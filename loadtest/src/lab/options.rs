@@ -61,35 +61,40 @@ impl LabOptions {
 
     /// The topology these options ask for, with the limits asked for (the deploy step
     /// fills in what it found: [`Topology::deployed`]).
-    pub fn topology(&self) -> Topology {
-        let mut hosts = Vec::new();
-        let role = if self.messaging.is_some() {
+    /// The role of the purchasing side: the worker over AMQP, else the API.
+    pub fn server_role(&self) -> Role {
+        if self.messaging.is_some() {
             Role::Worker
         } else {
             Role::Api
-        };
+        }
+    }
+
+    pub fn topology(&self) -> Topology {
+        let mut hosts = Vec::new();
+        let role = self.server_role();
         match &self.target {
             Target::Spawn(spec) => {
                 for i in 0..self.scale_out.map_or(1, |s| s.instances) {
-                    let mut host = Host::new(format!("{}{i}", role.as_str()), role, true);
+                    let mut host = Host::new(role.host(i), role, true);
                     host.cpus = spec.limits.cpus;
                     host.memory_bytes = spec.limits.memory_bytes;
                     hosts.push(host);
                 }
             }
             Target::Remote { .. } => {
-                hosts.push(Host::new(format!("{}0", role.as_str()), role, false));
+                hosts.push(Host::new(role.host(0), role, false));
             }
         }
         if let Some(m) = &self.messaging {
             let spawned = matches!(m.broker, BrokerSource::Spawn);
-            hosts.push(Host::new("broker0", Role::Broker, spawned));
+            hosts.push(Host::new(Role::Broker.host(0), Role::Broker, spawned));
         }
         if self.scale_out.is_some() || self.external_balancer.is_some() {
             let spawned = self.scale_out.is_some();
-            hosts.push(Host::new("balancer", Role::Balancer, spawned));
+            hosts.push(Host::new(Role::Balancer.host(0), Role::Balancer, spawned));
         }
-        hosts.push(Host::new("client", Role::Client, true));
+        hosts.push(Host::new(Role::Client.host(0), Role::Client, true));
         Topology { hosts }
     }
 }

@@ -155,11 +155,10 @@ impl ServerHandle {
     /// nothing) and `resume` (SIGCONT). Returns whether a process was running; the run's
     /// stop resumes a paused server first.
     pub fn inject_pause(&self, paused: bool) -> bool {
-        let mut state = self.shared.lock();
+        let state = self.shared.lock();
         let Some(child) = state.child.filter(|_| !state.stop_requested) else {
             return false;
         };
-        state.paused = paused;
         signal(
             child.pid,
             if paused { libc::SIGSTOP } else { libc::SIGCONT },
@@ -167,10 +166,9 @@ impl ServerHandle {
         true
     }
 
-    /// Whether the running server is paused by the fault plan.
+    /// Whether the running server is paused (stopped by SIGSTOP).
     pub fn is_paused(&self) -> bool {
-        let state = self.shared.lock();
-        state.paused && state.child.is_some()
+        self.pid().is_some_and(super::process::is_stopped)
     }
 
     /// The cores the server is pinned to (`None`: not pinned).

@@ -39,7 +39,8 @@ pub use handle::ServerHandle;
 pub(crate) use output::join_last_lines;
 pub use process::signal_name;
 pub(crate) use process::{
-    describe_status, die_with_spawning_thread, signal, signal_group, wait_for_exit_unreaped,
+    describe_status, die_with_spawning_thread, is_stopped, signal, signal_group,
+    wait_for_exit_unreaped,
 };
 pub(crate) use sampler::{process_cpu_seconds, scrape_gauge, scrape_metrics, seconds_since};
 

@@ -11,6 +11,15 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::{Pid, getppid};
 
+/// Whether process `pid` is stopped (SIGSTOP: the fault plan's `pause`), read from its
+/// state in `/proc/PID/stat` — `T`, after the command name in parentheses.
+pub(crate) fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    })
+}
+
 /// Sends `signal` to the process `pid` (`-pgid` is not accepted: see
 /// [`signal_group`]). Callers make sure `pid` is their child and not reaped yet, so it
 /// cannot have been reused by another process. Signal 0 only checks that it exists.

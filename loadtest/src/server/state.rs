@@ -45,8 +45,6 @@ pub(super) struct State {
     pub(super) stop_injected: bool,
     /// Stopped by the fault plan and not started again yet (`start` clears it).
     pub(super) held: bool,
-    /// The running process was sent SIGSTOP by the fault plan (`pause`) and not SIGCONT.
-    pub(super) paused: bool,
 }
 
 /// What the lab did on purpose to the process whose exit the supervisor just reaped.
@@ -62,7 +60,6 @@ pub(super) struct Injected {
 impl State {
     /// Takes (and clears) what was injected into the process that just exited.
     pub(super) fn take_injected(&mut self) -> Injected {
-        self.paused = false;
         Injected {
             kill: std::mem::take(&mut self.kill_injected),
             downtime: std::mem::take(&mut self.injected_downtime),

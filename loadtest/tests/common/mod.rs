@@ -1,7 +1,38 @@
 //! What the lab's integration tests share. A folder of its own, so cargo does not take it
 //! for a test.
+#![allow(dead_code)] // each test file uses a different subset
 
 use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// Runs the `loadtest` binary with `args`, no stdin, and waits for it.
+pub fn loadtest(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run loadtest")
+}
+
+/// A finished run as text, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The unsigned number at `pointer` in a report, or a panic naming the missing field.
+pub fn u(report: &Value, pointer: &str) -> u64 {
+    report
+        .pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{pointer} missing in {report:#}"))
+}
 
 /// A binary of the workspace, built by `cargo test --workspace` beside `loadtest`
 /// (`target/<profile>/NAME`).
