@@ -153,7 +153,11 @@ pub(super) struct ProcessSample {
 
 pub(super) fn read_process(pid: u32, ticks: f64) -> ProcessSample {
     let mut sample = ProcessSample::default();
-    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        // An exited process not reaped yet (a zombie) still lists `Threads: 1` but no
+        // memory: it has neither any more, so the sample counts neither.
+        && !status.lines().any(|l| l.starts_with("State:") && l.contains("zombie"))
+    {
         for line in status.lines() {
             if let Some(rest) = line.strip_prefix("VmRSS:") {
                 sample.rss = rest
