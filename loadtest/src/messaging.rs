@@ -47,6 +47,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use amqp_link::AmqpUrl;
+use anyhow::Context;
 use inventory::DeliveryMode;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
@@ -70,8 +72,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum BrokerSource {
     /// The lab starts a private broker (outside the emulated VM) and stops it at the end.
     Spawn,
-    /// A broker the user runs, as an `amqp://` URL.
-    Url(String),
+    /// A broker the user runs (`--amqp-url`).
+    Url(AmqpUrl),
 }
 
 /// The messaging run's knobs (`--transport amqp`).
@@ -95,46 +97,40 @@ pub fn split_absent(acknowledged_absent: u64, still_ready: Option<u64>) -> (u64,
 /// A connection of the lab's own to ask the broker how many messages are ready.
 #[derive(Default)]
 pub struct QueueProbe {
-    url: String,
+    /// `None` only in the placeholder a finished [`Monitor`] leaves behind, which
+    /// answers nothing.
+    url: Option<AmqpUrl>,
     session: Option<(Connection, Channel)>,
 }
 
 impl QueueProbe {
-    pub fn new(url: &str) -> QueueProbe {
+    pub fn new(url: &AmqpUrl) -> QueueProbe {
         QueueProbe {
-            url: url.to_string(),
+            url: Some(url.clone()),
             session: None,
         }
     }
 
     /// Opens the probe's connection now, to fail early with what to do when the broker
     /// cannot be reached (a wrong `--amqp-url`, a broker that is down).
-    pub async fn check(&mut self) -> Result<(), String> {
-        let url = inventory::AmqpUrl::parse(&self.url)
-            .map(|u| u.to_string())
-            .unwrap_or_else(|_| "the broker".into());
-        let connected = tokio::time::timeout(PROBE_TIMEOUT * 5, async {
-            let connection = Connection::connect(
-                &self.url,
-                ConnectionProperties::default().with_connection_name("loadtest queue probe".into()),
-            )
-            .await?;
-            let channel = connection.create_channel().await?;
-            Ok::<_, lapin::Error>((connection, channel))
-        })
-        .await;
-        match connected {
+    pub async fn check(&mut self) -> anyhow::Result<()> {
+        let url = self
+            .url
+            .clone()
+            .context("the queue probe has no broker URL")?;
+        let wait = PROBE_TIMEOUT * 5;
+        match tokio::time::timeout(wait, open_session(&url)).await {
             Ok(Ok(session)) => {
                 self.session = Some(session);
                 Ok(())
             }
-            Ok(Err(e)) => Err(format!(
+            Ok(Err(e)) => anyhow::bail!(
                 "cannot reach the RabbitMQ broker at {url}: {e}; is it running, and are the user, password and virtual host in --amqp-url right? (or use --spawn-broker)"
-            )),
-            Err(_) => Err(format!(
+            ),
+            Err(_) => anyhow::bail!(
                 "the RabbitMQ broker at {url} did not answer within {} s; is it running? (or use --spawn-broker)",
-                (PROBE_TIMEOUT * 5).as_secs()
-            )),
+                wait.as_secs()
+            ),
         }
     }
 
@@ -142,7 +138,8 @@ impl QueueProbe {
     /// not exist (yet, or any more: a restarted broker forgets a faithful queue). The next
     /// call reconnects after a failure.
     pub async fn ready(&mut self, queue: &str) -> Option<u64> {
-        let result = tokio::time::timeout(PROBE_TIMEOUT, self.try_ready(queue)).await;
+        let url = self.url.clone()?;
+        let result = tokio::time::timeout(PROBE_TIMEOUT, self.try_ready(&url, queue)).await;
         match result {
             Ok(Ok(n)) => Some(n),
             _ => {
@@ -152,20 +149,14 @@ impl QueueProbe {
         }
     }
 
-    async fn try_ready(&mut self, queue: &str) -> Result<u64, lapin::Error> {
+    async fn try_ready(&mut self, url: &AmqpUrl, queue: &str) -> Result<u64, lapin::Error> {
         if !self
             .session
             .as_ref()
             .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected())
         {
             self.close().await;
-            let connection = Connection::connect(
-                &self.url,
-                ConnectionProperties::default().with_connection_name("loadtest queue probe".into()),
-            )
-            .await?;
-            let channel = connection.create_channel().await?;
-            self.session = Some((connection, channel));
+            self.session = Some(open_session(url).await?);
         }
         let (_, channel) = self.session.as_ref().expect("opened above");
         let options = QueueDeclareOptions {
@@ -188,6 +179,16 @@ impl QueueProbe {
             .await;
         }
     }
+}
+
+/// The probe's connection and channel, connected to the host `url` names (an IPv6
+/// literal included: [`AmqpUrl::uri`]).
+async fn open_session(url: &AmqpUrl) -> Result<(Connection, Channel), lapin::Error> {
+    let properties =
+        ConnectionProperties::default().with_connection_name("loadtest queue probe".into());
+    let connection = Connection::connect_uri(url.uri().clone(), properties).await?;
+    let channel = connection.create_channel().await?;
+    Ok((connection, channel))
 }
 
 /// The worker's counters and gauges from one scrape of its `/metrics`.

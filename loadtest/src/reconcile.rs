@@ -97,21 +97,41 @@ impl FileMark {
     }
 
     /// Parses what was appended after the mark.
-    pub fn read_since(self, path: &Path) -> Result<OrdersFile, String> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("cannot read the orders file {}: {e}", path.display()))?;
+    pub fn read_since(self, path: &Path) -> Result<OrdersFile, ReadError> {
+        let bytes = std::fs::read(path).map_err(|source| ReadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let start = usize::try_from(self.len).unwrap_or(usize::MAX);
         if bytes.len() < start {
-            return Err(format!(
-                "the orders file {} shrank during the run ({} → {} bytes); it was truncated or \
-                 replaced, so the run cannot be reconciled",
-                path.display(),
-                self.len,
-                bytes.len()
-            ));
+            return Err(ReadError::Shrank {
+                path: path.to_path_buf(),
+                before: self.len,
+                after: bytes.len() as u64,
+            });
         }
         Ok(OrdersFile::parse(&bytes[start..]))
     }
+}
+
+/// Why the orders file could not be reconciled.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read the orders file {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the orders file {} shrank during the run ({before} → {after} bytes); it was truncated \
+         or replaced, so the run cannot be reconciled",
+        path.display()
+    )]
+    Shrank {
+        path: std::path::PathBuf,
+        before: u64,
+        after: u64,
+    },
 }
 
 #[cfg(test)]
@@ -188,6 +208,11 @@ mod tests {
         assert_eq!(orders.orders[0].as_str(), "new");
 
         std::fs::write(&path, "").unwrap();
-        assert!(mark.read_since(&path).unwrap_err().contains("shrank"));
+        let error = mark.read_since(&path).unwrap_err();
+        assert!(
+            matches!(error, ReadError::Shrank { after: 0, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("shrank"), "{error}");
     }
 }

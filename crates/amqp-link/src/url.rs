@@ -44,6 +44,8 @@ pub struct AmqpUrl {
     uri: AMQPUri,
     /// The URL as shown in messages: as given, with the password replaced by `***`.
     shown: String,
+    /// The URL as given, password included: only for handing on to a child process.
+    given: String,
 }
 
 impl AmqpUrl {
@@ -91,7 +93,11 @@ impl AmqpUrl {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        Ok(AmqpUrl { uri, shown })
+        Ok(AmqpUrl {
+            uri,
+            shown,
+            given: input.to_owned(),
+        })
     }
 
     /// The clap value parser for `--amqp-url` (`value_parser = AmqpUrl::value_parser()`).
@@ -99,6 +105,12 @@ impl AmqpUrl {
     /// password and all — so this parser words the whole error itself, URL redacted.
     pub fn value_parser() -> AmqpUrlParser {
         AmqpUrlParser
+    }
+
+    /// The URL as given, password and all, for the command line of a process this one
+    /// starts (the lab hands its broker to the worker this way). Never for a message.
+    pub fn secret(&self) -> &str {
+        &self.given
     }
 
     /// What lapin connects to (`Connection::connect_uri`).

@@ -365,10 +365,9 @@ impl RunArgs {
             return Ok(None);
         }
         let broker = match (&self.amqp_url, self.spawn_broker) {
-            (Some(url), false) => {
-                inventory::AmqpUrl::parse(url).map_err(|e| format!("--amqp-url: {e}"))?;
-                BrokerSource::Url(url.clone())
-            }
+            (Some(url), false) => BrokerSource::Url(
+                inventory::AmqpUrl::parse(url).map_err(|e| format!("--amqp-url: {e}"))?,
+            ),
             (None, true) => BrokerSource::Spawn,
             (None, false) => {
                 return Err("--transport amqp needs a broker: add --spawn-broker (a private one for the run) or --amqp-url URL (yours)".into());

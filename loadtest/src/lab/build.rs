@@ -1,19 +1,61 @@
-//! The report of a lab run from what it measured: [`build_report`] assembles it, and
-//! [`write_report_files`] writes `report.json` and `report.html`.
+//! The report of a lab run from what it measured: [`build_report`] assembles it from every
+//! phase's findings, and [`write_report_files`] writes `report.json` and `report.html`.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use super::deploy::Deployment;
+use super::load::Loaded;
 use super::options::LabOptions;
+use super::queue::{MessagingOutcome, broker_report};
+use super::settle::Settled;
+use crate::cluster::Watcher;
 use crate::profile::RateProfile;
+use crate::report::SecondRow;
 use crate::report::{self, Reconciliation, Report, RetryStats, RunInfo, ServerReport, Timeline};
 use crate::runner::Load;
 use crate::server::ServerObservations;
 use crate::stats::{Aggregates, spike_recovery};
+use crate::threshold;
 
+/// The report from what each phase found, thresholds evaluated.
 pub(super) fn build_report(
+    options: &LabOptions,
+    deployment: &Deployment,
+    loaded: Loaded,
+    settled: Settled,
+    messaging: Option<MessagingOutcome>,
+    reconciliation: Reconciliation,
+) -> Report {
+    let mut report = base_report(
+        options,
+        loaded.started_at,
+        deployment.server_command.clone(),
+        loaded.aggregates,
+        settled.observations,
+        reconciliation,
+    );
+    report.balancer = (settled.balancer).or_else(|| loaded.watcher.map(Watcher::finish));
+    report.topology = Some(loaded.topology);
+    report.faults = settled.faults;
+    if let Some(m) = messaging {
+        report.run.transport = "amqp".into();
+        if let Some((url, _)) = &options.plan.client.amqp {
+            report.run.url = url.to_string();
+        }
+        report.messaging = Some(m.report);
+        report.broker =
+            (deployment.broker.as_ref()).map(|_| broker_report(&deployment.broker_restarts));
+        report.timeline.queue = m.samples;
+    }
+    report.thresholds = threshold::evaluate(&report, &options.thresholds);
+    report
+}
+
+/// The report's HTTP-side objects: the run, the requests, the server.
+fn base_report(
     options: &LabOptions,
     started_at: String,
     server_command: Option<Vec<String>>,
@@ -22,62 +64,14 @@ pub(super) fn build_report(
     reconciliation: Reconciliation,
 ) -> Report {
     let plan = &options.plan;
-    let (model, shape) = match plan.load {
-        Load::Closed { profile, think } => {
-            let mut shape = profile.describe();
-            if !think.is_zero() {
-                shape.push_str(&format!(", think {}", humantime::format_duration(think)));
-            }
-            ("closed", shape)
-        }
-        Load::Open(profile) => ("open", profile.describe()),
-    };
-    let (server, server_samples) = match observations {
-        Some(o) => (
-            ServerReport {
-                spawned: true,
-                crashes: o.crashes.len() as u64,
-                restarts: o.restarts,
-                peak_memory_bytes: o.peak_memory_bytes,
-                memory_limit_bytes: o.memory_limit_bytes,
-                cpu_limit: o.cpu_limit,
-                peak_cpu_percent: peak_cpu_percent(&o.samples, CPU_PEAK_WINDOW),
-                cpu_seconds: o.cpu_seconds,
-                peak_threads: o.samples.iter().filter_map(|s| s.threads).max(),
-                confinement: o.confinement.clone(),
-                crash_events: o.crashes.clone(),
-            },
-            o.samples,
-        ),
-        None => (
-            ServerReport {
-                confinement: "unknown (not spawned by the lab)".into(),
-                ..Default::default()
-            },
-            Vec::new(),
-        ),
-    };
-    let retries = RetryStats {
-        enabled: plan.client.retries > 0,
-        max_attempts: plan.client.retries + 1,
-        attempts_total: a.attempts.total,
-        attempts_per_request: (a.counts.total > 0)
-            .then(|| a.attempts.total as f64 / a.counts.total as f64),
-        attempts_max: a.attempts.max,
-        budget_denied: a.attempts.budget_denied,
-        replayed: a.attempts.replayed,
-    };
+    let (model, shape) = load_shape(plan.load);
+    let (server, server_samples) = server_report(observations);
+    let retries = retry_stats(plan.client.retries, &a);
     let mut throughput = a.throughput;
-    if let Load::Open(RateProfile {
-        spike: Some(spike), ..
-    }) = plan.load
-    {
-        let start = spike.start.as_secs_f64();
-        let (pre, recovery) =
-            spike_recovery(&a.seconds, start, start + spike.duration.as_secs_f64());
-        throughput.pre_spike_acknowledged_per_s = pre;
-        throughput.recovery_s = recovery;
-    }
+    (
+        throughput.pre_spike_acknowledged_per_s,
+        throughput.recovery_s,
+    ) = spike_figures(plan.load, &a.seconds).unwrap_or_default();
     Report {
         schema_version: report::SCHEMA_VERSION,
         tool: format!("loadtest {}", env!("CARGO_PKG_VERSION")),
@@ -116,6 +110,82 @@ pub(super) fn build_report(
         balancer: None,
         topology: None,
         faults: Vec::new(),
+    }
+}
+
+/// The report's `run.model` and `run.shape`.
+fn load_shape(load: Load) -> (&'static str, String) {
+    match load {
+        Load::Closed { profile, think } => {
+            let mut shape = profile.describe();
+            if !think.is_zero() {
+                shape.push_str(&format!(", think {}", humantime::format_duration(think)));
+            }
+            ("closed", shape)
+        }
+        Load::Open(profile) => ("open", profile.describe()),
+    }
+}
+
+/// An open-model spike's before-the-spike rate and recovery time, from the per-second rows.
+fn spike_figures(load: Load, seconds: &[SecondRow]) -> Option<(Option<f64>, Option<f64>)> {
+    let Load::Open(RateProfile {
+        spike: Some(spike), ..
+    }) = load
+    else {
+        return None;
+    };
+    let start = spike.start.as_secs_f64();
+    Some(spike_recovery(
+        seconds,
+        start,
+        start + spike.duration.as_secs_f64(),
+    ))
+}
+
+/// The report's `server` object and its samples: what the lab saw of the servers it
+/// spawned, or "unknown" for a remote one.
+fn server_report(
+    observations: Option<ServerObservations>,
+) -> (ServerReport, Vec<report::ServerSample>) {
+    match observations {
+        Some(o) => (
+            ServerReport {
+                spawned: true,
+                crashes: o.crashes.len() as u64,
+                restarts: o.restarts,
+                peak_memory_bytes: o.peak_memory_bytes,
+                memory_limit_bytes: o.memory_limit_bytes,
+                cpu_limit: o.cpu_limit,
+                peak_cpu_percent: peak_cpu_percent(&o.samples, CPU_PEAK_WINDOW),
+                cpu_seconds: o.cpu_seconds,
+                peak_threads: o.samples.iter().filter_map(|s| s.threads).max(),
+                confinement: o.confinement.clone(),
+                crash_events: o.crashes.clone(),
+            },
+            o.samples,
+        ),
+        None => (
+            ServerReport {
+                confinement: "unknown (not spawned by the lab)".into(),
+                ..Default::default()
+            },
+            Vec::new(),
+        ),
+    }
+}
+
+/// The report's `retries` object: `retries` is `--retries`.
+fn retry_stats(retries: u32, a: &Aggregates) -> RetryStats {
+    RetryStats {
+        enabled: retries > 0,
+        max_attempts: retries + 1,
+        attempts_total: a.attempts.total,
+        attempts_per_request: (a.counts.total > 0)
+            .then(|| a.attempts.total as f64 / a.counts.total as f64),
+        attempts_max: a.attempts.max,
+        budget_denied: a.attempts.budget_denied,
+        replayed: a.attempts.replayed,
     }
 }
 

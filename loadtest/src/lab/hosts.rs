@@ -1,22 +1,16 @@
 //! The run's topology as deployed: the hosts [`LabOptions::topology`] asked for, with the
 //! limits their cgroups really have and the cores they were pinned to.
 
-use std::sync::{Arc, Mutex};
-
-use crate::cluster::Cluster;
 use crate::confine::cores_allowed_now;
 use crate::server::ServerHandle;
 use crate::topology::{Role, Topology};
 
-use super::LabOptions;
+use super::deploy::Deployment;
+use super::options::LabOptions;
 
 /// `options`' topology, filled in from the started server (or the cluster's nodes) and
 /// the lab's own cores (the `client` host).
-pub(super) fn deployed_topology(
-    options: &LabOptions,
-    server: Option<&Arc<Mutex<ServerHandle>>>,
-    cluster: Option<&Cluster>,
-) -> Topology {
+pub(super) fn deployed_topology(options: &LabOptions, deployment: &Deployment) -> Topology {
     let mut topology = options.topology();
     let role = options.server_role();
     let mut fill = |i: usize, handle: &ServerHandle| {
@@ -27,12 +21,12 @@ pub(super) fn deployed_topology(
             handle.cores(),
         );
     };
-    if let Some(server) = server
+    if let Some(server) = &deployment.server
         && let Ok(handle) = server.lock()
     {
         fill(0, &handle);
     }
-    if let Some(cluster) = cluster
+    if let Some(cluster) = &deployment.cluster
         && let Ok(nodes) = cluster.nodes().lock()
     {
         for (i, node) in nodes.iter().enumerate() {

@@ -237,60 +237,18 @@ impl Drop for ServerHandle {
     }
 }
 
+/// [`ServerHandle::start`] on a blocking thread: check, confine, launch, supervise, sample.
 pub(super) fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
-    for arg in &spec.args {
-        for &owned in spec.kind.lab_owned_flags() {
-            if arg == owned || arg.starts_with(&format!("{owned}=")) {
-                anyhow::bail!(
-                    "the server argument {arg:?} is not allowed: the lab chooses {owned} itself (use the lab's own options for the orders file, the broker and the delivery mode; the server always listens on 127.0.0.1 with a free port)"
-                );
-            }
-        }
-    }
-    let log = match &spec.log_file {
-        Some(path) => Some(Arc::new(Mutex::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| {
-                    format!(
-                        "cannot open the server log {} for appending; check that its directory exists and is writable",
-                        path.display()
-                    )
-                })?,
-        ))),
-        None => None,
-    };
-    let cgroup = if spec.limits.is_unconfined() {
-        None
-    } else {
-        Some(Arc::new(Cgroup::create_in_slot(
-            &spec.limits,
-            spec.core_slot,
-        )?))
-    };
-    let confinement = cgroup.as_ref().map_or_else(
-        || "none".to_string(),
-        |c| match c.keep_this_process_off_the_childs_cores() {
-            Some(ours) => format!("{}; the lab runs on {ours}", c.describe()),
-            None => c.describe(),
-        },
-    );
-    let memory_limit = cgroup.as_ref().and_then(|c| c.memory_limit_bytes());
-    let cpu_limit = cgroup.as_ref().and_then(|c| c.cpu_limit());
-    let cgroup_paths = cgroup
-        .as_ref()
-        .map(|c| c.paths().to_vec())
-        .unwrap_or_default();
-
+    refuse_lab_owned_flags(&spec)?;
+    let log = open_log(&spec)?;
+    let confined = Confined::new(&spec)?;
+    let initial_bind = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut fixed_args = vec![
         "--orders-file".to_string(),
         spec.orders_file.display().to_string(),
     ];
     fixed_args.extend(spec.lab_args.iter().cloned());
     fixed_args.extend(spec.args.iter().cloned());
-    let initial_bind = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut command_line = vec![
         spec.binary.display().to_string(),
         spec.kind.bind_flag().to_string(),
@@ -307,42 +265,147 @@ pub(super) fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
         kind: spec.kind,
         binary: spec.binary.clone(),
         fixed_args,
-        cgroup: cgroup.clone(),
+        cgroup: confined.cgroup.clone(),
         log,
         shared: Arc::clone(&shared),
     };
+    let (supervisor, addr) =
+        start_supervisor(&shared, launcher, spec.restart_on_crash, initial_bind)?;
+    let every = spec.sample_every.max(Duration::from_millis(10));
+    let threads = start_sampler(&shared, confined.cgroup, every, supervisor)?;
+    Ok(ServerHandle {
+        url: format!("http://{addr}"),
+        addr,
+        command_line,
+        limits: spec.limits,
+        confinement: confined.description,
+        memory_limit: confined.memory_limit,
+        cpu_limit: confined.cpu_limit,
+        cgroup_paths: confined.paths,
+        shared,
+        threads: Some(threads),
+    })
+}
+
+/// The flags the lab sets itself (the orders file, the address, the broker and delivery)
+/// cannot come from the user's server arguments too.
+fn refuse_lab_owned_flags(spec: &ServerSpec) -> anyhow::Result<()> {
+    for arg in &spec.args {
+        for &owned in spec.kind.lab_owned_flags() {
+            if arg == owned || arg.starts_with(&format!("{owned}=")) {
+                anyhow::bail!(
+                    "the server argument {arg:?} is not allowed: the lab chooses {owned} itself (use the lab's own options for the orders file, the broker and the delivery mode; the server always listens on 127.0.0.1 with a free port)"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--server-log`: the server's output, appended (every restart to the same file).
+fn open_log(spec: &ServerSpec) -> anyhow::Result<Option<Arc<Mutex<std::fs::File>>>> {
+    let Some(path) = &spec.log_file else {
+        return Ok(None);
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot open the server log {} for appending; check that its directory exists and is writable",
+                path.display()
+            )
+        })?;
+    Ok(Some(Arc::new(Mutex::new(file))))
+}
+
+/// The emulated VM: the server's cgroup (none when unconfined) and what it enforces.
+struct Confined {
+    cgroup: Option<Arc<Cgroup>>,
+    description: String,
+    memory_limit: Option<u64>,
+    cpu_limit: Option<f64>,
+    paths: Vec<PathBuf>,
+}
+
+impl Confined {
+    fn new(spec: &ServerSpec) -> anyhow::Result<Confined> {
+        if spec.limits.is_unconfined() {
+            return Ok(Confined {
+                cgroup: None,
+                description: "none".to_string(),
+                memory_limit: None,
+                cpu_limit: None,
+                paths: Vec::new(),
+            });
+        }
+        let cgroup = Cgroup::create_in_slot(&spec.limits, spec.core_slot)?;
+        let description = match cgroup.keep_this_process_off_the_childs_cores() {
+            Some(ours) => format!("{}; the lab runs on {ours}", cgroup.describe()),
+            None => cgroup.describe(),
+        };
+        Ok(Confined {
+            description,
+            memory_limit: cgroup.memory_limit_bytes(),
+            cpu_limit: cgroup.cpu_limit(),
+            paths: cgroup.paths().to_vec(),
+            cgroup: Some(Arc::new(cgroup)),
+        })
+    }
+}
+
+/// Starts the supervisor thread, which launches the server, and waits until the server
+/// listens (or could not start: the supervisor's one-line reason).
+fn start_supervisor(
+    shared: &Arc<Shared>,
+    launcher: Launcher,
+    restart: bool,
+    initial_bind: SocketAddr,
+) -> anyhow::Result<(std::thread::JoinHandle<()>, SocketAddr)> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let supervisor = {
-        let shared = Arc::clone(&shared);
-        let restart = spec.restart_on_crash;
+        let shared = Arc::clone(shared);
         std::thread::Builder::new()
             .name("server-supervisor".to_string())
             .spawn(move || supervise(&shared, &launcher, restart, initial_bind, ready_tx))
             .context("cannot start the server supervisor thread")?
     };
-    let addr = match ready_rx.recv() {
-        Ok(Ok(addr)) => addr,
-        Ok(Err(message)) => {
+    match ready_rx.recv() {
+        Ok(Ok(addr)) => Ok((supervisor, addr)),
+        Ok(Err(failure)) => {
             let _ = supervisor.join();
-            anyhow::bail!(message);
+            Err(anyhow::anyhow!(failure))
         }
         Err(_) => {
             let _ = supervisor.join();
             anyhow::bail!("the server supervisor ended before the server was ready");
         }
-    };
+    }
+}
+
+/// Starts the thread that samples the server's memory and CPU; if it cannot start, the
+/// server is killed (and its supervisor waited for) rather than left running unobserved.
+fn start_sampler(
+    shared: &Arc<Shared>,
+    cgroup: Option<Arc<Cgroup>>,
+    every: Duration,
+    supervisor: std::thread::JoinHandle<()>,
+) -> anyhow::Result<Threads> {
     let sampler = {
-        let shared = Arc::clone(&shared);
+        let shared = Arc::clone(shared);
         let cgroup = cgroup.clone();
-        let every = spec.sample_every.max(Duration::from_millis(10));
         std::thread::Builder::new()
             .name("server-sampler".to_string())
             .spawn(move || sample_loop(&shared, cgroup.as_deref(), every))
     };
-    let sampler = match sampler {
-        Ok(sampler) => sampler,
+    match sampler {
+        Ok(sampler) => Ok(Threads {
+            supervisor,
+            sampler,
+            cgroup,
+        }),
         Err(e) => {
-            // Do not leave the server running.
             {
                 let mut state = shared.lock();
                 state.stop_requested = true;
@@ -351,23 +414,7 @@ pub(super) fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
                 }
             }
             let _ = supervisor.join();
-            return Err(e).context("cannot start the server sampler thread");
+            Err(e).context("cannot start the server sampler thread")
         }
-    };
-    Ok(ServerHandle {
-        url: format!("http://{addr}"),
-        addr,
-        command_line,
-        limits: spec.limits,
-        confinement,
-        memory_limit,
-        cpu_limit,
-        cgroup_paths,
-        shared,
-        threads: Some(Threads {
-            supervisor,
-            sampler,
-            cgroup,
-        }),
-    })
+    }
 }

@@ -70,21 +70,8 @@ impl Launcher {
 
     /// Starts one server process on `bind` and waits for its `listening on` line.
     pub(super) fn launch(&self, bind: SocketAddr) -> Result<Launched, LaunchFailure> {
-        let mut command = Command::new(&self.binary);
-        command
-            .arg(self.kind.bind_flag())
-            .arg(bind.to_string())
-            .args(&self.fixed_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(cgroup) = &self.cgroup {
-            cgroup.confine_command(&mut command);
-        }
-        // Die with the thread that starts it (the supervisor), i.e. with the lab.
-        die_with_spawning_thread(&mut command);
         let oom_before = self.oom_count();
-        let mut child = command.spawn().map_err(|e| LaunchFailure {
+        let mut child = self.command(bind).spawn().map_err(|e| LaunchFailure {
             message: format!(
                 "cannot start {} {}{}: {e}; check the path to the {name} binary (build it with `cargo build -p {name}`)",
                 self.kind.describe(),
@@ -105,98 +92,79 @@ impl Launcher {
             }
         }
         let tail = Arc::new(Mutex::new(Tail::default()));
-        let (line_tx, line_rx) = mpsc::channel::<SocketAddr>();
-        if let Some(stdout) = child.stdout.take() {
-            let _ = std::thread::Builder::new()
-                .name("server-stdout".to_string())
-                .spawn(move || {
-                    // Wait for the address line, then keep draining (so the server never
-                    // blocks on a full pipe).
-                    let mut sender = Some(line_tx);
-                    let mut splitter = LineSplitter::default();
-                    for_each_chunk(stdout, |chunk| {
-                        if sender.is_some() {
-                            splitter.feed(chunk, |line| {
-                                if let Some(addr) = line
-                                    .trim()
-                                    .strip_prefix("listening on http://")
-                                    .and_then(|a| a.parse::<SocketAddr>().ok())
-                                    && let Some(tx) = sender.take()
-                                {
-                                    let _ = tx.send(addr);
-                                }
-                            });
-                        }
-                    });
-                });
-        }
+        let address = child.stdout.take().map(watch_for_address);
         if let Some(stderr) = child.stderr.take() {
-            let tail = Arc::clone(&tail);
-            let log = self.log.clone();
-            let _ = std::thread::Builder::new()
-                .name("server-stderr".to_string())
-                .spawn(move || {
-                    // Copy to the log as it comes (one write per read), keep the last lines.
-                    let mut splitter = LineSplitter::default();
-                    for_each_chunk(stderr, |chunk| {
-                        if let Some(log) = &log
-                            && let Ok(mut file) = log.lock()
-                        {
-                            let _ = file.write_all(chunk);
-                        }
-                        let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
-                        splitter.feed(chunk, |line| tail.push(line));
-                    });
-                    let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
-                    splitter.finish(|line| tail.push(line));
-                    tail.closed = true;
-                });
+            keep_stderr(stderr, Arc::clone(&tail), self.log.clone());
         }
         drop(child); // std's Child neither kills nor reaps on drop: we reap by PID.
-
-        match line_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(addr) => Ok(Launched {
+        let ready = match address {
+            Some(address) => address.recv_timeout(READY_TIMEOUT),
+            None => Err(mpsc::RecvTimeoutError::Disconnected),
+        };
+        match ready {
+            Ok(addr) => {
                 // (Also where the sampler reads the admission limit.)
-                pid: {
-                    self.shared.lock().metrics_addr = Some(addr);
-                    pid
-                },
-                addr,
-                oom_before,
-                tail,
-            }),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let exit = self.reap(pid);
-                let last = tail_after_close(&tail);
-                Err(LaunchFailure {
-                    message: format!(
-                        "{} ({}) {} before it was ready (it never printed `listening on http://ADDR`){}",
-                        self.kind.describe(),
-                        self.name(),
-                        describe_status(exit.status),
-                        format_tail(&last)
-                    ),
+                self.shared.lock().metrics_addr = Some(addr);
+                Ok(Launched {
+                    pid,
+                    addr,
+                    oom_before,
+                    tail,
                 })
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                {
-                    let state = self.shared.lock();
-                    if let Some(child) = &state.child {
-                        signal(child.pid, libc::SIGKILL);
-                    }
-                }
-                self.reap(pid);
-                let last = tail_after_close(&tail);
-                Err(LaunchFailure {
-                    message: format!(
-                        "{} ({}) did not print `listening on http://ADDR` within {} s, so it was killed{}",
-                        self.kind.describe(),
-                        self.name(),
-                        READY_TIMEOUT.as_secs(),
-                        format_tail(&last)
-                    ),
-                })
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.exited_early(pid, &tail)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(self.kill_unready(pid, &tail)),
+        }
+    }
+
+    /// The server's command line, confined to its cgroup and tied to this thread's life.
+    fn command(&self, bind: SocketAddr) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg(self.kind.bind_flag())
+            .arg(bind.to_string())
+            .args(&self.fixed_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.confine_command(&mut command);
+        }
+        // Die with the thread that starts it (the supervisor), i.e. with the lab.
+        die_with_spawning_thread(&mut command);
+        command
+    }
+
+    /// The server ended before it printed its address.
+    fn exited_early(&self, pid: u32, tail: &Mutex<Tail>) -> LaunchFailure {
+        let exit = self.reap(pid);
+        let last = tail_after_close(tail);
+        LaunchFailure {
+            message: format!(
+                "{} ({}) {} before it was ready (it never printed `listening on http://ADDR`){}",
+                self.kind.describe(),
+                self.name(),
+                describe_status(exit.status),
+                format_tail(&last)
+            ),
+        }
+    }
+
+    /// The server did not print its address in time: killed and reaped.
+    fn kill_unready(&self, pid: u32, tail: &Mutex<Tail>) -> LaunchFailure {
+        if let Some(child) = &self.shared.lock().child {
+            signal(child.pid, libc::SIGKILL);
+        }
+        self.reap(pid);
+        let last = tail_after_close(tail);
+        LaunchFailure {
+            message: format!(
+                "{} ({}) did not print `listening on http://ADDR` within {} s, so it was killed{}",
+                self.kind.describe(),
+                self.name(),
+                READY_TIMEOUT.as_secs(),
+                format_tail(&last)
+            ),
         }
     }
 
@@ -271,6 +239,60 @@ impl Launcher {
         }
         (cause, false)
     }
+}
+
+/// Reads the server's stdout on a thread of its own: sends the address of its
+/// `listening on http://ADDR` line, then keeps draining (so the server never blocks on a
+/// full pipe).
+fn watch_for_address(stdout: std::process::ChildStdout) -> mpsc::Receiver<SocketAddr> {
+    let (line_tx, line_rx) = mpsc::channel::<SocketAddr>();
+    let _ = std::thread::Builder::new()
+        .name("server-stdout".to_string())
+        .spawn(move || {
+            let mut sender = Some(line_tx);
+            let mut splitter = LineSplitter::default();
+            for_each_chunk(stdout, |chunk| {
+                if sender.is_some() {
+                    splitter.feed(chunk, |line| {
+                        if let Some(addr) = line
+                            .trim()
+                            .strip_prefix("listening on http://")
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                            && let Some(tx) = sender.take()
+                        {
+                            let _ = tx.send(addr);
+                        }
+                    });
+                }
+            });
+        });
+    line_rx
+}
+
+/// Reads the server's stderr on a thread of its own: copies it to the log as it comes
+/// (one write per read) and keeps the last lines for the crash report.
+fn keep_stderr(
+    stderr: std::process::ChildStderr,
+    tail: Arc<Mutex<Tail>>,
+    log: Option<Arc<Mutex<File>>>,
+) {
+    let _ = std::thread::Builder::new()
+        .name("server-stderr".to_string())
+        .spawn(move || {
+            let mut splitter = LineSplitter::default();
+            for_each_chunk(stderr, |chunk| {
+                if let Some(log) = &log
+                    && let Ok(mut file) = log.lock()
+                {
+                    let _ = file.write_all(chunk);
+                }
+                let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                splitter.feed(chunk, |line| tail.push(line));
+            });
+            let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+            splitter.finish(|line| tail.push(line));
+            tail.closed = true;
+        });
 }
 
 /// The supervisor thread: first start, then watch, classify, restart.

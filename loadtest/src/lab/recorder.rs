@@ -1,0 +1,81 @@
+//! The recorder: a thread of its own that writes every request record to `requests.csv`
+//! and folds it into the run's aggregates, so the senders never wait on a disk write.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::profile::StepProfile;
+use crate::record::{CsvWriter, RequestRecord};
+use crate::stats::Aggregator;
+
+/// Records buffered between the senders and the recorder thread: enough to ride out a
+/// slow disk write at tens of thousands of requests per second.
+const RECORD_BUFFER: usize = 8192;
+
+/// Item code → the start of its acknowledged publish (messaging runs), for the
+/// end-to-end matcher.
+pub(super) type PublishTimes = std::collections::HashMap<uuid::Uuid, Duration>;
+
+type Recorded = std::io::Result<(Aggregator, PublishTimes)>;
+
+pub(super) struct Recorder {
+    thread: JoinHandle<Recorded>,
+    csv_path: PathBuf,
+}
+
+impl Recorder {
+    /// Creates `out_dir/requests.csv` and starts the thread; the senders send into the
+    /// returned channel. `keep_publish_times`: remember when each acknowledged publish
+    /// started (messaging runs).
+    pub fn start(
+        out_dir: &Path,
+        step_profile: Option<StepProfile>,
+        keep_publish_times: bool,
+    ) -> anyhow::Result<(Recorder, mpsc::Sender<RequestRecord>)> {
+        let csv_path = out_dir.join("requests.csv");
+        let file = File::create(&csv_path)
+            .with_context(|| format!("cannot create {}", csv_path.display()))?;
+        let csv = CsvWriter::new(BufWriter::new(file))
+            .with_context(|| format!("cannot write {}", csv_path.display()))?;
+        let (records_tx, records_rx) = mpsc::channel(RECORD_BUFFER);
+        let aggregator = Aggregator::new(step_profile);
+        let thread = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || record_all(records_rx, csv, aggregator, keep_publish_times))
+            .context("cannot start the recorder thread")?;
+        Ok((Recorder { thread, csv_path }, records_tx))
+    }
+
+    /// Waits until every sender is gone and the CSV is flushed.
+    pub fn finish(self) -> anyhow::Result<(Aggregator, PublishTimes)> {
+        let csv_path = self.csv_path;
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))?
+            .with_context(|| format!("cannot write {}", csv_path.display()))
+    }
+}
+
+fn record_all(
+    mut records: mpsc::Receiver<RequestRecord>,
+    mut csv: CsvWriter<BufWriter<File>>,
+    mut aggregator: Aggregator,
+    keep_publish_times: bool,
+) -> Recorded {
+    let mut published = PublishTimes::new();
+    while let Some(record) = records.blocking_recv() {
+        csv.write(&record)?;
+        aggregator.add(&record);
+        if keep_publish_times && record.outcome.is_acknowledged() {
+            published.insert(record.item_code, record.started);
+        }
+    }
+    csv.finish()?;
+    Ok((aggregator, published))
+}
