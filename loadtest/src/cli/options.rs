@@ -292,6 +292,7 @@ impl RunArgs {
             faults: FaultPlan::default(),
         }
         .with_faults(faults)
+        .map_err(|e| e.to_string())
     }
 
     /// The fault plan: the older fault flags (aliases), then `--fault`, then `--faults`.

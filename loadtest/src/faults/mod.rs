@@ -22,7 +22,7 @@ mod plan;
 pub mod schedule;
 
 pub use file::parse_file;
-pub use plan::{Action, Fault, FaultPlan, MIN_EVERY, When, parse_seconds};
+pub use plan::{Action, Fault, FaultPlan, MIN_EVERY, PlanError, When, parse_seconds};
 
 #[cfg(test)]
 mod tests;

@@ -156,35 +156,59 @@ impl FaultPlan {
 
     /// Refuses, with one line, a fault the run cannot carry out: a host the topology lacks,
     /// one the lab does not start, or a role that takes no faults yet.
-    pub fn check(&self, topology: &Topology) -> Result<(), String> {
+    pub fn check(&self, topology: &Topology) -> Result<(), PlanError> {
         for fault in &self.faults {
+            let fault_spec = fault.to_string();
             let Some(host) = topology.host(&fault.target) else {
-                return Err(format!(
-                    "--fault {fault}: this run has no host '{}'; its hosts are {}",
-                    fault.target,
-                    topology.names()
-                ));
+                return Err(PlanError::NoSuchHost {
+                    fault: fault_spec,
+                    host: fault.target.clone(),
+                    hosts: topology.names(),
+                });
             };
             if !host.spawned {
-                return Err(format!(
-                    "--fault {fault}: the lab did not start {} (it is yours), so it cannot inject faults into it",
-                    host.name
-                ));
+                return Err(PlanError::NotStarted {
+                    fault: fault_spec,
+                    host: host.name.clone(),
+                });
             }
-            match host.role {
-                Role::Api | Role::Worker | Role::Broker => {}
-                Role::Balancer => {
-                    return Err(format!(
-                        "--fault {fault}: faults on the balancer are not supported yet; aim at an API node (api0, …)"
-                    ));
-                }
-                Role::Client => {
-                    return Err(format!(
-                        "--fault {fault}: the client is the lab itself; aim at a host of the system under test"
-                    ));
-                }
+            if matches!(host.role, Role::Balancer | Role::Client) {
+                return Err(PlanError::NoFaultsFor {
+                    fault: fault_spec,
+                    role: host.role,
+                });
             }
         }
         Ok(())
+    }
+}
+
+/// Why a fault plan does not fit the run's topology (a usage error, before anything starts).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("--fault {fault}: this run has no host '{host}'; its hosts are {hosts}")]
+    NoSuchHost {
+        fault: String,
+        host: String,
+        hosts: String,
+    },
+    #[error(
+        "--fault {fault}: the lab did not start {host} (it is yours), so it cannot inject faults into it"
+    )]
+    NotStarted { fault: String, host: String },
+    #[error("--fault {fault}: {}", no_faults_reason(*.role))]
+    NoFaultsFor { fault: String, role: Role },
+}
+
+/// What to aim at instead of a host of `role`, which takes no faults.
+fn no_faults_reason(role: Role) -> &'static str {
+    match role {
+        Role::Balancer => {
+            "faults on the balancer are not supported yet; aim at an API node (api0, …)"
+        }
+        Role::Client => {
+            "the client is the lab itself; aim at a host of the system under test"
+        }
+        Role::Api | Role::Worker | Role::Broker => "this host takes no faults",
     }
 }

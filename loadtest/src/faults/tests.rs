@@ -56,16 +56,19 @@ fn the_plan_is_checked_against_the_topology() {
     assert!(plan("1s:kill:worker0").check(&topology()).is_ok());
     assert!(plan("1s:pause:broker0").check(&topology()).is_ok());
     let error = plan("1s:kill:api0").check(&topology()).unwrap_err();
+    assert!(matches!(&error, PlanError::NoSuchHost { host, .. } if host == "api0"));
     assert_eq!(
-        error,
+        error.to_string(),
         "--fault 1s:kill:api0: this run has no host 'api0'; its hosts are worker0, broker0, client"
     );
     let error = plan("1s:kill:client").check(&topology()).unwrap_err();
-    assert!(error.contains("the client is the lab itself"), "{error}");
+    assert!(matches!(error, PlanError::NoFaultsFor { role: Role::Client, .. }));
+    assert!(error.to_string().contains("the client is the lab itself"), "{error}");
     let mut remote = topology();
     remote.hosts[1].spawned = false;
     let error = plan("1s:restart:broker0").check(&remote).unwrap_err();
-    assert!(error.contains("the lab did not start broker0"), "{error}");
+    assert!(matches!(&error, PlanError::NotStarted { host, .. } if host == "broker0"));
+    assert!(error.to_string().contains("the lab did not start broker0"), "{error}");
     assert!(plan("1s:kill:worker0").kills_a_server(&topology()));
     assert!(!plan("1s:kill:broker0").kills_a_server(&topology()));
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cluster::{ExternalBalancer, ScaleOut};
-use crate::faults::FaultPlan;
+use crate::faults::{FaultPlan, PlanError};
 use crate::messaging::{BrokerSource, MessagingOptions};
 use crate::runner::Plan;
 use crate::server::ServerSpec;
@@ -47,7 +47,7 @@ impl LabOptions {
     /// These options with `plan`, once it is checked against their topology (one line
     /// naming the fault and the hosts otherwise). A plan that kills a server makes its
     /// supervisor restart it.
-    pub fn with_faults(mut self, plan: FaultPlan) -> Result<LabOptions, String> {
+    pub fn with_faults(mut self, plan: FaultPlan) -> Result<LabOptions, PlanError> {
         let topology = self.topology();
         plan.check(&topology)?;
         if plan.kills_a_server(&topology)

@@ -375,7 +375,7 @@ fn start_supervisor(
         Ok(Ok(addr)) => Ok((supervisor, addr)),
         Ok(Err(failure)) => {
             let _ = supervisor.join();
-            Err(anyhow::anyhow!(failure))
+            Err(failure.into())
         }
         Err(_) => {
             let _ = supervisor.join();

@@ -51,7 +51,9 @@ pub(super) struct Launched {
     pub(super) tail: Arc<Mutex<Tail>>,
 }
 
-/// Why a server did not become ready.
+/// Why a server did not become ready: one line, with its last stderr lines.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub(super) struct LaunchFailure {
     pub(super) message: String,
 }
@@ -301,7 +303,7 @@ pub(super) fn supervise(
     launcher: &Launcher,
     restart_on_crash: bool,
     initial_bind: SocketAddr,
-    ready: mpsc::Sender<Result<SocketAddr, String>>,
+    ready: mpsc::Sender<Result<SocketAddr, LaunchFailure>>,
 ) {
     let finish = |shared: &Shared| {
         shared.lock().supervisor_done = true;
@@ -310,75 +312,22 @@ pub(super) fn supervise(
     let mut current = match launcher.launch(initial_bind) {
         Ok(launched) => launched,
         Err(failure) => {
-            let _ = ready.send(Err(failure.message));
+            let _ = ready.send(Err(failure));
             finish(shared);
             return;
         }
     };
+    // Every restart takes the first launch's port, so the URL stays the same.
     let bind = SocketAddr::new(initial_bind.ip(), current.addr.port());
     let _ = ready.send(Ok(current.addr));
     drop(ready);
 
     loop {
         let exit = launcher.reap(current.pid);
-        let at = Instant::now();
-        if exit.stop_requested {
-            shared.lock().final_exit = Some(exit);
+        let Some(downtime) = after_exit(shared, launcher, exit, &current, restart_on_crash) else {
             break;
-        }
-        let injected = shared.lock().take_injected();
-        let downtime = if injected.stop {
-            // A clean stop the fault plan asked for: not a crash. Down until it asks for
-            // a start (or the run stops it for good).
-            let started = shared.wait_until(Instant::now() + HELD_AT_MOST, |s| {
-                !s.held || s.stop_requested
-            });
-            if !started || shared.stop_requested() {
-                shared.lock().final_exit = Some(exit);
-                break;
-            }
-            Duration::ZERO
-        } else {
-            let (cause, oom_killed) = if injected.kill {
-                (
-                    "injected: SIGKILL sent by the lab (fault injection)".to_string(),
-                    false,
-                )
-            } else {
-                launcher.classify(exit, &current)
-            };
-            if record_crash(shared, at, cause, oom_killed, restart_on_crash) {
-                break;
-            }
-            injected.downtime
         };
-        let mut relaunched = None;
-        for attempt in 1..=START_ATTEMPTS_PER_RESTART {
-            let pause = RESTART_BACKOFF * attempt
-                + if attempt == 1 {
-                    downtime
-                } else {
-                    Duration::ZERO
-                };
-            if shared.wait_until(Instant::now() + pause, |s| s.stop_requested) {
-                break;
-            }
-            match launcher.launch(bind) {
-                Ok(launched) => {
-                    relaunched = Some(launched);
-                    break;
-                }
-                Err(_) if shared.stop_requested() => break,
-                Err(failure) if attempt == START_ATTEMPTS_PER_RESTART => {
-                    shared.lock().gave_up = Some(format!(
-                        "could not restart the server after {attempt} attempts: {}",
-                        failure.message
-                    ));
-                }
-                Err(_) => {}
-            }
-        }
-        match relaunched {
+        match relaunch(shared, launcher, bind, downtime) {
             Some(launched) => {
                 let mut state = shared.lock();
                 state.restarts += 1;
@@ -390,6 +339,75 @@ pub(super) fn supervise(
         }
     }
     finish(shared);
+}
+
+/// What follows the server's exit: `None` when it stays down (the run stops it, or a
+/// crash is not to be restarted), else how long it stays down first. A clean stop by the
+/// fault plan waits here for its start; a kill or a crash is recorded as a crash.
+fn after_exit(
+    shared: &Shared,
+    launcher: &Launcher,
+    exit: Exit,
+    current: &Launched,
+    restart_on_crash: bool,
+) -> Option<Duration> {
+    let at = Instant::now();
+    if exit.stop_requested {
+        shared.lock().final_exit = Some(exit);
+        return None;
+    }
+    let injected = shared.lock().take_injected();
+    if injected.stop {
+        // Not a crash: down until the plan asks for a start (or the run stops it for good).
+        let started = shared.wait_until(Instant::now() + HELD_AT_MOST, |s| {
+            !s.held || s.stop_requested
+        });
+        if !started || shared.stop_requested() {
+            shared.lock().final_exit = Some(exit);
+            return None;
+        }
+        return Some(Duration::ZERO);
+    }
+    let (cause, oom_killed) = if injected.kill {
+        let cause = "injected: SIGKILL sent by the lab (fault injection)";
+        (cause.to_string(), false)
+    } else {
+        launcher.classify(exit, current)
+    };
+    let stays_down = record_crash(shared, at, cause, oom_killed, restart_on_crash);
+    (!stays_down).then_some(injected.downtime)
+}
+
+/// Starts the server again on `bind` after `downtime`, with backoff between attempts;
+/// `None` when the run stops it meanwhile or every attempt failed (recorded as given up).
+fn relaunch(
+    shared: &Shared,
+    launcher: &Launcher,
+    bind: SocketAddr,
+    downtime: Duration,
+) -> Option<Launched> {
+    for attempt in 1..=START_ATTEMPTS_PER_RESTART {
+        let pause = RESTART_BACKOFF * attempt
+            + if attempt == 1 {
+                downtime
+            } else {
+                Duration::ZERO
+            };
+        if shared.wait_until(Instant::now() + pause, |s| s.stop_requested) {
+            return None;
+        }
+        match launcher.launch(bind) {
+            Ok(launched) => return Some(launched),
+            Err(_) if shared.stop_requested() => return None,
+            Err(failure) if attempt == START_ATTEMPTS_PER_RESTART => {
+                shared.lock().gave_up = Some(format!(
+                    "could not restart the server after {attempt} attempts: {failure}"
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    None
 }
 
 /// Records a crash; returns whether supervision ends here (no restarts wanted, or the
@@ -440,6 +458,43 @@ pub(super) fn request_stop(shared: &Shared) -> bool {
     was_running
 }
 
+/// Waits `grace` for the supervisor to see the server exit after SIGTERM; past it, kills
+/// the server. Whether it exited within the grace period.
+fn wait_or_kill(shared: &Shared, grace: Duration) -> bool {
+    if shared.wait_until(Instant::now() + grace, |s| s.supervisor_done) {
+        return true;
+    }
+    if let Some(child) = &shared.lock().child {
+        signal(child.pid, libc::SIGKILL);
+    }
+    shared.wait_until(Instant::now() + Duration::from_secs(10), |s| {
+        s.supervisor_done
+    });
+    false
+}
+
+/// The report's `stop_outcome`: how the server ended when the run stopped it.
+fn describe_stop(
+    was_running: bool,
+    held: bool,
+    in_grace: bool,
+    final_status: Option<ExitStatus>,
+    grace: Duration,
+) -> String {
+    if !was_running && held {
+        "was not running when the stop was asked (stopped by the fault plan)".to_string()
+    } else if !was_running {
+        "was not running when the stop was asked (it had crashed)".to_string()
+    } else if in_grace {
+        format!("{} after SIGTERM", describe_status(final_status))
+    } else {
+        format!(
+            "did not exit within the {:.1} s grace period after SIGTERM, so it was killed with SIGKILL",
+            grace.as_secs_f64()
+        )
+    }
+}
+
 /// The waiting half of [`ServerHandle::stop`], after [`request_stop`].
 pub(super) fn stop_blocking(
     shared: &Shared,
@@ -449,19 +504,7 @@ pub(super) fn stop_blocking(
     grace: Duration,
     epoch: Instant,
 ) -> ServerObservations {
-    let asked_at = Instant::now();
-    let in_grace = shared.wait_until(asked_at + grace, |s| s.supervisor_done);
-    if !in_grace {
-        {
-            let state = shared.lock();
-            if let Some(child) = &state.child {
-                signal(child.pid, libc::SIGKILL);
-            }
-        }
-        shared.wait_until(Instant::now() + Duration::from_secs(10), |s| {
-            s.supervisor_done
-        });
-    }
+    let in_grace = wait_or_kill(shared, grace);
     let supervisor_done = shared.lock().supervisor_done;
     if supervisor_done {
         let _ = threads.supervisor.join();
@@ -475,18 +518,7 @@ pub(super) fn stop_blocking(
     let final_status = state.final_exit.and_then(|e| e.status);
     let stopped_cleanly =
         was_running && in_grace && final_status.is_some_and(|s| s.code() == Some(0));
-    let stop_outcome = if !was_running && state.held {
-        "was not running when the stop was asked (stopped by the fault plan)".to_string()
-    } else if !was_running {
-        "was not running when the stop was asked (it had crashed)".to_string()
-    } else if in_grace {
-        format!("{} after SIGTERM", describe_status(final_status))
-    } else {
-        format!(
-            "did not exit within the {:.1} s grace period after SIGTERM, so it was killed with SIGKILL",
-            grace.as_secs_f64()
-        )
-    };
+    let stop_outcome = describe_stop(was_running, state.held, in_grace, final_status, grace);
 
     let samples = samples_since(&raw_samples, epoch);
     let sampled_peak = raw_samples.iter().filter_map(|s| s.memory).max();
