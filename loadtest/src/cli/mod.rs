@@ -62,7 +62,8 @@ pub enum Command {
     /// the protected configuration, and a chart of goodput against offered load.
     Sweep(Box<SweepArgs>),
     /// Run a private RabbitMQ broker (Debian's rabbitmq-server) on free loopback ports until
-    /// Ctrl-C or SIGTERM; prints its amqp:// URL as the only line on stdout.
+    /// Ctrl-C or SIGTERM; prints its amqp:// URL as the only line on stdout, and on stderr
+    /// the command line that runs rabbitmqctl against it.
     Broker(BrokerArgs),
 }
 
