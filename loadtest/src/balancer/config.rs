@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use wire_contract::http::{HEALTH_PATH, IDEMPOTENCY_KEY_HEADER, PROBLEM_JSON, REQUEST_ID_HEADER};
 
+use crate::topology::Role;
+
 use super::haproxy::{BACKEND, BalancerError, installed, io_error};
 
 /// One purchasing node behind the balancer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    /// `node0`, `node1`, … (the name in the configuration, the stats and the log).
+    /// `api0`, `api1`, … (the name in the configuration, the stats and the log): the
+    /// topology's host name, so the report and the fault plan's targets say the same.
     pub name: String,
     pub addr: SocketAddr,
     /// Where the node answers HAProxy's agent check (`purchasing-api
@@ -24,10 +27,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// `node{index}` at `addr`.
+    /// The `index`-th API node at `addr`, named as the topology names its host
+    /// ([`Role::host`]: `api0`, …).
     pub fn numbered(index: usize, addr: SocketAddr) -> Node {
         Node {
-            name: format!("node{index}"),
+            name: Role::Api.host(index),
             addr,
             agent: None,
         }
@@ -270,10 +274,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("queue(nodes) ge 10"), "{text}");
-        assert!(text.contains("server node1 127.0.0.1:2 check"), "{text}");
+        assert!(text.contains("server api1 127.0.0.1:2 check"), "{text}");
         config.nodes[0].agent = Some("127.0.0.1:4".parse().unwrap());
         assert!(
-            config.render().contains("server node0 127.0.0.1:1 check agent-check agent-addr 127.0.0.1 agent-port 4 agent-inter 250ms"),
+            config.render().contains("server api0 127.0.0.1:1 check agent-check agent-addr 127.0.0.1 agent-port 4 agent-inter 250ms"),
             "{}",
             config.render()
         );

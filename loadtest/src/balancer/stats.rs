@@ -260,15 +260,15 @@ mod tests {
     fn show_stat_rows_are_read_by_column_name() {
         let text = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status\n\
                     purchasing,FRONTEND,,,3,5,10000,40,0,0,0,0,0,,,,,OPEN\n\
-                    nodes,node0,1,2,2,4,5,20,0,0,,0,,0,0,0,0,UP\n\
-                    nodes,node1,0,0,0,3,5,19,0,0,,0,,0,0,0,0,DOWN 1/2\n\
+                    nodes,api0,1,2,2,4,5,20,0,0,,0,,0,0,0,0,UP\n\
+                    nodes,api1,0,0,0,3,5,19,0,0,,0,,0,0,0,0,DOWN 1/2\n\
                     nodes,BACKEND,4,4,2,5,1000,39,0,0,0,0,,0,0,0,0,UP\n";
         let rows = parse_show_stat(text, BACKEND);
         assert_eq!(rows.len(), 3);
         assert_eq!(
             rows[0],
             ServerStat {
-                name: "node0".into(),
+                name: "api0".into(),
                 status: "UP".into(),
                 sessions: 2,
                 queued: 1,

@@ -259,7 +259,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "K", help_heading = "Scale-out (HAProxy)", requires = "spawn_server", conflicts_with = "url",
           value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
     pub instances: Option<u32>,
-    /// Fault: SIGKILL node0 SECONDS after the load started; its supervisor restarts it
+    /// Fault: SIGKILL api0 (the first node) SECONDS after the load started; its supervisor restarts it
     /// (implies --restart-on-crash). The report's balancer.nodes[0].crash_events say when
     /// HAProxy took it out and put it back. Alias of --fault SECONDS:kill:api0.
     #[arg(
