@@ -46,7 +46,7 @@ pub(super) fn sweep(args: SweepArgs) -> ExitCode {
             }
             Ok::<_, anyhow::Error>(Sweep {
                 schema_version: crate::report::SCHEMA_VERSION,
-                duration_s: duration,
+                duration_s: duration.as_secs_f64(),
                 points,
             })
         })
