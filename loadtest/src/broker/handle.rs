@@ -19,7 +19,7 @@ use super::options::{
 };
 use super::output::{Output, open_append, read_from, tail_note};
 use super::ports::{Ports, mentions_port_taken, port_is_free};
-use super::ready::{seconds_text, wait_until_ready};
+use super::ready::{Readiness, seconds_text};
 
 /// How a [`Broker::stop`] went.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -300,16 +300,17 @@ impl Broker {
             ))
         })?;
         let beam = self.beam.insert(beam);
-        wait_until_ready(
+        Readiness {
             beam,
-            &self.node,
-            self.ports.amqp,
+            node: &self.node,
+            port: self.ports.amqp,
             started,
-            self.ready_timeout,
-            self.progress,
+            timeout: self.ready_timeout,
+            progress: self.progress,
             cancel,
-            &output,
-        )?;
+            output: &output,
+        }
+        .wait()?;
         self.ready_after = started.elapsed();
         self.beam_pid = read_pid_file(&self.dir.pid_file()).filter(|&pid| {
             beam.with_running(|leader| pid == leader || process_group_of(pid) == Some(leader))
