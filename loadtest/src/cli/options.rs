@@ -124,7 +124,7 @@ impl RunArgs {
             ("--timeout", self.timeout.is_some()),
             ("--rate", self.rate.is_some()),
         ];
-        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+        if let Some(flag) = first_given(&given) {
             return Err(format!(
                 "--profile blog is the original test's numbers and takes no {flag}; \
                  use --profile step (or rate) to choose your own"
@@ -370,7 +370,7 @@ impl RunArgs {
                 ("--kill-worker-every", self.kill_worker_every.is_some()),
                 ("--restart-broker-at", self.restart_broker_at.is_some()),
             ];
-            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            if let Some(flag) = first_given(&given) {
                 return Err(format!(
                     "{flag} belongs to the messaging half: add --transport amqp"
                 ));
@@ -399,6 +399,14 @@ impl RunArgs {
                 .unwrap_or(Duration::from_secs_f64(DEFAULT_DRAIN_TIMEOUT_S)),
         }))
     }
+}
+
+/// The first flag given of `(flag, given)`: the one a refusal names.
+fn first_given<'a>(flags: &[(&'a str, bool)]) -> Option<&'a str> {
+    flags
+        .iter()
+        .find(|(_, given)| *given)
+        .map(|(flag, _)| *flag)
 }
 
 /// The broker URL as the lab passes it on (to its queue probe, to the spawned worker's
