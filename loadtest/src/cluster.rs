@@ -68,45 +68,12 @@ impl Cluster {
         client_timeout: Duration,
     ) -> anyhow::Result<Cluster> {
         let mut handles = Vec::with_capacity(instances);
-        let mut agents = Vec::with_capacity(instances);
+        let mut names = Vec::with_capacity(instances);
         for index in 0..instances {
-            let mut node_spec = spec.clone();
-            node_spec.core_slot = index;
-            node_spec.log_file = Some(out_dir.join(format!("server.node{index}.log")));
-            // The API answers HAProxy's agent check with its admission limit as it moves
-            // (a fixed port, so a restarted node answers on the same one).
-            let agent = match spec.kind {
-                crate::server::SutKind::Api => {
-                    let port = crate::balancer::free_port()
-                        .context("cannot find a free port for a node's agent check")?;
-                    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
-                    node_spec.args.push("--haproxy-agent-bind".into());
-                    node_spec.args.push(addr.to_string());
-                    Some(addr)
-                }
-                crate::server::SutKind::Worker => None,
-            };
-            agents.push(agent);
-            let handle = ServerHandle::start(node_spec)
-                .await
-                .with_context(|| format!("cannot start node{index} of {instances}"))?;
-            eprintln!(
-                "loadtest: started node{index} {} → {} ({})",
-                handle.command_line().join(" "),
-                handle.url(),
-                handle.confinement()
-            );
+            let (handle, node) = start_node(spec, index, instances, out_dir).await?;
             handles.push(handle);
+            names.push(node);
         }
-        let names: Vec<Node> = handles
-            .iter()
-            .zip(&agents)
-            .enumerate()
-            .map(|(i, (h, agent))| Node {
-                agent: *agent,
-                ..Node::numbered(i, h.addr())
-            })
-            .collect();
         let first = handles[0].addr();
         let maxconn = tokio::task::spawn_blocking(move || admission_limit(first))
             .await
@@ -248,71 +215,66 @@ struct BalancerInputs<'a, L> {
     stop_outcome: String,
 }
 
+/// What HAProxy's log says about a run, per node and in all.
+struct LogCounts {
+    /// Per node, in the order of the configuration: requests it got, orders it
+    /// acknowledged (201), refusals (503).
+    per_node: Vec<(u64, u64, u64)>,
+    /// 503s HAProxy answered itself (its queue full or timed out, no node up).
+    refused_by_balancer: u64,
+    /// HAProxy's own share of each acknowledged order's time (the hop), ms.
+    added_ms: Vec<f64>,
+    /// Each acknowledged order's wait in HAProxy's queue, ms.
+    queued_ms: Vec<f64>,
+}
+
+fn count_logged<'a>(names: &[Node], logged: impl Iterator<Item = &'a LoggedRequest>) -> LogCounts {
+    let mut counts = LogCounts {
+        per_node: vec![(0, 0, 0); names.len()],
+        refused_by_balancer: 0,
+        added_ms: Vec::new(),
+        queued_ms: Vec::new(),
+    };
+    for logged in logged {
+        let node = match &logged.node {
+            Some(name) if logged.answered_by_node() => names.iter().position(|n| &n.name == name),
+            // HAProxy answered itself (no node, or one that never answered).
+            _ => {
+                counts.refused_by_balancer += u64::from(logged.status == 503);
+                continue;
+            }
+        };
+        let Some(i) = node else { continue };
+        counts.per_node[i].0 += 1;
+        if logged.status == 201 {
+            counts.per_node[i].1 += 1;
+            counts.added_ms.extend(logged.own_time_ms());
+            if logged.queue_ms >= 0 {
+                counts.queued_ms.push(logged.queue_ms as f64);
+            }
+        }
+        counts.per_node[i].2 += u64::from(logged.status == 503);
+    }
+    counts
+}
+
 fn balancer_report<'a>(
     inputs: BalancerInputs<'a, impl Iterator<Item = &'a LoggedRequest>>,
 ) -> BalancerReport {
-    let mut per_node = vec![(0u64, 0u64, 0u64); inputs.names.len()];
-    let mut refused_by_balancer = 0;
-    let mut added: Vec<f64> = Vec::new();
-    let mut queued: Vec<f64> = Vec::new();
-    for logged in inputs.logged {
-        match &logged.node {
-            None => refused_by_balancer += u64::from(logged.status == 503),
-            Some(_) if !logged.answered_by_node() => {
-                refused_by_balancer += u64::from(logged.status == 503);
-            }
-            Some(name) => {
-                if let Some(i) = inputs.names.iter().position(|n| &n.name == name) {
-                    per_node[i].0 += 1;
-                    if logged.status == 201 {
-                        per_node[i].1 += 1;
-                        if let Some(ms) = logged.own_time_ms() {
-                            added.push(ms);
-                        }
-                        if logged.queue_ms >= 0 {
-                            queued.push(logged.queue_ms as f64);
-                        }
-                    }
-                    if logged.status == 503 {
-                        per_node[i].2 += 1;
-                    }
-                }
-            }
-        }
-    }
+    let counts = count_logged(inputs.names, inputs.logged);
     let nodes = inputs
         .names
         .iter()
         .enumerate()
         .map(|(i, node)| {
-            let o = inputs.observations.get(i).cloned().unwrap_or_default();
-            let (requests, acknowledged, refused) = per_node[i];
-            NodeReport {
-                name: node.name.clone(),
-                addr: node.addr.to_string(),
-                confinement: o.confinement.clone(),
-                crashes: o.crashes.len() as u64,
-                restarts: o.restarts,
-                crash_events: o
-                    .crashes
-                    .iter()
-                    .map(|c| {
-                        failover(
-                            &node.name,
-                            c,
-                            &o.restarted_at_s,
-                            &inputs.sampled.transitions,
-                            inputs.seconds,
-                        )
-                    })
-                    .collect(),
-                peak_memory_bytes: o.peak_memory_bytes,
-                cpu_seconds: o.cpu_seconds,
-                stopped_cleanly: o.stopped_cleanly,
-                requests,
-                acknowledged,
-                refused,
-            }
+            let observed = inputs.observations.get(i).cloned().unwrap_or_default();
+            node_report(
+                node,
+                observed,
+                counts.per_node[i],
+                inputs.sampled,
+                inputs.seconds,
+            )
         })
         .collect();
     let config = inputs.config;
@@ -328,15 +290,53 @@ fn balancer_report<'a>(
         check_interval_ms: config.map_or(0, |c| c.check_interval.as_millis() as u64),
         fall: config.map_or(0, |c| c.fall),
         rise: config.map_or(0, |c| c.rise),
-        refused_by_balancer,
-        added_latency_ms: percentiles_ms(added),
-        queue_wait_ms: percentiles_ms(queued),
+        refused_by_balancer: counts.refused_by_balancer,
+        added_latency_ms: percentiles_ms(counts.added_ms),
+        queue_wait_ms: percentiles_ms(counts.queued_ms),
         cpu_seconds: inputs.sampled.cpu_seconds,
         lab_cpu_seconds: inputs.lab_cpu,
         stop_outcome: inputs.stop_outcome,
         nodes,
         transitions: inputs.sampled.transitions.clone(),
         samples: inputs.sampled.samples.clone(),
+    }
+}
+
+/// One node's entry in the report: what its supervisor observed, what HAProxy's log
+/// counted for it (`(requests, acknowledged, refused)`), and the failover of each crash.
+fn node_report(
+    node: &Node,
+    observed: ServerObservations,
+    (requests, acknowledged, refused): (u64, u64, u64),
+    sampled: &SampledStats,
+    seconds: &[SecondRow],
+) -> NodeReport {
+    let crash_events = observed
+        .crashes
+        .iter()
+        .map(|c| {
+            failover(
+                &node.name,
+                c,
+                &observed.restarted_at_s,
+                &sampled.transitions,
+                seconds,
+            )
+        })
+        .collect();
+    NodeReport {
+        name: node.name.clone(),
+        addr: node.addr.to_string(),
+        confinement: observed.confinement,
+        crashes: observed.crashes.len() as u64,
+        restarts: observed.restarts,
+        crash_events,
+        peak_memory_bytes: observed.peak_memory_bytes,
+        cpu_seconds: observed.cpu_seconds,
+        stopped_cleanly: observed.stopped_cleanly,
+        requests,
+        acknowledged,
+        refused,
     }
 }
 
@@ -386,7 +386,7 @@ fn failover(
 
 /// The nodes as one server for the report's `server` object: every node's crashes
 /// (named), restarts, CPU seconds summed, the highest peak memory; the first node's
-/// samples (the timeline's memory and CPU charts show node0; per-node figures are in the
+/// samples (the timeline's memory and CPU charts show api0; per-node figures are in the
 /// `balancer` object).
 fn merge(names: &[Node], observations: Vec<ServerObservations>) -> ServerObservations {
     let mut merged = observations.first().cloned().unwrap_or_default();
@@ -434,6 +434,48 @@ fn merge(names: &[Node], observations: Vec<ServerObservations>) -> ServerObserva
             .join(", ")
     );
     merged
+}
+
+/// Starts the `index`-th node from `spec`: on core slot `index`, its stderr in
+/// `OUT/server.<host>.log`, and (an API node) answering HAProxy's agent check. Returns it
+/// with its entry in the balancer's configuration, named as its topology host (`api0`).
+async fn start_node(
+    spec: &ServerSpec,
+    index: usize,
+    instances: usize,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<(ServerHandle, Node)> {
+    let name = crate::topology::Role::Api.host(index);
+    let mut node_spec = spec.clone();
+    node_spec.core_slot = index;
+    node_spec.log_file = Some(out_dir.join(format!("server.{name}.log")));
+    // The API answers HAProxy's agent check with its admission limit as it moves (a
+    // fixed port, so a restarted node answers on the same one).
+    let agent = match spec.kind {
+        crate::server::SutKind::Api => {
+            let port = crate::balancer::free_port()
+                .context("cannot find a free port for a node's agent check")?;
+            let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+            node_spec.args.push("--haproxy-agent-bind".into());
+            node_spec.args.push(addr.to_string());
+            Some(addr)
+        }
+        crate::server::SutKind::Worker => None,
+    };
+    let handle = ServerHandle::start(node_spec)
+        .await
+        .with_context(|| format!("cannot start {name} (node {} of {instances})", index + 1))?;
+    eprintln!(
+        "loadtest: started {name} {} → {} ({})",
+        handle.command_line().join(" "),
+        handle.url(),
+        handle.confinement()
+    );
+    let node = Node {
+        agent,
+        ..Node::numbered(index, handle.addr())
+    };
+    Ok((handle, node))
 }
 
 /// The admission limit a node enforces, from its `/metrics`: its hard cap under the

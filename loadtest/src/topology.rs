@@ -4,9 +4,8 @@
 //! printed in `report.json` (`topology.hosts[]`) with what the deploy step found
 //! ([`Topology::deployed`]).
 //!
-//! Names are short and stable: `api0`, `api1`, … (the purchasing API nodes; HAProxy's
-//! configuration and the report's `balancer.nodes[]` call the same nodes `node0`, …),
-//! `worker0` (the purchasing worker), `broker0` (the RabbitMQ node), `balancer`
+//! Names are short and stable: `api0`, `api1`, … (the purchasing API nodes, by the same
+//! names in HAProxy's configuration and the report's `balancer.nodes[]`), `worker0` (the purchasing worker), `broker0` (the RabbitMQ node), `balancer`
 //! (HAProxy) and `client` (the lab's own side: the generator and the recorder). A remote
 //! target (`--url`, `--amqp-url`, `--balancer-url`) is a host the lab does not start
 //! (`spawned: false`): it is in the topology so that the report says what was measured,

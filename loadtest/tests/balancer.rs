@@ -197,12 +197,12 @@ async fn requests_reach_both_nodes_with_their_request_id() {
             .count()
     };
     assert!(
-        on("node0") > 0 && on("node1") > 0,
+        on("api0") > 0 && on("api1") > 0,
         "both nodes served: {} and {} ({stats:?})",
-        on("node0"),
-        on("node1")
+        on("api0"),
+        on("api1")
     );
-    assert_eq!(on("node0") + on("node1"), 20);
+    assert_eq!(on("api0") + on("api1"), 20);
     let epoch = std::time::Instant::now();
     node0.stop(Duration::from_secs(5), epoch).await;
     node1.stop(Duration::from_secs(5), epoch).await;
@@ -220,7 +220,7 @@ async fn a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other() {
     let epoch = Instant::now();
     let sampler = StatsSampler::start(
         balancer.stats_reader(),
-        vec!["node0".into(), "node1".into()],
+        vec!["api0".into(), "api1".into()],
         balancer.pid(),
         epoch,
         1,
@@ -263,7 +263,7 @@ async fn a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other() {
     let down = seen
         .transitions
         .iter()
-        .find(|t| t.node == "node0" && !t.up)
+        .find(|t| t.node == "api0" && !t.up)
         .expect("node0 was taken out of rotation");
     let detect = down.t_s - killed_at;
     assert!(
@@ -271,7 +271,7 @@ async fn a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other() {
         "taken out {detect:.2} s after the kill"
     );
     assert!(
-        !seen.transitions.iter().any(|t| t.node == "node1" && !t.up),
+        !seen.transitions.iter().any(|t| t.node == "api1" && !t.up),
         "node1 stayed in: {:?}",
         seen.transitions
     );
@@ -281,7 +281,7 @@ async fn a_killed_node_is_taken_out_and_its_traffic_goes_to_the_other() {
     let after_kill_on_node1 = per_request
         .iter()
         .filter(|(rid, _)| rid.starts_with("fo-"))
-        .filter(|(_, l)| l[0].node.as_deref() == Some("node1"))
+        .filter(|(_, l)| l[0].node.as_deref() == Some("api1"))
         .count();
     assert_eq!(after_kill_on_node1, statuses.len(), "all went to node1");
     let observed = node1.stop(Duration::from_secs(5), epoch).await;

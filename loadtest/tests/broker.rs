@@ -400,9 +400,11 @@ fn the_broker_command_prints_its_url_and_stops_cleanly_on_sigterm() {
         }
         lines
     });
+    let (error_tx, error_rx) = mpsc::channel();
     let errors = std::thread::spawn(move || {
         let mut text = String::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = error_tx.send(line.clone());
             text.push_str(&line);
             text.push('\n');
         }
@@ -421,10 +423,36 @@ fn the_broker_command_prints_its_url_and_stops_cleanly_on_sigterm() {
         }
     };
     assert!(url.starts_with("amqp://guest:guest@127.0.0.1:"), "{url}");
+    let queue = "declared-by-the-test";
     block_on(async {
-        let (connection, _channel) = open(&url).await;
+        let (connection, channel) = open(&url).await;
+        declare_durable(&channel, queue).await;
         close(connection).await;
     });
+    // The line it prints for rabbitmqctl reaches this broker as it is, through a shell.
+    let rabbitmqctl = std::iter::from_fn(|| error_rx.recv_timeout(Duration::from_secs(10)).ok())
+        .find_map(|line| line.strip_prefix("rabbitmqctl: ").map(str::to_string))
+        .expect("a rabbitmqctl line on stderr");
+    assert!(rabbitmqctl.ends_with(" list_queues"), "{rabbitmqctl}");
+    let listed = Command::new("sh")
+        .arg("-c")
+        .arg(&rabbitmqctl)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh");
+    let listed_out = String::from_utf8_lossy(&listed.stdout);
+    let listed_err = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        listed.status.success(),
+        "{rabbitmqctl}: {}; {listed_out} {listed_err}",
+        listed.status
+    );
+    assert!(
+        listed_out
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(queue)),
+        "{rabbitmqctl} lists {queue}: {listed_out}"
+    );
     let children = children_of(pid);
     let names: Vec<&str> = children.iter().map(|(_, n)| n.as_str()).collect();
     assert!(

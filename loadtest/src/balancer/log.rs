@@ -106,10 +106,10 @@ mod tests {
 
     #[test]
     fn log_lines_name_the_node_or_the_balancer_itself() {
-        let line = "rid={r-1} node=node1 status=201 tw=0 tr=601 ta=602 retries=0 flags=----";
+        let line = "rid={r-1} node=api1 status=201 tw=0 tr=601 ta=602 retries=0 flags=----";
         let logged = parse_log_line(line).unwrap();
         assert_eq!(logged.request_id, "r-1");
-        assert_eq!(logged.node.as_deref(), Some("node1"));
+        assert_eq!(logged.node.as_deref(), Some("api1"));
         assert_eq!(logged.status, 201);
         assert_eq!(logged.own_time_ms(), Some(1.0));
         let refused = parse_log_line(
@@ -120,13 +120,13 @@ mod tests {
         assert!(!refused.answered_by_node());
         assert!(logged.answered_by_node());
         let dead = parse_log_line(
-            "rid={r-3} node=node0 status=503 tw=0 tr=-1 ta=1001 retries=2 flags=SC--",
+            "rid={r-3} node=api0 status=503 tw=0 tr=-1 ta=1001 retries=2 flags=SC--",
         )
         .unwrap();
         assert!(
             !dead.answered_by_node(),
             "HAProxy's 503 after the node refused connections"
         );
-        assert_eq!(parse_log_line("[WARNING] Server nodes/node0 is DOWN"), None);
+        assert_eq!(parse_log_line("[WARNING] Server nodes/api0 is DOWN"), None);
     }
 }

@@ -97,7 +97,13 @@ impl Balancer {
         ));
         fs::create_dir_all(&socket_dir)
             .map_err(io_error(format!("cannot create {}", socket_dir.display())))?;
-        let port = free_port().map_err(io_error("cannot find a free port on 127.0.0.1"))?;
+        let cleanup = |e| {
+            let _ = fs::remove_dir_all(&socket_dir);
+            e
+        };
+        let port = free_port()
+            .map_err(io_error("cannot find a free port on 127.0.0.1"))
+            .map_err(cleanup)?;
         let mut config = BalancerConfig::new(
             nodes,
             SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
@@ -106,39 +112,11 @@ impl Balancer {
         configure(&mut config);
         let config_path = out_dir.join("haproxy.cfg");
         fs::write(&config_path, config.render())
-            .map_err(io_error(format!("cannot write {}", config_path.display())))?;
-        let cleanup = |e| {
-            let _ = fs::remove_dir_all(&socket_dir);
-            e
-        };
+            .map_err(io_error(format!("cannot write {}", config_path.display())))
+            .map_err(cleanup)?;
         check_config(&config_path).map_err(cleanup)?;
         let log_path = out_dir.join("haproxy.log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_error(format!("cannot open {}", log_path.display())))
-            .map_err(cleanup)?;
-        let mut command = Command::new(program);
-        command
-            .arg("-f")
-            .arg(&config_path)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let (child, stdout, stderr) = Supervised::spawn_piped("haproxy", command)
-            .map_err(io_error("cannot start haproxy"))
-            .map_err(cleanup)?;
-        let tail = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::new(Mutex::new(log));
-        let mut pumps = Vec::new();
-        if let Some(stdout) = stdout {
-            pumps.push(pump(stdout, log.clone(), None));
-        }
-        if let Some(stderr) = stderr {
-            pumps.push(pump(stderr, log, Some(tail.clone())));
-        }
+        let (child, pumps, tail) = spawn(&program, &config_path, &log_path).map_err(cleanup)?;
         let mut balancer = Balancer {
             url: format!("http://{}", config.listen),
             config,
@@ -252,6 +230,44 @@ impl Drop for Balancer {
         self.child.kill();
         let _ = fs::remove_dir_all(&self.socket_dir);
     }
+}
+
+/// The last stderr lines HAProxy wrote, for an error message.
+type Tail = Arc<Mutex<Vec<String>>>;
+
+/// Starts `program -f config -db` (in the foreground, so it stays our child), its stdout
+/// (the request log) and stderr appended to `log_path` by a thread each, stderr's last
+/// lines also kept in the returned tail.
+fn spawn(
+    program: &Path,
+    config_path: &Path,
+    log_path: &Path,
+) -> Result<(Supervised, Vec<JoinHandle<()>>, Tail), BalancerError> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(io_error(format!("cannot open {}", log_path.display())))?;
+    let mut command = Command::new(program);
+    command
+        .arg("-f")
+        .arg(config_path)
+        .arg("-db")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (child, stdout, stderr) =
+        Supervised::spawn_piped("haproxy", command).map_err(io_error("cannot start haproxy"))?;
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::new(Mutex::new(log));
+    let mut pumps = Vec::new();
+    if let Some(stdout) = stdout {
+        pumps.push(pump(stdout, log.clone(), None));
+    }
+    if let Some(stderr) = stderr {
+        pumps.push(pump(stderr, log, Some(tail.clone())));
+    }
+    Ok((child, pumps, tail))
 }
 
 /// Copies a pipe into the log file line by line; keeps stderr's last lines in `tail`.

@@ -202,34 +202,7 @@ fn sample_loop(
         let t_s = seconds_since(epoch, Instant::now());
         match reader.read() {
             Ok(rows) => {
-                let row = |name: &str| rows.iter().find(|r| r.name == name);
-                let mut sample = BalancerSample {
-                    t_s,
-                    queued: row("BACKEND").map_or(0, |b| b.queued),
-                    ..Default::default()
-                };
-                for (i, name) in nodes.iter().enumerate() {
-                    let stat = row(name);
-                    let up = stat.is_some_and(ServerStat::is_up);
-                    if last_up[i].is_some_and(|was| was != up) {
-                        seen.transitions.push(Transition {
-                            t_s,
-                            node: name.clone(),
-                            up,
-                        });
-                    }
-                    last_up[i] = Some(up);
-                    sample.up.push(up);
-                    sample.sessions.push(stat.map_or(0, |s| s.sessions));
-                }
-                let totals: Vec<u64> = nodes
-                    .iter()
-                    .map(|name| row(name).map_or(0, |s| s.total))
-                    .collect();
-                if seen.first_totals.is_empty() {
-                    seen.first_totals = totals.clone();
-                }
-                seen.last_totals = totals;
+                let sample = record(&mut seen, &mut last_up, nodes, &rows, t_s);
                 if polls.is_multiple_of(keep_every.max(1)) {
                     seen.samples.push(sample);
                 }
@@ -251,6 +224,46 @@ fn sample_loop(
     seen
 }
 
+/// One poll's `rows` at `t_s`: a transition for each node whose state changed since the
+/// last poll (`last_up`), the requests sent to each so far, and the poll as a sample.
+fn record(
+    seen: &mut SampledStats,
+    last_up: &mut [Option<bool>],
+    nodes: &[String],
+    rows: &[ServerStat],
+    t_s: f64,
+) -> BalancerSample {
+    let row = |name: &str| rows.iter().find(|r| r.name == name);
+    let mut sample = BalancerSample {
+        t_s,
+        queued: row("BACKEND").map_or(0, |b| b.queued),
+        ..Default::default()
+    };
+    for (i, name) in nodes.iter().enumerate() {
+        let stat = row(name);
+        let up = stat.is_some_and(ServerStat::is_up);
+        if last_up[i].is_some_and(|was| was != up) {
+            seen.transitions.push(Transition {
+                t_s,
+                node: name.clone(),
+                up,
+            });
+        }
+        last_up[i] = Some(up);
+        sample.up.push(up);
+        sample.sessions.push(stat.map_or(0, |s| s.sessions));
+    }
+    let totals: Vec<u64> = nodes
+        .iter()
+        .map(|name| row(name).map_or(0, |s| s.total))
+        .collect();
+    if seen.first_totals.is_empty() {
+        seen.first_totals = totals.clone();
+    }
+    seen.last_totals = totals;
+    sample
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,15 +273,15 @@ mod tests {
     fn show_stat_rows_are_read_by_column_name() {
         let text = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status\n\
                     purchasing,FRONTEND,,,3,5,10000,40,0,0,0,0,0,,,,,OPEN\n\
-                    nodes,node0,1,2,2,4,5,20,0,0,,0,,0,0,0,0,UP\n\
-                    nodes,node1,0,0,0,3,5,19,0,0,,0,,0,0,0,0,DOWN 1/2\n\
+                    nodes,api0,1,2,2,4,5,20,0,0,,0,,0,0,0,0,UP\n\
+                    nodes,api1,0,0,0,3,5,19,0,0,,0,,0,0,0,0,DOWN 1/2\n\
                     nodes,BACKEND,4,4,2,5,1000,39,0,0,0,0,,0,0,0,0,UP\n";
         let rows = parse_show_stat(text, BACKEND);
         assert_eq!(rows.len(), 3);
         assert_eq!(
             rows[0],
             ServerStat {
-                name: "node0".into(),
+                name: "api0".into(),
                 status: "UP".into(),
                 sessions: 2,
                 queued: 1,

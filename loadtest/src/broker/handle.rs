@@ -1,6 +1,7 @@
 //! [`Broker`]: starting it (epmd first, then rabbitmq-server on free ports), restarting
 //! it on the same data and port, and stopping it with its epmd.
 
+use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,11 +15,11 @@ use super::data_dir::{DataDir, process_group_of, read_pid_file};
 use super::install::Installation;
 use super::options::{
     BrokerError, BrokerOptions, EPMD_GRACE, Failure, INSTALL_HINT, KILL_WAIT, PORT_ATTEMPTS,
-    PROBE_TIMEOUT, STOP_GRACE,
+    PROBE_TIMEOUT, RABBITMQCTL, STOP_GRACE,
 };
 use super::output::{Output, open_append, read_from, tail_note};
 use super::ports::{Ports, mentions_port_taken, port_is_free};
-use super::ready::{seconds_text, wait_until_ready};
+use super::ready::{Readiness, seconds_text};
 
 /// How a [`Broker::stop`] went.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -299,16 +300,17 @@ impl Broker {
             ))
         })?;
         let beam = self.beam.insert(beam);
-        wait_until_ready(
+        Readiness {
             beam,
-            &self.node,
-            self.ports.amqp,
+            node: &self.node,
+            port: self.ports.amqp,
             started,
-            self.ready_timeout,
-            self.progress,
+            timeout: self.ready_timeout,
+            progress: self.progress,
             cancel,
-            &output,
-        )?;
+            output: &output,
+        }
+        .wait()?;
         self.ready_after = started.elapsed();
         self.beam_pid = read_pid_file(&self.dir.pid_file()).filter(|&pid| {
             beam.with_running(|leader| pid == leader || process_group_of(pid) == Some(leader))
@@ -317,10 +319,14 @@ impl Broker {
         Ok(())
     }
 
+    /// Starts our epmd (see the module doc) and waits until it listens.
     pub(super) fn start_epmd(&self, cancel: &AtomicBool) -> Result<Supervised, Failure> {
         let log = self.dir.path().join("epmd.log");
         let output = open_append(&log).map_err(Failure::Other)?;
         let offset = output.metadata().map(|m| m.len()).unwrap_or(0);
+        let stdout = output
+            .try_clone()
+            .map_err(|e| Failure::Other(format!("cannot use {}: {e}", log.display())))?;
         let mut command = Command::new(&self.installation.epmd);
         command
             .arg("-port")
@@ -333,9 +339,7 @@ impl Broker {
             // directory open, and a leftover is easy to find.
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::from(output.try_clone().map_err(|e| {
-                Failure::Other(format!("cannot use {}: {e}", log.display()))
-            })?))
+            .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(output));
         let epmd = Supervised::spawn("epmd", command).map_err(|e| {
             Failure::Other(format!(
@@ -343,25 +347,38 @@ impl Broker {
                 self.installation.epmd.display()
             ))
         })?;
+        self.wait_for_epmd(&epmd, &log, offset, cancel)?;
+        Ok(epmd)
+    }
+
+    /// Waits until `epmd` listens, at most [`EPMD_GRACE`]; kills it if it does not (or if
+    /// the start is cancelled). A failure quotes its output from `offset` in `log`.
+    fn wait_for_epmd(
+        &self,
+        epmd: &Supervised,
+        log: &Path,
+        offset: u64,
+        cancel: &AtomicBool,
+    ) -> Result<(), Failure> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.epmd));
         let deadline = Instant::now() + EPMD_GRACE;
+        let failed = |why: String| {
+            let said = read_from(log, offset);
+            let message = format!(
+                "epmd ({}) {why}{}",
+                self.installation.epmd.display(),
+                tail_note(&said, "its output ends")
+            );
+            if mentions_port_taken(&said) {
+                Failure::PortTaken(message)
+            } else {
+                Failure::Other(message)
+            }
+        };
         loop {
             if TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).is_ok() {
-                return Ok(epmd);
+                return Ok(());
             }
-            let failed = |why: String| {
-                let said = read_from(&log, offset);
-                let message = format!(
-                    "epmd ({}) {why}{}",
-                    self.installation.epmd.display(),
-                    tail_note(&said, "its output ends")
-                );
-                if mentions_port_taken(&said) {
-                    Failure::PortTaken(message)
-                } else {
-                    Failure::Other(message)
-                }
-            };
             if let Some(how) = epmd.ended() {
                 return Err(failed(format!("{how} instead of listening on {addr}")));
             }
@@ -378,6 +395,35 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// What tells an Erlang program which node this is and how to reach it, beside its
+    /// name: `HOME` holds the node's cookie (`.erlang.cookie`, which the broker writes
+    /// there on its first start; a program with another cookie is refused) and
+    /// `ERL_EPMD_PORT` names our epmd, where the node's distribution port is found. The
+    /// broker is started with these and [`Broker::rabbitmqctl_command`] shows them: one
+    /// definition, so the line printed for the user cannot drift from the broker.
+    fn erlang_env(&self) -> [(&'static str, OsString); 2] {
+        [
+            ("HOME", self.dir.path().as_os_str().to_owned()),
+            ("ERL_EPMD_PORT", self.ports.epmd.to_string().into()),
+        ]
+    }
+
+    /// The shell command that runs `rabbitmqctl` against this broker, to which the user
+    /// adds a subcommand (`list_queues`, `status`, …): `HOME=DIR ERL_EPMD_PORT=PORT
+    /// /usr/lib/rabbitmq/bin/rabbitmqctl -n NODE`, each word quoted for `sh` where needed.
+    /// Not Debian's `/usr/sbin/rabbitmqctl`: it switches to the `rabbitmq` user and its
+    /// cookie, and reaches only the system's broker.
+    pub fn rabbitmqctl_command(&self) -> String {
+        let mut words: Vec<String> = self
+            .erlang_env()
+            .iter()
+            .map(|(key, value)| format!("{key}={}", shell_word(&value.to_string_lossy())))
+            .collect();
+        words.extend([RABBITMQCTL, "-n"].map(str::to_string));
+        words.push(shell_word(&self.node));
+        words.join(" ")
     }
 
     pub(super) fn broker_command(&self, output: &Output) -> Result<Command, Failure> {
@@ -398,12 +444,11 @@ impl Broker {
         }
         let erl_args = "-noinput -kernel inet_dist_use_interface {127,0,0,1}";
         command
-            .env("HOME", dir.path())
+            .envs(self.erlang_env())
             .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", self.ports.amqp.to_string())
             .env("RABBITMQ_DIST_PORT", self.ports.dist.to_string())
-            .env("ERL_EPMD_PORT", self.ports.epmd.to_string())
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_MNESIA_BASE", dir.mnesia_dir())
             .env("RABBITMQ_LOG_BASE", dir.log_dir())
@@ -441,5 +486,17 @@ impl Drop for Broker {
         self.stop_processes(STOP_GRACE);
         let dir = std::mem::replace(&mut self.dir, DataDir::Gone);
         let _ = dir.remove();
+    }
+}
+
+/// `word` as one `sh` word: as it is when it holds only characters the shell leaves
+/// alone, else in single quotes (a `'` inside written `'\''`). A kept data directory's
+/// path is the user's choice and may hold spaces.
+pub(super) fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }

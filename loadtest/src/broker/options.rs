@@ -8,6 +8,10 @@ use std::time::Duration;
 
 /// The broker's start script in Debian's `rabbitmq-server` package.
 pub const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+/// The `rabbitmqctl` beside [`RABBITMQ_SERVER`], for a user to reach a lab broker by hand:
+/// Debian's `/usr/sbin/rabbitmqctl` wrapper switches to the `rabbitmq` user, its home and
+/// its cookie, so it can only reach the system's broker, never ours.
+pub const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 /// Where Debian's Erlang puts epmd (`erlang-base`); the first one present is used.
 pub const EPMD_PATHS: [&str; 2] = ["/usr/bin/epmd", "/usr/lib/erlang/bin/epmd"];
 /// What to do when the broker is missing; every "not installed" message says it.

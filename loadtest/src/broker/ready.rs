@@ -10,70 +10,92 @@ use super::options::{Failure, PROBE_EVERY, PROBE_TIMEOUT, PROGRESS_EVERY};
 use super::output::{Output, tail_note};
 use super::ports::mentions_port_taken;
 
-/// Probes until the broker completes an AMQP handshake, it exits, the timeout passes or
-/// the start is cancelled. Kills it in the last two cases.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn wait_until_ready(
-    beam: &Supervised,
-    node: &str,
-    port: u16,
-    started: Instant,
-    timeout: Duration,
-    progress: bool,
-    cancel: &AtomicBool,
-    output: &Output,
-) -> Result<(), Failure> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let url = format!("amqp://guest:guest@{addr}/%2f");
-    let mut next_progress = started + PROGRESS_EVERY;
-    let mut last_refusal = String::from("its AMQP port did not accept connections yet");
-    loop {
-        if let Some(how) = beam.ended() {
-            let said = output.read();
-            let message = format!(
-                "RabbitMQ (node {node}) {how} before it was ready{}",
-                tail_note(&said, "its output ends")
-            );
-            return Err(if mentions_port_taken(&said) {
-                Failure::PortTaken(message)
-            } else {
-                Failure::Other(message)
-            });
-        }
-        if cancel.load(Ordering::SeqCst) {
-            beam.terminate(Duration::ZERO);
-            return Err(Failure::Cancelled);
-        }
-        let waited = started.elapsed();
-        if waited >= timeout {
-            beam.terminate(Duration::ZERO);
-            let said = output.read();
-            return Err(Failure::Other(format!(
-                "RabbitMQ (node {node}) was not ready within {} ({last_refusal}), so it was killed; \
-                 raise the ready timeout on a slow machine{}",
-                seconds_text(timeout),
-                tail_note(&said, "its output ends")
-            )));
-        }
-        if progress && Instant::now() >= next_progress {
-            eprintln!(
-                "loadtest: waiting for RabbitMQ on {addr}: {:.0} s so far (usually 4–13 s; {last_refusal})",
-                waited.as_secs_f64()
-            );
-            next_progress += PROGRESS_EVERY;
-        }
-        let probe_timeout = PROBE_TIMEOUT.min(timeout.saturating_sub(waited));
-        match TcpStream::connect_timeout(&addr, probe_timeout.max(Duration::from_millis(10))) {
-            Err(e) => last_refusal = format!("its AMQP port: {e}"),
-            Ok(stream) => {
-                drop(stream);
-                match amqp_handshake(&url, probe_timeout) {
-                    Ok(()) => return Ok(()),
-                    Err(e) => last_refusal = format!("the AMQP handshake: {e}"),
-                }
+/// One start's wait for readiness: the broker's process, where it should answer, how
+/// long it may take, and whether to report progress or give up on request.
+pub(super) struct Readiness<'a> {
+    pub(super) beam: &'a Supervised,
+    pub(super) node: &'a str,
+    pub(super) port: u16,
+    pub(super) started: Instant,
+    pub(super) timeout: Duration,
+    pub(super) progress: bool,
+    pub(super) cancel: &'a AtomicBool,
+    /// This start's output, quoted when the broker fails.
+    pub(super) output: &'a Output,
+}
+
+impl Readiness<'_> {
+    /// Probes until the broker completes an AMQP handshake, it exits, the timeout passes
+    /// or the start is cancelled. Kills it in the last two cases.
+    pub(super) fn wait(&self) -> Result<(), Failure> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let mut next_progress = self.started + PROGRESS_EVERY;
+        let mut last_refusal = String::from("its AMQP port did not accept connections yet");
+        loop {
+            if let Some(how) = self.beam.ended() {
+                return Err(self.died(&how));
             }
+            if self.cancel.load(Ordering::SeqCst) {
+                self.beam.terminate(Duration::ZERO);
+                return Err(Failure::Cancelled);
+            }
+            let waited = self.started.elapsed();
+            if waited >= self.timeout {
+                return Err(self.give_up(&last_refusal));
+            }
+            if self.progress && Instant::now() >= next_progress {
+                eprintln!(
+                    "loadtest: waiting for RabbitMQ on {addr}: {:.0} s so far (usually 4–13 s; {last_refusal})",
+                    waited.as_secs_f64()
+                );
+                next_progress += PROGRESS_EVERY;
+            }
+            match self.probe(addr, waited) {
+                Ok(()) => return Ok(()),
+                Err(why) => last_refusal = why,
+            }
+            std::thread::sleep(PROBE_EVERY);
         }
-        std::thread::sleep(PROBE_EVERY);
+    }
+
+    /// One probe, within what is left of the timeout: a TCP connect (cheap, so a closed
+    /// port costs no handshake), then an AMQP handshake; why it failed otherwise.
+    fn probe(&self, addr: SocketAddr, waited: Duration) -> Result<(), String> {
+        let probe_timeout = PROBE_TIMEOUT.min(self.timeout.saturating_sub(waited));
+        let stream =
+            TcpStream::connect_timeout(&addr, probe_timeout.max(Duration::from_millis(10)))
+                .map_err(|e| format!("its AMQP port: {e}"))?;
+        drop(stream);
+        amqp_handshake(&format!("amqp://guest:guest@{addr}/%2f"), probe_timeout)
+            .map_err(|e| format!("the AMQP handshake: {e}"))
+    }
+
+    /// The broker ended by itself (`how`) before it was ready.
+    fn died(&self, how: &str) -> Failure {
+        let said = self.output.read();
+        let message = format!(
+            "RabbitMQ (node {}) {how} before it was ready{}",
+            self.node,
+            tail_note(&said, "its output ends")
+        );
+        if mentions_port_taken(&said) {
+            Failure::PortTaken(message)
+        } else {
+            Failure::Other(message)
+        }
+    }
+
+    /// Kills a broker not ready in time and says what the last probe met.
+    fn give_up(&self, last_refusal: &str) -> Failure {
+        self.beam.terminate(Duration::ZERO);
+        let said = self.output.read();
+        Failure::Other(format!(
+            "RabbitMQ (node {}) was not ready within {} ({last_refusal}), so it was killed; \
+             raise the ready timeout on a slow machine{}",
+            self.node,
+            seconds_text(self.timeout),
+            tail_note(&said, "its output ends")
+        ))
     }
 }
 

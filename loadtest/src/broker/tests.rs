@@ -1,4 +1,4 @@
-use super::{data_dir::*, output::*, ports::*};
+use super::{data_dir::*, handle::shell_word, output::*, ports::*};
 use std::fs;
 
 #[test]
@@ -62,4 +62,28 @@ fn a_temporary_directory_is_removed() {
     );
     dir.remove().unwrap();
     assert!(!path.exists());
+}
+
+#[test]
+fn shell_words_reach_the_program_as_they_were() {
+    for word in [
+        "/tmp/loadtest-broker-a1",
+        "/tmp/my data",
+        "it's",
+        "a\"b$c`d",
+        "",
+    ] {
+        let echoed = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_word(word)))
+            .output()
+            .expect("run sh");
+        assert_eq!(
+            String::from_utf8_lossy(&echoed.stdout),
+            word,
+            "{}",
+            shell_word(word)
+        );
+    }
+    assert_eq!(shell_word("loadtest-1@localhost"), "loadtest-1@localhost");
 }

@@ -2,11 +2,13 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgGroup, Args, ValueEnum};
+use inventory::AmqpUrl;
 
 use crate::cluster::{self};
-use crate::faults::Fault;
+use crate::faults::{self, Fault};
 use crate::threshold::Threshold;
 
 use super::help::{AFTER_BROKER_HELP, AFTER_COMPARE_HELP, AFTER_RUN_HELP, fail_on_help};
@@ -37,6 +39,7 @@ pub struct CompareArgs {
     /// needs --spawn-server; --cpus/--memory apply to each node; the server arguments
     /// after `--` choose protected (`-- --protect`, with --retries 2) or faithful nodes.
     #[arg(long, value_delimiter = ',', value_name = "K,K,...",
+          requires = "spawn_server", conflicts_with_all = REMOTE_TARGET,
           value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
     pub scale_out: Vec<u32>,
     #[command(flatten)]
@@ -126,8 +129,36 @@ pub enum Transport {
     Amqp,
 }
 
+/// The flags that name a target you run (`--url`, `--balancer-url`; one at most: the
+/// group `remote_target`). Every flag about a server the lab spawns conflicts with each of
+/// them by name, not with the group, so clap's error names the one given.
+const REMOTE_TARGET: [&str; 2] = ["url", "balancer_url"];
+
 /// Default of `--drain-timeout`, seconds.
 pub const DEFAULT_DRAIN_TIMEOUT_S: f64 = 120.0;
+
+/// A time flag (`--duration 10`, `--step-seconds 0.5s`, `--timeout 500ms`): as the fault
+/// plan reads times ([`faults::parse_seconds`]), and more than 0 — a zero-length run,
+/// step, timeout or drain would measure nothing.
+pub(super) fn positive_seconds(text: &str) -> Result<Duration, String> {
+    let time = faults::parse_seconds(text)?;
+    if time.is_zero() {
+        return Err("must be a time greater than 0 s".into());
+    }
+    Ok(time)
+}
+
+/// A repeat (`--kill-worker-every`): at least [`faults::MIN_EVERY`], as `--fault every=`.
+pub(super) fn every_seconds(text: &str) -> Result<Duration, String> {
+    let time = faults::parse_seconds(text)?;
+    if time < faults::MIN_EVERY {
+        return Err(format!(
+            "must be at least {} s",
+            faults::MIN_EVERY.as_secs_f64()
+        ));
+    }
+    Ok(time)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Connection {
@@ -138,13 +169,25 @@ pub enum Connection {
     Reuse,
 }
 
-/// clap refuses the combinations it can express. A flag that needs a spawned process says
-/// both `requires = "spawn_…"` and `conflicts_with` the flag that names a running one
-/// instead (`--url`, `--amqp-url`): clap excuses a missing required flag when a flag it
-/// conflicts with is present, so `requires` alone would let `--url X -- ARGS` through.
-/// What clap cannot express is checked in [`RunArgs::into_options`].
+/// clap refuses the combinations it can express, and `--help` says them:
+///
+/// - the target is one of `--spawn-server` and the group `remote_target` (`--url`,
+///   `--balancer-url`: something you run), and the broker one of the group `broker`
+///   (`--spawn-broker`, `--amqp-url`), which `--transport amqp` requires;
+/// - a flag that needs a spawned process says both `requires = "spawn_…"` and
+///   `conflicts_with` what names a running one instead (`remote_target`, `--amqp-url`):
+///   clap excuses a missing required flag when a flag *it* conflicts with is present, so
+///   `requires` alone would let `--url X -- ARGS` through. For the same reason a flag
+///   that requires another (`--kill-instance-at` needs `--instances`) repeats that one's
+///   conflicts.
+/// - times are parsed by [`positive_seconds`] and its kin (`20`, `20s`, `500ms`).
+///
+/// What depends on another flag's *value* (`--profile`, `--transport`, `--delivery`) is
+/// checked in [`RunArgs::into_options`].
 #[derive(Debug, Clone, Args)]
 #[command(after_help = AFTER_RUN_HELP)]
+#[command(group(ArgGroup::new("remote_target").args(REMOTE_TARGET)))]
+#[command(group(ArgGroup::new("broker").args(["spawn_broker", "amqp_url"])))]
 pub struct RunArgs {
     /// Load profile.
     #[arg(long, value_enum, default_value_t = ProfileKind::Blog)]
@@ -157,8 +200,8 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Step profile (closed model)")]
     pub step_users: Option<u64>,
     /// Seconds between steps [default: 5].
-    #[arg(long, help_heading = "Step profile (closed model)")]
-    pub step_seconds: Option<f64>,
+    #[arg(long, help_heading = "Step profile (closed model)", value_parser = positive_seconds)]
+    pub step_seconds: Option<Duration>,
     /// Most virtual users [default: 500].
     #[arg(long, help_heading = "Step profile (closed model)")]
     pub max_users: Option<u64>,
@@ -177,25 +220,28 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Rate profile (open model)",
           requires_all = ["spike_start", "spike_seconds"])]
     pub spike_rate: Option<f64>,
-    /// Seconds after the start when the spike begins.
+    /// Seconds after the start when the spike begins (0 or more).
     #[arg(long, help_heading = "Rate profile (open model)",
-          requires_all = ["spike_rate", "spike_seconds"])]
-    pub spike_start: Option<f64>,
+          requires_all = ["spike_rate", "spike_seconds"], value_parser = faults::parse_seconds)]
+    pub spike_start: Option<Duration>,
     /// Length of the spike, seconds.
     #[arg(long, help_heading = "Rate profile (open model)",
-          requires_all = ["spike_rate", "spike_start"])]
-    pub spike_seconds: Option<f64>,
+          requires_all = ["spike_rate", "spike_start"], value_parser = positive_seconds)]
+    pub spike_seconds: Option<Duration>,
 
-    /// Stop after this many requests in total.
+    /// Stop after this many requests in total [default: 1000 for --profile blog, else no
+    /// limit].
     #[arg(long, help_heading = "Caps")]
     pub iterations: Option<u64>,
-    /// Start no request after this many seconds (required for --profile rate).
-    #[arg(long, help_heading = "Caps", required_if_eq("profile", "rate"))]
-    pub duration: Option<f64>,
+    /// Start no request after this many seconds (required for --profile rate) [default:
+    /// 60 for --profile blog, else no limit].
+    #[arg(long, help_heading = "Caps", required_if_eq("profile", "rate"),
+          value_parser = positive_seconds)]
+    pub duration: Option<Duration>,
 
     /// Client timeout per request, seconds [default: 30, as the original].
-    #[arg(long, help_heading = "Client")]
-    pub timeout: Option<f64>,
+    #[arg(long, help_heading = "Client", value_parser = positive_seconds)]
+    pub timeout: Option<Duration>,
     /// Retry each failed request up to N more times with the client's retry policy
     /// (exponential backoff with full jitter, Retry-After honoured, a 10 % retry budget,
     /// an Idempotency-Key kept across attempts) [default: 0, as the original].
@@ -208,18 +254,21 @@ pub struct RunArgs {
     #[arg(long, value_enum, help_heading = "Client")]
     pub connection: Option<Connection>,
 
-    /// Load a server that is already running (e.g. in a real VM).
-    #[arg(long, help_heading = "Target", conflicts_with = "spawn_server")]
-    pub url: Option<String>,
-    /// Start purchasing-api here (port 0; orders file in --out), arguments after `--`.
+    /// Load a server that is already running (e.g. in a real VM); instead of
+    /// --spawn-server or --balancer-url.
     #[arg(long, help_heading = "Target")]
+    pub url: Option<String>,
+    /// Start purchasing-api here (port 0; orders file in --out), arguments after `--`;
+    /// instead of --url or --balancer-url. The flags below that confine, restart or
+    /// scale a server need it.
+    #[arg(long, help_heading = "Target", conflicts_with_all = REMOTE_TARGET)]
     pub spawn_server: bool,
     /// The purchasing-api binary [default: next to loadtest, else on PATH].
     #[arg(
         long,
         help_heading = "Target",
         requires = "spawn_server",
-        conflicts_with = "url"
+        conflicts_with_all = REMOTE_TARGET
     )]
     pub server_bin: Option<PathBuf>,
     /// Orders file to reconcile (--url), or for the spawned server [default: OUT/PurchaseOrders.txt].
@@ -231,7 +280,7 @@ pub struct RunArgs {
         long,
         help_heading = "Target",
         requires = "spawn_server",
-        conflicts_with = "url"
+        conflicts_with_all = REMOTE_TARGET
     )]
     pub cpus: Option<f64>,
     /// Confine the spawned server to this much memory (e.g. 2G, 512M; binary units).
@@ -239,7 +288,7 @@ pub struct RunArgs {
         long,
         help_heading = "Target",
         requires = "spawn_server",
-        conflicts_with = "url"
+        conflicts_with_all = REMOTE_TARGET
     )]
     pub memory: Option<String>,
     /// Restart the spawned server when it crashes (e.g. OOM-killed), like a supervisor.
@@ -247,7 +296,7 @@ pub struct RunArgs {
         long,
         help_heading = "Target",
         requires = "spawn_server",
-        conflicts_with = "url"
+        conflicts_with_all = REMOTE_TARGET
     )]
     pub restart_on_crash: bool,
 
@@ -256,55 +305,40 @@ pub struct RunArgs {
     /// real HAProxy that the lab starts and stops (its configuration is saved as
     /// OUT/haproxy.cfg, its per-request log as OUT/haproxy.log). K = 1 is one node behind
     /// HAProxy: the fair baseline for K > 1, paying the same hop.
-    #[arg(long, value_name = "K", help_heading = "Scale-out (HAProxy)", requires = "spawn_server", conflicts_with = "url",
+    #[arg(long, value_name = "K", help_heading = "Scale-out (HAProxy)", requires = "spawn_server", conflicts_with_all = REMOTE_TARGET,
           value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
     pub instances: Option<u32>,
-    /// Fault: SIGKILL node0 SECONDS after the load started; its supervisor restarts it
+    /// Fault: SIGKILL api0 (the first node) SECONDS after the load started; its supervisor restarts it
     /// (implies --restart-on-crash). The report's balancer.nodes[0].crash_events say when
     /// HAProxy took it out and put it back. Alias of --fault SECONDS:kill:api0.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        help_heading = "Scale-out (HAProxy)",
-        requires = "instances"
-    )]
-    pub kill_instance_at: Option<f64>,
+    #[arg(long, value_name = "SECONDS", help_heading = "Scale-out (HAProxy)",
+          requires = "instances", conflicts_with_all = REMOTE_TARGET, value_parser = positive_seconds)]
+    pub kill_instance_at: Option<Duration>,
     /// How long a node killed by the fault plan (--kill-instance-at, --fault …:kill:apiN)
     /// stays down before its supervisor restarts it, seconds [default: 3: longer than
     /// HAProxy's detection, as a rebooting VM would].
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        help_heading = "Scale-out (HAProxy)",
-        requires = "instances"
-    )]
-    pub instance_down_for: Option<f64>,
+    #[arg(long, value_name = "SECONDS", help_heading = "Scale-out (HAProxy)",
+          requires = "instances", conflicts_with_all = REMOTE_TARGET,
+          value_parser = faults::parse_seconds)]
+    pub instance_down_for: Option<Duration>,
     /// Load a balancer you run (e.g. your HAProxy in front of nodes in VMs) at URL, as
-    /// --url does; with --balancer-stats-socket the lab also watches the nodes behind it.
-    #[arg(long, value_name = "URL", help_heading = "Scale-out (HAProxy)",
-          conflicts_with_all = ["url", "spawn_server"])]
+    /// --url does (instead of --url or --spawn-server); with --balancer-stats-socket the
+    /// lab also watches the nodes behind it.
+    #[arg(long, value_name = "URL", help_heading = "Scale-out (HAProxy)")]
     pub balancer_url: Option<String>,
     /// Your HAProxy's `stats socket` (a path readable here): the lab samples its backend's
     /// servers — in rotation or not, sessions, queue, requests sent to each — into
     /// report.json's balancer object.
-    #[arg(
-        long,
-        value_name = "PATH",
-        help_heading = "Scale-out (HAProxy)",
-        requires = "balancer_url"
-    )]
+    #[arg(long, value_name = "PATH", help_heading = "Scale-out (HAProxy)",
+          requires = "balancer_url", conflicts_with_all = ["url", "spawn_server"])]
     pub balancer_stats_socket: Option<PathBuf>,
     /// The backend whose servers are your nodes [default: nodes, as the lab's own].
-    #[arg(
-        long,
-        value_name = "NAME",
-        help_heading = "Scale-out (HAProxy)",
-        requires = "balancer_stats_socket"
-    )]
+    #[arg(long, value_name = "NAME", help_heading = "Scale-out (HAProxy)",
+          requires = "balancer_stats_socket", conflicts_with_all = ["url", "spawn_server"])]
     pub balancer_backend: Option<String>,
     /// With --url: seconds the orders file must stay unchanged before it is reconciled.
-    #[arg(long, help_heading = "Target", default_value_t = 5.0)]
-    pub settle: f64,
+    #[arg(long, help_heading = "Target", default_value = "5", value_parser = positive_seconds)]
+    pub settle: Duration,
 
     /// Directory for report.json, requests.csv, report.html, server.log
     /// [default: loadtest-runs/<start time>].
@@ -317,24 +351,21 @@ pub struct RunArgs {
 
     /// `http`: call the purchasing API; `amqp`: publish to the queue and let the
     /// purchasing worker write the orders (needs --spawn-broker or --amqp-url; with
-    /// --spawn-server the lab spawns purchasing-worker instead of purchasing-api).
-    #[arg(long, value_enum, default_value_t = Transport::Http, help_heading = "Messaging (--transport amqp)")]
+    /// --spawn-server the lab spawns purchasing-worker instead of purchasing-api). The
+    /// flags below belong to amqp.
+    #[arg(long, value_enum, default_value_t = Transport::Http, help_heading = "Messaging (--transport amqp)",
+          requires_if("amqp", "broker"))]
     pub transport: Transport,
     /// Start a private RabbitMQ for the run, outside the emulated VM (as the original's
-    /// broker ran on another machine), and stop it at the end — also on Ctrl-C.
-    #[arg(
-        long,
-        help_heading = "Messaging (--transport amqp)",
-        conflicts_with = "amqp_url"
-    )]
+    /// broker ran on another machine), and stop it at the end — also on Ctrl-C; instead
+    /// of --amqp-url.
+    #[arg(long, help_heading = "Messaging (--transport amqp)")]
     pub spawn_broker: bool,
-    /// A broker you run, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
-    #[arg(
-        long,
-        value_name = "URL",
-        help_heading = "Messaging (--transport amqp)"
-    )]
-    pub amqp_url: Option<String>,
+    /// A broker you run, e.g. amqp://guest:guest@127.0.0.1:5672/%2f; instead of
+    /// --spawn-broker.
+    #[arg(long, value_name = "URL", help_heading = "Messaging (--transport amqp)",
+          value_parser = AmqpUrl::value_parser())]
+    pub amqp_url: Option<AmqpUrl>,
     /// Delivery mode of both sides: `faithful` (the original: transient, no confirms,
     /// auto-ack) or `reliable` (durable, confirms, manual ack, dedup) [default: faithful].
     #[arg(long, value_name = "faithful|reliable", value_parser = parse_delivery,
@@ -343,34 +374,21 @@ pub struct RunArgs {
     /// After the load, wait at most this many seconds for the queue to drain before the
     /// worker is stopped; what is still queued then is reported as still queued
     /// [default: 120].
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        help_heading = "Messaging (--transport amqp)"
-    )]
-    pub drain_timeout: Option<f64>,
+    #[arg(long, value_name = "SECONDS", help_heading = "Messaging (--transport amqp)",
+          value_parser = positive_seconds)]
+    pub drain_timeout: Option<Duration>,
     /// Fault: SIGKILL the spawned worker every SECONDS, through the load and the drain;
     /// it is restarted as after any crash (implies --restart-on-crash). Alias of
     /// --fault every=SECONDS:kill:worker0.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        help_heading = "Messaging (--transport amqp)",
-        requires = "spawn_server",
-        conflicts_with = "url"
-    )]
-    pub kill_worker_every: Option<f64>,
+    #[arg(long, value_name = "SECONDS", help_heading = "Messaging (--transport amqp)",
+          requires = "spawn_server", conflicts_with_all = REMOTE_TARGET, value_parser = every_seconds)]
+    pub kill_worker_every: Option<Duration>,
     /// Fault: restart the spawned broker SECONDS after the load started, on the same
     /// data directory and port (a faithful queue does not survive it; a reliable one does).
     /// Alias of --fault SECONDS:restart:broker0.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        help_heading = "Messaging (--transport amqp)",
-        requires = "spawn_broker",
-        conflicts_with = "amqp_url"
-    )]
-    pub restart_broker_at: Option<f64>,
+    #[arg(long, value_name = "SECONDS", help_heading = "Messaging (--transport amqp)",
+          requires = "spawn_broker", conflicts_with = "amqp_url", value_parser = positive_seconds)]
+    pub restart_broker_at: Option<Duration>,
 
     /// A fault to inject, WHEN:ACTION:TARGET; repeatable. WHEN: seconds after the load
     /// starts (20, 20s, 1.5s) or every=20s (again and again, through the load and the
@@ -392,7 +410,7 @@ pub struct RunArgs {
         last = true,
         value_name = "SERVER_ARGS",
         requires = "spawn_server",
-        conflicts_with = "url"
+        conflicts_with_all = REMOTE_TARGET
     )]
     pub server_args: Vec<String>,
 }

@@ -8,6 +8,10 @@ Examples:
   loadtest broker                          # amqp://guest:guest@127.0.0.1:PORT/%2f
   loadtest broker --keep-data broker-data  # durable queues survive a stop and a new start
 
+On stderr a line `rabbitmqctl: HOME=... ERL_EPMD_PORT=... /usr/lib/rabbitmq/bin/rabbitmqctl
+-n NODE list_queues` is the command (without its label) that reaches this broker;
+Debian's /usr/sbin/rabbitmqctl cannot (it switches to the rabbitmq user and its cookie).
+
 Needs rabbitmq-server (scripts/test as root installs it). Ctrl-C, SIGTERM or SIGHUP stop
 the broker cleanly (SIGKILL after 15 s) together with its epmd and, unless --keep-data
 was given, its data directory. Exit status: 0 stopped on request, 1 it could not start or

@@ -62,38 +62,17 @@ pub enum Command {
     /// the protected configuration, and a chart of goodput against offered load.
     Sweep(Box<SweepArgs>),
     /// Run a private RabbitMQ broker (Debian's rabbitmq-server) on free loopback ports until
-    /// Ctrl-C or SIGTERM; prints its amqp:// URL as the only line on stdout.
+    /// Ctrl-C or SIGTERM; prints its amqp:// URL as the only line on stdout, and on stderr
+    /// the command line that runs rabbitmqctl against it.
     Broker(BrokerArgs),
 }
 
-/// Runs the command line; returns the process exit code.
+/// Runs the command line; returns the process exit code (0, 1 failed, 2 bad usage, 99 a
+/// `--fail-on` threshold).
 pub fn main_with(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Confine(args) => {
-            let limits = match limits(args.cpus, args.memory.as_deref()) {
-                Ok(l) => l,
-                Err(e) => return usage_error(&e),
-            };
-            match crate::confine::run_confined(&limits, &args.command) {
-                Ok(code) => code,
-                Err(e) => fail(&e),
-            }
-        }
-        Command::Broker(args) => {
-            let ready_timeout = match seconds(args.ready_timeout, "--ready-timeout") {
-                Ok(t) => t,
-                Err(e) => return usage_error(&e),
-            };
-            let options = crate::broker::BrokerOptions {
-                ready_timeout,
-                data_dir: args.keep_data,
-                ..crate::broker::BrokerOptions::default()
-            };
-            match crate::broker::run_foreground(options) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
+        Command::Confine(args) => confine(args),
+        Command::Broker(args) => broker(args),
         Command::Compare(args) => {
             let CompareArgs {
                 transports,
@@ -113,30 +92,59 @@ pub fn main_with(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
-        Command::Run(args) => {
-            let options = match args.into_options() {
-                Ok(o) => o,
-                Err(e) => return usage_error(&e),
-            };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
-            };
-            let out_dir = options.out_dir.clone();
-            match runtime.block_on(interruptible(run_lab(options))) {
-                Ok(report) => {
-                    print!("{}", crate::report::summary::render(&report));
-                    println!(
-                        "\nreport: {}/report.html (also report.json, requests.csv)",
-                        out_dir.display()
-                    );
-                    threshold_exit(&report)
-                }
-                Err(e) => fail(&e),
-            }
+        Command::Run(args) => run(*args),
+    }
+}
+
+/// `loadtest confine`: the command inside a cgroup, its exit code as ours.
+fn confine(args: ConfineArgs) -> ExitCode {
+    let limits = match limits(args.cpus, args.memory.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return usage_error(&e),
+    };
+    match crate::confine::run_confined(&limits, &args.command) {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+/// `loadtest broker`: a private broker in the foreground.
+fn broker(args: BrokerArgs) -> ExitCode {
+    let ready_timeout = match seconds(args.ready_timeout, "--ready-timeout") {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e),
+    };
+    let options = crate::broker::BrokerOptions {
+        ready_timeout,
+        data_dir: args.keep_data,
+        ..crate::broker::BrokerOptions::default()
+    };
+    match crate::broker::run_foreground(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// `loadtest run`: one run of the lab, its summary, and the threshold's exit code.
+fn run(args: RunArgs) -> ExitCode {
+    let options = match args.into_options() {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    let runtime = match common::runtime() {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let out_dir = options.out_dir.clone();
+    match runtime.block_on(interruptible(run_lab(options))) {
+        Ok(report) => {
+            print!("{}", crate::report::summary::render(&report));
+            println!(
+                "\nreport: {}/report.html (also report.json, requests.csv)",
+                out_dir.display()
+            );
+            threshold_exit(&report)
         }
+        Err(e) => fail(&e),
     }
 }

@@ -1,6 +1,10 @@
 //! `loadtest report DIR`: a run's, comparison's or sweep's page rendered again from its
 //! JSON, and each chart as its own SVG file.
 
+use std::path::Path;
+
+use anyhow::Context;
+
 use super::args::ReportArgs;
 
 /// Reads a JSON file the lab wrote, with the schema version checked.
@@ -43,56 +47,76 @@ pub(super) fn write_svgs(
 /// `loadtest report DIR`: renders a run's, a comparison's or a sweep's page again from
 /// its JSON (whichever DIR holds), and with `--svg-dir` each chart as its own SVG file.
 pub(super) fn rerender(args: &ReportArgs) -> anyhow::Result<()> {
-    use crate::compare::{
-        Comparison, Sweep, comparison_charts, render_html, render_sweep_html, sweep_chart,
-    };
-    use crate::report::html::{Chart, render_chart_svg};
-    use anyhow::Context;
-
     let dir = &args.dir;
     let svg_dir = args.svg_dir.as_deref();
-    if dir.join("comparison.json").is_file()
-        && std::fs::read_to_string(dir.join("comparison.json"))
-            .is_ok_and(|t| t.contains("\"runs\""))
-    {
-        let c: crate::styles::StylesComparison = read_versioned(
-            &dir.join("comparison.json"),
-            "comparison",
-            |c: &crate::styles::StylesComparison| c.schema_version,
-        )?;
-        std::fs::write(dir.join("comparison.html"), crate::styles::render_html(&c))
-            .context("cannot write comparison.html")?;
-        println!("wrote {}", dir.join("comparison.html").display());
-        return Ok(());
-    }
-    if dir.join("comparison.json").is_file() {
-        let c: Comparison = read_versioned(
-            &dir.join("comparison.json"),
-            "comparison",
-            |c: &Comparison| c.schema_version,
-        )?;
-        std::fs::write(dir.join("comparison.html"), render_html(&c))
-            .context("cannot write comparison.html")?;
-        println!("wrote {}", dir.join("comparison.html").display());
-        let names = ["goodput.svg", "failed.svg", "latency.svg", "memory.svg"];
-        let charts = names
-            .into_iter()
-            .zip(comparison_charts(&c))
-            .map(|(n, chart)| (n, chart.to_svg(true)));
-        return write_svgs(svg_dir, charts.collect());
+    let comparison = dir.join("comparison.json");
+    if comparison.is_file() {
+        // `compare --transports` and `--scale-out` write named runs; `compare`, two sides.
+        let named = std::fs::read_to_string(&comparison).is_ok_and(|t| t.contains("\"runs\""));
+        return if named {
+            rerender_styles(dir)
+        } else {
+            rerender_comparison(dir, svg_dir)
+        };
     }
     if dir.join("sweep.json").is_file() {
-        let s: Sweep = read_versioned(&dir.join("sweep.json"), "sweep", |s: &Sweep| {
-            s.schema_version
-        })?;
-        std::fs::write(dir.join("sweep.html"), render_sweep_html(&s))
-            .context("cannot write sweep.html")?;
-        println!("wrote {}", dir.join("sweep.html").display());
-        return write_svgs(
-            svg_dir,
-            vec![("goodput-vs-offered.svg", sweep_chart(&s).to_svg(true))],
-        );
+        return rerender_sweep(dir, svg_dir);
     }
+    rerender_run(dir, svg_dir)
+}
+
+/// Writes `html` as `DIR/name` and says so.
+fn write_page(dir: &Path, name: &str, html: String) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, html).with_context(|| format!("cannot write {name}"))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// `compare --transports` or `--scale-out`: comparison.html (no separate charts).
+fn rerender_styles(dir: &Path) -> anyhow::Result<()> {
+    use crate::styles::StylesComparison;
+    let c: StylesComparison = read_versioned(
+        &dir.join("comparison.json"),
+        "comparison",
+        |c: &StylesComparison| c.schema_version,
+    )?;
+    write_page(dir, "comparison.html", crate::styles::render_html(&c))
+}
+
+/// `compare`: comparison.html and its four charts.
+fn rerender_comparison(dir: &Path, svg_dir: Option<&Path>) -> anyhow::Result<()> {
+    use crate::compare::{Comparison, comparison_charts, render_html};
+    let c: Comparison = read_versioned(
+        &dir.join("comparison.json"),
+        "comparison",
+        |c: &Comparison| c.schema_version,
+    )?;
+    write_page(dir, "comparison.html", render_html(&c))?;
+    let names = ["goodput.svg", "failed.svg", "latency.svg", "memory.svg"];
+    let charts = names
+        .into_iter()
+        .zip(comparison_charts(&c))
+        .map(|(n, chart)| (n, chart.to_svg(true)));
+    write_svgs(svg_dir, charts.collect())
+}
+
+/// `sweep`: sweep.html and its capacity chart.
+fn rerender_sweep(dir: &Path, svg_dir: Option<&Path>) -> anyhow::Result<()> {
+    use crate::compare::{Sweep, render_sweep_html, sweep_chart};
+    let s: Sweep = read_versioned(&dir.join("sweep.json"), "sweep", |s: &Sweep| {
+        s.schema_version
+    })?;
+    write_page(dir, "sweep.html", render_sweep_html(&s))?;
+    write_svgs(
+        svg_dir,
+        vec![("goodput-vs-offered.svg", sweep_chart(&s).to_svg(true))],
+    )
+}
+
+/// `run`: report.html (and what the lab writes beside it) and each chart.
+fn rerender_run(dir: &Path, svg_dir: Option<&Path>) -> anyhow::Result<()> {
+    use crate::report::html::{Chart, render_chart_svg};
     let path = dir.join("report.json");
     if !path.is_file() {
         anyhow::bail!(

@@ -329,3 +329,177 @@ fn thresholds_with_unknown_metrics_are_usage_errors() {
     .unwrap();
     assert_eq!(o.thresholds.len(), 2);
 }
+
+/// The rules clap states (and `--help` shows): each refused with clap's own message.
+#[test]
+fn clap_refuses_the_combinations_it_can_express() {
+    let url = "http://x:1";
+    let amqp = "amqp://guest:guest@127.0.0.1:1/%2f";
+    for (args, needle) in [
+        // One target: yours (--url or --balancer-url) or a spawned one.
+        (
+            &["--url", url, "--balancer-url", url][..],
+            "'--url <URL>' cannot be used with '--balancer-url <URL>'",
+        ),
+        (
+            &["--balancer-url", url, "--spawn-server"][..],
+            "'--balancer-url <URL>' cannot be used with '--spawn-server'",
+        ),
+        // What shapes a spawned server is refused beside a balancer you run, too.
+        (
+            &["--balancer-url", url, "--instances", "2"][..],
+            "'--balancer-url <URL>' cannot be used with '--instances <K>'",
+        ),
+        (
+            &["--balancer-url", url, "--cpus", "1"][..],
+            "'--balancer-url <URL>' cannot be used with '--cpus <CPUS>'",
+        ),
+        // A flag that needs --instances is refused beside --url, not excused.
+        (
+            &["--url", url, "--kill-instance-at", "1"][..],
+            "'--url <URL>' cannot be used with '--kill-instance-at <SECONDS>'",
+        ),
+        (
+            &["--spawn-server", "--balancer-stats-socket", "/s"][..],
+            "'--spawn-server' cannot be used with '--balancer-stats-socket <PATH>'",
+        ),
+        // One broker, and --transport amqp needs it.
+        (
+            &["--transport", "amqp", "--spawn-server"][..],
+            "<--spawn-broker|--amqp-url <URL>>",
+        ),
+        (
+            &["--transport", "amqp", "--spawn-broker", "--amqp-url", amqp][..],
+            "'--spawn-broker' cannot be used with '--amqp-url <URL>'",
+        ),
+    ] {
+        let err = parse(args).unwrap_err();
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn times_and_broker_urls_are_parsed_by_clap() {
+    let o = parse(&[
+        "--profile",
+        "step",
+        "--duration",
+        "10s",
+        "--step-seconds",
+        "500ms",
+        "--timeout",
+        "2",
+        "--url",
+        "http://x:1",
+    ])
+    .unwrap();
+    assert_eq!(o.plan.duration, Some(Duration::from_secs(10)));
+    assert_eq!(o.plan.client.timeout, Duration::from_secs(2));
+    let Load::Closed { profile, .. } = o.plan.load else {
+        panic!()
+    };
+    assert_eq!(profile.step_duration, Duration::from_millis(500));
+    for (args, needle) in [
+        (
+            &[
+                "--profile",
+                "step",
+                "--duration",
+                "0",
+                "--url",
+                "http://x:1",
+            ][..],
+            "invalid value '0' for '--duration <DURATION>': must be a time greater than 0 s",
+        ),
+        (
+            &["--url", "http://x:1", "--settle", "soon"][..],
+            "'soon' is not a time",
+        ),
+        (
+            &[
+                "--transport",
+                "amqp",
+                "--spawn-broker",
+                "--spawn-server",
+                "--kill-worker-every",
+                "0.01",
+            ][..],
+            "--kill-worker-every <SECONDS>': must be at least",
+        ),
+        (
+            &[
+                "--transport",
+                "amqp",
+                "--amqp-url",
+                "amqps://u:secret@h/%2f",
+            ][..],
+            "uses amqps",
+        ),
+    ] {
+        let err = parse(args).unwrap_err();
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("secret"), "the password is hidden: {err}");
+    }
+}
+
+#[test]
+fn a_broker_url_reaches_the_lab_whole() {
+    for url in [
+        "amqp://guest:s%40cret@127.0.0.1:5999/%2f",
+        "amqp://guest:guest@[fd00::7]:5999/orders?heartbeat=5",
+    ] {
+        let o = parse(&["--transport", "amqp", "--amqp-url", url]).unwrap();
+        let BrokerSource::Url(passed) = o.messaging.unwrap().broker else {
+            panic!("a URL")
+        };
+        let given = inventory::AmqpUrl::parse(url).unwrap();
+        assert_eq!(passed.uri(), given.uri(), "{url} → {passed}");
+        // What the spawned worker's --amqp-url gets: the URL as given, password and all.
+        assert_eq!(passed.secret(), url);
+    }
+}
+
+#[test]
+fn compare_scale_out_needs_a_spawned_server() {
+    for (args, needle) in [
+        (
+            &["--scale-out", "1,2", "--url", "http://x:1"][..],
+            "cannot be used with",
+        ),
+        (
+            &["--scale-out", "1,2"][..],
+            "the following required arguments were not provided",
+        ),
+    ] {
+        let mut argv = vec!["loadtest", "compare"];
+        argv.extend_from_slice(args);
+        let err = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+/// The defaults `--help` states are the ones the code uses.
+#[test]
+fn the_help_states_the_defaults_in_force() {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let run = command.find_subcommand_mut("run").unwrap();
+    let help = run.render_long_help().to_string();
+    let b = StepProfile::BLOG;
+    for default in [
+        format!("[default: {}]", DEFAULT_DRAIN_TIMEOUT_S),
+        format!("[default: {}:", crate::cluster::DEFAULT_DOWN_FOR.as_secs()),
+        format!("[default: {},", inventory::DEFAULT_TIMEOUT.as_secs()),
+        format!("[default: {} for --profile blog", BLOG_ITERATIONS),
+        format!(
+            "[default:\n          {} for --profile blog",
+            BLOG_DURATION.as_secs()
+        ),
+        format!("steps [default: {}]", b.step_duration.as_secs()),
+        format!("Most virtual users [default: {}]", b.max_users),
+    ] {
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let wanted = default.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(&wanted), "--help says {wanted:?}");
+    }
+}

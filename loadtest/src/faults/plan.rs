@@ -206,9 +206,7 @@ fn no_faults_reason(role: Role) -> &'static str {
         Role::Balancer => {
             "faults on the balancer are not supported yet; aim at an API node (api0, …)"
         }
-        Role::Client => {
-            "the client is the lab itself; aim at a host of the system under test"
-        }
+        Role::Client => "the client is the lab itself; aim at a host of the system under test",
         Role::Api | Role::Worker | Role::Broker => "this host takes no faults",
     }
 }

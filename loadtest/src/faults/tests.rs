@@ -62,13 +62,25 @@ fn the_plan_is_checked_against_the_topology() {
         "--fault 1s:kill:api0: this run has no host 'api0'; its hosts are worker0, broker0, client"
     );
     let error = plan("1s:kill:client").check(&topology()).unwrap_err();
-    assert!(matches!(error, PlanError::NoFaultsFor { role: Role::Client, .. }));
-    assert!(error.to_string().contains("the client is the lab itself"), "{error}");
+    assert!(matches!(
+        error,
+        PlanError::NoFaultsFor {
+            role: Role::Client,
+            ..
+        }
+    ));
+    assert!(
+        error.to_string().contains("the client is the lab itself"),
+        "{error}"
+    );
     let mut remote = topology();
     remote.hosts[1].spawned = false;
     let error = plan("1s:restart:broker0").check(&remote).unwrap_err();
     assert!(matches!(&error, PlanError::NotStarted { host, .. } if host == "broker0"));
-    assert!(error.to_string().contains("the lab did not start broker0"), "{error}");
+    assert!(
+        error.to_string().contains("the lab did not start broker0"),
+        "{error}"
+    );
     assert!(plan("1s:kill:worker0").kills_a_server(&topology()));
     assert!(!plan("1s:kill:broker0").kills_a_server(&topology()));
 }
