@@ -78,7 +78,7 @@ pub async fn serve(
         }
     };
     let store =
-        PurchaseOrderStore::open_with(&config.orders_file, config.workload(), store_options)
+        PurchaseOrderStore::open_with(&config.store.orders_file, config.workload(), store_options)
             .map_err(|error| anyhow::anyhow!("{error}{}", error.open_hint()))?;
     purchasing_service::report_store_recovery(&store);
     // Under admission control the connections get a memory budget too (see
@@ -101,10 +101,10 @@ pub async fn serve(
 
     tracing::info!(
         %addr,
-        orders_file = %config.orders_file.display(),
-        alloc_chars = config.alloc_chars,
-        delay_ms = config.delay_ms,
-        release_early = config.release_early,
+        orders_file = %config.store.orders_file.display(),
+        alloc_chars = config.store.alloc_chars,
+        delay_ms = config.store.delay_ms,
+        release_early = config.store.release_early,
         max_blocking_threads = config.max_blocking_threads,
         max_in_flight = protections.admission.map(|a| a.max_in_flight),
         queue = protections.admission.map(|a| a.queue),

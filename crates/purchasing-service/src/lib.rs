@@ -6,12 +6,16 @@
 //!   raised to its hard limit), a pause instead of a spin when `accept` runs out of file
 //!   descriptors, and a bounded graceful shutdown; and [`listener::bind`] with a hint for
 //!   the common failures.
-//! * [`telemetry`] — logging on stderr, as text or JSON, filtered by `--log`.
+//! * [`telemetry`] — logging on stderr, as text or JSON, filtered by `--log`; its flags
+//!   ([`telemetry::LogFlags`]).
+//! * [`store_flags`] — the store's flags ([`store_flags::StoreFlags`]: the orders file, the
+//!   workload, `--durable`), one clap `Args` both configurations flatten.
 //! * [`report_store_recovery`] — the start-up report of what opening the store repaired.
 
 #![forbid(unsafe_code)]
 
 pub mod listener;
+pub mod store_flags;
 pub mod telemetry;
 
 use purchasing_persistence::PurchaseOrderStore;

@@ -93,8 +93,9 @@ fn open_store(
             Some(n)
         }
     };
-    let store = PurchaseOrderStore::open_with(&config.orders_file, config.workload(), options)
-        .map_err(|error| anyhow::anyhow!("{error}{}", error.open_hint()))?;
+    let store =
+        PurchaseOrderStore::open_with(&config.store.orders_file, config.workload(), options)
+            .map_err(|error| anyhow::anyhow!("{error}{}", error.open_hint()))?;
     purchasing_service::report_store_recovery(&store);
     Ok(store)
 }
@@ -124,7 +125,7 @@ fn resolve_prefetch(
                 memory_limit_source = %environment.memory.source,
                 baseline_rss_bytes = baseline_rss,
                 memory_share = capacity::MEMORY_SHARE,
-                alloc_chars = config.alloc_chars,
+                alloc_chars = config.store.alloc_chars,
                 "sized the prefetch: orders that fit in memory, \
                  floor((memory_share * memory_limit - baseline_rss) / alloc_chars), at most cap \
                  (no CPU bound: a queue refuses nothing, so it needs no CPU headroom)"
@@ -145,7 +146,7 @@ async fn serve(
     let broker = config.amqp_url.to_string();
     let shared = Shared {
         store: Arc::new(store),
-        metrics: Arc::new(Metrics::new(config.alloc_chars, prefetch)),
+        metrics: Arc::new(Metrics::new(config.store.alloc_chars, prefetch)),
         status: Arc::new(Status::default()),
         delivery: settings.delivery,
         broker: broker.as_str().into(),
@@ -165,10 +166,10 @@ async fn serve(
         queue = wire_contract::amqp::QUEUE,
         delivery = %settings.delivery,
         prefetch,
-        orders_file = %config.orders_file.display(),
-        alloc_chars = config.alloc_chars,
-        delay_ms = config.delay_ms,
-        release_early = config.release_early,
+        orders_file = %config.store.orders_file.display(),
+        alloc_chars = config.store.alloc_chars,
+        delay_ms = config.store.delay_ms,
+        release_early = config.store.release_early,
         durable = settings.store.durable,
         idempotency = settings.store.idempotency,
         ack_delay_ms = config.ack_delay_ms,
