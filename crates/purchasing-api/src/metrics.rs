@@ -17,20 +17,22 @@
 //! A request whose client disconnects before the answer is not counted (its future is
 //! dropped), but its work still shows in `purchasing_orders_in_flight` until it ends.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
+use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use purchasing_service::metrics::{OrdersInFlight, ResidentMemory, help, saturating_i64};
+
+pub use purchasing_service::metrics::InFlight;
 
 use crate::limits::Sizing;
 
@@ -147,11 +149,10 @@ pub struct AdmissionNow {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    alloc_chars: i64,
     requests: Family<RequestLabels, Counter>,
     duration: Histogram,
-    orders_in_flight: Gauge,
-    work_bytes_in_flight: Gauge,
+    /// Orders in the blocking pool now, and the work they hold.
+    in_flight: OrdersInFlight,
     admission_queued: Gauge,
     admission_limit: Gauge,
     gate_wait: FloatGauge,
@@ -161,20 +162,10 @@ pub struct Metrics {
     shed: Counter,
     deadline_rejected: Family<Label, Counter>,
     replayed: Counter,
-    resident_memory: Arc<ResidentMemory>,
+    resident_memory: ResidentMemory,
     typical_hold: FloatGauge,
     hold_deviation: FloatGauge,
     store_failed: Family<Label, Gauge>,
-}
-
-/// The registry's help text: prometheus-client ends every help with a full stop of its
-/// own, so ours (written as sentences) are handed over without theirs.
-fn help(text: &str) -> &str {
-    text.strip_suffix('.').unwrap_or(text)
-}
-
-fn saturating_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl Metrics {
@@ -184,11 +175,9 @@ impl Metrics {
         let mut registry = Registry::default();
         let metrics = Self {
             registry: Registry::default(),
-            alloc_chars: saturating_i64(settings.alloc_chars),
             requests: Family::default(),
             duration: Histogram::new(DURATION_BUCKETS),
-            orders_in_flight: Gauge::default(),
-            work_bytes_in_flight: Gauge::default(),
+            in_flight: OrdersInFlight::new(settings.alloc_chars),
             admission_queued: Gauge::default(),
             admission_limit: Gauge::default(),
             gate_wait: FloatGauge::default(),
@@ -198,7 +187,7 @@ impl Metrics {
             shed: Counter::default(),
             deadline_rejected: Family::default(),
             replayed: Counter::default(),
-            resident_memory: Arc::default(),
+            resident_memory: ResidentMemory::default(),
             typical_hold: FloatGauge::default(),
             hold_deviation: FloatGauge::default(),
             store_failed: Family::default(),
@@ -214,18 +203,10 @@ impl Metrics {
             help("Time to answer a request on the orders route, whatever the answer."),
             m.duration.clone(),
         );
-        registry.register(
-            "purchasing_orders_in_flight",
-            help("Orders being worked on in the blocking pool now."),
-            m.orders_in_flight.clone(),
-        );
-        registry.register(
-            "purchasing_work_bytes_in_flight",
-            help(
-                "Bytes of simulated work held by the orders in flight (alloc_chars each; an \
-                 upper bound with --release-early).",
-            ),
-            m.work_bytes_in_flight.clone(),
+        m.in_flight.register(
+            &mut registry,
+            "purchasing_",
+            "Orders being worked on in the blocking pool now.",
         );
         registry.register(
             "purchasing_admission_queued",
@@ -306,7 +287,7 @@ impl Metrics {
             help("Orders answered from an earlier request with the same Idempotency-Key."),
             m.replayed.clone(),
         );
-        registry.register_collector(Box::new(Arc::clone(&m.resident_memory)));
+        m.resident_memory.register(&mut registry);
         if settings.admission {
             registry.register(
                 "purchasing_admission_typical_hold_seconds",
@@ -423,9 +404,8 @@ impl Metrics {
 
     /// Counts an order as in the blocking pool until the returned guard drops. Call it
     /// inside the blocking closure, so the count is the orders really holding memory.
-    pub fn order_started(self: &Arc<Self>) -> InFlight {
-        self.orders_in_flight.inc();
-        InFlight(Arc::clone(self))
+    pub fn order_started(&self) -> InFlight {
+        self.in_flight.start()
     }
 
     pub fn shed(&self) {
@@ -444,18 +424,13 @@ impl Metrics {
 
     /// The exposition text, with what other parts own as of now (see [`Scrape`]).
     pub fn render(&self, scrape: &Scrape) -> String {
-        self.work_bytes_in_flight
-            .set(self.orders_in_flight.get().saturating_mul(self.alloc_chars));
+        self.in_flight.refresh();
         let admission = scrape.admission.unwrap_or_default();
         self.admission_queued.set(saturating_i64(admission.queued));
         self.typical_hold.set(admission.typical_hold.as_secs_f64());
         self.hold_deviation
             .set(admission.hold_deviation.as_secs_f64());
-        *self
-            .resident_memory
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = scrape.resident_memory_bytes;
+        self.resident_memory.set(scrape.resident_memory_bytes);
         for (part, failed) in [
             ("orders_file", scrape.orders_file_failed),
             ("journal", scrape.journal_failed),
@@ -476,40 +451,6 @@ fn fixed(value: f64) -> FloatGauge {
     let gauge = FloatGauge::default();
     gauge.set(value);
     gauge
-}
-
-/// `process_resident_memory_bytes`, present only while the memory can be read.
-#[derive(Debug, Default)]
-struct ResidentMemory(Mutex<Option<u64>>);
-
-impl Collector for ResidentMemory {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let bytes = *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(bytes) = bytes {
-            let gauge = ConstGauge::new(saturating_i64(bytes));
-            let metric = encoder.encode_descriptor(
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes (VmRSS).",
-                None,
-                gauge.metric_type(),
-            )?;
-            gauge.encode(metric)?;
-        }
-        Ok(())
-    }
-}
-
-/// An order in the blocking pool; counted down on drop.
-#[derive(Debug)]
-pub struct InFlight(Arc<Metrics>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.orders_in_flight.dec();
-    }
 }
 
 /// Counts every response by route and status, and times the orders route. Runs after

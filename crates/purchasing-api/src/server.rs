@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use purchasing_persistence::PurchaseOrderStore;
 use purchasing_service::listener::{self, ConnectionLimits};
+use purchasing_service::shutdown::Shutdown;
 
 use crate::admission::{Adaptive, AdmissionLimits};
 use crate::app::app;
@@ -38,7 +39,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         })
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, shutdown_signal()))?;
+    runtime.block_on(async {
+        let shutdown = Shutdown::listen().context("cannot listen for SIGINT and SIGTERM")?;
+        serve(config, stop_accepting(shutdown)).await
+    })?;
     drop(runtime);
     tracing::info!("stopped");
     Ok(())
@@ -260,30 +264,10 @@ async fn resolve(
     Ok(protections)
 }
 
-/// Completes on the first SIGINT (Ctrl-C) or SIGTERM (what `kill` and service managers
-/// send). The server then stops accepting connections and lets in-flight requests
-/// finish, within the shutdown timeout.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
-    }
+/// Completes once `shutdown` is requested (SIGINT or SIGTERM, see
+/// [`purchasing_service::shutdown`]). The server then stops accepting connections and
+/// lets in-flight requests finish, within the shutdown timeout.
+async fn stop_accepting(shutdown: Shutdown) {
+    shutdown.wait().await;
     tracing::info!("shutting down: no new connections; finishing orders in progress");
 }

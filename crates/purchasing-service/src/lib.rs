@@ -10,11 +10,16 @@
 //!   ([`telemetry::LogFlags`]).
 //! * [`store_flags`] — the store's flags ([`store_flags::StoreFlags`]: the orders file, the
 //!   workload, `--durable`), one clap `Args` both configurations flatten.
+//! * [`metrics`] — the `/metrics` families both expose alike: the resident memory and the
+//!   orders in flight with their guard.
+//! * [`shutdown`] — graceful shutdown: SIGINT and SIGTERM as a latch every part can wait on.
 //! * [`report_store_recovery`] — the start-up report of what opening the store repaired.
 
 #![forbid(unsafe_code)]
 
 pub mod listener;
+pub mod metrics;
+pub mod shutdown;
 pub mod store_flags;
 pub mod telemetry;
 

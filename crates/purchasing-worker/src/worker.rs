@@ -67,7 +67,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .thread_name("purchasing-worker")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, settings, store, prefetch))?;
+    runtime.block_on(async {
+        let shutdown = Shutdown::listen().context("cannot listen for SIGINT and SIGTERM")?;
+        serve(config, settings, store, prefetch, shutdown).await
+    })?;
     // Every order has finished by now (each session waits for its own); dropping the
     // runtime would wait for any blocking task still running.
     drop(runtime);
@@ -135,14 +138,14 @@ fn resolve_prefetch(
     }
 }
 
-/// Listens for signals, serves /health and /metrics, prints the address, consumes.
+/// Serves /health and /metrics, prints the address, consumes until `shutdown`.
 async fn serve(
     config: Config,
     settings: Settings,
     store: PurchaseOrderStore,
     prefetch: u16,
+    mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let mut shutdown = Shutdown::listen().context("cannot listen for SIGINT and SIGTERM")?;
     let broker = config.amqp_url.to_string();
     let shared = Shared {
         store: Arc::new(store),
