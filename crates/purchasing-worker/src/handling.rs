@@ -16,7 +16,7 @@
 //! | `Written` | [`Verdict::Written`] | ack |
 //! | `Replayed` (the key completed before: a redelivery, or another worker did it) | [`Verdict::Replayed`] | ack, nothing written |
 //! | `KeyReused` (this message id was used for another item code) | [`Verdict::Reject`] | reject, no requeue → dead-letter queue |
-//! | `Io`, `Allocation`, `KeyInProgress`, `DeadlineExceeded` | [`Verdict::Retry`] | nack with requeue, after a pause |
+//! | `Io`, `Open`, `Sync`, `Allocation`, `KeyInProgress`, `DeadlineExceeded` | [`Verdict::Retry`] | nack with requeue, after a pause |
 //! | `OrdersFileBroken`, `JournalFailed`, a panic | [`Verdict::Stop`] | nack with requeue; the worker stops consuming |
 //!
 //! Why requeue a retryable failure rather than dead-letter it: an I/O error (a full disk)
@@ -134,6 +134,8 @@ pub fn judge(result: &Result<Submitted, StoreError>) -> Verdict {
             match error {
                 StoreError::KeyReused { .. } => Verdict::Reject(why),
                 StoreError::Io { .. }
+                | StoreError::Open { .. }
+                | StoreError::Sync { .. }
                 | StoreError::Allocation { .. }
                 | StoreError::KeyInProgress { .. }
                 | StoreError::DeadlineExceeded { .. } => Verdict::Retry(why),

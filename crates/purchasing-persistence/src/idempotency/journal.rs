@@ -10,7 +10,7 @@ use super::index::KeyIndex;
 use super::key::{IdempotencyKey, journal_path};
 use super::record::{BadRecord, format_record, parse_record, unix_ms_now};
 use super::recovery::{JournalRecovery, OrdersReader, recover, rewrite};
-use crate::error::{StoreError, io_error_at};
+use crate::error::{OpenMode, StoreError, io_error_at, open_error_at};
 use crate::files::{
     self, Create, FileId, file_id, open_to_append, read_range, refuse_special_file,
     sync_parent_dir, truncate_back,
@@ -73,7 +73,7 @@ impl Journal {
             recovery.rewritten = true;
         }
         let file = open_to_append(&path, Create::IfMissing)
-            .map_err(|error| io_error_at("open for append", &path, error))?;
+            .map_err(|error| open_error_at(OpenMode::Append, &path, error))?;
         files::require_regular_open(&file, &path, files::JOURNAL)?;
         if durable && !existed {
             // A new file's name lives in the directory: without this, a power loss could
@@ -149,13 +149,13 @@ impl Journal {
             // Removed (by hand?) since: create it again, and make its name durable.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let file = open_to_append(&self.path, Create::IfMissing)
-                    .map_err(|error| io_error_at("create", &self.path, error))?;
+                    .map_err(|error| open_error_at(OpenMode::Create, &self.path, error))?;
                 if durable {
                     sync_parent_dir(&self.path)?;
                 }
                 file
             }
-            Err(error) => return Err(io_error_at("open for append", &self.path, error)),
+            Err(error) => return Err(open_error_at(OpenMode::Append, &self.path, error)),
         };
         let metadata = file
             .metadata()
