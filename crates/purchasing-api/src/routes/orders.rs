@@ -43,7 +43,7 @@ pub async fn create(
     let permit = match &state.admission {
         Some(admission) => match admission.admit(deadline).await {
             Ok(slot) => Some(slot),
-            Err(refusal) => return Ok(refusal),
+            Err(refusal) => return Ok(refusal.into_response()),
         },
         None => None,
     };
