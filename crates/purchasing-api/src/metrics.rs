@@ -172,7 +172,6 @@ impl Metrics {
     /// Registers every family the settings call for, in the order of the exposition. The
     /// admission limit starts at 0 (off); the admission controller sets it.
     pub fn new(settings: Settings) -> Self {
-        let mut registry = Registry::default();
         let metrics = Self {
             registry: Registry::default(),
             requests: Family::default(),
@@ -192,26 +191,51 @@ impl Metrics {
             hold_deviation: FloatGauge::default(),
             store_failed: Family::default(),
         };
-        let m = &metrics;
+        // The order of these calls is the order of the exposition.
+        let mut registry = Registry::default();
+        metrics.register_traffic(&mut registry);
+        metrics.register_admission(&mut registry);
+        if settings.adaptive_cap > 0 {
+            metrics.register_adaptive(&mut registry, settings.adaptive_cap);
+        }
+        metrics.register_refusals(&mut registry, settings.queue_limit);
+        metrics.resident_memory.register(&mut registry);
+        if settings.admission {
+            metrics.register_hold_times(&mut registry);
+        }
+        Self::register_start_up_facts(&mut registry, &settings);
+        metrics.register_store_failed(&mut registry);
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Every request by route and status, the orders route's latency, the orders in flight.
+    fn register_traffic(&self, registry: &mut Registry) {
         registry.register(
             "purchasing_requests",
             help("HTTP requests answered, by route (orders, health, metrics, other) and status."),
-            m.requests.clone(),
+            self.requests.clone(),
         );
         registry.register(
             "purchasing_request_duration_seconds",
             help("Time to answer a request on the orders route, whatever the answer."),
-            m.duration.clone(),
+            self.duration.clone(),
         );
-        m.in_flight.register(
-            &mut registry,
+        self.in_flight.register(
+            registry,
             "purchasing_",
             "Orders being worked on in the blocking pool now.",
         );
+    }
+
+    /// Admission control's queue and limit now (0 while it is off).
+    fn register_admission(&self, registry: &mut Registry) {
         registry.register(
             "purchasing_admission_queued",
             help("Orders waiting for an admission slot now."),
-            m.admission_queued.clone(),
+            self.admission_queued.clone(),
         );
         registry.register(
             "purchasing_admission_limit",
@@ -219,58 +243,67 @@ impl Metrics {
                 "Most orders in progress at once now (--max-in-flight; with adaptive, where the \
                  controller has set it); 0 when admission control is off.",
             ),
-            m.admission_limit.clone(),
+            self.admission_limit.clone(),
         );
-        if settings.adaptive_cap > 0 {
-            let cap = Gauge::<i64>::default();
-            cap.set(saturating_i64(settings.adaptive_cap));
-            registry.register(
-                "purchasing_admission_limit_cap",
-                help("The adaptive limit's hard bound: orders whose memory fits (n_mem)."),
-                cap,
-            );
-            registry.register(
-                "purchasing_admission_gate_wait_seconds",
-                help(
-                    "Moving average of how long an order waited for its turn to fill (the queue \
-                     for the CPU): what the adaptive limit steers by.",
-                ),
-                m.gate_wait.clone(),
-            );
-            registry.register(
-                "purchasing_admission_gate_wait_target_seconds",
-                help("The gate wait the adaptive limit aims at: two moving-average fill times."),
-                m.gate_wait_target.clone(),
-            );
-            registry.register(
-                "purchasing_fill_seconds",
-                help("Moving average of how long one order's fill (allocate and write) takes."),
-                m.fill.clone(),
-            );
-            for direction in ["up", "down"] {
-                drop(m.limit_changes.get_or_create(&[("direction", direction)]));
-            }
-            registry.register(
-                "purchasing_admission_limit_changes",
-                help("How often the adaptive limit moved, by direction (up, down)."),
-                m.limit_changes.clone(),
+    }
+
+    /// The adaptive limit's bound, what it steers by and how often it moved.
+    fn register_adaptive(&self, registry: &mut Registry, cap: u64) {
+        let bound = Gauge::<i64>::default();
+        bound.set(saturating_i64(cap));
+        registry.register(
+            "purchasing_admission_limit_cap",
+            help("The adaptive limit's hard bound: orders whose memory fits (n_mem)."),
+            bound,
+        );
+        registry.register(
+            "purchasing_admission_gate_wait_seconds",
+            help(
+                "Moving average of how long an order waited for its turn to fill (the queue \
+                 for the CPU): what the adaptive limit steers by.",
+            ),
+            self.gate_wait.clone(),
+        );
+        registry.register(
+            "purchasing_admission_gate_wait_target_seconds",
+            help("The gate wait the adaptive limit aims at: two moving-average fill times."),
+            self.gate_wait_target.clone(),
+        );
+        registry.register(
+            "purchasing_fill_seconds",
+            help("Moving average of how long one order's fill (allocate and write) takes."),
+            self.fill.clone(),
+        );
+        for direction in ["up", "down"] {
+            drop(
+                self.limit_changes
+                    .get_or_create(&[("direction", direction)]),
             );
         }
-        let queue_limit = Gauge::<i64>::default();
-        queue_limit.set(saturating_i64(settings.queue_limit));
+        registry.register(
+            "purchasing_admission_limit_changes",
+            help("How often the adaptive limit moved, by direction (up, down)."),
+            self.limit_changes.clone(),
+        );
+    }
+
+    /// What was refused and replayed: the queue's bound, 503s, 504s by stage, replays.
+    fn register_refusals(&self, registry: &mut Registry, queue_limit: u64) {
+        let bound = Gauge::<i64>::default();
+        bound.set(saturating_i64(queue_limit));
         registry.register(
             "purchasing_admission_queue_limit",
             help("Most orders waiting for a slot (--queue); 0 when admission control is off."),
-            queue_limit,
+            bound,
         );
         registry.register(
             "purchasing_shed",
             help("Orders refused with 503 because every slot and the queue were taken."),
-            m.shed.clone(),
+            self.shed.clone(),
         );
         for stage in Stage::ALL {
             drop(
-                m.deadline_rejected
+                self.deadline_rejected
                     .get_or_create(&[("stage", stage.label())]),
             );
         }
@@ -280,32 +313,37 @@ impl Metrics {
                 "Orders answered 504 because their deadline could not be met, by where it was \
                  found (arrival, queue, store); none was recorded.",
             ),
-            m.deadline_rejected.clone(),
+            self.deadline_rejected.clone(),
         );
         registry.register(
             "purchasing_idempotent_replays",
             help("Orders answered from an earlier request with the same Idempotency-Key."),
-            m.replayed.clone(),
+            self.replayed.clone(),
         );
-        m.resident_memory.register(&mut registry);
-        if settings.admission {
-            registry.register(
-                "purchasing_admission_typical_hold_seconds",
-                help(
-                    "How long an order typically holds its admission slot (moving average of \
-                     real holds): what the queue predicts waits from.",
-                ),
-                m.typical_hold.clone(),
-            );
-            registry.register(
-                "purchasing_admission_hold_deviation_seconds",
-                help(
-                    "Mean deviation of a hold from the typical hold (moving average): a request \
-                     queues only if its predicted wait plus 4 deviations fits the wait allowed.",
-                ),
-                m.hold_deviation.clone(),
-            );
-        }
+    }
+
+    /// Admission control's hold-time estimate, from which it predicts waits.
+    fn register_hold_times(&self, registry: &mut Registry) {
+        registry.register(
+            "purchasing_admission_typical_hold_seconds",
+            help(
+                "How long an order typically holds its admission slot (moving average of \
+                 real holds): what the queue predicts waits from.",
+            ),
+            self.typical_hold.clone(),
+        );
+        registry.register(
+            "purchasing_admission_hold_deviation_seconds",
+            help(
+                "Mean deviation of a hold from the typical hold (moving average): a request \
+                 queues only if its predicted wait plus 4 deviations fits the wait allowed.",
+            ),
+            self.hold_deviation.clone(),
+        );
+    }
+
+    /// What was measured at start-up: the work estimate and the inputs of `auto` sizing.
+    fn register_start_up_facts(registry: &mut Registry, settings: &Settings) {
         if let Some(estimate) = settings.work_estimate {
             registry.register(
                 "purchasing_work_estimate_seconds",
@@ -355,8 +393,12 @@ impl Metrics {
                 registry.register(name, help(text), fixed(value));
             }
         }
+    }
+
+    /// Which part of the store refuses orders until a restart.
+    fn register_store_failed(&self, registry: &mut Registry) {
         for part in ["orders_file", "journal"] {
-            drop(m.store_failed.get_or_create(&[("part", part)]));
+            drop(self.store_failed.get_or_create(&[("part", part)]));
         }
         registry.register(
             "purchasing_store_failed",
@@ -365,12 +407,8 @@ impl Metrics {
                  file (a partial line could not be removed; every order fails) or the idempotency \
                  journal (an fsync or an undo failed; keyed orders fail).",
             ),
-            m.store_failed.clone(),
+            self.store_failed.clone(),
         );
-        Self {
-            registry,
-            ..metrics
-        }
     }
 
     /// The admission limit now.

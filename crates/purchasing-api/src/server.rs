@@ -55,7 +55,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let settings = config.protections().map_err(anyhow::Error::msg)?;
+    let settings = config.protections()?;
     // The limits this process runs under, read once, and only when an `auto` setting
     // needs them (the faithful server reads nothing).
     let auto_admission = settings

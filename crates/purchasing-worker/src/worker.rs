@@ -54,7 +54,7 @@ const PROBE_LIMITS: ConnectionLimits = ConnectionLimits {
 
 /// Runs the worker described by `config` until SIGINT or SIGTERM.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let settings = config.settings().map_err(anyhow::Error::msg)?;
+    let settings = config.settings()?;
     // The limits this process runs under, read once, only when an `auto` needs them.
     let environment = (settings.prefetch == Some(PrefetchSetting::Auto)
         || settings.fills == FillsSetting::Auto)
