@@ -5,7 +5,7 @@
 //!   cap on open connections (lowered to what the open-files limit allows, which is first
 //!   raised to its hard limit), a pause instead of a spin when `accept` runs out of file
 //!   descriptors, and a bounded graceful shutdown; and [`listener::bind`] with a hint for
-//!   the common failures.
+//!   the common failures, [`listener::announce`] for the one line on stdout.
 //! * [`telemetry`] — logging on stderr, as text or JSON, filtered by `--log`; its flags
 //!   ([`telemetry::LogFlags`]).
 //! * [`store_flags`] — the store's flags ([`store_flags::StoreFlags`]: the orders file, the
@@ -13,6 +13,7 @@
 //! * [`metrics`] — the `/metrics` families both expose alike: the resident memory and the
 //!   orders in flight with their guard.
 //! * [`shutdown`] — graceful shutdown: SIGINT and SIGTERM as a latch every part can wait on.
+//! * [`auto_fill_gate`] — `--max-concurrent-fills auto`: one order filling per CPU.
 //! * [`report_store_recovery`] — the start-up report of what opening the store repaired.
 
 #![forbid(unsafe_code)]
@@ -23,7 +24,19 @@ pub mod shutdown;
 pub mod store_flags;
 pub mod telemetry;
 
+use capacity::Environment;
 use purchasing_persistence::PurchaseOrderStore;
+
+/// `--max-concurrent-fills auto`: one order filling per CPU of the quota (at least one),
+/// logged with where the CPU count came from. Filling is the CPU-heavy part of an order:
+/// k fills at once under a quota each take k times as long.
+pub fn auto_fill_gate(environment: &Environment) -> usize {
+    let cpus = &environment.cpus;
+    let n = (cpus.value.ceil() as usize).max(1);
+    tracing::info!(max_concurrent_fills = n, cpus = cpus.value, cpus_source = %cpus.source,
+        "sized the fill gate: one order filling per CPU");
+    n
+}
 
 /// Logs what opening the store found and changed (worded by the store): at WARN what an
 /// operator must see — a partial last line removed, idempotency keys dropped — and the

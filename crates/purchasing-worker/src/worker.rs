@@ -16,7 +16,6 @@
 //! The only broker answer that ends the process is a queue declared with the other
 //! mode's properties: no reconnect can change that.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,13 +87,9 @@ fn open_store(
     options.max_concurrent_fills = match settings.fills {
         FillsSetting::Off => None,
         FillsSetting::Fixed(n) => Some(n),
-        FillsSetting::Auto => {
-            let cpus = &environment.expect("discovered for an auto setting").cpus;
-            let n = (cpus.value.ceil() as usize).max(1);
-            tracing::info!(max_concurrent_fills = n, cpus = cpus.value, cpus_source = %cpus.source,
-                "sized the fill gate: one order filling per CPU");
-            Some(n)
-        }
+        FillsSetting::Auto => Some(purchasing_service::auto_fill_gate(
+            environment.expect("discovered for an auto setting"),
+        )),
     };
     let store =
         PurchaseOrderStore::open_with(&config.store.orders_file, config.workload(), options)
@@ -178,12 +173,7 @@ async fn serve(
         ack_delay_ms = config.ack_delay_ms,
         "purchasing worker ready"
     );
-    // The one line on stdout: tools and tests read the real port from it.
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{addr}")
-        .and_then(|()| stdout.flush())
-        .context("cannot write to stdout")?;
-    drop(stdout);
+    listener::announce(addr)?;
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let limits = ConnectionLimits {
