@@ -128,11 +128,7 @@ fn open_store(
             environment.expect("discovered for an auto setting"),
         )),
     };
-    let store =
-        PurchaseOrderStore::open_with(&config.store.orders_file, config.workload(), options)
-            .map_err(|error| anyhow::anyhow!("{error}{}", error.open_hint()))?;
-    purchasing_service::report_store_recovery(&store);
-    Ok(store)
+    purchasing_service::open_store(&config.store, options)
 }
 
 /// The start-up line of the log: where the server listens and what it was told to do.

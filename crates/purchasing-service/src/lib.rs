@@ -14,6 +14,7 @@
 //!   orders in flight with their guard.
 //! * [`shutdown`] — graceful shutdown: SIGINT and SIGTERM as a latch every part can wait on.
 //! * [`auto_fill_gate`] — `--max-concurrent-fills auto`: one order filling per CPU.
+//! * [`open_store`] — the store as the flags name it, with a hint when it cannot open.
 //! * [`report_store_recovery`] — the start-up report of what opening the store repaired.
 
 #![forbid(unsafe_code)]
@@ -25,7 +26,7 @@ pub mod store_flags;
 pub mod telemetry;
 
 use capacity::Environment;
-use purchasing_persistence::PurchaseOrderStore;
+use purchasing_persistence::{PurchaseOrderStore, StoreOptions};
 
 /// `--max-concurrent-fills auto`: one order filling per CPU of the quota (at least one),
 /// logged with where the CPU count came from. Filling is the CPU-heavy part of an order:
@@ -36,6 +37,19 @@ pub fn auto_fill_gate(environment: &Environment) -> usize {
     tracing::info!(max_concurrent_fills = n, cpus = cpus.value, cpus_source = %cpus.source,
         "sized the fill gate: one order filling per CPU");
     n
+}
+
+/// Opens the store the flags name with `options`, or fails with one line that says what
+/// to do; then reports what opening repaired ([`report_store_recovery`]). A service that
+/// cannot write orders must not start and then fail every one.
+pub fn open_store(
+    flags: &store_flags::StoreFlags,
+    options: StoreOptions,
+) -> anyhow::Result<PurchaseOrderStore> {
+    let store = PurchaseOrderStore::open_with(&flags.orders_file, flags.workload(), options)
+        .map_err(|error| anyhow::anyhow!("{error}{}", error.open_hint()))?;
+    report_store_recovery(&store);
+    Ok(store)
 }
 
 /// Logs what opening the store found and changed (worded by the store): at WARN what an
