@@ -3,7 +3,8 @@
 //! at a time, no prefetch limit) with the faithful workload.
 //!
 //! The store flags (`--orders-file`, `--alloc-chars`, `--delay-ms`, `--release-early`,
-//! `--durable`, `--max-concurrent-fills`) mean exactly what they mean for
+//! `--durable`: one declaration, `purchasing_service::store_flags`, flattened here and in
+//! the API's config; and `--max-concurrent-fills`) mean exactly what they mean for
 //! `purchasing-api` and read the same environment variables, so one environment
 //! configures both sides of a comparison alike. The worker's own knobs read
 //! `PURCHASING_WORKER_*` where a shared name would be ambiguous (its HTTP address), and

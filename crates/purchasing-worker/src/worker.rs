@@ -154,21 +154,7 @@ async fn serve(
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    tracing::info!(
-        %addr,
-        broker = %broker,
-        queue = wire_contract::amqp::QUEUE,
-        delivery = %settings.delivery,
-        prefetch,
-        orders_file = %config.store.orders_file.display(),
-        alloc_chars = config.store.alloc_chars,
-        delay_ms = config.store.delay_ms,
-        release_early = config.store.release_early,
-        durable = settings.store.durable,
-        idempotency = settings.store.idempotency,
-        ack_delay_ms = config.ack_delay_ms,
-        "purchasing worker ready"
-    );
+    log_ready(&config, &settings, prefetch, addr);
     listener::announce(addr)?;
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -198,6 +184,26 @@ async fn serve(
         tracing::debug!("the HTTP server ended with a panic");
     }
     consumed
+}
+
+/// The start-up line of the log: where the probes listen, which broker and queue, and
+/// what the worker was told to do.
+fn log_ready(config: &Config, settings: &Settings, prefetch: u16, addr: std::net::SocketAddr) {
+    tracing::info!(
+        %addr,
+        broker = %config.amqp_url,
+        queue = wire_contract::amqp::QUEUE,
+        delivery = %settings.delivery,
+        prefetch,
+        orders_file = %config.store.orders_file.display(),
+        alloc_chars = config.store.alloc_chars,
+        delay_ms = config.store.delay_ms,
+        release_early = config.store.release_early,
+        durable = settings.store.durable,
+        idempotency = settings.store.idempotency,
+        ack_delay_ms = config.ack_delay_ms,
+        "purchasing worker ready"
+    );
 }
 
 /// Runs sessions until a shutdown (see the module doc).
