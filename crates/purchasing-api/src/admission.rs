@@ -288,10 +288,10 @@ impl Admission {
     }
 
     /// Waits for a slot as a queued order, within the queue's bounds and the deadline.
-    async fn wait(&self, deadline: Option<Deadline>) -> Result<AdmissionSlot, Refusal> {
+    async fn wait(&self, deadline: Option<Deadline>) -> Result<AdmissionSlot, NotAdmitted> {
         self.demand.store(true, Ordering::Relaxed);
         let Some((_slot, position)) = QueueSlot::take(&self.queued, self.limits.queue) else {
-            return Err(Refusal::Shed("and the wait queue is full".into()));
+            return Err(NotAdmitted::Shed(ShedReason::QueueFull));
         };
         // Refuse now what would only be refused later: if the slot this order would get
         // is not expected to free within the time it may wait, waiting would just turn a
@@ -305,13 +305,11 @@ impl Admission {
                 .expected_wait(position + behind, self.current_limit(), Instant::now());
         let margin = self.book.hold_deviation().mul_f64(DEVIATIONS);
         if expected + margin > limit {
-            return Err(Refusal::Shed(format!(
-                "and none is expected to free within the {} ms a request may wait now \
-                 (the next in about {} ms, give or take {} ms)",
-                limit.as_millis(),
-                expected.as_millis(),
-                margin.as_millis()
-            )));
+            return Err(NotAdmitted::Shed(ShedReason::NoSlotExpected {
+                limit,
+                expected,
+                margin,
+            }));
         }
         // Waiting past the point where the work no longer fits the deadline is pointless.
         let room = deadline.map(|d| d.room_after(self.work_estimate, Instant::now()));
@@ -322,11 +320,11 @@ impl Admission {
                 let late =
                     deadline.and_then(|d| deadline::unmeetable_after_wait(d, self.work_estimate));
                 match late {
-                    Some(detail) => Err(Refusal::Deadline(detail)),
+                    Some(detail) => Err(NotAdmitted::Deadline(detail)),
                     None => Ok(self.book.occupy(permit)),
                 }
             }
-            Err(_elapsed) if bound_by_deadline => Err(Refusal::Deadline(format!(
+            Err(_elapsed) if bound_by_deadline => Err(NotAdmitted::Deadline(format!(
                 "the request's deadline cannot be met: no order slot freed in time for an \
                  order of about {} ms; nothing was recorded. Retry later",
                 self.work_estimate.as_millis()
@@ -334,45 +332,121 @@ impl Admission {
             Err(_elapsed) => Err({
                 self.last_timeout_us
                     .store(self.now_us().max(1), Ordering::Relaxed);
-                Refusal::Shed(format!("and no slot freed within {} ms", wait.as_millis()))
+                NotAdmitted::Shed(ShedReason::NoSlotFreed { waited: wait })
             }),
-            Ok(Err(_closed)) => Err(Refusal::Shed("and it is shutting down".into())),
+            Ok(Err(_closed)) => Err(NotAdmitted::Shed(ShedReason::ShuttingDown)),
         }
     }
 
-    fn refuse(&self, refusal: Refusal) -> Response {
-        match refusal {
-            Refusal::Shed(why) => self.shed(&why),
-            Refusal::Deadline(detail) => deadline::reject(&self.metrics, Stage::Queue, detail),
+    /// The refusal to answer, counted.
+    fn refuse(&self, not_admitted: NotAdmitted) -> Refusal {
+        match not_admitted {
+            NotAdmitted::Shed(why) => self.shed(why),
+            NotAdmitted::Deadline(detail) => {
+                self.metrics.deadline_rejected(Stage::Queue);
+                Refusal::Deadline { detail }
+            }
         }
     }
 
-    /// The 503. Allocates nothing beyond the small response.
-    fn shed(&self, why: &str) -> Response {
+    /// The 503's facts, counted. Allocates nothing beyond the small refusal.
+    fn shed(&self, why: ShedReason) -> Refusal {
         self.metrics.shed();
-        let queued = self.queued();
-        let limit = self.current_limit();
-        let secs = retry_after_secs(self.work_estimate, queued, limit);
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the server is at capacity: {} orders are in progress {why}. Nothing was \
-                 recorded; retry after {secs} s (with the same Idempotency-Key, if you sent \
-                 one)",
-                limit
-            ),
-        )
-        .with_retry_after(secs)
-        .into_response()
+        let in_progress = self.current_limit();
+        Refusal::Shed {
+            in_progress,
+            why,
+            retry_after_secs: retry_after_secs(self.work_estimate, self.queued(), in_progress),
+        }
     }
 }
 
-/// Why a queued order was not admitted.
-enum Refusal {
-    /// 503: the reason completes "N orders are in progress …".
-    Shed(String),
+/// Why a queued order was not admitted, before it is counted and answered.
+enum NotAdmitted {
+    Shed(ShedReason),
     /// 504: the detail.
     Deadline(String),
+}
+
+/// Why an order was not admitted: what [`Admission::admit`] refuses with, answered as a
+/// problem document through [`IntoResponse`]. Counted in the metrics when it is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 503 with `Retry-After`: every slot is taken and waiting would not (or did not) help.
+    Shed {
+        /// The orders in progress (the limit now).
+        in_progress: usize,
+        why: ShedReason,
+        /// When a slot is expected to free (see [`retry_after_secs`]).
+        retry_after_secs: u64,
+    },
+    /// 504: the request's deadline cannot be met after waiting for a slot.
+    Deadline { detail: String },
+}
+
+/// Why a 503 was the answer; its text completes "N orders are in progress …".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShedReason {
+    /// Every place in the wait queue is taken.
+    QueueFull,
+    /// The slot this order would get is not expected to free within the wait allowed.
+    NoSlotExpected {
+        limit: Duration,
+        expected: Duration,
+        margin: Duration,
+    },
+    /// It waited the whole time allowed.
+    NoSlotFreed { waited: Duration },
+    /// The controller is closed.
+    ShuttingDown,
+}
+
+impl std::fmt::Display for ShedReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShedReason::QueueFull => f.write_str("and the wait queue is full"),
+            ShedReason::NoSlotExpected {
+                limit,
+                expected,
+                margin,
+            } => write!(
+                f,
+                "and none is expected to free within the {} ms a request may wait now \
+                 (the next in about {} ms, give or take {} ms)",
+                limit.as_millis(),
+                expected.as_millis(),
+                margin.as_millis()
+            ),
+            ShedReason::NoSlotFreed { waited } => {
+                write!(f, "and no slot freed within {} ms", waited.as_millis())
+            }
+            ShedReason::ShuttingDown => f.write_str("and it is shutting down"),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Shed {
+                in_progress,
+                why,
+                retry_after_secs: secs,
+            } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the server is at capacity: {in_progress} orders are in progress {why}. \
+                     Nothing was recorded; retry after {secs} s (with the same \
+                     Idempotency-Key, if you sent one)"
+                ),
+            )
+            .with_retry_after(secs)
+            .into_response(),
+            Refusal::Deadline { detail } => {
+                Problem::new(StatusCode::GATEWAY_TIMEOUT, detail).into_response()
+            }
+        }
+    }
 }
 
 /// When a refused client should come back, in whole seconds: one order's time for every
@@ -572,7 +646,7 @@ impl Admission {
     /// validated: a slow or abandoned upload holds no slot, and its upload time never
     /// enters the hold-time estimate. Keep the returned slot until the order's work ends
     /// (move it into the blocking closure).
-    pub async fn admit(&self, deadline: Option<Deadline>) -> Result<AdmissionSlot, Response> {
+    pub async fn admit(&self, deadline: Option<Deadline>) -> Result<AdmissionSlot, Refusal> {
         match Arc::clone(&self.semaphore).try_acquire_owned() {
             Ok(permit) => {
                 // A slot without waiting: whoever queued before has been served.
@@ -584,7 +658,7 @@ impl Admission {
             Err(TryAcquireError::NoPermits) => {
                 self.wait(deadline).await.map_err(|r| self.refuse(r))
             }
-            Err(TryAcquireError::Closed) => Err(self.shed("and it is shutting down")),
+            Err(TryAcquireError::Closed) => Err(self.shed(ShedReason::ShuttingDown)),
         }
     }
 }
@@ -634,6 +708,36 @@ mod tests {
             Duration::from_millis(600),
             Arc::new(Metrics::new(Default::default())),
         )
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_a_kind_the_caller_matches_and_answers_as_a_problem() {
+        let admission = Admission::new(
+            AdmissionLimits {
+                max_in_flight: 1,
+                queue: 0,
+                queue_timeout: Duration::from_millis(10),
+                adaptive: None,
+            },
+            Duration::from_millis(600),
+            Arc::new(Metrics::new(Default::default())),
+        );
+        let _held = admission.admit(None).await.unwrap();
+        let refusal = admission.admit(None).await.unwrap_err();
+        let Refusal::Shed {
+            in_progress: 1,
+            why: ShedReason::QueueFull,
+            retry_after_secs,
+        } = refusal
+        else {
+            panic!("{refusal:?}")
+        };
+        let response = refusal.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[axum::http::header::RETRY_AFTER],
+            retry_after_secs.to_string().as_str()
+        );
     }
 
     #[test]

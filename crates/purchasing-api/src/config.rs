@@ -2,16 +2,15 @@
 //! (handy in a VM or a service manager). Defaults are the faithful system.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::body::{BodyTimeouts, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_TIMEOUT};
 use clap::Parser;
 use clap::builder::{BoolishValueParser, TypedValueParser as _};
-use purchasing_persistence::{
-    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, StoreOptions, Workload,
-};
+use purchasing_persistence::{StoreOptions, Workload};
+use purchasing_service::store_flags::StoreFlags;
+use purchasing_service::telemetry::LogFlags;
 
 /// Loopback by default: nothing outside this machine can reach a server started by
 /// accident. Inside a VM, pass `--bind 0.0.0.0:8080` so the inventory side can call it.
@@ -20,8 +19,6 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// tokio's own default size of the blocking pool. Each order holds one of these
 /// threads for its whole duration, as each held an IIS worker thread in the original.
 pub const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
-
-const DEFAULT_DELAY_MS: u64 = DEFAULT_DELAY.as_millis() as u64;
 
 /// How long a queued order waits for a slot before it is refused. Short on purpose: the
 /// queue only absorbs the jitter of arrivals (a slot frees every `work / N`); a long wait
@@ -48,33 +45,31 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 /// accept queue). Lowered at start-up to what the open-files limit allows.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// `--durable` as the API means it (the flag itself is [`StoreFlags::durable`]; with
+/// `--protect` it is on unless given).
+// Without it a 201 means "in the page cache": a power cut or a VM reset can lose
+// acknowledged orders.
+const DURABLE_HELP: &str = "Make 201 mean \"on disk\": sync the orders file (and the idempotency \
+     journal) before answering. Costs a disk flush per order";
+
+/// `--log`'s help, with this crate's name in the example directive.
+const LOG_HELP: &str = "Log filter: a level (error, warn, info, debug, trace) or tracing \
+     directives such as `purchasing_api=debug,info`";
+
 /// The purchasing API: receives stock-replenishment requests and writes purchase orders.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "purchasing-api", version, about, long_about = None)]
+#[command(mut_arg("durable", |arg| arg.help(DURABLE_HELP)))]
+#[command(mut_arg("log", |arg| arg.help(LOG_HELP)))]
 pub struct Config {
     /// Address to listen on. Port 0 picks a free port (the chosen address is printed).
     /// Use 0.0.0.0:8080 inside a VM so other machines can reach it.
     #[arg(long, env = "PURCHASING_BIND", default_value = DEFAULT_BIND, value_name = "ADDR")]
     pub bind: SocketAddr,
 
-    /// File the purchase orders are appended to, one line each. Created if missing; its
-    /// directory must exist.
-    #[arg(long, env = "PURCHASING_ORDERS_FILE", default_value = DEFAULT_ORDERS_FILE, value_name = "PATH")]
-    pub orders_file: PathBuf,
-
-    /// Characters of the string each order allocates, fills and holds (1 byte each).
-    /// The faithful 150,000,000 is 150 MB per order in progress; tests use 1000.
-    #[arg(long, env = "PURCHASING_ALLOC_CHARS", default_value_t = DEFAULT_ALLOC_CHARS, value_name = "N")]
-    pub alloc_chars: usize,
-
-    /// Milliseconds each order blocks its worker thread (the original's Thread.Sleep).
-    #[arg(long, env = "PURCHASING_DELAY_MS", default_value_t = DEFAULT_DELAY_MS, value_name = "MS")]
-    pub delay_ms: u64,
-
-    /// Free each order's string right after filling it instead of holding it through the
-    /// sleep (mimics a garbage collector reclaiming it early; the default holds it).
-    #[arg(long, env = "PURCHASING_RELEASE_EARLY")]
-    pub release_early: bool,
+    /// `--orders-file`, the workload and `--durable`, as the worker has them.
+    #[command(flatten)]
+    pub store: StoreFlags,
 
     /// Most threads the blocking pool may start, i.e. most orders worked on at once;
     /// further orders wait in the pool's queue.
@@ -125,19 +120,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize), value_name = "N")]
     pub max_connections: usize,
 
-    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such
-    /// as `purchasing_api=debug,info`.
-    #[arg(
-        long,
-        env = "PURCHASING_LOG",
-        default_value = "info",
-        value_name = "FILTER"
-    )]
-    pub log: String,
-
-    /// Log line format on stderr.
-    #[arg(long, env = "PURCHASING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// `--log` and `--log-format`, as the worker has them.
+    #[command(flatten)]
+    pub logging: LogFlags,
 
     // Protections beyond the original (all off by default, so that without these flags
     // the server is the faithful system). Each is explained where it is built: admission
@@ -214,21 +199,6 @@ pub struct Config {
         value_parser = BoolishValueParser::new()
     )]
     pub idempotency: Option<bool>,
-
-    /// Make 201 mean "on disk": sync the orders file (and the idempotency journal) before
-    /// answering. Costs a disk flush per order.
-    // Without it a 201 means "in the page cache": a power cut or a VM reset can lose
-    // acknowledged orders.
-    #[arg(
-        long,
-        env = "PURCHASING_DURABLE",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = BoolishValueParser::new()
-    )]
-    pub durable: Option<bool>,
 
     /// Give admitted orders the CPU first: the server's control path — accepting, 503s,
     /// /health, /metrics — runs at a lower priority (nice 5) than the orders' work, so a
@@ -384,11 +354,7 @@ impl Config {
     }
 
     pub fn workload(&self) -> Workload {
-        Workload {
-            alloc_chars: self.alloc_chars,
-            delay: Duration::from_millis(self.delay_ms),
-            release_early: self.release_early,
-        }
+        self.store.workload()
     }
 
     /// Resolves the protection flags. Fails, with a message for the person at the
@@ -448,7 +414,7 @@ impl Config {
             prioritize_work: self.prioritize_work.unwrap_or(protect),
             max_request,
             store: StoreOptions {
-                durable: self.durable.unwrap_or(protect),
+                durable: self.store.durable.unwrap_or(protect),
                 idempotency: self.idempotency.unwrap_or(protect),
                 max_concurrent_fills: None,
             },
@@ -458,13 +424,18 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     #[test]
     fn defaults_are_the_faithful_system() {
         let config = Config::try_parse_from(["purchasing-api"]).unwrap();
         assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.orders_file, PathBuf::from("PurchaseOrders.txt"));
+        assert_eq!(
+            config.store.orders_file,
+            PathBuf::from("PurchaseOrders.txt")
+        );
         assert_eq!(config.workload(), Workload::default());
         assert_eq!(config.max_blocking_threads, 512);
         // No protection at all: the faithful system.
@@ -618,7 +589,7 @@ mod tests {
         assert_eq!(config.workload().delay, Duration::from_millis(5));
         assert!(config.workload().release_early);
         assert_eq!(config.max_blocking_threads, 8);
-        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.logging.log_format, LogFormat::Json);
     }
 
     #[test]

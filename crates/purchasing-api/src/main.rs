@@ -5,11 +5,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use purchasing_api::{Config, server, telemetry};
+use purchasing_api::{Config, server};
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    let result = telemetry::init(&config.log, config.log_format).and_then(|()| server::run(config));
+    let result = config.logging.init().and_then(|()| server::run(config));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

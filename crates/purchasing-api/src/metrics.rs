@@ -17,20 +17,22 @@
 //! A request whose client disconnects before the answer is not counted (its future is
 //! dropped), but its work still shows in `purchasing_orders_in_flight` until it ends.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
+use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use purchasing_service::metrics::{OrdersInFlight, ResidentMemory, help, saturating_i64};
+
+pub use purchasing_service::metrics::InFlight;
 
 use crate::limits::Sizing;
 
@@ -147,11 +149,10 @@ pub struct AdmissionNow {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    alloc_chars: i64,
     requests: Family<RequestLabels, Counter>,
     duration: Histogram,
-    orders_in_flight: Gauge,
-    work_bytes_in_flight: Gauge,
+    /// Orders in the blocking pool now, and the work they hold.
+    in_flight: OrdersInFlight,
     admission_queued: Gauge,
     admission_limit: Gauge,
     gate_wait: FloatGauge,
@@ -161,34 +162,21 @@ pub struct Metrics {
     shed: Counter,
     deadline_rejected: Family<Label, Counter>,
     replayed: Counter,
-    resident_memory: Arc<ResidentMemory>,
+    resident_memory: ResidentMemory,
     typical_hold: FloatGauge,
     hold_deviation: FloatGauge,
     store_failed: Family<Label, Gauge>,
-}
-
-/// The registry's help text: prometheus-client ends every help with a full stop of its
-/// own, so ours (written as sentences) are handed over without theirs.
-fn help(text: &str) -> &str {
-    text.strip_suffix('.').unwrap_or(text)
-}
-
-fn saturating_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl Metrics {
     /// Registers every family the settings call for, in the order of the exposition. The
     /// admission limit starts at 0 (off); the admission controller sets it.
     pub fn new(settings: Settings) -> Self {
-        let mut registry = Registry::default();
         let metrics = Self {
             registry: Registry::default(),
-            alloc_chars: saturating_i64(settings.alloc_chars),
             requests: Family::default(),
             duration: Histogram::new(DURATION_BUCKETS),
-            orders_in_flight: Gauge::default(),
-            work_bytes_in_flight: Gauge::default(),
+            in_flight: OrdersInFlight::new(settings.alloc_chars),
             admission_queued: Gauge::default(),
             admission_limit: Gauge::default(),
             gate_wait: FloatGauge::default(),
@@ -198,39 +186,56 @@ impl Metrics {
             shed: Counter::default(),
             deadline_rejected: Family::default(),
             replayed: Counter::default(),
-            resident_memory: Arc::default(),
+            resident_memory: ResidentMemory::default(),
             typical_hold: FloatGauge::default(),
             hold_deviation: FloatGauge::default(),
             store_failed: Family::default(),
         };
-        let m = &metrics;
+        // The order of these calls is the order of the exposition.
+        let mut registry = Registry::default();
+        metrics.register_traffic(&mut registry);
+        metrics.register_admission(&mut registry);
+        if settings.adaptive_cap > 0 {
+            metrics.register_adaptive(&mut registry, settings.adaptive_cap);
+        }
+        metrics.register_refusals(&mut registry, settings.queue_limit);
+        metrics.resident_memory.register(&mut registry);
+        if settings.admission {
+            metrics.register_hold_times(&mut registry);
+        }
+        Self::register_start_up_facts(&mut registry, &settings);
+        metrics.register_store_failed(&mut registry);
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Every request by route and status, the orders route's latency, the orders in flight.
+    fn register_traffic(&self, registry: &mut Registry) {
         registry.register(
             "purchasing_requests",
             help("HTTP requests answered, by route (orders, health, metrics, other) and status."),
-            m.requests.clone(),
+            self.requests.clone(),
         );
         registry.register(
             "purchasing_request_duration_seconds",
             help("Time to answer a request on the orders route, whatever the answer."),
-            m.duration.clone(),
+            self.duration.clone(),
         );
-        registry.register(
-            "purchasing_orders_in_flight",
-            help("Orders being worked on in the blocking pool now."),
-            m.orders_in_flight.clone(),
+        self.in_flight.register(
+            registry,
+            "purchasing_",
+            "Orders being worked on in the blocking pool now.",
         );
-        registry.register(
-            "purchasing_work_bytes_in_flight",
-            help(
-                "Bytes of simulated work held by the orders in flight (alloc_chars each; an \
-                 upper bound with --release-early).",
-            ),
-            m.work_bytes_in_flight.clone(),
-        );
+    }
+
+    /// Admission control's queue and limit now (0 while it is off).
+    fn register_admission(&self, registry: &mut Registry) {
         registry.register(
             "purchasing_admission_queued",
             help("Orders waiting for an admission slot now."),
-            m.admission_queued.clone(),
+            self.admission_queued.clone(),
         );
         registry.register(
             "purchasing_admission_limit",
@@ -238,58 +243,67 @@ impl Metrics {
                 "Most orders in progress at once now (--max-in-flight; with adaptive, where the \
                  controller has set it); 0 when admission control is off.",
             ),
-            m.admission_limit.clone(),
+            self.admission_limit.clone(),
         );
-        if settings.adaptive_cap > 0 {
-            let cap = Gauge::<i64>::default();
-            cap.set(saturating_i64(settings.adaptive_cap));
-            registry.register(
-                "purchasing_admission_limit_cap",
-                help("The adaptive limit's hard bound: orders whose memory fits (n_mem)."),
-                cap,
-            );
-            registry.register(
-                "purchasing_admission_gate_wait_seconds",
-                help(
-                    "Moving average of how long an order waited for its turn to fill (the queue \
-                     for the CPU): what the adaptive limit steers by.",
-                ),
-                m.gate_wait.clone(),
-            );
-            registry.register(
-                "purchasing_admission_gate_wait_target_seconds",
-                help("The gate wait the adaptive limit aims at: two moving-average fill times."),
-                m.gate_wait_target.clone(),
-            );
-            registry.register(
-                "purchasing_fill_seconds",
-                help("Moving average of how long one order's fill (allocate and write) takes."),
-                m.fill.clone(),
-            );
-            for direction in ["up", "down"] {
-                drop(m.limit_changes.get_or_create(&[("direction", direction)]));
-            }
-            registry.register(
-                "purchasing_admission_limit_changes",
-                help("How often the adaptive limit moved, by direction (up, down)."),
-                m.limit_changes.clone(),
+    }
+
+    /// The adaptive limit's bound, what it steers by and how often it moved.
+    fn register_adaptive(&self, registry: &mut Registry, cap: u64) {
+        let bound = Gauge::<i64>::default();
+        bound.set(saturating_i64(cap));
+        registry.register(
+            "purchasing_admission_limit_cap",
+            help("The adaptive limit's hard bound: orders whose memory fits (n_mem)."),
+            bound,
+        );
+        registry.register(
+            "purchasing_admission_gate_wait_seconds",
+            help(
+                "Moving average of how long an order waited for its turn to fill (the queue \
+                 for the CPU): what the adaptive limit steers by.",
+            ),
+            self.gate_wait.clone(),
+        );
+        registry.register(
+            "purchasing_admission_gate_wait_target_seconds",
+            help("The gate wait the adaptive limit aims at: two moving-average fill times."),
+            self.gate_wait_target.clone(),
+        );
+        registry.register(
+            "purchasing_fill_seconds",
+            help("Moving average of how long one order's fill (allocate and write) takes."),
+            self.fill.clone(),
+        );
+        for direction in ["up", "down"] {
+            drop(
+                self.limit_changes
+                    .get_or_create(&[("direction", direction)]),
             );
         }
-        let queue_limit = Gauge::<i64>::default();
-        queue_limit.set(saturating_i64(settings.queue_limit));
+        registry.register(
+            "purchasing_admission_limit_changes",
+            help("How often the adaptive limit moved, by direction (up, down)."),
+            self.limit_changes.clone(),
+        );
+    }
+
+    /// What was refused and replayed: the queue's bound, 503s, 504s by stage, replays.
+    fn register_refusals(&self, registry: &mut Registry, queue_limit: u64) {
+        let bound = Gauge::<i64>::default();
+        bound.set(saturating_i64(queue_limit));
         registry.register(
             "purchasing_admission_queue_limit",
             help("Most orders waiting for a slot (--queue); 0 when admission control is off."),
-            queue_limit,
+            bound,
         );
         registry.register(
             "purchasing_shed",
             help("Orders refused with 503 because every slot and the queue were taken."),
-            m.shed.clone(),
+            self.shed.clone(),
         );
         for stage in Stage::ALL {
             drop(
-                m.deadline_rejected
+                self.deadline_rejected
                     .get_or_create(&[("stage", stage.label())]),
             );
         }
@@ -299,32 +313,37 @@ impl Metrics {
                 "Orders answered 504 because their deadline could not be met, by where it was \
                  found (arrival, queue, store); none was recorded.",
             ),
-            m.deadline_rejected.clone(),
+            self.deadline_rejected.clone(),
         );
         registry.register(
             "purchasing_idempotent_replays",
             help("Orders answered from an earlier request with the same Idempotency-Key."),
-            m.replayed.clone(),
+            self.replayed.clone(),
         );
-        registry.register_collector(Box::new(Arc::clone(&m.resident_memory)));
-        if settings.admission {
-            registry.register(
-                "purchasing_admission_typical_hold_seconds",
-                help(
-                    "How long an order typically holds its admission slot (moving average of \
-                     real holds): what the queue predicts waits from.",
-                ),
-                m.typical_hold.clone(),
-            );
-            registry.register(
-                "purchasing_admission_hold_deviation_seconds",
-                help(
-                    "Mean deviation of a hold from the typical hold (moving average): a request \
-                     queues only if its predicted wait plus 4 deviations fits the wait allowed.",
-                ),
-                m.hold_deviation.clone(),
-            );
-        }
+    }
+
+    /// Admission control's hold-time estimate, from which it predicts waits.
+    fn register_hold_times(&self, registry: &mut Registry) {
+        registry.register(
+            "purchasing_admission_typical_hold_seconds",
+            help(
+                "How long an order typically holds its admission slot (moving average of \
+                 real holds): what the queue predicts waits from.",
+            ),
+            self.typical_hold.clone(),
+        );
+        registry.register(
+            "purchasing_admission_hold_deviation_seconds",
+            help(
+                "Mean deviation of a hold from the typical hold (moving average): a request \
+                 queues only if its predicted wait plus 4 deviations fits the wait allowed.",
+            ),
+            self.hold_deviation.clone(),
+        );
+    }
+
+    /// What was measured at start-up: the work estimate and the inputs of `auto` sizing.
+    fn register_start_up_facts(registry: &mut Registry, settings: &Settings) {
         if let Some(estimate) = settings.work_estimate {
             registry.register(
                 "purchasing_work_estimate_seconds",
@@ -374,8 +393,12 @@ impl Metrics {
                 registry.register(name, help(text), fixed(value));
             }
         }
+    }
+
+    /// Which part of the store refuses orders until a restart.
+    fn register_store_failed(&self, registry: &mut Registry) {
         for part in ["orders_file", "journal"] {
-            drop(m.store_failed.get_or_create(&[("part", part)]));
+            drop(self.store_failed.get_or_create(&[("part", part)]));
         }
         registry.register(
             "purchasing_store_failed",
@@ -384,12 +407,8 @@ impl Metrics {
                  file (a partial line could not be removed; every order fails) or the idempotency \
                  journal (an fsync or an undo failed; keyed orders fail).",
             ),
-            m.store_failed.clone(),
+            self.store_failed.clone(),
         );
-        Self {
-            registry,
-            ..metrics
-        }
     }
 
     /// The admission limit now.
@@ -423,9 +442,8 @@ impl Metrics {
 
     /// Counts an order as in the blocking pool until the returned guard drops. Call it
     /// inside the blocking closure, so the count is the orders really holding memory.
-    pub fn order_started(self: &Arc<Self>) -> InFlight {
-        self.orders_in_flight.inc();
-        InFlight(Arc::clone(self))
+    pub fn order_started(&self) -> InFlight {
+        self.in_flight.start()
     }
 
     pub fn shed(&self) {
@@ -444,18 +462,13 @@ impl Metrics {
 
     /// The exposition text, with what other parts own as of now (see [`Scrape`]).
     pub fn render(&self, scrape: &Scrape) -> String {
-        self.work_bytes_in_flight
-            .set(self.orders_in_flight.get().saturating_mul(self.alloc_chars));
+        self.in_flight.refresh();
         let admission = scrape.admission.unwrap_or_default();
         self.admission_queued.set(saturating_i64(admission.queued));
         self.typical_hold.set(admission.typical_hold.as_secs_f64());
         self.hold_deviation
             .set(admission.hold_deviation.as_secs_f64());
-        *self
-            .resident_memory
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = scrape.resident_memory_bytes;
+        self.resident_memory.set(scrape.resident_memory_bytes);
         for (part, failed) in [
             ("orders_file", scrape.orders_file_failed),
             ("journal", scrape.journal_failed),
@@ -476,40 +489,6 @@ fn fixed(value: f64) -> FloatGauge {
     let gauge = FloatGauge::default();
     gauge.set(value);
     gauge
-}
-
-/// `process_resident_memory_bytes`, present only while the memory can be read.
-#[derive(Debug, Default)]
-struct ResidentMemory(Mutex<Option<u64>>);
-
-impl Collector for ResidentMemory {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let bytes = *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(bytes) = bytes {
-            let gauge = ConstGauge::new(saturating_i64(bytes));
-            let metric = encoder.encode_descriptor(
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes (VmRSS).",
-                None,
-                gauge.metric_type(),
-            )?;
-            gauge.encode(metric)?;
-        }
-        Ok(())
-    }
-}
-
-/// An order in the blocking pool; counted down on drop.
-#[derive(Debug)]
-pub struct InFlight(Arc<Metrics>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.orders_in_flight.dec();
-    }
 }
 
 /// Counts every response by route and status, and times the orders route. Runs after

@@ -7,17 +7,18 @@
 //! any that was about to be — is in the file.
 
 use std::future::Future;
-use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use purchasing_persistence::PurchaseOrderStore;
+use purchasing_persistence::{PurchaseOrderStore, Workload};
 use purchasing_service::listener::{self, ConnectionLimits};
+use purchasing_service::shutdown::Shutdown;
 
 use crate::admission::{Adaptive, AdmissionLimits};
 use crate::app::app;
-use crate::config::{Config, InFlightLimit, MaxInFlight, ProtectionSettings};
-use crate::limits::{self, Environment, MAX_AUTO_IN_FLIGHT, SizingInputs};
+use crate::config::{AdmissionSettings, Config, InFlightLimit, MaxInFlight, ProtectionSettings};
+use crate::limits::{self, Environment, MAX_AUTO_IN_FLIGHT, Sizing, SizingInputs};
 use crate::state::{AppState, Protections};
 
 /// Runs the server described by `config` until SIGINT or SIGTERM, on a tokio runtime of
@@ -38,7 +39,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         })
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, shutdown_signal()))?;
+    runtime.block_on(async {
+        let shutdown = Shutdown::listen().context("cannot listen for SIGINT and SIGTERM")?;
+        serve(config, stop_accepting(shutdown)).await
+    })?;
     drop(runtime);
     tracing::info!("stopped");
     Ok(())
@@ -51,7 +55,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let settings = config.protections().map_err(anyhow::Error::msg)?;
+    let settings = config.protections()?;
     // The limits this process runs under, read once, and only when an `auto` setting
     // needs them (the faithful server reads nothing).
     let auto_admission = settings
@@ -61,26 +65,7 @@ pub async fn serve(
         (auto_admission || settings.fills == MaxInFlight::Auto).then(Environment::discover);
     // Open the orders file first: a server that cannot write orders must not start and
     // then fail every request.
-    let mut store_options = settings.store;
-    store_options.max_concurrent_fills = match (settings.fills, &environment) {
-        (MaxInFlight::Off, _) => None,
-        (MaxInFlight::Fixed(n), _) => Some(n),
-        // (`adaptive` is refused for the fills when the flags are read.)
-        (MaxInFlight::Auto | MaxInFlight::Adaptive, environment) => {
-            let cpus = &environment
-                .as_ref()
-                .expect("discovered for an auto setting")
-                .cpus;
-            let n = (cpus.value.ceil() as usize).max(1);
-            tracing::info!(max_concurrent_fills = n, cpus = cpus.value, cpus_source = %cpus.source,
-                "sized the fill gate: one order filling per CPU");
-            Some(n)
-        }
-    };
-    let store =
-        PurchaseOrderStore::open_with(&config.orders_file, config.workload(), store_options)
-            .map_err(|error| anyhow::anyhow!("{error}{}", error.open_hint()))?;
-    purchasing_service::report_store_recovery(&store);
+    let store = open_store(&config, &settings, environment.as_ref())?;
     // Under admission control the connections get a memory budget too (see
     // `connection_cap`); the faithful server, as the original, has none.
     let connection_memory = settings.admission.is_some().then(|| {
@@ -98,28 +83,8 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
-
-    tracing::info!(
-        %addr,
-        orders_file = %config.orders_file.display(),
-        alloc_chars = config.alloc_chars,
-        delay_ms = config.delay_ms,
-        release_early = config.release_early,
-        max_blocking_threads = config.max_blocking_threads,
-        max_in_flight = protections.admission.map(|a| a.max_in_flight),
-        queue = protections.admission.map(|a| a.queue),
-        queue_timeout_ms = protections.admission.map(|a| a.queue_timeout.as_millis() as u64),
-        max_request_ms = protections.max_request.map(|d| d.as_millis() as u64),
-        idempotency = settings.store.idempotency,
-        durable = settings.store.durable,
-        "purchasing API ready"
-    );
-    // The one line on stdout: tools and tests read the real port from it.
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{addr}")
-        .and_then(|()| stdout.flush())
-        .context("cannot write to stdout")?;
-    drop(stdout);
+    log_ready(&config, &settings, &protections, addr);
+    listener::announce(addr)?;
 
     // Created here, on the thread that called `run`, before it lowers its priority: the
     // order threads keep this priority (see `crate::work_pool`).
@@ -135,12 +100,7 @@ pub async fn serve(
         crate::priority::lower_current_thread();
     }
     if let Some(agent_addr) = config.haproxy_agent_bind {
-        let agent = crate::agent::bind(agent_addr).await?;
-        let admission = state.admission.clone();
-        let cap = limits.max_connections;
-        tokio::spawn(crate::agent::serve(agent, move || {
-            admission.as_ref().map_or(cap, |a| a.current_limit())
-        }));
+        spawn_agent(agent_addr, &state, limits.max_connections).await?;
     }
     listener::accept_loop(listener, app(state), limits, shutdown).await;
     // Every order that started — acknowledged, or about to be, or abandoned by its client
@@ -149,6 +109,64 @@ pub async fn serve(
     if waiting.await.is_err() {
         tracing::error!("could not wait for the orders in progress");
     }
+    Ok(())
+}
+
+/// Opens the orders file (and with idempotency its journal), the fill gate sized as the
+/// flags say, and reports what opening repaired.
+fn open_store(
+    config: &Config,
+    settings: &ProtectionSettings,
+    environment: Option<&Environment>,
+) -> anyhow::Result<PurchaseOrderStore> {
+    let mut options = settings.store;
+    options.max_concurrent_fills = match settings.fills {
+        MaxInFlight::Off => None,
+        MaxInFlight::Fixed(n) => Some(n),
+        // (`adaptive` is refused for the fills when the flags are read.)
+        MaxInFlight::Auto | MaxInFlight::Adaptive => Some(purchasing_service::auto_fill_gate(
+            environment.expect("discovered for an auto setting"),
+        )),
+    };
+    purchasing_service::open_store(&config.store, options)
+}
+
+/// The start-up line of the log: where the server listens and what it was told to do.
+fn log_ready(
+    config: &Config,
+    settings: &ProtectionSettings,
+    protections: &Protections,
+    addr: std::net::SocketAddr,
+) {
+    tracing::info!(
+        %addr,
+        orders_file = %config.store.orders_file.display(),
+        alloc_chars = config.store.alloc_chars,
+        delay_ms = config.store.delay_ms,
+        release_early = config.store.release_early,
+        max_blocking_threads = config.max_blocking_threads,
+        max_in_flight = protections.admission.map(|a| a.max_in_flight),
+        queue = protections.admission.map(|a| a.queue),
+        queue_timeout_ms = protections.admission.map(|a| a.queue_timeout.as_millis() as u64),
+        max_request_ms = protections.max_request.map(|d| d.as_millis() as u64),
+        idempotency = settings.store.idempotency,
+        durable = settings.store.durable,
+        "purchasing API ready"
+    );
+}
+
+/// Answers HAProxy's agent check on `addr` with the orders this node admits now (the
+/// admission limit, else the connection cap).
+async fn spawn_agent(
+    addr: std::net::SocketAddr,
+    state: &AppState,
+    cap: usize,
+) -> anyhow::Result<()> {
+    let agent = crate::agent::bind(addr).await?;
+    let admission = state.admission.clone();
+    tokio::spawn(crate::agent::serve(agent, move || {
+        admission.as_ref().map_or(cap, |a| a.current_limit())
+    }));
     Ok(())
 }
 
@@ -171,9 +189,30 @@ async fn resolve(
     if !settings.needs_work_estimate() {
         return Ok(protections);
     }
+    let calibration = calibrate(config.workload()).await?;
+    protections.work_estimate = Some(calibration.work_estimate);
+    if let Some(admission) = settings.admission {
+        let (limits, sizing) = admission_limits(config, admission, environment, &calibration)?;
+        protections.admission = Some(limits);
+        protections.sizing = sizing;
+    }
+    Ok(protections)
+}
 
-    let workload = config.workload();
-    // Reading /proc and timing an allocation block: done on the blocking pool.
+/// What one order costs here, measured once at start-up.
+struct Calibration {
+    workload: Workload,
+    /// Resident memory before any order (and before the calibration allocates).
+    baseline_rss: u64,
+    /// Time to allocate and fill one order's string.
+    alloc_time: Duration,
+    /// `delay + alloc_time`: what a deadline must leave room for.
+    work_estimate: Duration,
+}
+
+/// Measures the baseline memory and times one allocation, on the blocking pool (reading
+/// /proc and allocating block).
+async fn calibrate(workload: Workload) -> anyhow::Result<Calibration> {
     let (baseline_rss, alloc_time) = tokio::task::spawn_blocking(move || {
         // The baseline is measured before the calibration allocates anything.
         let baseline_rss = limits::resident_memory_bytes().unwrap_or(0);
@@ -183,7 +222,6 @@ async fn resolve(
     .await
     .context("cannot measure the process's limits")?;
     let work_estimate = workload.delay + alloc_time;
-    protections.work_estimate = Some(work_estimate);
     tracing::info!(
         alloc_chars = workload.alloc_chars,
         alloc_ms = alloc_time.as_secs_f64() * 1e3,
@@ -191,99 +229,109 @@ async fn resolve(
         work_estimate_ms = work_estimate.as_secs_f64() * 1e3,
         "calibrated the cost of one order"
     );
-
-    if let Some(admission) = settings.admission {
-        let mut adaptive = None;
-        let max_in_flight = match (admission.max_in_flight, environment) {
-            (InFlightLimit::Fixed(n), _) => n,
-            (limit @ (InFlightLimit::Auto | InFlightLimit::Adaptive), environment) => {
-                let environment =
-                    environment.expect("discovered for --max-in-flight auto or adaptive");
-                let sizing = limits::size(SizingInputs {
-                    memory_limit_bytes: environment.memory.value,
-                    baseline_rss_bytes: baseline_rss,
-                    alloc_chars: workload.alloc_chars,
-                    cpus: environment.cpus.value,
-                    delay: workload.delay,
-                    alloc_time,
-                    // More admitted orders than blocking threads would only queue in the
-                    // pool, holding their slot without running.
-                    cap: MAX_AUTO_IN_FLIGHT.min(config.max_blocking_threads),
-                });
-                tracing::info!(
-                    max_in_flight = sizing.max_in_flight,
-                    n_mem = sizing.n_mem,
-                    n_cpu = sizing.n_cpu,
-                    cap = sizing.inputs.cap,
-                    memory_limit_bytes = environment.memory.value,
-                    memory_limit_source = %environment.memory.source,
-                    baseline_rss_bytes = baseline_rss,
-                    memory_share = limits::MEMORY_SHARE,
-                    cpus = environment.cpus.value,
-                    cpus_source = %environment.cpus.source,
-                    "sized admission control: max_in_flight = max(1, min(n_mem, n_cpu, cap)), \
-                     n_mem = floor((memory_share * memory_limit - baseline_rss) / alloc_chars), \
-                     n_cpu = floor(0.7 * cpus * (delay + alloc) / alloc)"
-                );
-                if let Some(why) = sizing.nothing_fits() {
-                    anyhow::bail!("{why} (memory limit from {})", environment.memory.source);
-                }
-                let n = sizing.max_in_flight;
-                if limit == InFlightLimit::Adaptive {
-                    // The auto size is only the start; the memory bound is the ceiling.
-                    let cap = sizing.n_mem.min(sizing.inputs.cap).max(1);
-                    tracing::info!(
-                        start = n,
-                        cap,
-                        fill_estimate_ms = alloc_time.as_secs_f64() * 1e3,
-                        "admission limit adapts to the wait for the CPU, between 1 and the \
-                         orders that fit in memory"
-                    );
-                    adaptive = Some(Adaptive {
-                        cap,
-                        fill_estimate: alloc_time,
-                    });
-                }
-                protections.sizing = Some(sizing);
-                n
-            }
-        };
-        // A queue as long as the most slots there can be.
-        let most = adaptive.map_or(max_in_flight, |a| a.cap);
-        protections.admission = Some(AdmissionLimits {
-            max_in_flight,
-            queue: admission.queue.unwrap_or(most),
-            queue_timeout: admission.queue_timeout,
-            adaptive,
-        });
-    }
-    Ok(protections)
+    Ok(Calibration {
+        workload,
+        baseline_rss,
+        alloc_time,
+        work_estimate,
+    })
 }
 
-/// Completes on the first SIGINT (Ctrl-C) or SIGTERM (what `kill` and service managers
-/// send). The server then stops accepting connections and lets in-flight requests
-/// finish, within the shutdown timeout.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// Admission control's numbers: a fixed limit as given, or `auto`/`adaptive` sized from
+/// the limits and the calibration; the queue as long as the most slots there can be.
+fn admission_limits(
+    config: &Config,
+    admission: AdmissionSettings,
+    environment: Option<Environment>,
+    calibration: &Calibration,
+) -> anyhow::Result<(AdmissionLimits, Option<Sizing>)> {
+    let (max_in_flight, adaptive, sizing) = match admission.max_in_flight {
+        InFlightLimit::Fixed(n) => (n, None, None),
+        limit @ (InFlightLimit::Auto | InFlightLimit::Adaptive) => {
+            let environment = environment.expect("discovered for --max-in-flight auto or adaptive");
+            let sizing = size_auto(config, &environment, calibration)?;
+            let adaptive =
+                (limit == InFlightLimit::Adaptive).then(|| adaptive(&sizing, calibration));
+            (sizing.max_in_flight, adaptive, Some(sizing))
         }
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
+    // A queue as long as the most slots there can be.
+    let most = adaptive.map_or(max_in_flight, |a| a.cap);
+    let limits = AdmissionLimits {
+        max_in_flight,
+        queue: admission.queue.unwrap_or(most),
+        queue_timeout: admission.queue_timeout,
+        adaptive,
     };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+    Ok((limits, sizing))
+}
+
+/// `--max-in-flight auto`: the capacity rule over this process's limits, logged with its
+/// inputs. Fails when not one order fits.
+fn size_auto(
+    config: &Config,
+    environment: &Environment,
+    calibration: &Calibration,
+) -> anyhow::Result<Sizing> {
+    let Calibration {
+        workload,
+        baseline_rss,
+        alloc_time,
+        ..
+    } = *calibration;
+    let sizing = limits::size(SizingInputs {
+        memory_limit_bytes: environment.memory.value,
+        baseline_rss_bytes: baseline_rss,
+        alloc_chars: workload.alloc_chars,
+        cpus: environment.cpus.value,
+        delay: workload.delay,
+        alloc_time,
+        // More admitted orders than blocking threads would only queue in the pool,
+        // holding their slot without running.
+        cap: MAX_AUTO_IN_FLIGHT.min(config.max_blocking_threads),
+    });
+    tracing::info!(
+        max_in_flight = sizing.max_in_flight,
+        n_mem = sizing.n_mem,
+        n_cpu = sizing.n_cpu,
+        cap = sizing.inputs.cap,
+        memory_limit_bytes = environment.memory.value,
+        memory_limit_source = %environment.memory.source,
+        baseline_rss_bytes = baseline_rss,
+        memory_share = limits::MEMORY_SHARE,
+        cpus = environment.cpus.value,
+        cpus_source = %environment.cpus.source,
+        "sized admission control: max_in_flight = max(1, min(n_mem, n_cpu, cap)), \
+         n_mem = floor((memory_share * memory_limit - baseline_rss) / alloc_chars), \
+         n_cpu = floor(0.7 * cpus * (delay + alloc) / alloc)"
+    );
+    if let Some(why) = sizing.nothing_fits() {
+        anyhow::bail!("{why} (memory limit from {})", environment.memory.source);
     }
+    Ok(sizing)
+}
+
+/// `--max-in-flight adaptive`: the auto size is only the start; the memory bound is the
+/// ceiling.
+fn adaptive(sizing: &Sizing, calibration: &Calibration) -> Adaptive {
+    let cap = sizing.n_mem.min(sizing.inputs.cap).max(1);
+    tracing::info!(
+        start = sizing.max_in_flight,
+        cap,
+        fill_estimate_ms = calibration.alloc_time.as_secs_f64() * 1e3,
+        "admission limit adapts to the wait for the CPU, between 1 and the orders that fit \
+         in memory"
+    );
+    Adaptive {
+        cap,
+        fill_estimate: calibration.alloc_time,
+    }
+}
+
+/// Completes once `shutdown` is requested (SIGINT or SIGTERM, see
+/// [`purchasing_service::shutdown`]). The server then stops accepting connections and
+/// lets in-flight requests finish, within the shutdown timeout.
+async fn stop_accepting(shutdown: Shutdown) {
+    shutdown.wait().await;
     tracing::info!("shutting down: no new connections; finishing orders in progress");
 }

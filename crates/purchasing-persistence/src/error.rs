@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 /// Why an order could not be stored, or the store could not be opened.
 ///
-/// Nothing was written to the orders file, with one exception: an `Io` error whose
-/// `action` is `"sync"` on the orders file means the line was appended but could not be
-/// confirmed on disk (durable mode); whether it survives is unknown.
+/// Nothing was written to the orders file, with one exception: a [`StoreError::Sync`] of
+/// the orders file from a submit means the line was appended but could not be confirmed
+/// on disk (durable mode); whether it survives is unknown.
 ///
 /// OS errors are kept in a field named `error`, shown in the message and deliberately not
 /// the error's [`source`](std::error::Error::source): a reporter that prints the chain
@@ -34,9 +34,27 @@ pub enum StoreError {
         chars: usize,
         error: TryReserveError,
     },
-    /// A file (the orders file, the idempotency journal or its directory) could not be
-    /// opened, locked, written, synced or read. `path` says which; `error` is the OS error.
-    /// Nothing sticks: a later submit tries again.
+    /// A file of the store (the orders file, the idempotency journal, or the journal's
+    /// rewrite) could not be opened or created: at open, usually a missing directory or
+    /// missing permissions. Nothing sticks: a later submit tries again.
+    #[error("cannot {mode} {}: {error}", path.display())]
+    Open {
+        mode: OpenMode,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A file's data could not be synced to disk (durable mode, or the journal's rewrite
+    /// at open). From a submit, on the orders file: the line was appended, whether it
+    /// survives is unknown — after a failed fsync a later one may succeed without the data
+    /// on disk, so it is not retried.
+    #[error("cannot sync {}: {error}", path.display())]
+    Sync {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// Any other file operation failed: locked, written, read, truncated, or the
+    /// directory synced. `action` words it for the message, `path` says which file;
+    /// `error` is the OS error. Nothing sticks: a later submit tries again.
     #[error("cannot {action} {}: {error}", path.display())]
     Io {
         action: &'static str,
@@ -86,7 +104,7 @@ impl StoreError {
     /// FIFO's says to choose a regular file). Empty otherwise.
     pub fn open_hint(&self) -> &'static str {
         match self {
-            StoreError::Io { action, .. } if action.starts_with("open") || *action == "create" => {
+            StoreError::Open { .. } => {
                 "; check that the directory exists and is writable, or choose another \
                  --orders-file"
             }
@@ -100,6 +118,39 @@ impl StoreError {
     /// [`StoreError::DeadlineExceeded`] stage: the work was done, but the deadline passed
     /// before the order line could be appended; it was not appended.
     pub const DEADLINE_BEFORE_WRITE: &'static str = "before the order was written";
+}
+
+/// How a file was being opened, for [`StoreError::Open`]'s message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Opened (created if missing) to append to it.
+    Append,
+    /// Created anew.
+    Create,
+}
+
+impl std::fmt::Display for OpenMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OpenMode::Append => "open for append",
+            OpenMode::Create => "create",
+        })
+    }
+}
+
+pub(crate) fn open_error_at(mode: OpenMode, path: &Path, error: std::io::Error) -> StoreError {
+    StoreError::Open {
+        mode,
+        path: path.to_owned(),
+        error,
+    }
+}
+
+pub(crate) fn sync_error_at(path: &Path, error: std::io::Error) -> StoreError {
+    StoreError::Sync {
+        path: path.to_owned(),
+        error,
+    }
 }
 
 pub(crate) fn io_error_at(action: &'static str, path: &Path, error: std::io::Error) -> StoreError {

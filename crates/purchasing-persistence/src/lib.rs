@@ -40,7 +40,7 @@ pub mod order_line;
 mod store;
 mod workload;
 
-pub use error::StoreError;
+pub use error::{OpenMode, StoreError};
 pub use files::RepairedTail;
 pub use idempotency::{
     IDEMPOTENCY_KEY_EXPIRY, IdempotencyKey, InvalidIdempotencyKey, JournalRecovery,

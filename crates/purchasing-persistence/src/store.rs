@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use crate::error::{StoreError, io_error_at};
+use crate::error::{OpenMode, StoreError, io_error_at, open_error_at};
 use crate::files::{Create, RepairedTail, open_to_append};
 use crate::idempotency::{IdempotencyKey, Journal, JournalRecovery, KeyIndex};
 use crate::workload::{FillGate, Workload};
@@ -260,7 +260,7 @@ impl PurchaseOrderStore {
 
     fn open_for_append(&self) -> Result<File, StoreError> {
         open_to_append(&self.path, Create::IfMissing)
-            .map_err(|error| self.io_error("open for append", error))
+            .map_err(|error| open_error_at(OpenMode::Append, &self.path, error))
     }
 
     fn broken_error(&self, cause: &str) -> StoreError {

@@ -218,6 +218,16 @@ pub async fn bind(
     })
 }
 
+/// Prints `listening on http://ADDR`, the one line on stdout: tools and tests read the
+/// real port from it (port 0 picks one), so it goes out whole and flushed.
+pub fn announce(addr: SocketAddr) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{addr}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| anyhow::anyhow!("cannot write to stdout: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,31 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--log` and `--log-format`, declared once for both services (each words `--log`'s
+/// example with its own crate name, see their configs).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct LogFlags {
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives.
+    #[arg(
+        long,
+        env = "PURCHASING_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+
+    /// Log line format on stderr.
+    #[arg(long, env = "PURCHASING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl LogFlags {
+    /// Installs the global subscriber the flags describe (see [`init`]).
+    pub fn init(&self) -> anyhow::Result<()> {
+        init(&self.log, self.log_format)
+    }
+}
+
 /// Installs the global subscriber. Fails (rather than silently logging nothing) when the
 /// filter cannot be parsed.
 pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {

@@ -3,23 +3,22 @@
 //! at a time, no prefetch limit) with the faithful workload.
 //!
 //! The store flags (`--orders-file`, `--alloc-chars`, `--delay-ms`, `--release-early`,
-//! `--durable`, `--max-concurrent-fills`) mean exactly what they mean for
+//! `--durable`: one declaration, `purchasing_service::store_flags`, flattened here and in
+//! the API's config; and `--max-concurrent-fills`) mean exactly what they mean for
 //! `purchasing-api` and read the same environment variables, so one environment
 //! configures both sides of a comparison alike. The worker's own knobs read
 //! `PURCHASING_WORKER_*` where a shared name would be ambiguous (its HTTP address), and
 //! `PURCHASING_AMQP_URL` / `PURCHASING_DELIVERY` where both ends of the queue must agree.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use amqp_link::AmqpUrl;
 use clap::Parser;
-use clap::builder::BoolishValueParser;
-use purchasing_persistence::{
-    DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, DEFAULT_ORDERS_FILE, StoreOptions, Workload,
-};
+use purchasing_persistence::{StoreOptions, Workload};
+use purchasing_service::store_flags::StoreFlags;
+use purchasing_service::telemetry::LogFlags;
 use wire_contract::amqp::Delivery;
 
 /// The broker a developer runs locally with its default user: the original pointed both
@@ -36,12 +35,30 @@ pub const DEFAULT_HTTP_BIND: &str = "127.0.0.1:0";
 /// nothing (the capacity crate's cap on an automatic limit, for the same reason).
 pub const MAX_PREFETCH: u16 = capacity::MAX_AUTO_IN_FLIGHT as u16;
 
-const DEFAULT_DELAY_MS: u64 = DEFAULT_DELAY.as_millis() as u64;
+// The store flags' help as the worker words it (the flags themselves are
+// [`StoreFlags`]'s, shared with the API): competing workers share one file, a worker's
+// order holds a thread of the blocking pool rather than a request's, and what
+// `--durable` delays here is the acknowledgement.
+const ORDERS_FILE_HELP: &str = "File the purchase orders are appended to, one line each. Created \
+     if missing; its directory must exist. Several workers (and APIs) may share it";
+const DELAY_HELP: &str = "Milliseconds each order blocks its thread (the original's Thread.Sleep)";
+const DURABLE_HELP: &str = "Sync the orders file (and in reliable mode the idempotency journal) \
+     before an order counts as done — in reliable mode, before the message is acknowledged. \
+     Without it an acknowledged order is in the page cache: it survives a crash of the worker, \
+     not a power loss";
+
+/// `--log`'s help, with this crate's name in the example directive.
+const LOG_HELP: &str = "Log filter: a level (error, warn, info, debug, trace) or tracing \
+     directives such as `purchasing_worker=debug,info`";
 
 /// The purchasing queue handler: consumes stock-replenishment messages from RabbitMQ and
 /// writes one purchase order per message through the same store as the HTTP API.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "purchasing-worker", version, about, long_about = None)]
+#[command(mut_arg("orders_file", |arg| arg.help(ORDERS_FILE_HELP)))]
+#[command(mut_arg("delay_ms", |arg| arg.help(DELAY_HELP)))]
+#[command(mut_arg("durable", |arg| arg.help(DURABLE_HELP)))]
+#[command(mut_arg("log", |arg| arg.help(LOG_HELP)))]
 pub struct Config {
     /// The broker, as an AMQP URI (amqp://USER:PASSWORD@HOST:PORT/VHOST, the default
     /// virtual host spelled %2f). If the broker is down the worker keeps trying.
@@ -72,39 +89,9 @@ pub struct Config {
     #[arg(long, env = "PURCHASING_WORKER_HTTP_BIND", default_value = DEFAULT_HTTP_BIND, value_name = "ADDR")]
     pub http_bind: SocketAddr,
 
-    /// File the purchase orders are appended to, one line each. Created if missing; its
-    /// directory must exist. Several workers (and APIs) may share it.
-    #[arg(long, env = "PURCHASING_ORDERS_FILE", default_value = DEFAULT_ORDERS_FILE, value_name = "PATH")]
-    pub orders_file: PathBuf,
-
-    /// Characters of the string each order allocates, fills and holds (1 byte each).
-    /// The faithful 150,000,000 is 150 MB per order in progress; tests use 1000.
-    #[arg(long, env = "PURCHASING_ALLOC_CHARS", default_value_t = DEFAULT_ALLOC_CHARS, value_name = "N")]
-    pub alloc_chars: usize,
-
-    /// Milliseconds each order blocks its thread (the original's Thread.Sleep).
-    #[arg(long, env = "PURCHASING_DELAY_MS", default_value_t = DEFAULT_DELAY_MS, value_name = "MS")]
-    pub delay_ms: u64,
-
-    /// Free each order's string right after filling it instead of holding it through the
-    /// sleep (mimics a garbage collector reclaiming it early; the default holds it).
-    #[arg(long, env = "PURCHASING_RELEASE_EARLY")]
-    pub release_early: bool,
-
-    /// Sync the orders file (and in reliable mode the idempotency journal) before an
-    /// order counts as done — in reliable mode, before the message is acknowledged.
-    /// Without it an acknowledged order is in the page cache: it survives a crash of the
-    /// worker, not a power loss.
-    #[arg(
-        long,
-        env = "PURCHASING_DURABLE",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = BoolishValueParser::new()
-    )]
-    pub durable: Option<bool>,
+    /// `--orders-file`, the workload and `--durable`, as the API has them.
+    #[command(flatten)]
+    pub store: StoreFlags,
 
     /// At most N orders fill their string at the same time (`auto`: one per CPU; `off`:
     /// no limit); the others wait their turn, their sleeps still overlapping.
@@ -130,19 +117,9 @@ pub struct Config {
     )]
     pub ack_delay_ms: u64,
 
-    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such
-    /// as `purchasing_worker=debug,info`.
-    #[arg(
-        long,
-        env = "PURCHASING_LOG",
-        default_value = "info",
-        value_name = "FILTER"
-    )]
-    pub log: String,
-
-    /// Log line format on stderr.
-    #[arg(long, env = "PURCHASING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// `--log` and `--log-format`, as the API has them.
+    #[command(flatten)]
+    pub logging: LogFlags,
 }
 
 /// `--prefetch`: `auto` or a number of messages.
@@ -234,11 +211,7 @@ pub struct Settings {
 
 impl Config {
     pub fn workload(&self) -> Workload {
-        Workload {
-            alloc_chars: self.alloc_chars,
-            delay: Duration::from_millis(self.delay_ms),
-            release_early: self.release_early,
-        }
+        self.store.workload()
     }
 
     /// Resolves the flags. Fails, with a message for the person at the terminal, on
@@ -255,7 +228,7 @@ impl Config {
             delivery: self.delivery,
             prefetch: reliable.then(|| self.prefetch.unwrap_or(PrefetchSetting::Auto)),
             store: StoreOptions {
-                durable: self.durable.unwrap_or(false),
+                durable: self.store.durable.unwrap_or(false),
                 idempotency: reliable,
                 max_concurrent_fills: None,
             },

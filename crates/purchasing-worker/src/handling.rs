@@ -16,7 +16,7 @@
 //! | `Written` | [`Verdict::Written`] | ack |
 //! | `Replayed` (the key completed before: a redelivery, or another worker did it) | [`Verdict::Replayed`] | ack, nothing written |
 //! | `KeyReused` (this message id was used for another item code) | [`Verdict::Reject`] | reject, no requeue → dead-letter queue |
-//! | `Io`, `Allocation`, `KeyInProgress`, `DeadlineExceeded` | [`Verdict::Retry`] | nack with requeue, after a pause |
+//! | `Io`, `Open`, `Sync`, `Allocation`, `KeyInProgress`, `DeadlineExceeded` | [`Verdict::Retry`] | nack with requeue, after a pause |
 //! | `OrdersFileBroken`, `JournalFailed`, a panic | [`Verdict::Stop`] | nack with requeue; the worker stops consuming |
 //!
 //! Why requeue a retryable failure rather than dead-letter it: an I/O error (a full disk)
@@ -111,39 +111,53 @@ pub fn decode(body: &[u8], message_id: Option<&str>, delivery: Delivery) -> Resu
     Ok(Order { code, key })
 }
 
-/// What the store's answer means for the message (see the module table).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the store's answer means for the message (see the module table). A failed
+/// submit keeps the store's error, so a caller matches on what failed, not on its text.
+#[derive(Debug)]
 pub enum Verdict {
     Written,
     Replayed,
-    /// Never succeeds: dead-letter it. Holds the reason.
-    Reject(String),
-    /// May succeed later: requeue it after a pause. Holds the reason.
-    Retry(String),
+    /// Never succeeds: dead-letter it.
+    Reject(StoreError),
+    /// May succeed later: requeue it after a pause.
+    Retry(StoreError),
     /// The store refuses every order until a restart: requeue it and stop consuming.
-    Stop(String),
+    Stop(StoreFailure),
+}
+
+/// Why the store takes no more orders until a restart: what ends consuming.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreFailure {
+    /// The store said so (see the module table's last row).
+    #[error(transparent)]
+    Store(StoreError),
+    /// The store call panicked; the same message would again. Holds the panic's text.
+    #[error("the store call panicked: {0}")]
+    Panicked(String),
+    /// A message's task ended without its outcome (it panicked or was cancelled).
+    #[error("a message's task failed: {0}")]
+    TaskFailed(String),
 }
 
 /// Maps a submit's result to its verdict (see the module table).
-pub fn judge(result: &Result<Submitted, StoreError>) -> Verdict {
+pub fn judge(result: Result<Submitted, StoreError>) -> Verdict {
     match result {
         Ok(Submitted::Written) => Verdict::Written,
         Ok(Submitted::Replayed) => Verdict::Replayed,
-        Err(error) => {
-            let why = error.to_string();
-            match error {
-                StoreError::KeyReused { .. } => Verdict::Reject(why),
-                StoreError::Io { .. }
-                | StoreError::Allocation { .. }
-                | StoreError::KeyInProgress { .. }
-                | StoreError::DeadlineExceeded { .. } => Verdict::Retry(why),
-                // NotARegularFile only happens at open; should it ever come later, the file
-                // was swapped under us, which no retry fixes.
-                StoreError::OrdersFileBroken { .. }
-                | StoreError::JournalFailed { .. }
-                | StoreError::NotARegularFile { .. } => Verdict::Stop(why),
-            }
-        }
+        Err(error) => match error {
+            StoreError::KeyReused { .. } => Verdict::Reject(error),
+            StoreError::Io { .. }
+            | StoreError::Open { .. }
+            | StoreError::Sync { .. }
+            | StoreError::Allocation { .. }
+            | StoreError::KeyInProgress { .. }
+            | StoreError::DeadlineExceeded { .. } => Verdict::Retry(error),
+            // NotARegularFile only happens at open; should it ever come later, the file
+            // was swapped under us, which no retry fixes.
+            StoreError::OrdersFileBroken { .. }
+            | StoreError::JournalFailed { .. }
+            | StoreError::NotARegularFile { .. } => Verdict::Stop(StoreFailure::Store(error)),
+        },
     }
 }
 
@@ -202,26 +216,32 @@ mod tests {
 
     #[test]
     fn the_stores_answers_map_to_the_table() {
-        assert_eq!(judge(&Ok(Submitted::Written)), Verdict::Written);
-        assert_eq!(judge(&Ok(Submitted::Replayed)), Verdict::Replayed);
+        assert!(matches!(judge(Ok(Submitted::Written)), Verdict::Written));
+        assert!(matches!(judge(Ok(Submitted::Replayed)), Verdict::Replayed));
         let reused = StoreError::KeyReused {
             key: "k".into(),
             original_code: "1".into(),
         };
-        assert!(matches!(judge(&Err(reused)), Verdict::Reject(_)));
+        assert!(matches!(
+            judge(Err(reused)),
+            Verdict::Reject(StoreError::KeyReused { .. })
+        ));
         let io = StoreError::Io {
             action: "append to",
             path: PathBuf::from("/o"),
             error: std::io::Error::from_raw_os_error(28),
         };
-        assert!(matches!(judge(&Err(io)), Verdict::Retry(_)));
+        assert!(matches!(
+            judge(Err(io)),
+            Verdict::Retry(StoreError::Io { .. })
+        ));
         let in_progress = StoreError::KeyInProgress { key: "k".into() };
-        assert!(matches!(judge(&Err(in_progress)), Verdict::Retry(_)));
+        assert!(matches!(judge(Err(in_progress)), Verdict::Retry(_)));
         let allocation = StoreError::Allocation {
             chars: usize::MAX,
             error: Vec::<u8>::new().try_reserve_exact(usize::MAX).unwrap_err(),
         };
-        assert!(matches!(judge(&Err(allocation)), Verdict::Retry(_)));
+        assert!(matches!(judge(Err(allocation)), Verdict::Retry(_)));
         for sticky in [
             StoreError::OrdersFileBroken {
                 path: PathBuf::from("/o"),
@@ -233,7 +253,11 @@ mod tests {
             },
         ] {
             let why = sticky.to_string();
-            assert_eq!(judge(&Err(sticky)), Verdict::Stop(why));
+            let Verdict::Stop(failure) = judge(Err(sticky)) else {
+                panic!("{why}: not a stop")
+            };
+            assert!(matches!(failure, StoreFailure::Store(_)), "{failure:?}");
+            assert_eq!(failure.to_string(), why, "the store's own words");
         }
     }
 }

@@ -18,7 +18,7 @@
 //! Modules, each with one job: [`config`] (flags), [`telemetry`] (logging), [`sizing`]
 //! (the automatic prefetch), [`handling`] (what to do with a message, as plain values),
 //! [`session`] (one broker connection: consume, ack, leave), [`backoff`] (reconnect
-//! pauses), [`shutdown`] (signals), [`state`] (what the consumer and the HTTP side
+//! pauses), [`shutdown`] (signals, the services' shared latch), [`state`] (what the consumer and the HTTP side
 //! share), [`metrics`] and [`http`] (the probes), [`worker`] (the process's lifecycle).
 //!
 //! Depends on the store, the capacity rule and the wire contract — never on the API or
@@ -32,7 +32,7 @@ pub mod handling;
 pub mod http;
 pub mod metrics;
 pub mod session;
-pub mod shutdown;
+pub use purchasing_service::shutdown;
 pub mod sizing;
 pub mod state;
 pub use purchasing_service::telemetry;

@@ -5,11 +5,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use purchasing_worker::{Config, telemetry, worker};
+use purchasing_worker::{Config, worker};
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    let result = telemetry::init(&config.log, config.log_format).and_then(|()| worker::run(config));
+    let result = config.logging.init().and_then(|()| worker::run(config));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -16,14 +16,13 @@
 //!   `lost` + in flight. `lost` counts messages that were invalid, whose store call failed,
 //!   or that were pushed but not yet started when the worker stopped consuming.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
-
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
+use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter as PromCounter;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use purchasing_service::metrics::{OrdersInFlight, ResidentMemory, help};
+
+pub use purchasing_service::metrics::InFlight;
 
 /// The media type of the text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -123,23 +122,14 @@ impl Counter {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Bytes one order holds (`--alloc-chars`), for the work-bytes gauge.
-    alloc_chars: i64,
     /// In the order of [`Counter::ALL`].
     counters: [PromCounter; Counter::ALL.len()],
-    /// Orders whose store call is running now.
-    in_flight: Gauge,
-    work_bytes_in_flight: Gauge,
+    /// Orders whose store call is running now, and the work they hold.
+    in_flight: OrdersInFlight,
     /// A connection and channel to the broker are open.
     connected: Gauge,
     store_failed: Gauge,
-    resident_memory: Arc<ResidentMemory>,
-}
-
-/// The registry's help text: prometheus-client ends every help with a full stop of its
-/// own, so ours (written as sentences) are handed over without theirs.
-fn help(text: &str) -> &str {
-    text.strip_suffix('.').unwrap_or(text)
+    resident_memory: ResidentMemory,
 }
 
 impl Default for Metrics {
@@ -160,24 +150,17 @@ impl Metrics {
                 metric.clone(),
             );
         }
-        let in_flight = Gauge::default();
-        let work_bytes_in_flight = Gauge::default();
+        let in_flight = OrdersInFlight::new(alloc_chars as u64);
+        in_flight.register(
+            &mut registry,
+            "purchasing_worker_",
+            "Orders whose store call is running now.",
+        );
         let prefetch_gauge = Gauge::<i64>::default();
         prefetch_gauge.set(i64::from(prefetch));
         let connected = Gauge::default();
         let store_failed = Gauge::default();
         for (name, text, gauge) in [
-            (
-                "purchasing_worker_orders_in_flight",
-                "Orders whose store call is running now.",
-                &in_flight,
-            ),
-            (
-                "purchasing_worker_work_bytes_in_flight",
-                "Bytes of simulated work held by the orders in flight (alloc_chars each; an \
-                 upper bound with --release-early).",
-                &work_bytes_in_flight,
-            ),
             (
                 "purchasing_worker_prefetch",
                 "Most unacknowledged messages the broker hands this worker; 0 is no limit \
@@ -198,14 +181,12 @@ impl Metrics {
         ] {
             registry.register(name, help(text), gauge.clone());
         }
-        let resident_memory = Arc::<ResidentMemory>::default();
-        registry.register_collector(Box::new(Arc::clone(&resident_memory)));
+        let resident_memory = ResidentMemory::default();
+        resident_memory.register(&mut registry);
         Self {
             registry,
-            alloc_chars: i64::try_from(alloc_chars).unwrap_or(i64::MAX),
             counters,
             in_flight,
-            work_bytes_in_flight,
             connected,
             store_failed,
             resident_memory,
@@ -230,25 +211,20 @@ impl Metrics {
 
     /// Counts an order as in flight until the returned guard drops. Taken inside the
     /// blocking closure, so the gauge is the orders really holding memory.
-    pub fn order_started(self: &Arc<Self>) -> InFlight {
-        self.in_flight.inc();
-        InFlight(Arc::clone(self))
+    pub fn order_started(&self) -> InFlight {
+        self.in_flight.start()
     }
 
     pub fn in_flight(&self) -> u64 {
-        u64::try_from(self.in_flight.get()).unwrap_or(0)
+        self.in_flight.count()
     }
 
     /// The exposition text; `store_failed` is whether the store refuses orders until a
     /// restart, `resident_bytes` the process's RSS if known.
     pub fn render(&self, store_failed: bool, resident_bytes: Option<u64>) -> String {
-        self.work_bytes_in_flight
-            .set(self.in_flight.get().saturating_mul(self.alloc_chars));
+        self.in_flight.refresh();
         self.store_failed.set(i64::from(store_failed));
-        self.resident_memory.0.store(
-            resident_bytes.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
-            Relaxed,
-        );
+        self.resident_memory.set(resident_bytes);
         let mut text = String::with_capacity(4 * 1024);
         // Writing to a String cannot fail, and every name is valid.
         let _ = prometheus_text::encode(&mut text, &self.registry);
@@ -256,45 +232,10 @@ impl Metrics {
     }
 }
 
-/// `process_resident_memory_bytes`, present only while the memory can be read (-1: not).
-#[derive(Debug)]
-struct ResidentMemory(AtomicI64);
-
-impl Default for ResidentMemory {
-    fn default() -> Self {
-        Self(AtomicI64::new(-1))
-    }
-}
-
-impl Collector for ResidentMemory {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let bytes = self.0.load(Relaxed);
-        if bytes >= 0 {
-            let gauge = ConstGauge::new(bytes);
-            let metric = encoder.encode_descriptor(
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes (VmRSS).",
-                None,
-                gauge.metric_type(),
-            )?;
-            gauge.encode(metric)?;
-        }
-        Ok(())
-    }
-}
-
-/// An order in the blocking pool; counted down on drop.
-#[derive(Debug)]
-pub struct InFlight(Arc<Metrics>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.dec();
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use prometheus_parse::{Scrape, Value};
 
     use super::*;

@@ -74,7 +74,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use wire_contract::amqp::{self as contract, Delivery};
 
-use crate::handling::{Order, Verdict, decode, judge};
+use crate::handling::{Order, StoreFailure, Verdict, decode, judge};
 use crate::metrics::Counter;
 use crate::shutdown::Shutdown;
 use crate::state::{Phase, Shared};
@@ -141,7 +141,7 @@ pub enum Ended {
     /// A shutdown was requested, and the session left the broker cleanly.
     Stopped,
     /// The store refuses orders until a restart; consuming was stopped cleanly.
-    StoreFailed(String),
+    StoreFailed(StoreFailure),
     /// The connection failed or was lost.
     Lost(Loss),
     /// A probation session ([`Plan::probation`]) settled a prefetch's worth: the next
@@ -319,7 +319,7 @@ async fn close(connection: &Connection, channel: &Channel) {
 /// Why the consuming loop stopped.
 enum Stop {
     Shutdown,
-    StoreFailed(String),
+    StoreFailed(StoreFailure),
     /// `unreadable`: the client library could not parse a delivery (see [`Loss`]).
     Lost {
         reason: String,
@@ -374,7 +374,7 @@ struct Work {
     shared: Shared,
     /// Reliable mode: one task per delivery, from its store call to its ack. Each returns
     /// the reason if the store failed for good.
-    tasks: JoinSet<Option<String>>,
+    tasks: JoinSet<Option<StoreFailure>>,
     /// Whether the missing-message-id warning was logged (once per process is enough;
     /// the counter has the number).
     warned_missing_id: Arc<AtomicBool>,
@@ -440,8 +440,8 @@ impl Work {
         }
     }
 
-    /// One faithful message; `Some(reason)` when the store failed for good.
-    async fn handle_faithful(&self, message: Message) -> Option<String> {
+    /// One faithful message; `Some(failure)` when the store failed for good.
+    async fn handle_faithful(&self, message: Message) -> Option<StoreFailure> {
         let metrics = &self.shared.metrics;
         let order = match decode(&message.data, None, Delivery::Faithful) {
             Ok(order) => order,
@@ -625,10 +625,12 @@ impl Work {
 }
 
 /// The reason a task reports a lasting store failure, also for a task that panicked.
-fn task_failure(done: Result<Option<String>, tokio::task::JoinError>) -> Option<String> {
+fn task_failure(
+    done: Result<Option<StoreFailure>, tokio::task::JoinError>,
+) -> Option<StoreFailure> {
     match done {
         Ok(failure) => failure,
-        Err(error) => Some(format!("a message's task failed: {error}")),
+        Err(error) => Some(StoreFailure::TaskFailed(error.to_string())),
     }
 }
 
@@ -657,24 +659,24 @@ async fn submit(shared: &Shared, code: ItemCode, key: Option<IdempotencyKey>) ->
         )
     });
     match call.await {
-        Ok(result) => judge(&result),
+        Ok(result) => judge(result),
         // The store does not panic; if it ever did, the same message would again.
-        Err(error) => Verdict::Stop(format!("the store call panicked: {error}")),
+        Err(error) => Verdict::Stop(StoreFailure::Panicked(error.to_string())),
     }
 }
 
-/// Acts on a reliable message's verdict; `Some(reason)` when the store failed for good.
+/// Acts on a reliable message's verdict; `Some(failure)` when the store failed for good.
 async fn handle_verdict(
     shared: &Shared,
     settler: Settler<'_>,
     item: &str,
     verdict: Verdict,
     ack_delay: Duration,
-) -> Option<String> {
+) -> Option<StoreFailure> {
     let metrics = &shared.metrics;
     match verdict {
         Verdict::Written | Verdict::Replayed => {
-            let replayed = verdict == Verdict::Replayed;
+            let replayed = matches!(verdict, Verdict::Replayed);
             metrics.count(if replayed {
                 Counter::Replayed
             } else {

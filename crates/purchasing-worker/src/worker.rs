@@ -16,7 +16,6 @@
 //! The only broker answer that ends the process is a queue declared with the other
 //! mode's properties: no reconnect can change that.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +53,7 @@ const PROBE_LIMITS: ConnectionLimits = ConnectionLimits {
 
 /// Runs the worker described by `config` until SIGINT or SIGTERM.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let settings = config.settings().map_err(anyhow::Error::msg)?;
+    let settings = config.settings()?;
     // The limits this process runs under, read once, only when an `auto` needs them.
     let environment = (settings.prefetch == Some(PrefetchSetting::Auto)
         || settings.fills == FillsSetting::Auto)
@@ -67,7 +66,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .thread_name("purchasing-worker")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, settings, store, prefetch))?;
+    runtime.block_on(async {
+        let shutdown = Shutdown::listen().context("cannot listen for SIGINT and SIGTERM")?;
+        serve(config, settings, store, prefetch, shutdown).await
+    })?;
     // Every order has finished by now (each session waits for its own); dropping the
     // runtime would wait for any blocking task still running.
     drop(runtime);
@@ -85,18 +87,11 @@ fn open_store(
     options.max_concurrent_fills = match settings.fills {
         FillsSetting::Off => None,
         FillsSetting::Fixed(n) => Some(n),
-        FillsSetting::Auto => {
-            let cpus = &environment.expect("discovered for an auto setting").cpus;
-            let n = (cpus.value.ceil() as usize).max(1);
-            tracing::info!(max_concurrent_fills = n, cpus = cpus.value, cpus_source = %cpus.source,
-                "sized the fill gate: one order filling per CPU");
-            Some(n)
-        }
+        FillsSetting::Auto => Some(purchasing_service::auto_fill_gate(
+            environment.expect("discovered for an auto setting"),
+        )),
     };
-    let store = PurchaseOrderStore::open_with(&config.orders_file, config.workload(), options)
-        .map_err(|error| anyhow::anyhow!("{error}{}", error.open_hint()))?;
-    purchasing_service::report_store_recovery(&store);
-    Ok(store)
+    purchasing_service::open_store(&config.store, options)
 }
 
 /// The prefetch in force: 0 (no limit) in faithful mode, else `--prefetch`, with `auto`
@@ -124,7 +119,7 @@ fn resolve_prefetch(
                 memory_limit_source = %environment.memory.source,
                 baseline_rss_bytes = baseline_rss,
                 memory_share = capacity::MEMORY_SHARE,
-                alloc_chars = config.alloc_chars,
+                alloc_chars = config.store.alloc_chars,
                 "sized the prefetch: orders that fit in memory, \
                  floor((memory_share * memory_limit - baseline_rss) / alloc_chars), at most cap \
                  (no CPU bound: a queue refuses nothing, so it needs no CPU headroom)"
@@ -134,18 +129,18 @@ fn resolve_prefetch(
     }
 }
 
-/// Listens for signals, serves /health and /metrics, prints the address, consumes.
+/// Serves /health and /metrics, prints the address, consumes until `shutdown`.
 async fn serve(
     config: Config,
     settings: Settings,
     store: PurchaseOrderStore,
     prefetch: u16,
+    mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let mut shutdown = Shutdown::listen().context("cannot listen for SIGINT and SIGTERM")?;
     let broker = config.amqp_url.to_string();
     let shared = Shared {
         store: Arc::new(store),
-        metrics: Arc::new(Metrics::new(config.alloc_chars, prefetch)),
+        metrics: Arc::new(Metrics::new(config.store.alloc_chars, prefetch)),
         status: Arc::new(Status::default()),
         delivery: settings.delivery,
         broker: broker.as_str().into(),
@@ -159,27 +154,8 @@ async fn serve(
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    tracing::info!(
-        %addr,
-        broker = %broker,
-        queue = wire_contract::amqp::QUEUE,
-        delivery = %settings.delivery,
-        prefetch,
-        orders_file = %config.orders_file.display(),
-        alloc_chars = config.alloc_chars,
-        delay_ms = config.delay_ms,
-        release_early = config.release_early,
-        durable = settings.store.durable,
-        idempotency = settings.store.idempotency,
-        ack_delay_ms = config.ack_delay_ms,
-        "purchasing worker ready"
-    );
-    // The one line on stdout: tools and tests read the real port from it.
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{addr}")
-        .and_then(|()| stdout.flush())
-        .context("cannot write to stdout")?;
-    drop(stdout);
+    log_ready(&config, &settings, prefetch, addr);
+    listener::announce(addr)?;
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let limits = ConnectionLimits {
@@ -208,6 +184,26 @@ async fn serve(
         tracing::debug!("the HTTP server ended with a panic");
     }
     consumed
+}
+
+/// The start-up line of the log: where the probes listen, which broker and queue, and
+/// what the worker was told to do.
+fn log_ready(config: &Config, settings: &Settings, prefetch: u16, addr: std::net::SocketAddr) {
+    tracing::info!(
+        %addr,
+        broker = %config.amqp_url,
+        queue = wire_contract::amqp::QUEUE,
+        delivery = %settings.delivery,
+        prefetch,
+        orders_file = %config.store.orders_file.display(),
+        alloc_chars = config.store.alloc_chars,
+        delay_ms = config.store.delay_ms,
+        release_early = config.store.release_early,
+        durable = settings.store.durable,
+        idempotency = settings.store.idempotency,
+        ack_delay_ms = config.ack_delay_ms,
+        "purchasing worker ready"
+    );
 }
 
 /// Runs sessions until a shutdown (see the module doc).

@@ -43,7 +43,7 @@ pub async fn create(
     let permit = match &state.admission {
         Some(admission) => match admission.admit(deadline).await {
             Ok(slot) => Some(slot),
-            Err(refusal) => return Ok(refusal),
+            Err(refusal) => return Ok(refusal.into_response()),
         },
         None => None,
     };
@@ -139,11 +139,7 @@ fn store_error(state: &AppState, code: &ItemCode, error: StoreError) -> Problem 
         // Durable mode: the line was appended but `sync_data` failed. Whether it survives
         // is unknown, so the answer must not invite a blind retry (which could duplicate
         // it); with its key, a retry cannot.
-        StoreError::Io {
-            action: "sync",
-            ref path,
-            ..
-        } if path == state.store.path() => {
+        StoreError::Sync { ref path, .. } if path == state.store.path() => {
             tracing::error!(item_code = %code, %error, "purchase order written but not synced");
             Problem::internal(
                 "the purchase order was written but the disk could not confirm it; whether it \

@@ -8,9 +8,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use super::index::KeyIndex;
 use super::key::{IdempotencyKey, journal_path};
-use super::record::{BadRecord, format_record, parse_record, unix_ms_now};
+use super::record::{BadRecord, Record, format_record, parse_record, unix_ms_now};
 use super::recovery::{JournalRecovery, OrdersReader, recover, rewrite};
-use crate::error::{StoreError, io_error_at};
+use crate::error::{OpenMode, StoreError, io_error_at, open_error_at};
 use crate::files::{
     self, Create, FileId, file_id, open_to_append, read_range, refuse_special_file,
     sync_parent_dir, truncate_back,
@@ -73,7 +73,7 @@ impl Journal {
             recovery.rewritten = true;
         }
         let file = open_to_append(&path, Create::IfMissing)
-            .map_err(|error| io_error_at("open for append", &path, error))?;
+            .map_err(|error| open_error_at(OpenMode::Append, &path, error))?;
         files::require_regular_open(&file, &path, files::JOURNAL)?;
         if durable && !existed {
             // A new file's name lives in the directory: without this, a power loss could
@@ -144,19 +144,7 @@ impl Journal {
         orders_path: &Path,
         durable: bool,
     ) -> Result<OpenJournal<'_>, StoreError> {
-        let file = match open_to_append(&self.path, Create::Never) {
-            Ok(file) => file,
-            // Removed (by hand?) since: create it again, and make its name durable.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let file = open_to_append(&self.path, Create::IfMissing)
-                    .map_err(|error| io_error_at("create", &self.path, error))?;
-                if durable {
-                    sync_parent_dir(&self.path)?;
-                }
-                file
-            }
-            Err(error) => return Err(io_error_at("open for append", &self.path, error)),
-        };
+        let file = self.open_for_append(durable)?;
         let metadata = file
             .metadata()
             .map_err(|error| io_error_at("read the length of", &self.path, error))?;
@@ -171,15 +159,55 @@ impl Journal {
         };
         let bytes =
             read_range(&file, from, len).map_err(|error| io_error_at("read", &self.path, error))?;
+        let (complete, keep_to) = self.complete_records(&bytes, from, orders_path)?;
+        if keep_to < len {
+            self.cut_off(&file, keep_to, durable)?;
+        }
+        index.merge_completed(complete);
+        *cursor = Cursor {
+            file: id,
+            read_to: keep_to,
+        };
+        Ok(OpenJournal {
+            journal: self,
+            file,
+            len: keep_to,
+        })
+    }
 
+    /// Opens the journal to append; one removed (by hand?) since is created again, its
+    /// name made durable.
+    fn open_for_append(&self, durable: bool) -> Result<File, StoreError> {
+        match open_to_append(&self.path, Create::Never) {
+            Ok(file) => Ok(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let file = open_to_append(&self.path, Create::IfMissing)
+                    .map_err(|error| open_error_at(OpenMode::Create, &self.path, error))?;
+                if durable {
+                    sync_parent_dir(&self.path)?;
+                }
+                Ok(file)
+            }
+            Err(error) => Err(open_error_at(OpenMode::Append, &self.path, error)),
+        }
+    }
+
+    /// The complete records in `bytes` (the journal from offset `from`): those whose order
+    /// line is in the orders file; and the journal's length once the leftovers of a dead
+    /// writer — records without their line, a torn last record — are cut off.
+    fn complete_records(
+        &self,
+        bytes: &[u8],
+        from: u64,
+        orders_path: &Path,
+    ) -> Result<(Vec<Record>, u64), StoreError> {
         let mut complete = Vec::new();
-        // The journal's length once the leftovers of a dead writer are cut off.
         let mut keep_to = from;
         let mut orders: Option<OrdersReader<'_>> = None;
         let mut at = from;
         for line in bytes.split_inclusive(|&b| b == b'\n') {
             let Some(text) = line.strip_suffix(b"\n") else {
-                break; // a torn record: cut off below
+                break; // a torn record: cut off by the caller
             };
             let start = at;
             at += line.len() as u64;
@@ -197,47 +225,41 @@ impl Journal {
                 // Written by an older version of the store; no request can replay it, and
                 // it is not ours to remove while other stores run.
                 Err(BadRecord::InvalidCode) => keep_to = at,
-                Err(BadRecord::Malformed(reason)) => {
-                    return Err(io_error_at(
-                        "read the idempotency journal",
-                        &self.path,
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!(
-                                "the line at byte {start} is not a record ({reason}); keyed \
-                                 orders cannot be checked against it. Fix or delete the line"
-                            ),
-                        ),
-                    ));
-                }
+                Err(BadRecord::Malformed(reason)) => return Err(self.malformed(start, &reason)),
             }
         }
-        if keep_to < len {
-            // Nobody is between a record and its order line while we hold the lock, so
-            // these were left by a writer that died or failed there. Left in place, an
-            // order with the same code landing at such a record's offset would make it
-            // look complete, and the next record would glue onto a torn one.
-            let cut = file
-                .set_len(keep_to)
-                .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
-            cut.map_err(|error| {
+        Ok((complete, keep_to))
+    }
+
+    /// A line that is not a record: keyed orders cannot be checked against the journal.
+    fn malformed(&self, start: u64, reason: &str) -> StoreError {
+        io_error_at(
+            "read the idempotency journal",
+            &self.path,
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the line at byte {start} is not a record ({reason}); keyed orders cannot \
+                     be checked against it. Fix or delete the line"
+                ),
+            ),
+        )
+    }
+
+    /// Truncates the journal to `keep_to`. Nobody is between a record and its order line
+    /// while we hold the lock, so what lies beyond was left by a writer that died or failed
+    /// there. Left in place, an order with the same code landing at such a record's offset
+    /// would make it look complete, and the next record would glue onto a torn one.
+    fn cut_off(&self, file: &File, keep_to: u64, durable: bool) -> Result<(), StoreError> {
+        file.set_len(keep_to)
+            .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
+            .map_err(|error| {
                 io_error_at(
                     "remove the records of an interrupted append from",
                     &self.path,
                     error,
                 )
-            })?;
-        }
-        index.merge_completed(complete);
-        *cursor = Cursor {
-            file: id,
-            read_to: keep_to,
-        };
-        Ok(OpenJournal {
-            journal: self,
-            file,
-            len: keep_to,
-        })
+            })
     }
 }
 

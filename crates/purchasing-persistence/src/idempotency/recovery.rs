@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::key::{IDEMPOTENCY_KEY_EXPIRY, IdempotencyKey};
 use super::record::{BadRecord, Record, format_record, parse_record};
-use crate::error::{StoreError, io_error_at};
+use crate::error::{OpenMode, StoreError, io_error_at, open_error_at, sync_error_at};
 use crate::files::{read_range, sync_parent_dir};
 use crate::order_line::format_line;
 use item_code::ItemCode;
@@ -146,11 +146,12 @@ pub(super) fn rewrite(path: &Path, records: &[Record]) -> Result<(), StoreError>
         .iter()
         .map(|r| format_record(&r.key, &r.code, r.offset, r.unix_ms))
         .collect();
-    let mut file = File::create(&tmp).map_err(|error| io_error_at("create", &tmp, error))?;
+    let mut file =
+        File::create(&tmp).map_err(|error| open_error_at(OpenMode::Create, &tmp, error))?;
     file.write_all(text.as_bytes())
         .map_err(|error| io_error_at("write", &tmp, error))?;
     file.sync_all()
-        .map_err(|error| io_error_at("sync", &tmp, error))?;
+        .map_err(|error| sync_error_at(&tmp, error))?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(|error| io_error_at("replace", path, error))?;
     sync_parent_dir(path)

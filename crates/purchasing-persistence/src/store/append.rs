@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use super::{PurchaseOrderStore, Submitted, deadline_passed};
-use crate::error::StoreError;
+use crate::error::{StoreError, sync_error_at};
 use crate::files::{find_partial_tail, truncate_back};
 use crate::idempotency::IdempotencyKey;
 use crate::order_line;
@@ -102,7 +102,7 @@ impl PurchaseOrderStore {
             // fsync can succeed without the data being on disk (PostgreSQL's "fsyncgate",
             // 2018). The line is in the file, but whether it will survive is unknown.
             file.sync_data().map_err(|error| AppendError {
-                error: self.io_error("sync", error),
+                error: sync_error_at(&self.path, error),
                 line_written: true,
             })?;
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use super::{Idempotency, PurchaseOrderStore, StoreOptions};
-use crate::error::StoreError;
+use crate::error::{OpenMode, StoreError, open_error_at, sync_error_at};
 use crate::files::{
     self, Create, find_partial_tail, open_to_append, refuse_special_file, require_regular_open,
     sync_parent_dir,
@@ -80,7 +80,7 @@ impl PurchaseOrderStore {
                 .map_err(|error| store.io_error("remove the partial last line of", error))?;
             if options.durable {
                 file.sync_data()
-                    .map_err(|error| store.io_error("sync", error))?;
+                    .map_err(|error| sync_error_at(&store.path, error))?;
             }
             *store.repaired_tail_slot() = Some(repaired);
         }
@@ -104,7 +104,7 @@ impl PurchaseOrderStore {
                 Ok(file)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.open_for_append(),
-            Err(error) => Err(self.io_error("open for append", error)),
+            Err(error) => Err(open_error_at(OpenMode::Append, &self.path, error)),
         }
     }
 }

@@ -24,6 +24,32 @@ fn code(s: &str) -> ItemCode {
 }
 
 #[test]
+fn a_missing_directory_is_an_open_error_with_its_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("PurchaseOrders.txt");
+    for durable in [false, true] {
+        let options = StoreOptions {
+            durable,
+            ..StoreOptions::default()
+        };
+        let err = PurchaseOrderStore::open_with(&path, tiny(), options).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Open { mode: crate::OpenMode::Append, path: p, .. } if *p == path),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with("cannot open for append "),
+            "{err}"
+        );
+        assert!(
+            err.open_hint().contains("directory exists"),
+            "{}",
+            err.open_hint()
+        );
+    }
+}
+
+#[test]
 fn open_creates_the_file_and_submit_appends_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("PurchaseOrders.txt");
