@@ -5,7 +5,7 @@ use super::model::{BalancerReport, NodeCrash};
 
 /// The section of the HTML page (empty without a balancer).
 pub fn render_html(report: &BalancerReport) -> String {
-    use crate::report::format::escape;
+    use crate::format::escape;
     let mut html = String::new();
     let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
     html.push_str("<section class=\"card\"><h2>Load balancer</h2>\n");
@@ -44,7 +44,7 @@ pub fn render_html(report: &BalancerReport) -> String {
             node.acknowledged,
             node.refused,
             node.crashes,
-            crate::report::format::opt_bytes(node.peak_memory_bytes),
+            crate::format::opt_bytes(node.peak_memory_bytes),
             opt(node.cpu_seconds),
             node.stopped_cleanly,
         ));

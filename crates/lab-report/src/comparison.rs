@@ -1,6 +1,6 @@
 //! The side-by-side pages of `loadtest compare`: baseline against protected on the same
 //! load (a table of the figures and charts over time with both configurations on each).
-//! The runs and the comparison's data are `crate::compare`'s; this module only renders.
+//! The runs and the comparison's data are `loadtest::compare`'s; this module only renders.
 
 use std::fmt::Write;
 

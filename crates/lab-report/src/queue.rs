@@ -279,13 +279,13 @@ pub fn no_queue_chart(x: &TimeAxis) -> TimeChart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests_support::sample_report;
-    use crate::report::{BrokerReport, CrashEvent, MessagingReport};
+    use crate::tests_support::sample_report;
+    use crate::{BrokerReport, CrashEvent, MessagingReport};
 
     #[test]
     fn a_messaging_report_gets_its_card_and_chart_and_an_http_one_does_not() {
         let http = sample_report();
-        let page = crate::report::html::render(&http);
+        let page = crate::html::render(&http);
         assert!(!page.contains("Queue depth") && !page.contains("The queue (messaging)"));
 
         let mut r = sample_report();
@@ -316,7 +316,7 @@ mod tests {
                 dead_lettered: Some(0),
             })
             .collect();
-        let page = crate::report::html::render(&r);
+        let page = crate::html::render(&r);
         assert!(
             page.contains("Queue depth (reliable delivery)"),
             "the chart"
@@ -341,10 +341,7 @@ mod tests {
                 connect_ms,
                 ..Default::default()
             });
-            (
-                crate::report::html::render(r),
-                crate::report::summary::render(r),
-            )
+            (crate::html::render(r), crate::summary::render(r))
         };
         let (page, summary) = with(&mut r, Some(12.5), false);
         assert!(page.contains("opened in 12.5 ms before the load"), "{page}");

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::Report;
 
 /// Bytes in binary units, e.g. "1.9 GiB" (the one formatter; confinement messages use it too).
-pub use crate::confine::format_bytes as bytes;
+pub use super::format::format_bytes as bytes;
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.0}"))
@@ -268,7 +268,7 @@ fn render_messaging(out: &mut String, r: &Report, m: &super::MessagingReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests_support::sample_report;
+    use crate::tests_support::sample_report;
 
     #[test]
     fn binary_units() {
