@@ -102,20 +102,30 @@ pub fn banners(html: &mut String, report: &Report) {
     }
 }
 
+/// One figure of the row at the top: a label, the value, a line under it.
+fn tile(html: &mut String, class: &str, label: &str, value: String, sub: String) {
+    let _ = write!(
+        html,
+        "<div class=\"kpi {class}\"><div class=\"l\">{}</div><div class=\"v\">{}</div><div class=\"s\">{}</div></div>",
+        escape(label),
+        escape(&value),
+        escape(&sub)
+    );
+}
+
+/// The row of figures at the top: the requests, the reconciliation, the server.
 pub fn kpis(html: &mut String, report: &Report) {
-    let q = &report.requests;
-    let r = &report.reconciliation;
-    let failed = q.failed();
-    let tile = |html: &mut String, class: &str, label: &str, value: String, sub: String| {
-        let _ = write!(
-            html,
-            "<div class=\"kpi {class}\"><div class=\"l\">{}</div><div class=\"v\">{}</div><div class=\"s\">{}</div></div>",
-            escape(label),
-            escape(&value),
-            escape(&sub)
-        );
-    };
     html.push_str("<section class=\"kpis\">");
+    request_tiles(html, report);
+    reconciliation_tiles(html, report);
+    server_tiles(html, report);
+    html.push_str("</section>");
+}
+
+/// Sent, acknowledged, failed, the p99 test time.
+fn request_tiles(html: &mut String, report: &Report) {
+    let q = &report.requests;
+    let failed = q.failed();
     tile(
         html,
         "",
@@ -148,24 +158,12 @@ pub fn kpis(html: &mut String, report: &Report) {
         opt_ms(report.latency_ms.p99),
         format!("max {}", opt_ms(report.latency_ms.max)),
     );
-    if r.available {
-        let lost = r.lost.unwrap_or(0);
-        let ghost = r.ghost.unwrap_or(0);
-        tile(
-            html,
-            if lost > 0 { "bad" } else { "good" },
-            "Lost",
-            opt_int(r.lost),
-            "acknowledged, not in the file".into(),
-        );
-        tile(
-            html,
-            if ghost > 0 { "bad" } else { "good" },
-            "Ghost",
-            opt_int(r.ghost),
-            "failed, yet in the file".into(),
-        );
-    } else {
+}
+
+/// Lost and ghost orders, or one tile saying the orders file was not read.
+fn reconciliation_tiles(html: &mut String, report: &Report) {
+    let r = &report.reconciliation;
+    if !r.available {
         tile(
             html,
             "warn",
@@ -173,7 +171,28 @@ pub fn kpis(html: &mut String, report: &Report) {
             "n/a".into(),
             "orders file not read".into(),
         );
+        return;
     }
+    let lost = r.lost.unwrap_or(0);
+    let ghost = r.ghost.unwrap_or(0);
+    tile(
+        html,
+        if lost > 0 { "bad" } else { "good" },
+        "Lost",
+        opt_int(r.lost),
+        "acknowledged, not in the file".into(),
+    );
+    tile(
+        html,
+        if ghost > 0 { "bad" } else { "good" },
+        "Ghost",
+        opt_int(r.ghost),
+        "failed, yet in the file".into(),
+    );
+}
+
+/// The server's crashes and peak memory.
+fn server_tiles(html: &mut String, report: &Report) {
     let s = &report.server;
     tile(
         html,
@@ -205,7 +224,6 @@ pub fn kpis(html: &mut String, report: &Report) {
             .map(|l| format!("limit {}", fmt_bytes(l as f64)))
             .unwrap_or_else(|| "no limit".into()),
     );
-    html.push_str("</section>");
 }
 
 fn kv(html: &mut String, key: &str, value_html: &str) {
@@ -315,11 +333,20 @@ fn row(html: &mut String, class: &str, label: &str, value: &str, extra: &str) {
     );
 }
 
+/// The counters card: the requests and how they failed, their latency, the rates, the
+/// server.
 pub fn summary_card(html: &mut String, report: &Report) {
-    let q = &report.requests;
-    let l = &report.latency_ms;
-    let s = &report.server;
     html.push_str("<section class=\"card\"><h2>Counters</h2><table class=\"counters\"><tbody>");
+    count_rows(html, report);
+    latency_rows(html, report);
+    rate_rows(html, report);
+    server_rows(html, report);
+    html.push_str("</tbody></table></section>");
+}
+
+/// The requests: passed, failed, and each way of failing.
+fn count_rows(html: &mut String, report: &Report) {
+    let q = &report.requests;
     row(html, "", "Total tests", &int(q.total), "");
     row(
         html,
@@ -368,6 +395,11 @@ pub fn summary_card(html: &mut String, report: &Report) {
         &int(q.transport_errors),
         &pct(q.transport_errors, q.total),
     );
+}
+
+/// Test times: average, percentiles, and the acknowledged requests' own.
+fn latency_rows(html: &mut String, report: &Report) {
+    let l = &report.latency_ms;
     row(
         html,
         "sep",
@@ -400,6 +432,10 @@ pub fn summary_card(html: &mut String, report: &Report) {
         ),
         "",
     );
+}
+
+/// Completions and goodput per second.
+fn rate_rows(html: &mut String, report: &Report) {
     row(
         html,
         "sep",
@@ -414,6 +450,11 @@ pub fn summary_card(html: &mut String, report: &Report) {
         &format!("{}/s", rate(report.throughput.acknowledged_per_s)),
         "acknowledged",
     );
+}
+
+/// The server's peaks against its limits, its crashes; or that the lab did not start it.
+fn server_rows(html: &mut String, report: &Report) {
+    let s = &report.server;
     if s.spawned {
         let mem_extra = match (s.peak_memory_bytes, s.memory_limit_bytes) {
             (Some(p), Some(l)) if l > 0 => {
@@ -463,7 +504,6 @@ pub fn summary_card(html: &mut String, report: &Report) {
             "<tr class=\"sep\"><th>Server</th><td colspan=\"2\" class=\"muted\">not started by the lab: memory, CPU and crashes were not observed</td></tr>"
         );
     }
-    html.push_str("</tbody></table></section>");
 }
 
 pub fn reconciliation_card(html: &mut String, report: &Report) {
