@@ -159,7 +159,7 @@ fn side_lines(
         .map(|&(name, report, color)| {
             let pts = points(report);
             values.extend(pts.iter().filter_map(|p| p.1));
-            let mut line = series(
+            let mut line = LineSeries::new(
                 &format!("{name}: {label}"),
                 color,
                 None,
@@ -197,24 +197,6 @@ fn per_second(
         .iter()
         .map(|s| (s.t_s as f64 + 0.5, value(s)))
         .collect()
-}
-
-pub fn series(
-    name: &str,
-    color: &'static str,
-    dash: Option<&'static str>,
-    points: Vec<Vec<(f64, f64)>>,
-) -> LineSeries {
-    LineSeries {
-        name: name.to_string(),
-        color,
-        width: 2.0,
-        dash,
-        right_axis: false,
-        fill: false,
-        step: false,
-        segments: points,
-    }
 }
 
 pub fn chart(title: &str, x: &TimeAxis, left: Axis, lines: Vec<LineSeries>) -> TimeChart {
@@ -279,7 +261,7 @@ fn offered_line(protected: &Report) -> (LineSeries, f64) {
         ("virtual users", users_line(protected))
     };
     let max = offered.iter().map(|p| p.1).fold(1.0f64, f64::max);
-    let mut line = series(
+    let mut line = LineSeries::new(
         offered_name,
         OFFERED_COLOR,
         Some("6 4"),

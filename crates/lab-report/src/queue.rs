@@ -9,7 +9,7 @@ use super::axes::{Axis, TimeAxis, Unit};
 use super::downsampling::{MAX_POINTS, bucket_ranges, segments};
 use super::format::{escape, trim};
 use super::time_chart::{HoverBand, LineSeries, Marker, TimeChart};
-use super::{MessagingReport, QueueSample, Report};
+use super::{MessagingReport, Percentiles, QueueSample, Report};
 
 const C_READY: &str = "#2f6db5";
 const C_AT_WORKER: &str = "#e07b00";
@@ -46,6 +46,11 @@ pub fn card(html: &mut String, report: &Report) {
     html.push_str("</tbody></table></section>");
 }
 
+/// "p50 / p99", in milliseconds.
+fn p50_p99(p: &Percentiles) -> String {
+    format!("{} / {}", opt(p.p50, "ms"), opt(p.p99, "ms"))
+}
+
 fn count(v: Option<u64>) -> String {
     v.map_or_else(|| "—".to_string(), |v| v.to_string())
 }
@@ -60,11 +65,7 @@ fn latency_rows(report: &Report, m: &MessagingReport) -> Vec<Row> {
         ),
         (
             "publish latency p50 / p99",
-            format!(
-                "{} / {}",
-                opt(m.publish_latency_ms.p50, "ms"),
-                opt(m.publish_latency_ms.p99, "ms")
-            ),
+            p50_p99(&m.publish_latency_ms),
             "until the publish returned (faithful) or the broker confirmed it (reliable)",
         ),
         (
@@ -80,11 +81,7 @@ fn latency_rows(report: &Report, m: &MessagingReport) -> Vec<Row> {
         ),
         (
             "end-to-end p50 / p99",
-            format!(
-                "{} / {}",
-                opt(m.end_to_end_ms.p50, "ms"),
-                opt(m.end_to_end_ms.p99, "ms")
-            ),
+            p50_p99(&m.end_to_end_ms),
             "from the publish's start to its line in the orders file, as the lab saw it (±25 ms)",
         ),
     ]
@@ -220,20 +217,8 @@ fn line(
     dash: Option<&'static str>,
     f: &dyn Fn(&QueueSample) -> Option<u64>,
 ) -> LineSeries {
-    LineSeries {
-        name: name.into(),
-        color,
-        width: 2.0,
-        dash,
-        right_axis: false,
-        fill: false,
-        step: false,
-        segments: segments(
-            samples.iter().map(|s| (s.t_s, f(s).map(|v| v as f64))),
-            Some(2.0),
-            MAX_POINTS,
-        ),
-    }
+    let points = samples.iter().map(|s| (s.t_s, f(s).map(|v| v as f64)));
+    LineSeries::new(name, color, dash, segments(points, Some(2.0), MAX_POINTS))
 }
 
 /// Ready, held by the worker, acknowledged but not written; dead-lettered when any were.

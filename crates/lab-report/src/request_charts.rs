@@ -152,21 +152,17 @@ fn offered_line(rows: &[SecondRow]) -> Option<(LineSeries, f64)> {
         return None;
     }
     let max = offered.iter().map(|p| p.1).fold(0.0, f64::max);
+    let points = with_last_second(dedupe_steps(offered))
+        .into_iter()
+        .map(|(x, y)| (x, Some(y)));
     let line = LineSeries {
-        name: "offered rate".into(),
-        color: C_OFFERED,
-        width: 2.0,
-        dash: Some("6 4"),
-        right_axis: false,
-        fill: false,
         step: true,
-        segments: segments(
-            with_last_second(dedupe_steps(offered))
-                .into_iter()
-                .map(|(x, y)| (x, Some(y))),
-            None,
-            MAX_POINTS,
-        ),
+        ..LineSeries::new(
+            "offered rate",
+            C_OFFERED,
+            Some("6 4"),
+            segments(points, None, MAX_POINTS),
+        )
     };
     Some((line, max))
 }
@@ -179,19 +175,16 @@ fn users_series(report: &Report) -> Option<(LineSeries, Axis)> {
         return None;
     }
     let max_users = users.iter().map(|p| p.1).fold(0.0, f64::max);
+    let points = users.into_iter().map(|(x, y)| (x, Some(y)));
     let line = LineSeries {
-        name: "virtual users".into(),
-        color: C_USERS,
-        width: 2.0,
-        dash: None,
         right_axis: true,
-        fill: false,
         step: true,
-        segments: segments(
-            users.into_iter().map(|(x, y)| (x, Some(y))),
+        ..LineSeries::new(
+            "virtual users",
+            C_USERS,
             None,
-            MAX_POINTS,
-        ),
+            segments(points, None, MAX_POINTS),
+        )
     };
     Some((
         line,

@@ -52,6 +52,28 @@ pub struct LineSeries {
     pub segments: Vec<Vec<(f64, f64)>>,
 }
 
+impl LineSeries {
+    /// A plain line on the left axis, 2 px wide, straight between its points, not filled;
+    /// set the other fields with `LineSeries { step: true, ..LineSeries::new(…) }`.
+    pub fn new(
+        name: &str,
+        color: &'static str,
+        dash: Option<&'static str>,
+        segments: Vec<Vec<(f64, f64)>>,
+    ) -> LineSeries {
+        LineSeries {
+            name: name.to_string(),
+            color,
+            width: 2.0,
+            dash,
+            right_axis: false,
+            fill: false,
+            step: false,
+            segments,
+        }
+    }
+}
+
 /// A horizontal reference line with a label, e.g. the memory limit.
 #[derive(Debug, Clone)]
 pub struct Rule {
