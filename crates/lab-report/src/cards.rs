@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 
-use super::Report;
 use super::charts::time_axis;
 use super::downsampling::MAX_POINTS;
 use super::format::{
@@ -14,6 +13,7 @@ use super::format::{
 use super::reconciliation::{PARTITION, reconciliation_bar, reconciliation_classes};
 use super::request_charts::{latency_chart, throughput_chart};
 use super::server_charts::{cpu_chart, memory_chart, no_server_note};
+use super::{Report, RunInfo, ServerReport};
 
 pub fn header(html: &mut String, report: &Report) {
     let run = &report.run;
@@ -33,34 +33,10 @@ pub fn header(html: &mut String, report: &Report) {
     );
 }
 
+/// The banners under the header: the thresholds' verdict, then what makes the results
+/// suspect (a saturated generator) or bad (orders lost or made up, crashes).
 pub fn banners(html: &mut String, report: &Report) {
-    let failed: Vec<&super::ThresholdResult> =
-        report.thresholds.iter().filter(|t| !t.passed).collect();
-    if !failed.is_empty() {
-        let list: Vec<String> = failed
-            .iter()
-            .map(|t| {
-                format!(
-                    "<code>{}</code> (value {})",
-                    escape(&t.expression),
-                    threshold_value(t.value)
-                )
-            })
-            .collect();
-        let _ = write!(
-            html,
-            "<div class=\"banner bad\"><b>{} of {} thresholds failed</b>{}</div>",
-            failed.len(),
-            report.thresholds.len(),
-            list.join(" · ")
-        );
-    } else if !report.thresholds.is_empty() {
-        let _ = write!(
-            html,
-            "<div class=\"banner ok\"><b>All {} thresholds passed</b></div>",
-            report.thresholds.len()
-        );
-    }
+    thresholds_banner(html, report);
     if report.generator.saturated {
         let _ = write!(
             html,
@@ -98,6 +74,38 @@ pub fn banners(html: &mut String, report: &Report) {
             int(oom as u64),
             int(report.server.restarts),
             if report.server.restarts == 1 { "" } else { "s" }
+        );
+    }
+}
+
+/// Which thresholds failed, with their values; or that all passed (nothing when the run
+/// had none).
+fn thresholds_banner(html: &mut String, report: &Report) {
+    let failed: Vec<&super::ThresholdResult> =
+        report.thresholds.iter().filter(|t| !t.passed).collect();
+    if !failed.is_empty() {
+        let list: Vec<String> = failed
+            .iter()
+            .map(|t| {
+                format!(
+                    "<code>{}</code> (value {})",
+                    escape(&t.expression),
+                    threshold_value(t.value)
+                )
+            })
+            .collect();
+        let _ = write!(
+            html,
+            "<div class=\"banner bad\"><b>{} of {} thresholds failed</b>{}</div>",
+            failed.len(),
+            report.thresholds.len(),
+            list.join(" · ")
+        );
+    } else if !report.thresholds.is_empty() {
+        let _ = write!(
+            html,
+            "<div class=\"banner ok\"><b>All {} thresholds passed</b></div>",
+            report.thresholds.len()
         );
     }
 }
@@ -247,6 +255,40 @@ fn command_line(args: &[String]) -> String {
         .join(" ")
 }
 
+/// What stops the run besides its profile: "1,000 iterations · 1m", or "none".
+fn caps(run: &RunInfo) -> String {
+    let mut caps = Vec::new();
+    if let Some(i) = run.iterations_cap {
+        caps.push(format!("{} iterations", int(i)));
+    }
+    if let Some(d) = fin(run.duration_cap_s) {
+        caps.push(duration(d));
+    }
+    if caps.is_empty() {
+        "none".to_string()
+    } else {
+        caps.join(" · ")
+    }
+}
+
+/// How the spawned server was confined, with its limits, as HTML.
+fn confinement_html(s: &ServerReport) -> String {
+    let mut conf = escape(&s.confinement);
+    let mut limits = Vec::new();
+    if let Some(c) = fin(s.cpu_limit) {
+        limits.push(format!("{} CPU", trim(c, 2)));
+    }
+    if let Some(m) = s.memory_limit_bytes {
+        limits.push(fmt_bytes(m as f64));
+    }
+    if !limits.is_empty() {
+        let _ = write!(conf, " · {}", escape(&limits.join(", ")));
+    }
+    conf
+}
+
+/// The run card: what was run against what, for how long, and how the server was
+/// started and confined.
 pub fn run_card(html: &mut String, report: &Report) {
     let run = &report.run;
     let s = &report.server;
@@ -273,22 +315,7 @@ pub fn run_card(html: &mut String, report: &Report) {
             "reused (keep-alive)"
         },
     );
-    let mut caps = Vec::new();
-    if let Some(i) = run.iterations_cap {
-        caps.push(format!("{} iterations", int(i)));
-    }
-    if let Some(d) = fin(run.duration_cap_s) {
-        caps.push(duration(d));
-    }
-    kv(
-        html,
-        "Caps",
-        &escape(&if caps.is_empty() {
-            "none".to_string()
-        } else {
-            caps.join(" · ")
-        }),
-    );
+    kv(html, "Caps", &escape(&caps(run)));
     kv(html, "Started", &escape(&report.started_at));
     kv(html, "Elapsed", &escape(&duration(run.elapsed_s)));
     match &run.server_command {
@@ -304,18 +331,7 @@ pub fn run_card(html: &mut String, report: &Report) {
         ),
     }
     if s.spawned {
-        let mut conf = escape(&s.confinement);
-        let mut limits = Vec::new();
-        if let Some(c) = fin(s.cpu_limit) {
-            limits.push(format!("{} CPU", trim(c, 2)));
-        }
-        if let Some(m) = s.memory_limit_bytes {
-            limits.push(fmt_bytes(m as f64));
-        }
-        if !limits.is_empty() {
-            let _ = write!(conf, " · {}", escape(&limits.join(", ")));
-        }
-        kv(html, "Confinement", &conf);
+        kv(html, "Confinement", &confinement_html(s));
     }
     if let Some(f) = &run.orders_file {
         kv(html, "Orders file", &format!("<code>{}</code>", escape(f)));

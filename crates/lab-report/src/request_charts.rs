@@ -192,6 +192,8 @@ fn users_series(report: &Report) -> Option<(LineSeries, Axis)> {
     ))
 }
 
+/// p50, p90 and p99 per second, on a log scale when they span more than 30×, with the
+/// client's timeout drawn when the latencies come near it.
 pub fn latency_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     let rows = &report.timeline.seconds;
     let all: Vec<f64> = rows
@@ -213,28 +215,7 @@ pub fn latency_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     } else {
         Axis::linear("latency", max * 1.05, Unit::Ms)
     };
-    let series: [(&str, &'static str, f64, Percentile); 3] = [
-        ("p50", C_P50, 1.6, |r| r.p50_ms),
-        ("p90", C_P90, 1.6, |r| r.p90_ms),
-        ("p99", C_P99, 2.0, |r| r.p99_ms),
-    ];
-    let lines = series
-        .iter()
-        .map(|(name, color, width, f)| LineSeries {
-            name: name.to_string(),
-            color,
-            width: *width,
-            dash: None,
-            right_axis: false,
-            fill: false,
-            step: false,
-            segments: segments(
-                rows.iter().map(|r| (r.t_s as f64 + 0.5, f(r))),
-                Some(1.5),
-                MAX_POINTS,
-            ),
-        })
-        .collect();
+    let lines = percentile_lines(rows);
     let rules = if show_timeout {
         vec![Rule {
             value: timeout,
@@ -260,6 +241,25 @@ pub fn latency_chart(report: &Report, x: &TimeAxis) -> TimeChart {
         hover: seconds_hover(report),
         note: all.is_empty().then(|| "no completed requests".to_string()),
     }
+}
+
+/// One line per percentile, at the middle of each second.
+fn percentile_lines(rows: &[SecondRow]) -> Vec<LineSeries> {
+    let series: [(&str, &'static str, f64, Percentile); 3] = [
+        ("p50", C_P50, 1.6, |r| r.p50_ms),
+        ("p90", C_P90, 1.6, |r| r.p90_ms),
+        ("p99", C_P99, 2.0, |r| r.p99_ms),
+    ];
+    series
+        .iter()
+        .map(|(name, color, width, f)| {
+            let points = rows.iter().map(|r| (r.t_s as f64 + 0.5, f(r)));
+            LineSeries {
+                width: *width,
+                ..LineSeries::new(name, color, None, segments(points, Some(1.5), MAX_POINTS))
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
