@@ -36,10 +36,12 @@ pub mod profile;
 pub mod progress;
 pub mod reconcile;
 pub mod record;
-pub mod report;
+/// The report (data model and rendering): the `lab-report` crate.
+pub use lab_report as report;
 pub mod runner;
 pub mod server;
 pub mod stats;
 pub mod styles;
 pub mod threshold;
-pub mod topology;
+/// What a run deploys, as data: the `lab-topology` crate.
+pub use lab_topology as topology;

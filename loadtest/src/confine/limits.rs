@@ -4,6 +4,10 @@ use std::fmt;
 
 use super::error::ConfineError;
 
+/// Byte counts in binary units, one decimal ("2.0 GiB"): the report's formatter, so that
+/// the confinement's messages and the summary say the same.
+pub use lab_report::format::format_bytes;
+
 /// What to confine a process to. `None` means no limit of that kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Limits {
@@ -128,20 +132,4 @@ pub fn parse_memory_size(text: &str) -> Result<u64, String> {
         ));
     }
     Ok(bytes)
-}
-
-/// Formats a byte count with binary units and one decimal: "2.0 GiB", "64.0 MiB",
-/// "512 B".
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }

@@ -1,14 +1,27 @@
 //! The scaled-out run's card on the HTML page: HAProxy and the nodes behind it
 //! (`report.json`'s `balancer` object, [`BalancerReport`]).
 
+use super::format::{escape, opt_bytes};
 use super::model::{BalancerReport, NodeCrash};
 
-/// The section of the HTML page (empty without a balancer).
+/// The section of the HTML page (empty without a balancer): the balancer's settings and
+/// figures, one row per node, and the failover of each crashed node.
 pub fn render_html(report: &BalancerReport) -> String {
-    use crate::report::format::escape;
     let mut html = String::new();
-    let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
     html.push_str("<section class=\"card\"><h2>Load balancer</h2>\n");
+    settings(&mut html, report);
+    nodes(&mut html, report);
+    failover(&mut html, report);
+    html.push_str("</section>\n");
+    html
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("–".to_string(), |v| format!("{v:.2}"))
+}
+
+/// One paragraph: the balancer, its settings, what it refused, added and spent.
+fn settings(html: &mut String, report: &BalancerReport) {
     html.push_str(&format!(
         "<p>{} {} node(s) behind {} at {} (configuration <code>{}</code>, log <code>{}</code>); \
          maxconn per node {}, queue bound {}; health checks every {} ms, out after {}, back after {}. \
@@ -34,6 +47,10 @@ pub fn render_html(report: &BalancerReport) -> String {
         opt(report.cpu_seconds),
         opt(report.lab_cpu_seconds),
     ));
+}
+
+/// One row per node behind the balancer.
+fn nodes(html: &mut String, report: &BalancerReport) {
     html.push_str("<table><thead><tr><th>node</th><th>confinement</th><th>requests</th><th>201</th><th>503 (node)</th><th>crashes</th><th>peak memory</th><th>CPU s</th><th>stopped cleanly</th></tr></thead><tbody>\n");
     for node in &report.nodes {
         html.push_str(&format!(
@@ -44,12 +61,16 @@ pub fn render_html(report: &BalancerReport) -> String {
             node.acknowledged,
             node.refused,
             node.crashes,
-            crate::report::format::opt_bytes(node.peak_memory_bytes),
+            opt_bytes(node.peak_memory_bytes),
             opt(node.cpu_seconds),
             node.stopped_cleanly,
         ));
     }
     html.push_str("</tbody></table>\n");
+}
+
+/// Each crash of a node: when it went out of rotation, came back, and what failed meanwhile.
+fn failover(html: &mut String, report: &BalancerReport) {
     let crashes: Vec<(&str, &NodeCrash)> = report
         .nodes
         .iter()
@@ -71,6 +92,4 @@ pub fn render_html(report: &BalancerReport) -> String {
         }
         html.push_str("</tbody></table>\n");
     }
-    html.push_str("</section>\n");
-    html
 }

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::Report;
 
 /// Bytes in binary units, e.g. "1.9 GiB" (the one formatter; confinement messages use it too).
-pub use crate::confine::format_bytes as bytes;
+pub use super::format::format_bytes as bytes;
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.0}"))
@@ -16,10 +16,25 @@ fn count(v: Option<u64>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
+/// The summary as text, block by block: the run, the requests and their latency, the
+/// server, the orders (and the queue), the steps, the thresholds.
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
-    let q = &r.requests;
-    let l = &r.latency_ms;
+    render_run(&mut out, r);
+    render_requests(&mut out, r);
+    render_defences(&mut out, r);
+    render_server(&mut out, r);
+    render_orders(&mut out, r);
+    if let Some(m) = &r.messaging {
+        render_messaging(&mut out, r, m);
+    }
+    render_steps(&mut out, r);
+    render_thresholds(&mut out, r);
+    out
+}
+
+/// The run: its profile, model and shape; the target and how it was reached.
+fn render_run(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "\n== loadtest: {} profile ({} model): {}",
@@ -38,6 +53,12 @@ pub fn render(r: &Report) -> String {
         r.run.elapsed_s
     );
     let _ = writeln!(out);
+}
+
+/// The requests: counts, latency and rates.
+fn render_requests(out: &mut String, r: &Report) {
+    let q = &r.requests;
+    let l = &r.latency_ms;
     let _ = writeln!(
         out,
         "tests      total {}  passed {}  failed {}  (status {}, timed out {}, connect {}, reset/transport {})",
@@ -72,6 +93,12 @@ pub fn render(r: &Report) -> String {
         "rate       {:.1} tests/s  goodput {:.1} acknowledged/s",
         r.throughput.requests_per_s, r.throughput.acknowledged_per_s
     );
+}
+
+/// What the defences did: how fast refusals were answered, the goodput's recovery after
+/// a spike, the client's retries; and the generator's own lag.
+fn render_defences(out: &mut String, r: &Report) {
+    let l = &r.latency_ms;
     if l.shed_p99.is_some() {
         let _ = writeln!(
             out,
@@ -112,7 +139,10 @@ pub fn render(r: &Report) -> String {
             ""
         }
     );
+}
 
+/// The server's peaks, confinement, crashes and restarts, when the lab spawned it.
+fn render_server(out: &mut String, r: &Report) {
     let s = &r.server;
     if s.spawned {
         let limit = s
@@ -145,7 +175,10 @@ pub fn render(r: &Report) -> String {
             "server     not spawned by the lab: no memory/CPU samples, crashes unknown"
         );
     }
+}
 
+/// The orders file reconciled against the acknowledgements.
+fn render_orders(out: &mut String, r: &Report) {
     let c = &r.reconciliation;
     if c.available {
         let _ = writeln!(
@@ -167,11 +200,10 @@ pub fn render(r: &Report) -> String {
             c.unavailable_reason.as_deref().unwrap_or("no orders file")
         );
     }
+}
 
-    if let Some(m) = &r.messaging {
-        render_messaging(&mut out, r, m);
-    }
-
+/// One row per step, the knee marked (step profiles only).
+fn render_steps(out: &mut String, r: &Report) {
     if !r.steps.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(
@@ -197,7 +229,10 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+}
 
+/// Each `--fail-on` threshold and its verdict.
+fn render_thresholds(out: &mut String, r: &Report) {
     if !r.thresholds.is_empty() {
         let _ = writeln!(out);
         for t in &r.thresholds {
@@ -212,7 +247,6 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
-    out
 }
 
 /// The messaging block: what "acknowledged" could not say (when the orders were
@@ -268,7 +302,7 @@ fn render_messaging(out: &mut String, r: &Report, m: &super::MessagingReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests_support::sample_report;
+    use crate::tests_support::sample_report;
 
     #[test]
     fn binary_units() {

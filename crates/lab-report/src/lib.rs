@@ -7,6 +7,10 @@
 //! [`reconciliation`], [`tooltips`]; the drawing: [`time_chart`], [`bar_chart`], [`svg`]
 //! (building blocks), [`axes`], [`downsampling`]; and [`format`], the one place for
 //! escaping and number formatting. [`comparison`], [`transports`] and [`sweep`] render the side-by-side pages.
+//!
+//! A crate of its own so that the boundary holds: data and rendering only, on serde and
+//! the topology's data types (`lab-topology`), with no runtime, network or processes.
+//! The lab (`loadtest`) fills a [`Report`] and re-exports this crate as `loadtest::report`.
 
 pub mod axes;
 pub mod balancer;
@@ -33,9 +37,10 @@ pub mod transports;
 
 pub use model::*;
 
-/// A fully populated report for unit tests of the modules that read reports.
-#[cfg(test)]
-pub(crate) mod tests_support {
+/// A fully populated report for unit tests of the modules that read reports (this crate's,
+/// and with the `test-support` feature, loadtest's).
+#[cfg(any(test, feature = "test-support"))]
+pub mod tests_support {
     use super::*;
 
     pub fn sample_report() -> Report {

@@ -6,10 +6,10 @@
 //! line follows the schedule up to the load's end (the gauge's last reading, taken after
 //! the load stopped, would draw the users leaving a fraction of a second early).
 
-use loadtest::report::Report;
-use loadtest::report::axes::TimeAxis;
-use loadtest::report::html::{Chart, render_chart_svg};
-use loadtest::report::svg::{PLOT_LEFT, PLOT_RIGHT};
+use lab_report::Report;
+use lab_report::axes::TimeAxis;
+use lab_report::html::{Chart, render_chart_svg};
+use lab_report::svg::{PLOT_LEFT, PLOT_RIGHT};
 use serde_json::json;
 
 const REFUSED: &str = "#9467bd";
@@ -46,7 +46,7 @@ fn known_run() -> Report {
         })
     };
     let report = json!({
-        "schema_version": loadtest::report::SCHEMA_VERSION,
+        "schema_version": lab_report::SCHEMA_VERSION,
         "tool": "chart_edges test",
         "started_at": "2026-11-25T00:00:00Z",
         "run": {

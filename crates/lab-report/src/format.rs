@@ -85,6 +85,22 @@ pub fn fmt_bytes(b: f64) -> String {
     }
 }
 
+/// A byte count in binary units with one decimal: "2.0 GiB", "64.0 MiB", "512 B" (the
+/// terminal's formatter: the summary and the confinement's messages).
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// What the page shows for a value that is unknown.
 pub const DASH: &str = "—";
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::topology::Topology;
+pub use lab_topology::Topology;
 
 /// 2: the messaging half (`run.transport`, `reconciliation.still_queued`, `messaging`,
 /// `broker`, `timeline.queue`).

@@ -1,7 +1,7 @@
 //! The side-by-side page of `loadtest compare --transports`: the two styles of the article
 //! series — RPC as the original, RPC with its defences, messaging in both delivery modes —
 //! on the same profile. Only figures that mean the same for both styles are compared (see
-//! `crate::styles` for what they mean); the runs and the document are `crate::styles`'s,
+//! `loadtest::styles` for what they mean); the runs and the document are `loadtest::styles`'s,
 //! this module only renders them, each run given as (configuration name, report).
 
 use std::fmt::Write;

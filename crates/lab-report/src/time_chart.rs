@@ -52,6 +52,28 @@ pub struct LineSeries {
     pub segments: Vec<Vec<(f64, f64)>>,
 }
 
+impl LineSeries {
+    /// A plain line on the left axis, 2 px wide, straight between its points, not filled;
+    /// set the other fields with `LineSeries { step: true, ..LineSeries::new(…) }`.
+    pub fn new(
+        name: &str,
+        color: &'static str,
+        dash: Option<&'static str>,
+        segments: Vec<Vec<(f64, f64)>>,
+    ) -> LineSeries {
+        LineSeries {
+            name: name.to_string(),
+            color,
+            width: 2.0,
+            dash,
+            right_axis: false,
+            fill: false,
+            step: false,
+            segments,
+        }
+    }
+}
+
 /// A horizontal reference line with a label, e.g. the memory limit.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -147,13 +169,17 @@ impl TimeChart {
                 .any(|l| l.segments.iter().any(|s| !s.is_empty()))
     }
 
-    /// The chart as SVG markup: inline (for the page) or a standalone document.
+    /// The chart as SVG markup: inline (for the page) or a standalone document. Drawn
+    /// back to front: grid, areas, lines, rules, hover columns, markers, axes, legend.
     pub fn to_svg(&self, standalone: bool) -> String {
         let mut svg = String::with_capacity(64 * 1024);
-        let h = self.total_height();
-        let bottom = self.plot_bottom();
-        let top = self.plot_top();
-        svg_open(&mut svg, WIDTH, h, &self.title, standalone);
+        svg_open(
+            &mut svg,
+            WIDTH,
+            self.total_height(),
+            &self.title,
+            standalone,
+        );
         text(
             &mut svg,
             PLOT_LEFT - 60.0,
@@ -161,24 +187,38 @@ impl TimeChart {
             &format!("font-size=\"15\" font-weight=\"600\" fill=\"{TEXT}\""),
             &self.title,
         );
-
-        // Grid.
-        svg.push_str("<g stroke-width=\"1\">");
-        for v in &self.left.minor {
-            let y = self.py(&self.left, *v);
-            let _ = write!(
-                svg,
-                "<line x1=\"{}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{GRID_MINOR}\"/>",
-                coord(PLOT_LEFT),
-                coord(PLOT_RIGHT),
-                y = coord(y)
-            );
+        self.draw_grid(&mut svg);
+        // Stacked areas, bottom layer first.
+        if let Some(area) = &self.area {
+            self.draw_area(&mut svg, area);
         }
-        for (v, _) in &self.left.ticks {
-            let y = self.py(&self.left, *v);
+        for line in &self.lines {
+            self.draw_line(&mut svg, line);
+        }
+        for rule in &self.rules {
+            self.draw_rule(&mut svg, rule);
+        }
+        self.draw_hover(&mut svg);
+        self.draw_markers(&mut svg);
+        self.draw_axes(&mut svg);
+        self.draw_legend(&mut svg);
+        self.draw_note(&mut svg);
+        svg.push_str("</svg>");
+        svg
+    }
+
+    /// The horizontal grid lines of the left axis (minor, then at its ticks) and the
+    /// vertical ones at the time ticks.
+    fn draw_grid(&self, svg: &mut String) {
+        let (top, bottom) = (self.plot_top(), self.plot_bottom());
+        svg.push_str("<g stroke-width=\"1\">");
+        let minor = self.left.minor.iter().map(|v| (*v, GRID_MINOR));
+        let major = self.left.ticks.iter().map(|(v, _)| (*v, GRID));
+        for (v, stroke) in minor.chain(major) {
+            let y = self.py(&self.left, v);
             let _ = write!(
                 svg,
-                "<line x1=\"{}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{GRID}\"/>",
+                "<line x1=\"{}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{stroke}\"/>",
                 coord(PLOT_LEFT),
                 coord(PLOT_RIGHT),
                 y = coord(y)
@@ -195,112 +235,121 @@ impl TimeChart {
             );
         }
         svg.push_str("</g>");
+    }
 
-        // Stacked areas, bottom layer first.
-        if let Some(area) = &self.area {
-            self.draw_area(&mut svg, area);
+    /// A reference line across the plot, labelled at the end away from its axis.
+    fn draw_rule(&self, svg: &mut String, rule: &Rule) {
+        let axis = self.axis(rule.right_axis);
+        let y = self.py(axis, rule.value);
+        let _ = write!(
+            svg,
+            "<line x1=\"{}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{col}\" stroke-width=\"1.5\" stroke-dasharray=\"7 5\"/>",
+            coord(PLOT_LEFT),
+            coord(PLOT_RIGHT),
+            y = coord(y),
+            col = rule.color
+        );
+        let (tx, anchor) = if rule.right_axis {
+            (PLOT_LEFT + 6.0, "start")
+        } else {
+            (PLOT_RIGHT - 6.0, "end")
+        };
+        text(
+            svg,
+            tx,
+            y - 5.0,
+            &format!(
+                "text-anchor=\"{anchor}\" font-weight=\"600\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\"",
+                rule.color
+            ),
+            &rule.label,
+        );
+    }
+
+    /// Hover columns (invisible until hovered), below the markers so those keep their
+    /// own tooltips.
+    fn draw_hover(&self, svg: &mut String) {
+        if self.hover.is_empty() {
+            return;
         }
-        // Lines.
-        for line in &self.lines {
-            self.draw_line(&mut svg, line);
-        }
-        // Reference lines.
-        for rule in &self.rules {
-            let axis = self.axis(rule.right_axis);
-            let y = self.py(axis, rule.value);
+        let (top, bottom) = (self.plot_top(), self.plot_bottom());
+        svg.push_str("<g class=\"hv\" fill=\"#000\" fill-opacity=\"0\">");
+        for band in &self.hover {
+            let x0 = self.px(band.x0);
+            let x1 = self.px(band.x1);
             let _ = write!(
                 svg,
-                "<line x1=\"{}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{col}\" stroke-width=\"1.5\" stroke-dasharray=\"7 5\"/>",
-                coord(PLOT_LEFT),
-                coord(PLOT_RIGHT),
-                y = coord(y),
-                col = rule.color
-            );
-            let (tx, anchor) = if rule.right_axis {
-                (PLOT_LEFT + 6.0, "start")
-            } else {
-                (PLOT_RIGHT - 6.0, "end")
-            };
-            text(
-                &mut svg,
-                tx,
-                y - 5.0,
-                &format!(
-                    "text-anchor=\"{anchor}\" font-weight=\"600\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\"",
-                    rule.color
-                ),
-                &rule.label,
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
+                coord(x0),
+                coord(top),
+                coord((x1 - x0).max(0.5)),
+                coord(bottom - top),
+                escape(&band.text)
             );
         }
+        svg.push_str("</g>");
+    }
 
-        // Hover columns (invisible until hovered), below the markers so those keep
-        // their own tooltips.
-        if !self.hover.is_empty() {
-            svg.push_str("<g class=\"hv\" fill=\"#000\" fill-opacity=\"0\">");
-            for band in &self.hover {
-                let x0 = self.px(band.x0);
-                let x1 = self.px(band.x1);
-                let _ = write!(
-                    svg,
-                    "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
-                    coord(x0),
-                    coord(top),
-                    coord((x1 - x0).max(0.5)),
-                    coord(bottom - top),
-                    escape(&band.text)
-                );
-            }
-            svg.push_str("</g>");
-        }
-
-        // Markers (crashes, the knee): a line, a hit area, and a label when there is room.
-        // Labels go on the first of three rows where they do not overlap an earlier one.
+    /// Markers (crashes, the knee), left to right. Labels go on the first of three rows
+    /// where they do not overlap an earlier one.
+    fn draw_markers(&self, svg: &mut String) {
         let mut row_end = [f64::NEG_INFINITY; 3];
         let mut order: Vec<&Marker> = self.markers.iter().filter(|m| m.x.is_finite()).collect();
         order.sort_by(|a, b| a.x.total_cmp(&b.x));
         for m in order {
-            let x = self.px(m.x);
-            let dash = if m.dashed {
-                " stroke-dasharray=\"4 3\""
-            } else {
-                ""
-            };
-            let _ = write!(
-                svg,
-                "<g><title>{tip}</title><line x1=\"{x}\" x2=\"{x}\" y1=\"{t}\" y2=\"{b}\" stroke=\"{col}\" stroke-width=\"1.5\"{dash}/>\
-                 <line x1=\"{x}\" x2=\"{x}\" y1=\"{t}\" y2=\"{b}\" stroke=\"#000\" stroke-opacity=\"0\" stroke-width=\"8\"/>",
-                tip = escape(&m.tooltip),
-                x = coord(x),
-                t = coord(top),
-                b = coord(bottom),
-                col = m.color
-            );
-            let w = text_width(&m.label, 11.0);
-            let (lx, anchor, x0, x1) = if x + 4.0 + w > PLOT_RIGHT {
-                (x - 4.0, "end", x - 4.0 - w, x)
-            } else {
-                (x + 4.0, "start", x, x + 4.0 + w)
-            };
-            if let Some(row) = (!m.label.is_empty())
-                .then(|| row_end.iter().position(|end| x0 > end + 6.0))
-                .flatten()
-            {
-                text(
-                    &mut svg,
-                    lx,
-                    top + 13.0 + row as f64 * 14.0,
-                    &format!(
-                        "font-size=\"11\" font-weight=\"600\" text-anchor=\"{anchor}\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\"",
-                        m.color
-                    ),
-                    &m.label,
-                );
-                row_end[row] = x1;
-            }
-            svg.push_str("</g>");
+            self.draw_marker(svg, m, &mut row_end);
         }
+    }
 
-        // Axes.
+    /// One marker: a line, a hit area, and its label when one of the rows (`row_end`:
+    /// where each row's last label ends) has room for it.
+    fn draw_marker(&self, svg: &mut String, m: &Marker, row_end: &mut [f64; 3]) {
+        let top = self.plot_top();
+        let x = self.px(m.x);
+        let dash = if m.dashed {
+            " stroke-dasharray=\"4 3\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            svg,
+            "<g><title>{tip}</title><line x1=\"{x}\" x2=\"{x}\" y1=\"{t}\" y2=\"{b}\" stroke=\"{col}\" stroke-width=\"1.5\"{dash}/>\
+             <line x1=\"{x}\" x2=\"{x}\" y1=\"{t}\" y2=\"{b}\" stroke=\"#000\" stroke-opacity=\"0\" stroke-width=\"8\"/>",
+            tip = escape(&m.tooltip),
+            x = coord(x),
+            t = coord(top),
+            b = coord(self.plot_bottom()),
+            col = m.color
+        );
+        let w = text_width(&m.label, 11.0);
+        let (lx, anchor, x0, x1) = if x + 4.0 + w > PLOT_RIGHT {
+            (x - 4.0, "end", x - 4.0 - w, x)
+        } else {
+            (x + 4.0, "start", x, x + 4.0 + w)
+        };
+        if let Some(row) = (!m.label.is_empty())
+            .then(|| row_end.iter().position(|end| x0 > end + 6.0))
+            .flatten()
+        {
+            text(
+                svg,
+                lx,
+                top + 13.0 + row as f64 * 14.0,
+                &format!(
+                    "font-size=\"11\" font-weight=\"600\" text-anchor=\"{anchor}\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\"",
+                    m.color
+                ),
+                &m.label,
+            );
+            row_end[row] = x1;
+        }
+        svg.push_str("</g>");
+    }
+
+    /// The axes: the frame, the left axis's tick labels, the right axis, the time ticks,
+    /// and the two titles.
+    fn draw_axes(&self, svg: &mut String) {
+        let (top, bottom) = (self.plot_top(), self.plot_bottom());
         let _ = write!(
             svg,
             "<path d=\"M{l},{t}V{b}H{r}\" fill=\"none\" stroke=\"{AXIS}\"/>",
@@ -309,44 +358,57 @@ impl TimeChart {
             b = coord(bottom),
             r = coord(PLOT_RIGHT)
         );
-        let tick_attrs = format!("fill=\"{MUTED}\" font-size=\"11\"");
         for (v, label) in &self.left.ticks {
             let y = self.py(&self.left, *v);
-            text(
-                &mut svg,
-                PLOT_LEFT - 7.0,
-                y + 4.0,
-                &format!("{tick_attrs} text-anchor=\"end\""),
-                label,
-            );
+            let attrs = format!("{} text-anchor=\"end\"", tick_attrs());
+            text(svg, PLOT_LEFT - 7.0, y + 4.0, &attrs, label);
         }
         if let Some(right) = &self.right {
-            let _ = write!(
-                svg,
-                "<path d=\"M{r},{t}V{b}\" fill=\"none\" stroke=\"{AXIS}\"/>",
-                r = coord(PLOT_RIGHT),
-                t = coord(top),
-                b = coord(bottom)
-            );
-            for (v, label) in &right.ticks {
-                let y = self.py(right, *v);
-                text(
-                    &mut svg,
-                    PLOT_RIGHT + 7.0,
-                    y + 4.0,
-                    &format!("{tick_attrs} text-anchor=\"start\""),
-                    label,
-                );
-            }
-            let mid = (top + bottom) / 2.0;
-            let _ = write!(
-                svg,
-                "<text transform=\"translate({},{}) rotate(90)\" text-anchor=\"middle\" fill=\"{TEXT}\">{}</text>",
-                coord(WIDTH - 12.0),
-                coord(mid),
-                escape(&right.title)
-            );
+            self.draw_right_axis(svg, right);
         }
+        self.draw_time_ticks(svg);
+        let _ = write!(
+            svg,
+            "<text transform=\"translate(16,{}) rotate(-90)\" text-anchor=\"middle\" fill=\"{TEXT}\">{}</text>",
+            coord((top + bottom) / 2.0),
+            escape(&self.left.title)
+        );
+        text(
+            svg,
+            (PLOT_LEFT + PLOT_RIGHT) / 2.0,
+            self.total_height() - 8.0,
+            &format!("text-anchor=\"middle\" fill=\"{TEXT}\""),
+            &self.x.title,
+        );
+    }
+
+    /// The right axis: its line, tick labels and title.
+    fn draw_right_axis(&self, svg: &mut String, right: &Axis) {
+        let (top, bottom) = (self.plot_top(), self.plot_bottom());
+        let _ = write!(
+            svg,
+            "<path d=\"M{r},{t}V{b}\" fill=\"none\" stroke=\"{AXIS}\"/>",
+            r = coord(PLOT_RIGHT),
+            t = coord(top),
+            b = coord(bottom)
+        );
+        for (v, label) in &right.ticks {
+            let y = self.py(right, *v);
+            let attrs = format!("{} text-anchor=\"start\"", tick_attrs());
+            text(svg, PLOT_RIGHT + 7.0, y + 4.0, &attrs, label);
+        }
+        let _ = write!(
+            svg,
+            "<text transform=\"translate({},{}) rotate(90)\" text-anchor=\"middle\" fill=\"{TEXT}\">{}</text>",
+            coord(WIDTH - 12.0),
+            coord((top + bottom) / 2.0),
+            escape(&right.title)
+        );
+    }
+
+    /// The time axis's tick marks and labels.
+    fn draw_time_ticks(&self, svg: &mut String) {
+        let bottom = self.plot_bottom();
         for (t, label) in &self.x.ticks {
             let x = self.px(*t);
             let _ = write!(
@@ -356,50 +418,25 @@ impl TimeChart {
                 b = coord(bottom),
                 b5 = coord(bottom + 5.0)
             );
-            text(
-                &mut svg,
-                x,
-                bottom + 18.0,
-                &format!("{tick_attrs} text-anchor=\"middle\""),
-                label,
-            );
+            let attrs = format!("{} text-anchor=\"middle\"", tick_attrs());
+            text(svg, x, bottom + 18.0, &attrs, label);
         }
-        let mid = (top + bottom) / 2.0;
-        let _ = write!(
-            svg,
-            "<text transform=\"translate(16,{}) rotate(-90)\" text-anchor=\"middle\" fill=\"{TEXT}\">{}</text>",
-            coord(mid),
-            escape(&self.left.title)
-        );
+    }
+
+    /// The chart's note across the plot, or "no data" when there is nothing to draw.
+    fn draw_note(&self, svg: &mut String) {
+        let note = match &self.note {
+            Some(note) => note.as_str(),
+            None if !self.has_data() => "no data",
+            None => return,
+        };
         text(
-            &mut svg,
+            svg,
             (PLOT_LEFT + PLOT_RIGHT) / 2.0,
-            h - 8.0,
-            &format!("text-anchor=\"middle\" fill=\"{TEXT}\""),
-            &self.x.title,
+            (self.plot_top() + self.plot_bottom()) / 2.0,
+            &format!("text-anchor=\"middle\" font-size=\"14\" fill=\"{MUTED}\""),
+            note,
         );
-
-        self.draw_legend(&mut svg);
-
-        if let Some(note) = &self.note {
-            text(
-                &mut svg,
-                (PLOT_LEFT + PLOT_RIGHT) / 2.0,
-                (top + bottom) / 2.0,
-                &format!("text-anchor=\"middle\" font-size=\"14\" fill=\"{MUTED}\""),
-                note,
-            );
-        } else if !self.has_data() {
-            text(
-                &mut svg,
-                (PLOT_LEFT + PLOT_RIGHT) / 2.0,
-                (top + bottom) / 2.0,
-                &format!("text-anchor=\"middle\" font-size=\"14\" fill=\"{MUTED}\""),
-                "no data",
-            );
-        }
-        svg.push_str("</svg>");
-        svg
     }
 
     fn draw_area(&self, svg: &mut String, area: &StackedArea) {
@@ -596,6 +633,11 @@ enum Swatch {
 }
 
 /// A layer's value for drawing: missing, non-finite or negative counts as 0.
+/// The attributes of the axes' tick labels, before their anchor.
+fn tick_attrs() -> String {
+    format!("fill=\"{MUTED}\" font-size=\"11\"")
+}
+
 fn positive_or_zero(v: Option<f64>) -> f64 {
     v.filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0)
 }

@@ -73,77 +73,25 @@ type Count = fn(&SecondRow) -> u64;
 
 type Percentile = fn(&SecondRow) -> Option<f64>;
 
+/// Completed requests per second stacked by outcome, with the offered rate (open model)
+/// or the virtual users (closed model, on the right axis) drawn over them.
 pub fn throughput_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     let rows = &report.timeline.seconds;
     // Each row is the second in which its requests ended: drawn from t to t + 1.
     let starts: Vec<f64> = rows.iter().map(|r| r.t_s as f64).collect();
-    let kinds: [(&str, &'static str, Count); 5] = [
-        ("acknowledged", C_ACK, |r| r.acknowledged),
-        ("failed: HTTP status", C_STATUS, |r| r.failed_status),
-        ("failed: timed out", C_TIMEOUT, |r| r.timed_out),
-        ("failed: refused", C_CONNECT, |r| r.connect_errors),
-        ("failed: reset/other", C_TRANSPORT, |r| r.transport_errors),
-    ];
-    let layers: Vec<AreaLayer> = kinds
-        .iter()
-        .enumerate()
-        .filter(|(i, (_, _, f))| *i == 0 || rows.iter().any(|r| f(r) > 0))
-        .map(|(_, (name, color, f))| AreaLayer {
-            name: name.to_string(),
-            color,
-            values: rows.iter().map(|r| f(r) as f64).collect(),
-        })
-        .collect();
     let mut left_max = rows
         .iter()
         .map(|r| (r.acknowledged + r.failed()) as f64)
         .fold(0.0, f64::max);
-
     let mut lines = Vec::new();
-    let offered: Vec<(f64, f64)> = rows
-        .iter()
-        .filter_map(|r| fin(r.offered_rate).map(|v| (r.t_s as f64, v)))
-        .collect();
-    if !offered.is_empty() {
-        left_max = left_max.max(offered.iter().map(|p| p.1).fold(0.0, f64::max));
-        lines.push(LineSeries {
-            name: "offered rate".into(),
-            color: C_OFFERED,
-            width: 2.0,
-            dash: Some("6 4"),
-            right_axis: false,
-            fill: false,
-            step: true,
-            segments: segments(
-                with_last_second(dedupe_steps(offered))
-                    .into_iter()
-                    .map(|(x, y)| (x, Some(y))),
-                None,
-                MAX_POINTS,
-            ),
-        });
+    if let Some((offered, offered_max)) = offered_line(rows) {
+        left_max = left_max.max(offered_max);
+        lines.push(offered);
     }
-    let users = users_line(report);
-    let right = if users.is_empty() {
-        None
-    } else {
-        let max_users = users.iter().map(|p| p.1).fold(0.0, f64::max);
-        lines.push(LineSeries {
-            name: "virtual users".into(),
-            color: C_USERS,
-            width: 2.0,
-            dash: None,
-            right_axis: true,
-            fill: false,
-            step: true,
-            segments: segments(
-                users.into_iter().map(|(x, y)| (x, Some(y))),
-                None,
-                MAX_POINTS,
-            ),
-        });
-        Some(Axis::linear("virtual users", max_users * 1.05, Unit::Count))
-    };
+    let right = users_series(report).map(|(users, axis)| {
+        lines.push(users);
+        axis
+    });
     let (markers, marker_legend) = markers(report, true);
     TimeChart {
         title: if right.is_some() {
@@ -158,7 +106,7 @@ pub fn throughput_chart(report: &Report, x: &TimeAxis) -> TimeChart {
         area: Some(StackedArea {
             starts,
             width: 1.0,
-            layers,
+            layers: outcome_layers(rows),
         }),
         lines,
         rules: Vec::new(),
@@ -171,6 +119,81 @@ pub fn throughput_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     }
 }
 
+/// One stacked layer per outcome: the acknowledged always, each kind of failure when
+/// it happened at all.
+fn outcome_layers(rows: &[SecondRow]) -> Vec<AreaLayer> {
+    let kinds: [(&str, &'static str, Count); 5] = [
+        ("acknowledged", C_ACK, |r| r.acknowledged),
+        ("failed: HTTP status", C_STATUS, |r| r.failed_status),
+        ("failed: timed out", C_TIMEOUT, |r| r.timed_out),
+        ("failed: refused", C_CONNECT, |r| r.connect_errors),
+        ("failed: reset/other", C_TRANSPORT, |r| r.transport_errors),
+    ];
+    kinds
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, _, f))| *i == 0 || rows.iter().any(|r| f(r) > 0))
+        .map(|(_, (name, color, f))| AreaLayer {
+            name: name.to_string(),
+            color,
+            values: rows.iter().map(|r| f(r) as f64).collect(),
+        })
+        .collect()
+}
+
+/// The offered arrival rate as a dashed staircase, and its highest value; `None` for a
+/// run that recorded none (the closed model).
+fn offered_line(rows: &[SecondRow]) -> Option<(LineSeries, f64)> {
+    let offered: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| fin(r.offered_rate).map(|v| (r.t_s as f64, v)))
+        .collect();
+    if offered.is_empty() {
+        return None;
+    }
+    let max = offered.iter().map(|p| p.1).fold(0.0, f64::max);
+    let points = with_last_second(dedupe_steps(offered))
+        .into_iter()
+        .map(|(x, y)| (x, Some(y)));
+    let line = LineSeries {
+        step: true,
+        ..LineSeries::new(
+            "offered rate",
+            C_OFFERED,
+            Some("6 4"),
+            segments(points, None, MAX_POINTS),
+        )
+    };
+    Some((line, max))
+}
+
+/// The virtual users as a staircase on a right axis of their own; `None` for a run
+/// without users (the open model).
+fn users_series(report: &Report) -> Option<(LineSeries, Axis)> {
+    let users = users_line(report);
+    if users.is_empty() {
+        return None;
+    }
+    let max_users = users.iter().map(|p| p.1).fold(0.0, f64::max);
+    let points = users.into_iter().map(|(x, y)| (x, Some(y)));
+    let line = LineSeries {
+        right_axis: true,
+        step: true,
+        ..LineSeries::new(
+            "virtual users",
+            C_USERS,
+            None,
+            segments(points, None, MAX_POINTS),
+        )
+    };
+    Some((
+        line,
+        Axis::linear("virtual users", max_users * 1.05, Unit::Count),
+    ))
+}
+
+/// p50, p90 and p99 per second, on a log scale when they span more than 30×, with the
+/// client's timeout drawn when the latencies come near it.
 pub fn latency_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     let rows = &report.timeline.seconds;
     let all: Vec<f64> = rows
@@ -192,28 +215,7 @@ pub fn latency_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     } else {
         Axis::linear("latency", max * 1.05, Unit::Ms)
     };
-    let series: [(&str, &'static str, f64, Percentile); 3] = [
-        ("p50", C_P50, 1.6, |r| r.p50_ms),
-        ("p90", C_P90, 1.6, |r| r.p90_ms),
-        ("p99", C_P99, 2.0, |r| r.p99_ms),
-    ];
-    let lines = series
-        .iter()
-        .map(|(name, color, width, f)| LineSeries {
-            name: name.to_string(),
-            color,
-            width: *width,
-            dash: None,
-            right_axis: false,
-            fill: false,
-            step: false,
-            segments: segments(
-                rows.iter().map(|r| (r.t_s as f64 + 0.5, f(r))),
-                Some(1.5),
-                MAX_POINTS,
-            ),
-        })
-        .collect();
+    let lines = percentile_lines(rows);
     let rules = if show_timeout {
         vec![Rule {
             value: timeout,
@@ -239,6 +241,25 @@ pub fn latency_chart(report: &Report, x: &TimeAxis) -> TimeChart {
         hover: seconds_hover(report),
         note: all.is_empty().then(|| "no completed requests".to_string()),
     }
+}
+
+/// One line per percentile, at the middle of each second.
+fn percentile_lines(rows: &[SecondRow]) -> Vec<LineSeries> {
+    let series: [(&str, &'static str, f64, Percentile); 3] = [
+        ("p50", C_P50, 1.6, |r| r.p50_ms),
+        ("p90", C_P90, 1.6, |r| r.p90_ms),
+        ("p99", C_P99, 2.0, |r| r.p99_ms),
+    ];
+    series
+        .iter()
+        .map(|(name, color, width, f)| {
+            let points = rows.iter().map(|r| (r.t_s as f64 + 0.5, f(r)));
+            LineSeries {
+                width: *width,
+                ..LineSeries::new(name, color, None, segments(points, Some(1.5), MAX_POINTS))
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

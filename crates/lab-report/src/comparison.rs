@@ -1,6 +1,6 @@
 //! The side-by-side pages of `loadtest compare`: baseline against protected on the same
 //! load (a table of the figures and charts over time with both configurations on each).
-//! The runs and the comparison's data are `crate::compare`'s; this module only renders.
+//! The runs and the comparison's data are `loadtest::compare`'s; this module only renders.
 
 use std::fmt::Write;
 
@@ -159,7 +159,7 @@ fn side_lines(
         .map(|&(name, report, color)| {
             let pts = points(report);
             values.extend(pts.iter().filter_map(|p| p.1));
-            let mut line = series(
+            let mut line = LineSeries::new(
                 &format!("{name}: {label}"),
                 color,
                 None,
@@ -199,24 +199,6 @@ fn per_second(
         .collect()
 }
 
-pub fn series(
-    name: &str,
-    color: &'static str,
-    dash: Option<&'static str>,
-    points: Vec<Vec<(f64, f64)>>,
-) -> LineSeries {
-    LineSeries {
-        name: name.to_string(),
-        color,
-        width: 2.0,
-        dash,
-        right_axis: false,
-        fill: false,
-        step: false,
-        segments: points,
-    }
-}
-
 pub fn chart(title: &str, x: &TimeAxis, left: Axis, lines: Vec<LineSeries>) -> TimeChart {
     TimeChart {
         title: title.to_string(),
@@ -234,7 +216,11 @@ pub fn chart(title: &str, x: &TimeAxis, left: Axis, lines: Vec<LineSeries>) -> T
     }
 }
 
-/// Charts over time, both configurations on each.
+/// The two configurations, the baseline first: name, report, color.
+type Sides<'a> = [(&'static str, &'a Report, &'static str)];
+
+/// Charts over time, both configurations on each: goodput (with what was offered),
+/// failures, p99 latency, memory; every one with both runs' crashes marked.
 pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart> {
     let x = TimeAxis::new(time_max(baseline, protected));
     let sides = [
@@ -244,9 +230,22 @@ pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart
     let crash_legend = vec![("baseline crash".to_string(), BASELINE_COLOR, false)];
     let mut markers = crash_markers(baseline, BASELINE_COLOR);
     markers.extend(crash_markers(protected, PROTECTED_COLOR));
+    let mut charts = vec![
+        goodput_chart(&sides, &x),
+        failed_chart(&sides, &x),
+        latency_chart(&sides, &x),
+        memory_chart(&sides, &x),
+    ];
+    for chart in &mut charts {
+        chart.markers = markers.clone();
+        chart.marker_legend = crash_legend.clone();
+    }
+    charts
+}
 
-    // Goodput, and what was offered.
-    let mut lines = Vec::new();
+/// What the protected run was offered, as a dashed staircase: its arrival rate (open
+/// model) or its virtual users (closed); and the line's highest value.
+fn offered_line(protected: &Report) -> (LineSeries, f64) {
     let (offered_name, offered) = if protected.run.model == "open" {
         let rates = protected
             .timeline
@@ -261,8 +260,8 @@ pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart
     } else {
         ("virtual users", users_line(protected))
     };
-    let mut max = offered.iter().map(|p| p.1).fold(1.0f64, f64::max);
-    let mut offered_line = series(
+    let max = offered.iter().map(|p| p.1).fold(1.0f64, f64::max);
+    let mut line = LineSeries::new(
         offered_name,
         OFFERED_COLOR,
         Some("6 4"),
@@ -272,49 +271,61 @@ pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart
             MAX_POINTS,
         ),
     );
-    offered_line.step = true;
-    lines.push(offered_line);
-    let (goodput_lines, values) = side_lines(&sides, "acknowledged/s", None, true, |r| {
+    line.step = true;
+    (line, max)
+}
+
+/// Goodput, and what was offered.
+fn goodput_chart(sides: &Sides, x: &TimeAxis) -> TimeChart {
+    let (offered, offered_max) = offered_line(sides[1].1);
+    let mut lines = vec![offered];
+    let (goodput_lines, values) = side_lines(sides, "acknowledged/s", None, true, |r| {
         per_second_counts(r, |s| s.acknowledged)
     });
     lines.extend(goodput_lines);
-    max = values.into_iter().fold(max, f64::max);
-    let goodput = chart(
+    let max = values.into_iter().fold(offered_max, f64::max);
+    chart(
         "Goodput over time",
-        &x,
+        x,
         Axis::linear("per second", max, Unit::Count),
         lines,
-    );
+    )
+}
 
-    // Failures per second.
-    let (lines, values) = side_lines(&sides, "failed/s (any kind)", None, true, |r| {
+/// Failures per second.
+fn failed_chart(sides: &Sides, x: &TimeAxis) -> TimeChart {
+    let (lines, values) = side_lines(sides, "failed/s (any kind)", None, true, |r| {
         per_second_counts(r, SecondRow::failed)
     });
     let max = values.into_iter().fold(1.0f64, f64::max);
-    let failed = chart(
+    chart(
         "Failed requests per second",
-        &x,
+        x,
         Axis::linear("per second", max, Unit::Count),
         lines,
-    );
+    )
+}
 
-    // p99 latency.
-    let (lines, values) = side_lines(&sides, "p99", Some(1.5), false, |r| {
+/// p99 latency per second, on a log scale.
+fn latency_chart(sides: &Sides, x: &TimeAxis) -> TimeChart {
+    let (lines, values) = side_lines(sides, "p99", Some(1.5), false, |r| {
         per_second(r, |s| s.p99_ms)
     });
     let (lo, hi) = values
         .into_iter()
         .fold((f64::MAX, 1.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let lo = if lo == f64::MAX { 1.0 } else { lo };
-    let latency = chart(
+    chart(
         "Latency p99 per second (log scale)",
-        &x,
+        x,
         Axis::log_ms("latency", lo, hi),
         lines,
-    );
+    )
+}
 
-    // Memory against the limit.
-    let (lines, values) = side_lines(&sides, "memory", Some(2.0), false, |r| {
+/// The server's memory against the limit (the baseline's, else the protected run's).
+fn memory_chart(sides: &Sides, x: &TimeAxis) -> TimeChart {
+    let (lines, values) = side_lines(sides, "memory", Some(2.0), false, |r| {
         r.timeline
             .server
             .iter()
@@ -322,6 +333,7 @@ pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart
             .collect()
     });
     let mut max = values.into_iter().fold(1.0f64, f64::max);
+    let (baseline, protected) = (sides[0].1, sides[1].1);
     let limit = baseline
         .server
         .memory_limit_bytes
@@ -331,7 +343,7 @@ pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart
     }
     let mut memory = chart(
         "Server memory",
-        &x,
+        x,
         Axis::linear("memory", max, Unit::Bytes),
         lines,
     );
@@ -343,12 +355,7 @@ pub fn comparison_charts(baseline: &Report, protected: &Report) -> Vec<TimeChart
             color: "#b91c1c",
         });
     }
-    let mut charts = vec![goodput, failed, latency, memory];
-    for chart in &mut charts {
-        chart.markers = markers.clone();
-        chart.marker_legend = crash_legend.clone();
-    }
-    charts
+    memory
 }
 
 /// `comparison.html` of `loadtest compare`.

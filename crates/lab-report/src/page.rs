@@ -156,8 +156,8 @@ pub fn table_html(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::charts::{Chart, render_chart_svg};
-    use crate::report::{
+    use crate::charts::{Chart, render_chart_svg};
+    use crate::{
         CrashEvent, GeneratorHealth, LatencySummary, Reconciliation, RequestCounts, RunInfo,
         SCHEMA_VERSION, SecondRow, ServerReport, ServerSample, Throughput, Timeline,
     };
@@ -315,7 +315,7 @@ mod tests {
         r.run.profile = "blog".into();
         r.run.model = "closed".into();
         r.steps = (0..4)
-            .map(|i| crate::report::StepRow {
+            .map(|i| crate::StepRow {
                 index: i,
                 users: 20 * (i as u64 + 1),
                 start_s: i as f64 * 5.0,

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use loadtest::report::html::{Chart, escape, render, render_chart_svg};
-use loadtest::report::{
+use lab_report::html::{Chart, escape, render, render_chart_svg};
+use lab_report::{
     CrashEvent, GeneratorHealth, LatencySummary, Reconciliation, Report, RequestCounts, RunInfo,
     SCHEMA_VERSION, SecondRow, ServerReport, ServerSample, StepRow, ThresholdResult, Throughput,
     Timeline,

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::Report;
 use super::axes::{Axis, TimeAxis, Unit};
 use super::comparison::{
-    BASELINE, BASELINE_COLOR, OFFERED_COLOR, PROTECTED, PROTECTED_COLOR, chart, series,
+    BASELINE, BASELINE_COLOR, OFFERED_COLOR, PROTECTED, PROTECTED_COLOR, chart,
 };
 use super::format::{opt_count, opt_fixed};
 use super::page::{page, table_html};
-use super::time_chart::{Rule, TimeChart};
+use super::time_chart::{LineSeries, Rule, TimeChart};
 
 /// One point of a sweep: one configuration at one offered rate.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -155,7 +155,7 @@ pub fn sweep_chart(s: &Sweep) -> TimeChart {
         .fold(1.0, f64::max);
     let mut lines = Vec::new();
     let ideal = vec![vec![(0.0, 0.0), (max_x, max_x)]];
-    lines.push(series(
+    lines.push(LineSeries::new(
         "offered = goodput (ideal)",
         OFFERED_COLOR,
         Some("6 4"),
@@ -170,7 +170,7 @@ pub fn sweep_chart(s: &Sweep) -> TimeChart {
             .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         if !pts.is_empty() {
-            lines.push(series(
+            lines.push(LineSeries::new(
                 &format!("{config}: goodput"),
                 color,
                 None,

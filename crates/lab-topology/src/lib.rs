@@ -1,8 +1,9 @@
 //! What a run deploys, as data: the hosts (each an emulated VM — its cgroup limits, its
-//! cores) and the role each plays. Built once from the command line
-//! ([`crate::lab::LabOptions::topology`]), it names the targets of the fault plan ([`crate::faults`]) and is
-//! printed in `report.json` (`topology.hosts[]`) with what the deploy step found
-//! ([`Topology::deployed`]).
+//! cores) and the role each plays. Built once from the command line (loadtest's
+//! `lab::LabOptions::topology`), it names the targets of the fault plan (`loadtest::faults`)
+//! and is printed in `report.json` (`topology.hosts[]`, by `lab-report`) with what the deploy
+//! step found ([`Topology::deployed`]). A crate of its own because all three use it: data
+//! only, it depends on serde and nothing of the lab.
 //!
 //! Names are short and stable: `api0`, `api1`, … (the purchasing API nodes, by the same
 //! names in HAProxy's configuration and the report's `balancer.nodes[]`), `worker0` (the purchasing worker), `broker0` (the RabbitMQ node), `balancer`

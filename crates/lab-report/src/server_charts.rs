@@ -48,10 +48,10 @@ pub fn no_server_note(report: &Report) -> String {
     }
 }
 
+/// The server's memory against its limit: the cgroup's figure (or the RSS when it was
+/// not confined), and the process's RSS beside it when both were sampled.
 pub fn memory_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     let samples = &server_samples(report);
-    let gap = sample_gap(samples);
-    let confined = report.server.confinement.starts_with("cgroup");
     let mut max = samples
         .iter()
         .flat_map(|s| [s.memory_bytes, s.rss_bytes])
@@ -62,44 +62,6 @@ pub fn memory_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     let limit = report.server.memory_limit_bytes.filter(|l| *l > 0);
     if let Some(l) = limit {
         max = max.max(l as f64);
-    }
-    let mut lines = vec![LineSeries {
-        name: if confined {
-            "memory (cgroup)".into()
-        } else {
-            "memory (RSS)".into()
-        },
-        color: C_MEMORY,
-        width: 2.0,
-        dash: None,
-        right_axis: false,
-        fill: true,
-        step: false,
-        segments: segments(
-            samples
-                .iter()
-                .map(|s| (s.t_s, s.memory_bytes.map(|b| b as f64))),
-            Some(gap),
-            MAX_POINTS,
-        ),
-    }];
-    if confined && samples.iter().any(|s| s.rss_bytes.is_some()) {
-        lines.push(LineSeries {
-            name: "process RSS".into(),
-            color: C_RSS,
-            width: 1.4,
-            dash: Some("5 3"),
-            right_axis: false,
-            fill: false,
-            step: false,
-            segments: segments(
-                samples
-                    .iter()
-                    .map(|s| (s.t_s, s.rss_bytes.map(|b| b as f64))),
-                Some(gap),
-                MAX_POINTS,
-            ),
-        });
     }
     let rules = limit
         .map(|l| {
@@ -119,7 +81,7 @@ pub fn memory_chart(report: &Report, x: &TimeAxis) -> TimeChart {
         left: Axis::linear("memory", max * 1.1, Unit::Bytes),
         right: None,
         area: None,
-        lines,
+        lines: memory_lines(report, samples),
         rules,
         markers,
         marker_legend,
@@ -128,9 +90,48 @@ pub fn memory_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     }
 }
 
+/// One of the server's sampled series as a line, broken where sampling paused.
+fn sampled(
+    samples: &[&ServerSample],
+    name: &str,
+    color: &'static str,
+    value: impl Fn(&ServerSample) -> Option<f64>,
+) -> LineSeries {
+    let points = samples.iter().map(|s| (s.t_s, value(s)));
+    let gap = sample_gap(samples);
+    LineSeries::new(name, color, None, segments(points, Some(gap), MAX_POINTS))
+}
+
+/// The memory, filled; for a confined server, its process's RSS dashed beside it.
+fn memory_lines(report: &Report, samples: &[&ServerSample]) -> Vec<LineSeries> {
+    let confined = report.server.confinement.starts_with("cgroup");
+    let name = if confined {
+        "memory (cgroup)"
+    } else {
+        "memory (RSS)"
+    };
+    let mut lines = vec![LineSeries {
+        fill: true,
+        ..sampled(samples, name, C_MEMORY, |s| {
+            s.memory_bytes.map(|b| b as f64)
+        })
+    }];
+    if confined && samples.iter().any(|s| s.rss_bytes.is_some()) {
+        lines.push(LineSeries {
+            width: 1.4,
+            dash: Some("5 3"),
+            ..sampled(samples, "process RSS", C_RSS, |s| {
+                s.rss_bytes.map(|b| b as f64)
+            })
+        });
+    }
+    lines
+}
+
+/// The server's CPU against its quota, and the admission limit beside it on the right
+/// axis when the server reported one.
 pub fn cpu_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     let samples = &server_samples(report);
-    let gap = sample_gap(samples);
     let limit = fin(report.server.cpu_limit)
         .filter(|l| *l > 0.0)
         .map(|l| l * 100.0);
@@ -142,57 +143,15 @@ pub fn cpu_chart(report: &Report, x: &TimeAxis) -> TimeChart {
     if let Some(l) = limit {
         max = max.max(l);
     }
-    let rules = limit
-        .map(|l| {
-            let cpus = l / 100.0;
-            vec![Rule {
-                value: l,
-                right_axis: false,
-                label: format!(
-                    "limit {} CPU{}",
-                    trim(cpus, 2),
-                    if cpus == 1.0 { "" } else { "s" }
-                ),
-                color: C_LIMIT,
-            }]
-        })
-        .unwrap_or_default();
     let (markers, marker_legend) = markers(report, false);
     let mut lines = vec![LineSeries {
-        name: "CPU".into(),
-        color: C_CPU,
         width: 1.6,
-        dash: None,
-        right_axis: false,
         fill: true,
-        step: false,
-        segments: segments(
-            samples.iter().map(|s| (s.t_s, s.cpu_percent)),
-            Some(gap),
-            MAX_POINTS,
-        ),
+        ..sampled(samples, "CPU", C_CPU, |s| s.cpu_percent)
     }];
-    // The admission limit beside the CPU it is meant to keep busy (a protected server
-    // reports it; with --max-in-flight adaptive it moves).
-    let most_admitted = samples.iter().filter_map(|s| s.admission_limit).max();
-    let right = most_admitted.map(|most| {
-        lines.push(LineSeries {
-            name: "admission limit (orders, right axis)".into(),
-            color: C_ADMISSION,
-            width: 1.4,
-            dash: None,
-            right_axis: true,
-            fill: false,
-            step: true,
-            segments: segments(
-                samples
-                    .iter()
-                    .map(|s| (s.t_s, s.admission_limit.map(|n| n as f64))),
-                Some(gap),
-                MAX_POINTS,
-            ),
-        });
-        Axis::linear("admission limit", (most as f64 * 1.2).max(2.0), Unit::Count)
+    let right = admission_line(samples).map(|(line, axis)| {
+        lines.push(line);
+        axis
     });
     TimeChart {
         title: if right.is_some() {
@@ -206,10 +165,45 @@ pub fn cpu_chart(report: &Report, x: &TimeAxis) -> TimeChart {
         right,
         area: None,
         lines,
-        rules,
+        rules: limit.map(cpu_limit_rule).into_iter().collect(),
         markers,
         marker_legend,
         hover: server_hover(samples),
         note: samples.is_empty().then(|| no_server_note(report)),
     }
+}
+
+/// The CPU quota (`limit`, in percent of one CPU) as a rule: "limit 1 CPU", "limit 2 CPUs".
+fn cpu_limit_rule(limit: f64) -> Rule {
+    let cpus = limit / 100.0;
+    Rule {
+        value: limit,
+        right_axis: false,
+        label: format!(
+            "limit {} CPU{}",
+            trim(cpus, 2),
+            if cpus == 1.0 { "" } else { "s" }
+        ),
+        color: C_LIMIT,
+    }
+}
+
+/// The admission limit beside the CPU it is meant to keep busy (a protected server
+/// reports it; with --max-in-flight adaptive it moves), as a staircase on a right axis
+/// of its own; `None` when no sample has one.
+fn admission_line(samples: &[&ServerSample]) -> Option<(LineSeries, Axis)> {
+    let most = samples.iter().filter_map(|s| s.admission_limit).max()?;
+    let line = LineSeries {
+        width: 1.4,
+        right_axis: true,
+        step: true,
+        ..sampled(
+            samples,
+            "admission limit (orders, right axis)",
+            C_ADMISSION,
+            |s| s.admission_limit.map(|n| n as f64),
+        )
+    };
+    let axis = Axis::linear("admission limit", (most as f64 * 1.2).max(2.0), Unit::Count);
+    Some((line, axis))
 }

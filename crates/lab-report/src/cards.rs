@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 
-use super::Report;
 use super::charts::time_axis;
 use super::downsampling::MAX_POINTS;
 use super::format::{
@@ -14,6 +13,7 @@ use super::format::{
 use super::reconciliation::{PARTITION, reconciliation_bar, reconciliation_classes};
 use super::request_charts::{latency_chart, throughput_chart};
 use super::server_charts::{cpu_chart, memory_chart, no_server_note};
+use super::{Report, RunInfo, ServerReport};
 
 pub fn header(html: &mut String, report: &Report) {
     let run = &report.run;
@@ -33,34 +33,10 @@ pub fn header(html: &mut String, report: &Report) {
     );
 }
 
+/// The banners under the header: the thresholds' verdict, then what makes the results
+/// suspect (a saturated generator) or bad (orders lost or made up, crashes).
 pub fn banners(html: &mut String, report: &Report) {
-    let failed: Vec<&super::ThresholdResult> =
-        report.thresholds.iter().filter(|t| !t.passed).collect();
-    if !failed.is_empty() {
-        let list: Vec<String> = failed
-            .iter()
-            .map(|t| {
-                format!(
-                    "<code>{}</code> (value {})",
-                    escape(&t.expression),
-                    threshold_value(t.value)
-                )
-            })
-            .collect();
-        let _ = write!(
-            html,
-            "<div class=\"banner bad\"><b>{} of {} thresholds failed</b>{}</div>",
-            failed.len(),
-            report.thresholds.len(),
-            list.join(" · ")
-        );
-    } else if !report.thresholds.is_empty() {
-        let _ = write!(
-            html,
-            "<div class=\"banner ok\"><b>All {} thresholds passed</b></div>",
-            report.thresholds.len()
-        );
-    }
+    thresholds_banner(html, report);
     if report.generator.saturated {
         let _ = write!(
             html,
@@ -102,20 +78,62 @@ pub fn banners(html: &mut String, report: &Report) {
     }
 }
 
-pub fn kpis(html: &mut String, report: &Report) {
-    let q = &report.requests;
-    let r = &report.reconciliation;
-    let failed = q.failed();
-    let tile = |html: &mut String, class: &str, label: &str, value: String, sub: String| {
+/// Which thresholds failed, with their values; or that all passed (nothing when the run
+/// had none).
+fn thresholds_banner(html: &mut String, report: &Report) {
+    let failed: Vec<&super::ThresholdResult> =
+        report.thresholds.iter().filter(|t| !t.passed).collect();
+    if !failed.is_empty() {
+        let list: Vec<String> = failed
+            .iter()
+            .map(|t| {
+                format!(
+                    "<code>{}</code> (value {})",
+                    escape(&t.expression),
+                    threshold_value(t.value)
+                )
+            })
+            .collect();
         let _ = write!(
             html,
-            "<div class=\"kpi {class}\"><div class=\"l\">{}</div><div class=\"v\">{}</div><div class=\"s\">{}</div></div>",
-            escape(label),
-            escape(&value),
-            escape(&sub)
+            "<div class=\"banner bad\"><b>{} of {} thresholds failed</b>{}</div>",
+            failed.len(),
+            report.thresholds.len(),
+            list.join(" · ")
         );
-    };
+    } else if !report.thresholds.is_empty() {
+        let _ = write!(
+            html,
+            "<div class=\"banner ok\"><b>All {} thresholds passed</b></div>",
+            report.thresholds.len()
+        );
+    }
+}
+
+/// One figure of the row at the top: a label, the value, a line under it.
+fn tile(html: &mut String, class: &str, label: &str, value: String, sub: String) {
+    let _ = write!(
+        html,
+        "<div class=\"kpi {class}\"><div class=\"l\">{}</div><div class=\"v\">{}</div><div class=\"s\">{}</div></div>",
+        escape(label),
+        escape(&value),
+        escape(&sub)
+    );
+}
+
+/// The row of figures at the top: the requests, the reconciliation, the server.
+pub fn kpis(html: &mut String, report: &Report) {
     html.push_str("<section class=\"kpis\">");
+    request_tiles(html, report);
+    reconciliation_tiles(html, report);
+    server_tiles(html, report);
+    html.push_str("</section>");
+}
+
+/// Sent, acknowledged, failed, the p99 test time.
+fn request_tiles(html: &mut String, report: &Report) {
+    let q = &report.requests;
+    let failed = q.failed();
     tile(
         html,
         "",
@@ -148,24 +166,12 @@ pub fn kpis(html: &mut String, report: &Report) {
         opt_ms(report.latency_ms.p99),
         format!("max {}", opt_ms(report.latency_ms.max)),
     );
-    if r.available {
-        let lost = r.lost.unwrap_or(0);
-        let ghost = r.ghost.unwrap_or(0);
-        tile(
-            html,
-            if lost > 0 { "bad" } else { "good" },
-            "Lost",
-            opt_int(r.lost),
-            "acknowledged, not in the file".into(),
-        );
-        tile(
-            html,
-            if ghost > 0 { "bad" } else { "good" },
-            "Ghost",
-            opt_int(r.ghost),
-            "failed, yet in the file".into(),
-        );
-    } else {
+}
+
+/// Lost and ghost orders, or one tile saying the orders file was not read.
+fn reconciliation_tiles(html: &mut String, report: &Report) {
+    let r = &report.reconciliation;
+    if !r.available {
         tile(
             html,
             "warn",
@@ -173,7 +179,28 @@ pub fn kpis(html: &mut String, report: &Report) {
             "n/a".into(),
             "orders file not read".into(),
         );
+        return;
     }
+    let lost = r.lost.unwrap_or(0);
+    let ghost = r.ghost.unwrap_or(0);
+    tile(
+        html,
+        if lost > 0 { "bad" } else { "good" },
+        "Lost",
+        opt_int(r.lost),
+        "acknowledged, not in the file".into(),
+    );
+    tile(
+        html,
+        if ghost > 0 { "bad" } else { "good" },
+        "Ghost",
+        opt_int(r.ghost),
+        "failed, yet in the file".into(),
+    );
+}
+
+/// The server's crashes and peak memory.
+fn server_tiles(html: &mut String, report: &Report) {
     let s = &report.server;
     tile(
         html,
@@ -205,7 +232,6 @@ pub fn kpis(html: &mut String, report: &Report) {
             .map(|l| format!("limit {}", fmt_bytes(l as f64)))
             .unwrap_or_else(|| "no limit".into()),
     );
-    html.push_str("</section>");
 }
 
 fn kv(html: &mut String, key: &str, value_html: &str) {
@@ -229,6 +255,40 @@ fn command_line(args: &[String]) -> String {
         .join(" ")
 }
 
+/// What stops the run besides its profile: "1,000 iterations · 1m", or "none".
+fn caps(run: &RunInfo) -> String {
+    let mut caps = Vec::new();
+    if let Some(i) = run.iterations_cap {
+        caps.push(format!("{} iterations", int(i)));
+    }
+    if let Some(d) = fin(run.duration_cap_s) {
+        caps.push(duration(d));
+    }
+    if caps.is_empty() {
+        "none".to_string()
+    } else {
+        caps.join(" · ")
+    }
+}
+
+/// How the spawned server was confined, with its limits, as HTML.
+fn confinement_html(s: &ServerReport) -> String {
+    let mut conf = escape(&s.confinement);
+    let mut limits = Vec::new();
+    if let Some(c) = fin(s.cpu_limit) {
+        limits.push(format!("{} CPU", trim(c, 2)));
+    }
+    if let Some(m) = s.memory_limit_bytes {
+        limits.push(fmt_bytes(m as f64));
+    }
+    if !limits.is_empty() {
+        let _ = write!(conf, " · {}", escape(&limits.join(", ")));
+    }
+    conf
+}
+
+/// The run card: what was run against what, for how long, and how the server was
+/// started and confined.
 pub fn run_card(html: &mut String, report: &Report) {
     let run = &report.run;
     let s = &report.server;
@@ -255,22 +315,7 @@ pub fn run_card(html: &mut String, report: &Report) {
             "reused (keep-alive)"
         },
     );
-    let mut caps = Vec::new();
-    if let Some(i) = run.iterations_cap {
-        caps.push(format!("{} iterations", int(i)));
-    }
-    if let Some(d) = fin(run.duration_cap_s) {
-        caps.push(duration(d));
-    }
-    kv(
-        html,
-        "Caps",
-        &escape(&if caps.is_empty() {
-            "none".to_string()
-        } else {
-            caps.join(" · ")
-        }),
-    );
+    kv(html, "Caps", &escape(&caps(run)));
     kv(html, "Started", &escape(&report.started_at));
     kv(html, "Elapsed", &escape(&duration(run.elapsed_s)));
     match &run.server_command {
@@ -286,18 +331,7 @@ pub fn run_card(html: &mut String, report: &Report) {
         ),
     }
     if s.spawned {
-        let mut conf = escape(&s.confinement);
-        let mut limits = Vec::new();
-        if let Some(c) = fin(s.cpu_limit) {
-            limits.push(format!("{} CPU", trim(c, 2)));
-        }
-        if let Some(m) = s.memory_limit_bytes {
-            limits.push(fmt_bytes(m as f64));
-        }
-        if !limits.is_empty() {
-            let _ = write!(conf, " · {}", escape(&limits.join(", ")));
-        }
-        kv(html, "Confinement", &conf);
+        kv(html, "Confinement", &confinement_html(s));
     }
     if let Some(f) = &run.orders_file {
         kv(html, "Orders file", &format!("<code>{}</code>", escape(f)));
@@ -315,11 +349,20 @@ fn row(html: &mut String, class: &str, label: &str, value: &str, extra: &str) {
     );
 }
 
+/// The counters card: the requests and how they failed, their latency, the rates, the
+/// server.
 pub fn summary_card(html: &mut String, report: &Report) {
-    let q = &report.requests;
-    let l = &report.latency_ms;
-    let s = &report.server;
     html.push_str("<section class=\"card\"><h2>Counters</h2><table class=\"counters\"><tbody>");
+    count_rows(html, report);
+    latency_rows(html, report);
+    rate_rows(html, report);
+    server_rows(html, report);
+    html.push_str("</tbody></table></section>");
+}
+
+/// The requests: passed, failed, and each way of failing.
+fn count_rows(html: &mut String, report: &Report) {
+    let q = &report.requests;
     row(html, "", "Total tests", &int(q.total), "");
     row(
         html,
@@ -368,6 +411,11 @@ pub fn summary_card(html: &mut String, report: &Report) {
         &int(q.transport_errors),
         &pct(q.transport_errors, q.total),
     );
+}
+
+/// Test times: average, percentiles, and the acknowledged requests' own.
+fn latency_rows(html: &mut String, report: &Report) {
+    let l = &report.latency_ms;
     row(
         html,
         "sep",
@@ -400,6 +448,10 @@ pub fn summary_card(html: &mut String, report: &Report) {
         ),
         "",
     );
+}
+
+/// Completions and goodput per second.
+fn rate_rows(html: &mut String, report: &Report) {
     row(
         html,
         "sep",
@@ -414,6 +466,11 @@ pub fn summary_card(html: &mut String, report: &Report) {
         &format!("{}/s", rate(report.throughput.acknowledged_per_s)),
         "acknowledged",
     );
+}
+
+/// The server's peaks against its limits, its crashes; or that the lab did not start it.
+fn server_rows(html: &mut String, report: &Report) {
+    let s = &report.server;
     if s.spawned {
         let mem_extra = match (s.peak_memory_bytes, s.memory_limit_bytes) {
             (Some(p), Some(l)) if l > 0 => {
@@ -463,7 +520,6 @@ pub fn summary_card(html: &mut String, report: &Report) {
             "<tr class=\"sep\"><th>Server</th><td colspan=\"2\" class=\"muted\">not started by the lab: memory, CPU and crashes were not observed</td></tr>"
         );
     }
-    html.push_str("</tbody></table></section>");
 }
 
 pub fn reconciliation_card(html: &mut String, report: &Report) {
