@@ -500,7 +500,7 @@ pub struct BalancerReport {
 /// One node behind the balancer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct NodeReport {
-    /// `node0`, `node1`, … (as in haproxy.cfg and haproxy.log).
+    /// `api0`, `api1`, … (as in haproxy.cfg and haproxy.log).
     pub name: String,
     pub addr: String,
     /// e.g. "cgroup v1, pinned to core 1".

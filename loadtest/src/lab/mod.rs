@@ -13,8 +13,6 @@
 //!    owned by a guard that stops it when dropped, so an error or Ctrl-C half-way leaves
 //!    nothing behind either.
 
-use std::time::Duration;
-
 use anyhow::Context;
 
 use crate::report::Report;
@@ -30,10 +28,7 @@ mod recorder;
 mod settle;
 
 pub use build::write_report_files;
-pub use options::{LabOptions, Target};
-
-/// How often the server's memory and CPU are sampled.
-pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+pub use options::{LabOptions, SAMPLE_EVERY, Target};
 
 /// Runs the lab and writes `report.json`, `requests.csv` and `report.html` to
 /// `out_dir`. Returns the report (thresholds evaluated).

@@ -11,6 +11,9 @@ use crate::server::ServerSpec;
 use crate::threshold::Threshold;
 use crate::topology::{Host, Role, Topology};
 
+/// How often the server's memory and CPU, and the queue, are sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
 /// Where the load goes.
 #[derive(Debug, Clone)]
 pub enum Target {

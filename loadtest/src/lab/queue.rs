@@ -12,7 +12,7 @@ use inventory::DeliveryMode;
 use tokio::time::Instant;
 use wire_contract::amqp::{DEAD_LETTER_QUEUE, QUEUE};
 
-use super::SAMPLE_EVERY;
+use super::options::SAMPLE_EVERY;
 use super::recorder::PublishTimes;
 use crate::e2e::{OrdersTail, end_to_end, percentiles};
 use crate::messaging::{
