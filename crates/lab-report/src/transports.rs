@@ -26,9 +26,11 @@ pub fn column(r: &Report) -> Vec<(&'static str, String)> {
         None => (r.latency_ms.acknowledged_p50, r.latency_ms.acknowledged_p99),
     };
     // HTTP: an acknowledged order was written before its answer, so the last answer
-    // bounds the last write; messaging: the tail saw it.
+    // bounds the last write (a run that acknowledged nothing has no such bound: "–");
+    // messaging: the tail saw it.
     let last_written = match m {
         Some(m) => m.last_written_s,
+        None if r.requests.acknowledged == 0 => None,
         None => Some(r.run.elapsed_s),
     };
     let memory = match (r.server.peak_memory_bytes, r.server.memory_limit_bytes) {
@@ -259,4 +261,30 @@ fn load_span(report: &Report) -> f64 {
         0.0
     };
     last_second.max(elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests_support::sample_report;
+
+    fn last_written(r: &Report) -> String {
+        let col = column(r);
+        col.into_iter()
+            .find(|(k, _)| *k == "last order written at, s")
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_http_run_that_acknowledged_nothing_has_no_last_write() {
+        let mut r = sample_report();
+        assert!(
+            r.requests.acknowledged > 0,
+            "the fixture acknowledges orders"
+        );
+        assert_eq!(last_written(&r), format!("{:.1}", r.run.elapsed_s));
+        r.requests.acknowledged = 0;
+        assert_eq!(last_written(&r), "–");
+    }
 }
