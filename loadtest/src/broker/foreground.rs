@@ -1,4 +1,5 @@
-//! `loadtest broker`: a private broker in the foreground until Ctrl-C or SIGTERM.
+//! `loadtest broker`: a private broker (or a cluster of them, `--nodes N`) in the
+//! foreground until Ctrl-C or SIGTERM.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{Signal, SignalKind, signal as unix_signal};
 
+use super::cluster::start_cluster;
 use super::handle::Broker;
 use super::options::{BrokerError, BrokerOptions};
 
@@ -37,11 +39,12 @@ impl StopSignals {
     }
 }
 
-/// `loadtest broker`: starts a broker, prints its AMQP URL as the only line on stdout
-/// (and on stderr how to run `rabbitmqctl` against it), and runs until SIGINT (Ctrl-C),
-/// SIGTERM or SIGHUP, then stops it cleanly. A signal during the start abandons it.
-/// Fails if the broker dies by itself.
-pub fn run_foreground(options: BrokerOptions) -> anyhow::Result<()> {
+/// `loadtest broker`: starts `nodes` brokers joined into one cluster (one by default),
+/// prints their AMQP URLs, comma-separated, as the only line on stdout (and on stderr how
+/// to run `rabbitmqctl` against each), and runs until SIGINT (Ctrl-C), SIGTERM or SIGHUP,
+/// then stops them cleanly. A signal during the start abandons it. Fails if a node dies
+/// by itself.
+pub fn run_foreground(options: BrokerOptions, nodes: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -50,16 +53,16 @@ pub fn run_foreground(options: BrokerOptions) -> anyhow::Result<()> {
         // Handlers first: from here on a signal cannot kill us before the broker is
         // stopped (the default action would leave the data directory behind).
         let mut signals = StopSignals::install()?;
-        let Some(broker) = start(options, &mut signals).await? else {
+        let Some(brokers) = start(options, nodes, &mut signals).await? else {
             eprintln!("loadtest: stopped before RabbitMQ was ready; nothing is left running");
             return Ok(());
         };
-        announce(&broker);
-        let died = watch(&broker, &mut signals).await;
+        announce(&brokers);
+        let died = watch(&brokers, &mut signals).await;
         if died.is_none() {
             eprintln!("loadtest: stopping RabbitMQ");
         }
-        let stopped = tokio::task::spawn_blocking(move || broker.stop())
+        let stopped = tokio::task::spawn_blocking(move || stop_all(brokers))
             .await
             .context("the broker stop task failed")??;
         if let Some(how) = died {
@@ -76,15 +79,30 @@ pub fn run_foreground(options: BrokerOptions) -> anyhow::Result<()> {
     })
 }
 
+/// Stops every node, the last one first (a node stopped while its peers run leaves the
+/// cluster for them to forget cleanly); how the whole stop went.
+fn stop_all(brokers: Vec<Broker>) -> Result<super::Stopped, BrokerError> {
+    let started = std::time::Instant::now();
+    let mut graceful = true;
+    for broker in brokers.into_iter().rev() {
+        graceful &= broker.stop()?.graceful;
+    }
+    Ok(super::Stopped {
+        graceful,
+        elapsed: started.elapsed(),
+    })
+}
+
 /// Starts the broker; `None` when a signal abandoned the start.
 async fn start(
     mut options: BrokerOptions,
+    nodes: usize,
     signals: &mut StopSignals,
-) -> anyhow::Result<Option<Broker>> {
+) -> anyhow::Result<Option<Vec<Broker>>> {
     let cancel = Arc::new(AtomicBool::new(false));
     options.cancel = Some(Arc::clone(&cancel));
     options.progress = true;
-    let starting = tokio::task::spawn_blocking(move || Broker::start(options));
+    let starting = tokio::task::spawn_blocking(move || start_cluster(nodes, options));
     tokio::pin!(starting);
     let started = loop {
         tokio::select! {
@@ -93,43 +111,56 @@ async fn start(
         }
     };
     match started {
-        Ok(broker) => Ok(Some(broker)),
+        Ok(brokers) => Ok(Some(brokers)),
         Err(BrokerError::Cancelled) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
-/// The URL alone on stdout (for scripts: `URL=$(loadtest broker | head -1)`), then on
-/// stderr what a person needs: the node, its data, the `rabbitmqctl` line, how to stop.
-fn announce(broker: &Broker) {
+/// The URLs alone on stdout, on one line (for scripts: `URL=$(loadtest broker | head -1)`;
+/// the clients take the list as it is), then on stderr what a person needs: each node,
+/// its data, its `rabbitmqctl` line, how to stop.
+fn announce(brokers: &[Broker]) {
     {
+        let urls: Vec<String> = brokers.iter().map(Broker::amqp_url).collect();
         let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "{}", broker.amqp_url());
+        let _ = writeln!(stdout, "{}", urls.join(","));
         let _ = stdout.flush();
     }
+    for broker in brokers {
+        eprintln!(
+            "loadtest: RabbitMQ ready in {:.1} s (node {}, pid {}, data in {})",
+            broker.ready_after().as_secs_f64(),
+            broker.node_name(),
+            broker
+                .pid()
+                .map_or_else(|| "?".to_string(), |p| p.to_string()),
+            broker.data_dir().display(),
+        );
+        eprintln!("rabbitmqctl: {} list_queues", broker.rabbitmqctl_command());
+    }
     eprintln!(
-        "loadtest: RabbitMQ ready in {:.1} s (node {}, pid {}, data in {}); stop it with Ctrl-C or kill -TERM {}",
-        broker.ready_after().as_secs_f64(),
-        broker.node_name(),
-        broker
-            .pid()
-            .map_or_else(|| "?".to_string(), |p| p.to_string()),
-        broker.data_dir().display(),
+        "loadtest: stop {} with Ctrl-C or kill -TERM {}",
+        if brokers.len() > 1 {
+            "the cluster"
+        } else {
+            "it"
+        },
         std::process::id()
     );
-    eprintln!("rabbitmqctl: {} list_queues", broker.rabbitmqctl_command());
 }
 
-/// Until a stop signal (`None`) or the broker's death (how it ended).
-async fn watch(broker: &Broker, signals: &mut StopSignals) -> Option<String> {
+/// Until a stop signal (`None`) or a node's death (how it ended).
+async fn watch(brokers: &[Broker], signals: &mut StopSignals) -> Option<String> {
     // Often enough that a crash is reported at once; a check is one waitpid.
     let mut check = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             () = signals.recv() => return None,
             _ = check.tick() => {
-                if !broker.is_running() {
-                    return broker.exit_description();
+                if let Some(dead) = brokers.iter().find(|b| !b.is_running()) {
+                    let how = dead.exit_description().unwrap_or_else(|| "ended".into());
+                    return Some(format!("(node {}) {how}", dead.node_name()));
                 }
             }
         }

@@ -2,24 +2,27 @@
 //! it on the same data and port, and stopping it with its epmd.
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crate::child::Supervised;
 use crate::server::{is_stopped, signal, signal_group};
 
+use super::cluster::SharedErlang;
 use super::data_dir::{DataDir, process_group_of, read_pid_file};
+use super::epmd::start_epmd;
 use super::install::Installation;
 use super::options::{
     BrokerError, BrokerOptions, EPMD_GRACE, Failure, INSTALL_HINT, KILL_WAIT, PORT_ATTEMPTS,
-    PROBE_TIMEOUT, RABBITMQCTL, STOP_GRACE,
+    PROBE_EVERY, PROBE_TIMEOUT, RABBITMQCTL, STOP_GRACE,
 };
-use super::output::{Output, open_append, read_from, tail_note};
-use super::ports::{Ports, mentions_port_taken, port_is_free};
-use super::ready::{Readiness, seconds_text};
+use super::output::Output;
+use super::ports::{Ports, port_is_free};
+use super::ready::{Readiness, amqp_handshake};
 
 /// How a [`Broker::stop`] went.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,6 +41,9 @@ pub struct Broker {
     dir: DataDir,
     ready_timeout: Duration,
     progress: bool,
+    /// A cluster's node: the epmd and the cookie it shares with the other nodes (then
+    /// `epmd` stays `None`).
+    shared: Option<Arc<SharedErlang>>,
     epmd: Option<Supervised>,
     beam: Option<Supervised>,
     /// The VM's PID as it wrote it to the pid file (checked to be in our child's group).
@@ -66,6 +72,31 @@ impl Broker {
         let installation = Installation::find()?;
         let dir = DataDir::prepare(options.data_dir.as_deref())?;
         let node = dir.node_name()?;
+        Broker::launch(installation, dir, node, None, options)
+    }
+
+    /// Starts one node of a cluster: like [`Broker::start`], but with the cluster's epmd
+    /// and cookie (`shared`) instead of its own, under the cluster's name for it, in a
+    /// temporary directory. Not yet joined to the others: [`super::cluster`] does that.
+    pub(super) fn start_member(
+        installation: Installation,
+        node: String,
+        shared: Arc<SharedErlang>,
+        options: BrokerOptions,
+    ) -> Result<Broker, BrokerError> {
+        let dir = DataDir::prepare(None)?;
+        Broker::launch(installation, dir, node, Some(shared), options)
+    }
+
+    /// Boots the broker on free ports, trying again with fresh ones when a picked port was
+    /// taken before the broker bound it.
+    fn launch(
+        installation: Installation,
+        dir: DataDir,
+        node: String,
+        shared: Option<Arc<SharedErlang>>,
+        options: BrokerOptions,
+    ) -> Result<Broker, BrokerError> {
         let mut broker = Broker {
             installation,
             node,
@@ -73,6 +104,7 @@ impl Broker {
             dir,
             ready_timeout: options.ready_timeout,
             progress: options.progress,
+            shared,
             epmd: None,
             beam: None,
             beam_pid: None,
@@ -81,6 +113,7 @@ impl Broker {
         let cancel = options.cancel.unwrap_or_default();
         let mut attempt = 1;
         loop {
+            broker.use_shared_epmd();
             match broker.boot(&cancel) {
                 Ok(()) => return Ok(broker),
                 Err(Failure::PortTaken(message)) if attempt < PORT_ATTEMPTS => {
@@ -96,6 +129,13 @@ impl Broker {
                     return Err(failure.into());
                 }
             }
+        }
+    }
+
+    /// A cluster's node registers with the cluster's epmd, not a port of its own.
+    fn use_shared_epmd(&mut self) {
+        if let Some(shared) = &self.shared {
+            self.ports.epmd = shared.epmd_port;
         }
     }
 
@@ -123,7 +163,11 @@ impl Broker {
 
     /// Our epmd's PID; `None` if it is not running.
     pub fn epmd_pid(&self) -> Option<u32> {
-        self.epmd.as_ref().filter(|e| e.is_running()).map(|e| e.pid)
+        let epmd = self
+            .epmd
+            .as_ref()
+            .or(self.shared.as_ref().map(|s| s.epmd()));
+        epmd.filter(|e| e.is_running()).map(|e| e.pid)
     }
 
     /// The directory holding the broker's data, logs and configuration.
@@ -144,6 +188,27 @@ impl Broker {
     /// How long the last start or restart took until the broker answered AMQP.
     pub fn ready_after(&self) -> Duration {
         self.ready_after
+    }
+
+    /// Until the broker completes an AMQP handshake (after it rejoined a cluster: its
+    /// listener is back only once the node's application runs again), at most until
+    /// `deadline`; why not otherwise.
+    pub(super) fn wait_amqp(&self, deadline: Instant) -> Result<(), String> {
+        let url = self.amqp_url();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = PROBE_TIMEOUT.min(left).max(Duration::from_millis(100));
+            match amqp_handshake(&url, timeout) {
+                Ok(()) => return Ok(()),
+                Err(e) if left.is_zero() => {
+                    return Err(format!(
+                        "RabbitMQ node {} did not answer AMQP in time ({e})",
+                        self.node
+                    ));
+                }
+                Err(_) => std::thread::sleep(PROBE_EVERY),
+            }
+        }
     }
 
     /// Whether the broker process is alive (false after [`Broker::kill`] or a crash).
@@ -288,8 +353,13 @@ impl Broker {
         self.dir
             .write_config(self.ports.amqp)
             .map_err(Failure::Other)?;
-        if !self.epmd.as_ref().is_some_and(Supervised::is_running) {
-            self.epmd = Some(self.start_epmd(cancel)?);
+        if self.shared.is_none() && !self.epmd.as_ref().is_some_and(Supervised::is_running) {
+            self.epmd = Some(start_epmd(
+                &self.installation,
+                self.ports.epmd,
+                self.dir.path(),
+                cancel,
+            )?);
         }
         let started = Instant::now();
         let output = Output::at_end_of(&self.dir);
@@ -319,93 +389,19 @@ impl Broker {
         Ok(())
     }
 
-    /// Starts our epmd (see the module doc) and waits until it listens.
-    pub(super) fn start_epmd(&self, cancel: &AtomicBool) -> Result<Supervised, Failure> {
-        let log = self.dir.path().join("epmd.log");
-        let output = open_append(&log).map_err(Failure::Other)?;
-        let offset = output.metadata().map(|m| m.len()).unwrap_or(0);
-        let stdout = output
-            .try_clone()
-            .map_err(|e| Failure::Other(format!("cannot use {}: {e}", log.display())))?;
-        let mut command = Command::new(&self.installation.epmd);
-        command
-            .arg("-port")
-            .arg(self.ports.epmd.to_string())
-            .arg("-address")
-            .arg("127.0.0.1")
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            // In the data directory, like the broker: no process of ours holds another
-            // directory open, and a leftover is easy to find.
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(output));
-        let epmd = Supervised::spawn("epmd", command).map_err(|e| {
-            Failure::Other(format!(
-                "cannot start {}: {e}; check that Erlang is installed ({INSTALL_HINT})",
-                self.installation.epmd.display()
-            ))
-        })?;
-        self.wait_for_epmd(&epmd, &log, offset, cancel)?;
-        Ok(epmd)
-    }
-
-    /// Waits until `epmd` listens, at most [`EPMD_GRACE`]; kills it if it does not (or if
-    /// the start is cancelled). A failure quotes its output from `offset` in `log`.
-    fn wait_for_epmd(
-        &self,
-        epmd: &Supervised,
-        log: &Path,
-        offset: u64,
-        cancel: &AtomicBool,
-    ) -> Result<(), Failure> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.epmd));
-        let deadline = Instant::now() + EPMD_GRACE;
-        let failed = |why: String| {
-            let said = read_from(log, offset);
-            let message = format!(
-                "epmd ({}) {why}{}",
-                self.installation.epmd.display(),
-                tail_note(&said, "its output ends")
-            );
-            if mentions_port_taken(&said) {
-                Failure::PortTaken(message)
-            } else {
-                Failure::Other(message)
-            }
-        };
-        loop {
-            if TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).is_ok() {
-                return Ok(());
-            }
-            if let Some(how) = epmd.ended() {
-                return Err(failed(format!("{how} instead of listening on {addr}")));
-            }
-            if cancel.load(Ordering::SeqCst) {
-                epmd.terminate(Duration::ZERO);
-                return Err(Failure::Cancelled);
-            }
-            if Instant::now() >= deadline {
-                epmd.terminate(Duration::ZERO);
-                return Err(failed(format!(
-                    "did not listen on {addr} within {}, so it was killed",
-                    seconds_text(EPMD_GRACE)
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     /// What tells an Erlang program which node this is and how to reach it, beside its
     /// name: `HOME` holds the node's cookie (`.erlang.cookie`, which the broker writes
     /// there on its first start; a program with another cookie is refused) and
     /// `ERL_EPMD_PORT` names our epmd, where the node's distribution port is found. The
     /// broker is started with these and [`Broker::rabbitmqctl_command`] shows them: one
     /// definition, so the line printed for the user cannot drift from the broker.
-    fn erlang_env(&self) -> [(&'static str, OsString); 2] {
+    pub(super) fn erlang_env(&self) -> [(&'static str, OsString); 2] {
+        let home = match &self.shared {
+            Some(shared) => shared.home(),
+            None => self.dir.path(),
+        };
         [
-            ("HOME", self.dir.path().as_os_str().to_owned()),
+            ("HOME", home.as_os_str().to_owned()),
             ("ERL_EPMD_PORT", self.ports.epmd.to_string().into()),
         ]
     }

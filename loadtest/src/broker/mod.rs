@@ -49,7 +49,10 @@
 //!
 //! [`require_installed_or_skip`] is the one rule for tests that need a broker.
 
+mod cluster;
+mod ctl;
 mod data_dir;
+mod epmd;
 mod foreground;
 mod handle;
 mod install;
@@ -60,6 +63,8 @@ mod ready;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{MAX_NODES, start_cluster};
+pub use ctl::{Ctl, CtlError, RABBITMQ_QUEUES};
 pub use data_dir::MAX_MESSAGE_SIZE_BYTES;
 pub use foreground::run_foreground;
 pub use handle::{Broker, Stopped};

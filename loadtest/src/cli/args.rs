@@ -20,8 +20,14 @@ pub struct BrokerArgs {
     /// missing, and leave it there on exit; starting again on the same DIR finds the
     /// durable queues and persistent messages again [default: a temporary directory,
     /// removed on exit].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "nodes")]
     pub keep_data: Option<PathBuf>,
+    /// Start N RabbitMQ nodes joined into one cluster (each its own node name, ports and
+    /// data directory; one Erlang cookie) and print every node's URL, comma-separated:
+    /// the list `--amqp-url` takes [default: 1].
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=crate::broker::MAX_NODES as i64))]
+    pub nodes: u16,
     /// Longest wait, in seconds, for the broker to answer an AMQP handshake (it usually
     /// takes 4-13 s) before it is killed and the start fails.
     #[arg(long, value_name = "SECS", default_value_t = crate::broker::DEFAULT_READY_TIMEOUT.as_secs_f64())]

@@ -119,7 +119,7 @@ fn broker(args: BrokerArgs) -> ExitCode {
         data_dir: args.keep_data,
         ..crate::broker::BrokerOptions::default()
     };
-    match crate::broker::run_foreground(options) {
+    match crate::broker::run_foreground(options, args.nodes.into()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

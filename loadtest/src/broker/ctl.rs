@@ -1,0 +1,189 @@
+//! RabbitMQ's own command-line tools run against one of our nodes: `rabbitmqctl` (join a
+//! cluster, read its status) and `rabbitmq-queues` (who leads a quorum queue).
+//!
+//! Each call starts an Erlang VM (1–2 s) that reaches the node through our epmd with the
+//! node's cookie: the same `HOME` and `ERL_EPMD_PORT` as the node itself
+//! ([`Broker::erlang_env`]), never Debian's `/usr/sbin` wrappers. A call is bounded in
+//! time; past the deadline its whole process group is killed.
+
+use std::ffi::OsString;
+use std::io::Read as _;
+use std::os::unix::process::CommandExt as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::handle::Broker;
+use super::options::RABBITMQCTL;
+
+/// `rabbitmq-queues`, beside [`RABBITMQCTL`].
+pub const RABBITMQ_QUEUES: &str = "/usr/lib/rabbitmq/bin/rabbitmq-queues";
+
+/// Why a call did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{call}` gave no answer in time, so it was killed")]
+    TimedOut { call: String },
+    #[error("`{call}` failed ({status}): {said}")]
+    Failed {
+        call: String,
+        status: String,
+        said: String,
+    },
+    #[error("`{call}` answered what this lab cannot read: {said}")]
+    Unreadable { call: String, said: String },
+}
+
+/// The tools, pointed at one node.
+pub struct Ctl {
+    node: String,
+    env: [(&'static str, OsString); 2],
+}
+
+impl Ctl {
+    pub fn of(broker: &Broker) -> Ctl {
+        Ctl {
+            node: broker.node_name().to_string(),
+            env: broker.erlang_env(),
+        }
+    }
+
+    /// `rabbitmqctl -n NODE ARGS…`; its standard output.
+    pub fn run(&self, args: &[&str], deadline: Instant) -> Result<String, CtlError> {
+        self.call(RABBITMQCTL, "rabbitmqctl", args, deadline)
+    }
+
+    /// The nodes `cluster_status` lists as running.
+    pub fn running_nodes(&self, deadline: Instant) -> Result<Vec<String>, CtlError> {
+        let args = ["cluster_status", "--formatter", "json"];
+        let said = self.run(&args, deadline)?;
+        let status: serde_json::Value = json_in(&said).ok_or_else(|| CtlError::Unreadable {
+            call: "rabbitmqctl cluster_status".into(),
+            said: one_line(&said),
+        })?;
+        Ok(names(&status["running_nodes"]))
+    }
+
+    /// The node that leads quorum queue `queue` (`rabbitmq-queues quorum_status`).
+    pub fn quorum_leader(&self, queue: &str, deadline: Instant) -> Result<String, CtlError> {
+        let args = ["quorum_status", queue, "--formatter", "json"];
+        let said = self.call(RABBITMQ_QUEUES, "rabbitmq-queues", &args, deadline)?;
+        let unreadable = || CtlError::Unreadable {
+            call: format!("rabbitmq-queues quorum_status {queue}"),
+            said: one_line(&said),
+        };
+        let members: serde_json::Value = json_in(&said).ok_or_else(unreadable)?;
+        leader_in(&members).ok_or_else(unreadable)
+    }
+
+    fn call(
+        &self,
+        program: &'static str,
+        name: &'static str,
+        args: &[&str],
+        deadline: Instant,
+    ) -> Result<String, CtlError> {
+        let call = format!("{name} -n {} {}", self.node, args.join(" "));
+        let mut command = Command::new(program);
+        command
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            // The CLI tools are Elixir, which warns on every call without a UTF-8 locale.
+            .env("LC_ALL", "C.UTF-8")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("-n")
+            .arg(&self.node)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so a timeout ends the Erlang VM behind the script too.
+            .process_group(0);
+        let child = command
+            .spawn()
+            .map_err(|source| CtlError::Spawn { program, source })?;
+        bounded(child, deadline, call)
+    }
+}
+
+/// Waits for `child` until `deadline` (at least a few seconds: one call's VM start), then
+/// kills its group. Its output, or why there is none.
+fn bounded(
+    mut child: std::process::Child,
+    deadline: Instant,
+    call: String,
+) -> Result<String, CtlError> {
+    let last = deadline.max(Instant::now() + Duration::from_secs(15));
+    let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
+    let readers = std::thread::spawn(move || {
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_string(&mut out);
+        }
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_string(&mut err);
+        }
+        (out, err)
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < last => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                crate::server::signal_group(child.id(), libc::SIGKILL);
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let (out, err) = readers.join().unwrap_or_default();
+    match status {
+        None => Err(CtlError::TimedOut { call }),
+        Some(status) if status.success() => Ok(out),
+        Some(status) => Err(CtlError::Failed {
+            call,
+            status: status.to_string(),
+            said: one_line(if err.trim().is_empty() { &out } else { &err }),
+        }),
+    }
+}
+
+/// The JSON document in a tool's output (it may print a line of text before it).
+fn json_in(said: &str) -> Option<serde_json::Value> {
+    let start = said.find(['{', '['])?;
+    serde_json::from_str(said[start..].trim()).ok()
+}
+
+fn names(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The member whose Raft state is `leader` in `quorum_status`'s JSON (a list of members,
+/// each an object with `Node Name` and `Raft State`).
+pub(super) fn leader_in(members: &serde_json::Value) -> Option<String> {
+    members.as_array()?.iter().find_map(|m| {
+        let state = m.get("Raft State")?.as_str()?;
+        (state == "leader").then(|| m.get("Node Name")?.as_str().map(str::to_owned))?
+    })
+}
+
+/// `text` on one line, shortened: for an error message.
+fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
