@@ -70,8 +70,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where the broker comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BrokerSource {
-    /// The lab starts a private broker (outside the emulated VM) and stops it at the end.
-    Spawn,
+    /// The lab starts a private broker (outside the emulated VM) of `nodes` nodes joined
+    /// into one cluster (`--broker-nodes`), and stops it at the end.
+    Spawn { nodes: usize },
     /// A broker the user runs (`--amqp-url`).
     Url(AmqpUrl),
 }

@@ -61,8 +61,12 @@ pub struct FaultEvent {
     pub at_s: f64,
     /// `kill`, `stop`, `start`, `restart`, `pause`, `resume`.
     pub action: String,
-    /// The host's name in the topology (`api0`, `worker0`, `broker0`).
+    /// The host's name in the topology (`api0`, `worker0`, `broker0`), or `broker-leader`.
     pub target: String,
+    /// The host it hit, when the target was resolved as the fault fired (`broker-leader`:
+    /// the node that led the orders queue then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Whether it was carried out (false: e.g. the host was down already).
     pub ok: bool,
     /// One line: what was done and how it went.
@@ -77,6 +81,10 @@ pub struct FaultEvent {
 pub struct MessagingReport {
     /// `faithful` or `reliable`, as both sides were configured.
     pub delivery: String,
+    /// The orders queue's type: `classic` (faithful: transient, on one node) or `quorum`
+    /// (reliable: replicated by Raft to every broker node).
+    #[serde(default)]
+    pub queue_type: String,
     /// Publish latency: the request latency of acknowledged publishes.
     pub publish_latency_ms: Percentiles,
     /// How long the publisher took to open its one connection before the load (connect,
@@ -132,6 +140,25 @@ pub struct BrokerReport {
     pub restarts: u64,
     /// Each restart: seconds since the load start, and how it went.
     pub restart_events: Vec<CrashEvent>,
+    /// Each node the lab started (`--broker-nodes N`: `broker0`, `broker1`, …; one for a
+    /// single broker); empty for a broker the lab did not start.
+    #[serde(default)]
+    pub nodes: Vec<BrokerNodeReport>,
+}
+
+/// One RabbitMQ node the lab started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BrokerNodeReport {
+    /// Its host name in the topology: `broker0`, `broker1`, ….
+    pub name: String,
+    /// Its Erlang node name, `broker0-ID@localhost` (what `rabbitmqctl -n` takes).
+    pub node: String,
+    /// Its AMQP URL, password hidden.
+    pub url: String,
+    /// Times it was killed (SIGKILL by the fault plan) or found dead.
+    pub crashes: u64,
+    /// Times the lab started it again.
+    pub restarts: u64,
 }
 
 /// How often the client retried: a logical request is one item code; attempts are the

@@ -141,6 +141,17 @@ pub struct QueueSpec {
 }
 
 impl Delivery {
+    /// The orders queue's type as RabbitMQ names it: `classic` (faithful: on one node,
+    /// gone with it) or [`QUORUM_QUEUE_TYPE`] (reliable: replicated to every node).
+    pub fn queue_type(self) -> &'static str {
+        let main = self.queues().into_iter().find(|q| q.name == QUEUE);
+        if main.is_some_and(|q| q.quorum) {
+            QUORUM_QUEUE_TYPE
+        } else {
+            "classic"
+        }
+    }
+
     /// The queues of this mode, the dead-letter queue first so that the main queue's
     /// dead-letter target exists when it is declared.
     pub fn queues(self) -> Vec<QueueSpec> {

@@ -81,6 +81,28 @@ impl Ctl {
         leader_in(&members).ok_or_else(unreadable)
     }
 
+    /// The node that leads queue `queue`: its quorum leader, or for a classic queue the
+    /// node its process runs on (`list_queues name pid`: `<NODE.1.234.0>`), which it dies
+    /// with.
+    pub fn queue_leader(&self, queue: &str, deadline: Instant) -> Result<String, CtlError> {
+        let quorum = self.quorum_leader(queue, deadline);
+        if quorum.is_ok() {
+            return quorum;
+        }
+        let args = ["list_queues", "name", "type", "pid", "--formatter", "json"];
+        let said = self.run(&args, deadline)?;
+        let queues = json_in(&said).unwrap_or_default();
+        let classic = queues.as_array().and_then(|all| {
+            let q = all
+                .iter()
+                .find(|q| q["name"] == queue && q["type"] == "classic")?;
+            node_of_pid(q["pid"].as_str()?)
+        });
+        // Not a classic queue either: the quorum call's error says why best (e.g. no
+        // majority of its replicas is up, so it has no leader).
+        classic.map_or(quorum, Ok)
+    }
+
     fn call(
         &self,
         program: &'static str,
@@ -177,6 +199,14 @@ pub(super) fn leader_in(members: &serde_json::Value) -> Option<String> {
         let state = m.get("Raft State")?.as_str()?;
         (state == "leader").then(|| m.get("Node Name")?.as_str().map(str::to_owned))?
     })
+}
+
+/// The node in an Erlang process id as the CLI prints it: `<broker0-ab@localhost.1.2.0>`.
+pub(super) fn node_of_pid(pid: &str) -> Option<String> {
+    let inner = pid.strip_prefix('<')?.strip_suffix('>')?;
+    let mut parts = inner.rsplitn(4, '.');
+    let (_, _, _) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().map(str::to_owned)
 }
 
 /// `text` on one line, shortened: for an error message.

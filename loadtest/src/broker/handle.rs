@@ -175,6 +175,12 @@ impl Broker {
         self.dir.path()
     }
 
+    /// The directory holding the Erlang cookie a cluster's nodes share (`None` for a
+    /// single broker, whose cookie is in its data directory).
+    pub fn cluster_home(&self) -> Option<&Path> {
+        self.shared.as_ref().map(|s| s.home())
+    }
+
     /// RabbitMQ's own log file (in [`Broker::data_dir`]).
     pub fn log_file(&self) -> PathBuf {
         self.dir.log_dir().join(format!("{}.log", self.node))

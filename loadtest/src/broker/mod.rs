@@ -72,6 +72,29 @@ pub use handle::{Broker, Stopped};
 /// A broker the lab started, shared by the run and its fault plan; `None` once stopped
 /// for good. Dropped, it stops the broker too (also when the run is abandoned).
 pub type SharedBroker = std::sync::Arc<std::sync::Mutex<Option<Broker>>>;
+
+/// One broker node of a run as the lab and its fault plan share it: its host name
+/// (`broker0`, …), the broker, and what the plan did to it (for the report).
+#[derive(Clone)]
+pub struct BrokerNode {
+    pub host: String,
+    pub broker: SharedBroker,
+    /// Its starts by the plan: when, and how each went.
+    pub restarts: std::sync::Arc<std::sync::Mutex<Vec<crate::report::CrashEvent>>>,
+    /// Its SIGKILLs by the plan.
+    pub kills: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl BrokerNode {
+    pub fn new(index: usize, broker: Broker) -> BrokerNode {
+        BrokerNode {
+            host: crate::topology::Role::Broker.host(index),
+            broker: std::sync::Arc::new(std::sync::Mutex::new(Some(broker))),
+            restarts: Default::default(),
+            kills: Default::default(),
+        }
+    }
+}
 pub use install::{Installation, require_installed_or_skip};
 
 pub use options::{

@@ -87,3 +87,19 @@ fn shell_words_reach_the_program_as_they_were() {
     }
     assert_eq!(shell_word("loadtest-1@localhost"), "loadtest-1@localhost");
 }
+
+#[test]
+fn a_queue_leader_is_read_from_the_cli_output() {
+    use super::ctl::{leader_in, node_of_pid};
+    let members = serde_json::json!([
+        {"Node Name": "broker0-x@localhost", "Raft State": "follower"},
+        {"Node Name": "broker2-x@localhost", "Raft State": "leader"},
+    ]);
+    assert_eq!(leader_in(&members).as_deref(), Some("broker2-x@localhost"));
+    assert_eq!(leader_in(&serde_json::json!([])), None);
+    assert_eq!(
+        node_of_pid("<broker1-ab.c@localhost.1658.1234.0>").as_deref(),
+        Some("broker1-ab.c@localhost")
+    );
+    assert_eq!(node_of_pid("broker1@localhost"), None);
+}

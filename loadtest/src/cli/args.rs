@@ -367,6 +367,13 @@ pub struct RunArgs {
     /// of --amqp-url.
     #[arg(long, help_heading = "Messaging (--transport amqp)")]
     pub spawn_broker: bool,
+    /// With --spawn-broker: start N RabbitMQ nodes joined into one cluster (broker0, …),
+    /// on which reliable delivery's quorum queues are replicated to every node; faults can
+    /// aim at each node or at broker-leader [default: 1].
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "spawn_broker",
+          help_heading = "Messaging (--transport amqp)",
+          value_parser = clap::value_parser!(u16).range(1..=crate::broker::MAX_NODES as i64))]
+    pub broker_nodes: u16,
     /// A broker you run, e.g. amqp://guest:guest@127.0.0.1:5672/%2f; instead of
     /// --spawn-broker.
     #[arg(long, value_name = "URL", help_heading = "Messaging (--transport amqp)",

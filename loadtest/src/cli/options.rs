@@ -382,7 +382,9 @@ impl RunArgs {
         // `Err`s answer options built in code.
         let broker = match (&self.amqp_url, self.spawn_broker) {
             (Some(url), false) => BrokerSource::Url(url.clone()),
-            (None, true) => BrokerSource::Spawn,
+            (None, true) => BrokerSource::Spawn {
+                nodes: self.broker_nodes.into(),
+            },
             (None, false) => {
                 return Err("--transport amqp needs a broker: add --spawn-broker (a private one for the run) or --amqp-url URL (yours)".into());
             }

@@ -260,7 +260,7 @@ fn messaging_flags_are_checked() {
     let m = o.messaging.unwrap();
     assert_eq!(m.delivery, inventory::DeliveryMode::Reliable);
     assert_eq!(m.drain_timeout, Duration::from_secs(30));
-    assert_eq!(m.broker, BrokerSource::Spawn);
+    assert_eq!(m.broker, BrokerSource::Spawn { nodes: 1 });
 }
 
 #[test]
@@ -299,7 +299,7 @@ fn the_four_configurations_come_from_one_set_of_arguments() {
             o.plan.client.retries,
         ));
         if let Some(m) = &o.messaging {
-            assert_eq!(m.broker, BrokerSource::Spawn);
+            assert_eq!(m.broker, BrokerSource::Spawn { nodes: 1 });
             assert_eq!(m.drain_timeout, Duration::from_secs(9));
         }
     }

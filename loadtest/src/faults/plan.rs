@@ -18,6 +18,10 @@ pub enum When {
     Every(Duration),
 }
 
+/// The target that names no host but the broker node leading the orders queue when the
+/// fault fires (asked of the cluster then: leaders move when nodes fail).
+pub const BROKER_LEADER: &str = "broker-leader";
+
 /// What a fault does to its host (see the `faults` module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -159,7 +163,12 @@ impl FaultPlan {
     pub fn check(&self, topology: &Topology) -> Result<(), PlanError> {
         for fault in &self.faults {
             let fault_spec = fault.to_string();
-            let Some(host) = topology.host(&fault.target) else {
+            // Resolved when it fires; checked as the broker it will be one of.
+            let target = match fault.target.as_str() {
+                BROKER_LEADER => Role::Broker.host(0),
+                name => name.to_string(),
+            };
+            let Some(host) = topology.host(&target) else {
                 return Err(PlanError::NoSuchHost {
                     fault: fault_spec,
                     host: fault.target.clone(),

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::plan::{Action, Fault, FaultPlan, When};
-use crate::broker::SharedBroker;
+use super::plan::{Action, BROKER_LEADER, Fault, FaultPlan, When};
+use crate::broker::BrokerNode;
 use crate::cluster::SharedNodes;
 use crate::report::{CrashEvent, FaultEvent};
 use crate::server::ServerHandle;
@@ -23,8 +23,12 @@ pub struct Deployed {
     pub server: Option<(String, Arc<Mutex<ServerHandle>>)>,
     /// `api0`, `api1`, … of a scaled-out run, and how long a killed node stays down.
     pub nodes: Option<(SharedNodes, Duration)>,
-    /// `broker0`, and its restarts as the report's `broker.restart_events` lists them.
-    pub broker: Option<(SharedBroker, Arc<Mutex<Vec<CrashEvent>>>)>,
+    /// `broker0`, `broker1`, … that the lab started.
+    pub brokers: Vec<BrokerNode>,
+    /// The node the last `broker-leader` fault hit: a later `start` or `resume` of
+    /// `broker-leader` brings that one back (the cluster has elected another leader
+    /// meanwhile).
+    pub last_leader: Arc<Mutex<Option<BrokerNode>>>,
 }
 
 /// A running plan; [`Schedule::finish`] stops it. Dropped (the run abandoned), it only
@@ -110,58 +114,134 @@ async fn run(
             }
         }
         let at_s = epoch.elapsed().as_secs_f64();
-        let (ok, detail) = inject(fault.action, &fault.target, &deployed, at_s).await;
-        record(&events, at_s, fault.action, &fault.target, ok, detail);
+        let done = inject(fault.action, &fault.target, &deployed, at_s).await;
+        record(&events, at_s, fault.action, &fault.target, done);
     }
 }
 
-fn record(
-    events: &Mutex<Vec<FaultEvent>>,
-    at_s: f64,
-    action: Action,
-    target: &str,
+/// How one fault went: whether it was carried out, a line saying what happened, and the
+/// host it hit when the target was resolved as it fired ([`BROKER_LEADER`]).
+struct Done {
     ok: bool,
     detail: String,
-) {
-    let outcome = if ok { "" } else { " (not carried out)" };
+    host: Option<String>,
+}
+
+impl From<(bool, String)> for Done {
+    fn from((ok, detail): (bool, String)) -> Done {
+        Done {
+            ok,
+            detail,
+            host: None,
+        }
+    }
+}
+
+fn record(events: &Mutex<Vec<FaultEvent>>, at_s: f64, action: Action, target: &str, done: Done) {
+    let outcome = if done.ok { "" } else { " (not carried out)" };
+    let hit = done
+        .host
+        .as_ref()
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default();
     eprintln!(
-        "loadtest: fault at {at_s:.1} s: {} {target}{outcome}: {detail}",
-        action.as_str()
+        "loadtest: fault at {at_s:.1} s: {} {target}{hit}{outcome}: {}",
+        action.as_str(),
+        done.detail
     );
     lock(events).push(FaultEvent {
         at_s,
         action: action.as_str().into(),
         target: target.into(),
-        ok,
-        detail,
+        host: done.host,
+        ok: done.ok,
+        detail: done.detail,
     });
 }
 
 /// Carries out one fault; returns whether it was, and a line saying what happened.
-async fn inject(action: Action, target: &str, deployed: &Deployed, at_s: f64) -> (bool, String) {
+async fn inject(action: Action, target: &str, deployed: &Deployed, at_s: f64) -> Done {
     if let Some((name, server)) = &deployed.server
         && name == target
     {
-        return on_server(action, &lock(server), Duration::ZERO);
+        return on_server(action, &lock(server), Duration::ZERO).into();
     }
     if let Some((nodes, down_for)) = &deployed.nodes {
         let nodes = lock(nodes);
         let mut named = nodes.iter().enumerate();
         if let Some((_, node)) = named.find(|(i, _)| Role::Api.host(*i) == target) {
-            return on_server(action, node, *down_for);
+            return on_server(action, node, *down_for).into();
         }
     }
-    if let Some((broker, restarts)) = &deployed.broker
-        && target == Role::Broker.host(0)
-    {
-        let (broker, restarts) = (broker.clone(), restarts.clone());
-        return tokio::task::spawn_blocking(move || on_broker(action, &broker, &restarts, at_s))
-            .await
-            .unwrap_or_else(|e| (false, format!("the fault task failed: {e}")));
+    if target == BROKER_LEADER || deployed.brokers.iter().any(|n| n.host == target) {
+        let (brokers, target) = (deployed.brokers.clone(), target.to_string());
+        let last_leader = deployed.last_leader.clone();
+        return tokio::task::spawn_blocking(move || {
+            let node = match target.as_str() {
+                BROKER_LEADER => leader_for(action, &brokers, &last_leader)?,
+                name => (brokers.iter().find(|n| n.host == name).cloned())
+                    .ok_or_else(|| format!("{name} is not running in this run"))?,
+            };
+            let mut done = Done::from(on_broker(action, &node, at_s));
+            done.host = (target == BROKER_LEADER).then(|| node.host.clone());
+            Ok(done)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the fault task failed: {e}")))
+        .unwrap_or_else(|why| (false, why).into());
     }
     // The plan was checked against the topology before the run; this is a host that is
     // not deployed (yet), e.g. a node that failed to start.
-    (false, format!("{target} is not running in this run"))
+    (false, format!("{target} is not running in this run")).into()
+}
+
+/// The node `broker-leader` means for `action`: the one the last such fault hit for a
+/// `start` or `resume`, else the one leading now (remembered for those).
+fn leader_for(
+    action: Action,
+    brokers: &[BrokerNode],
+    last: &Mutex<Option<BrokerNode>>,
+) -> Result<BrokerNode, String> {
+    if matches!(action, Action::Start | Action::Resume) {
+        return lock(last).clone().ok_or_else(|| {
+            format!(
+                "no earlier fault hit {BROKER_LEADER}, so there is none to {}",
+                action.as_str()
+            )
+        });
+    }
+    let node = leading_node(brokers)?;
+    *lock(last) = Some(node.clone());
+    Ok(node)
+}
+
+/// The node that leads the orders queue now (a classic queue: the node it lives on), as
+/// the first node that answers says.
+fn leading_node(brokers: &[BrokerNode]) -> Result<BrokerNode, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut why = "no broker node is running".to_string();
+    for node in brokers {
+        let ctl = match lock(&node.broker).as_ref() {
+            Some(b) if b.is_running() && !b.is_paused() => crate::broker::Ctl::of(b),
+            _ => continue,
+        };
+        match ctl.queue_leader(wire_contract::amqp::QUEUE, deadline) {
+            Ok(leader) => {
+                let is_leader = |n: &&BrokerNode| {
+                    lock(&n.broker)
+                        .as_ref()
+                        .is_some_and(|b| b.node_name() == leader)
+                };
+                return brokers.iter().find(is_leader).cloned().ok_or_else(|| {
+                    format!("the orders queue is led by {leader}, which this run did not start")
+                });
+            }
+            Err(e) => why = e.to_string(),
+        }
+    }
+    Err(format!(
+        "cannot tell which node leads the orders queue: {why}"
+    ))
 }
 
 /// A fault on a supervised server (an API node or the worker).
@@ -198,26 +278,24 @@ fn on_server(action: Action, server: &ServerHandle, down_for: Duration) -> (bool
     }
 }
 
-/// A fault on the broker (blocking: a start takes seconds).
-fn on_broker(
-    action: Action,
-    broker: &SharedBroker,
-    restarts: &Mutex<Vec<CrashEvent>>,
-    at_s: f64,
-) -> (bool, String) {
-    let mut guard = lock(broker);
+/// A fault on a broker node (blocking: a start takes seconds).
+fn on_broker(action: Action, node: &BrokerNode, at_s: f64) -> (bool, String) {
+    let mut guard = lock(&node.broker);
     let Some(broker) = guard.as_mut() else {
         return (false, "the broker has been stopped for good".into());
     };
     let running = broker.is_running();
     match action {
         Action::Kill => match broker.kill() {
-            Ok(()) => (true, "SIGKILL; down until a start or restart".into()),
+            Ok(()) => {
+                node.kills
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (true, "SIGKILL; down until a start or restart".into())
+            }
             Err(e) => (false, e.to_string()),
         },
         Action::Stop if running => {
-            let graceful = broker.stop_node();
-            let how = if graceful {
+            let how = if broker.stop_node() {
                 "cleanly"
             } else {
                 "with SIGKILL after the grace"
@@ -229,25 +307,10 @@ fn on_broker(
         }
         Action::Start if running => (false, "it was running".into()),
         Action::Start | Action::Restart => {
-            let started = broker.restart().map(|()| broker.ready_after());
-            let (ok, detail) = match started {
-                Ok(ready) => (
-                    true,
-                    format!(
-                        "{} on the same data directory and port (ready after {:.1} s)",
-                        if action == Action::Start {
-                            "started again"
-                        } else {
-                            "restarted"
-                        },
-                        ready.as_secs_f64()
-                    ),
-                ),
-                Err(e) => (false, format!("{} failed: {e}", action.as_str())),
-            };
-            lock(restarts).push(CrashEvent {
+            let (ok, detail) = start_again(action, broker);
+            lock(&node.restarts).push(CrashEvent {
                 t_s: at_s,
-                cause: format!("injected: broker {detail}"),
+                cause: format!("injected: {} {detail}", node.host),
                 oom_killed: false,
             });
             (ok, detail)
@@ -261,6 +324,25 @@ fn on_broker(
     }
 }
 
+/// `start` or `restart` of a broker node, on its data directory and port.
+fn start_again(action: Action, broker: &mut crate::broker::Broker) -> (bool, String) {
+    match broker.restart().map(|()| broker.ready_after()) {
+        Ok(ready) => (
+            true,
+            format!(
+                "{} on the same data directory and port (ready after {:.1} s)",
+                if action == Action::Start {
+                    "started again"
+                } else {
+                    "restarted"
+                },
+                ready.as_secs_f64()
+            ),
+        ),
+        Err(e) => (false, format!("{} failed: {e}", action.as_str())),
+    }
+}
+
 /// After the plan: resumes paused hosts and starts a broker left down, each recorded.
 async fn heal(deployed: &Deployed, epoch: Instant, events: &Arc<Mutex<Vec<FaultEvent>>>) {
     let paused = |s: &ServerHandle| s.is_paused() && s.inject_pause(false);
@@ -269,7 +351,13 @@ async fn heal(deployed: &Deployed, epoch: Instant, events: &Arc<Mutex<Vec<FaultE
     if let Some((name, server)) = &deployed.server
         && paused(&lock(server))
     {
-        record(events, at_s(), Action::Resume, name, true, why.into());
+        record(
+            events,
+            at_s(),
+            Action::Resume,
+            name,
+            (true, why.into()).into(),
+        );
     }
     if let Some((nodes, _)) = &deployed.nodes {
         let resumed: Vec<usize> = lock(nodes)
@@ -279,40 +367,39 @@ async fn heal(deployed: &Deployed, epoch: Instant, events: &Arc<Mutex<Vec<FaultE
             .map(|(i, _)| i)
             .collect();
         for i in resumed {
-            record(
-                events,
-                at_s(),
-                Action::Resume,
-                &Role::Api.host(i),
-                true,
-                why.into(),
-            );
+            let done = (true, why.to_string()).into();
+            record(events, at_s(), Action::Resume, &Role::Api.host(i), done);
         }
     }
-    let Some((broker, restarts)) = deployed.broker.clone() else {
-        return;
-    };
-    let events = events.clone();
+    let (brokers, events) = (deployed.brokers.clone(), events.clone());
     let at = at_s();
-    let broker0 = Role::Broker.host(0);
     let _ = tokio::task::spawn_blocking(move || {
-        let needs = lock(&broker)
-            .as_ref()
-            .map(|b| (b.is_running(), b.is_paused()));
-        match needs {
-            Some((true, true)) => {
-                if let Some(b) = lock(&broker).as_ref() {
-                    b.signal_node(libc::SIGCONT);
-                }
-                record(&events, at, Action::Resume, &broker0, true, why.into());
-            }
-            Some((false, _)) => {
-                let (ok, detail) = on_broker(Action::Start, &broker, &restarts, at);
-                let detail = format!("end of the plan, so that the queue can be counted: {detail}");
-                record(&events, at, Action::Start, &broker0, ok, detail);
-            }
-            _ => {}
+        for node in &brokers {
+            heal_broker(node, at, &events);
         }
     })
     .await;
+}
+
+/// Resumes a paused broker node, or starts one left down, each recorded.
+fn heal_broker(node: &BrokerNode, at: f64, events: &Mutex<Vec<FaultEvent>>) {
+    let why = "end of the plan: resumed so that it can stop cleanly";
+    let needs = lock(&node.broker)
+        .as_ref()
+        .map(|b| (b.is_running(), b.is_paused()));
+    match needs {
+        Some((true, true)) => {
+            if let Some(b) = lock(&node.broker).as_ref() {
+                b.signal_node(libc::SIGCONT);
+            }
+            let done = (true, why.to_string()).into();
+            record(events, at, Action::Resume, &node.host, done);
+        }
+        Some((false, _)) => {
+            let (ok, detail) = on_broker(Action::Start, node, at);
+            let detail = format!("end of the plan, so that the queue can be counted: {detail}");
+            record(events, at, Action::Start, &node.host, (ok, detail).into());
+        }
+        _ => {}
+    }
 }

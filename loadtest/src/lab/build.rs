@@ -47,7 +47,7 @@ pub(super) fn build_report(
         }
         report.messaging = Some(m.report);
         report.broker =
-            (deployment.broker.as_ref()).map(|_| broker_report(&deployment.broker_restarts));
+            (!deployment.brokers.is_empty()).then(|| broker_report(&deployment.brokers));
         report.timeline.queue = m.samples;
     }
     report.thresholds = threshold::evaluate(&report, &options.thresholds);

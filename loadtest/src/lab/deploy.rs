@@ -15,19 +15,19 @@ use amqp_link::AmqpUrl;
 use anyhow::Context;
 
 use super::options::{LabOptions, Target};
-use crate::broker::{Broker, BrokerOptions, SharedBroker};
+use crate::broker::{Broker, BrokerNode, BrokerOptions, start_cluster};
 use crate::cluster::Cluster;
 use crate::faults::schedule::Deployed;
 use crate::messaging::{BrokerSource, QueueProbe};
 use crate::progress::CrashCount;
 use crate::reconcile::FileMark;
-use crate::report::CrashEvent;
 use crate::server::ServerHandle;
 
 /// What the deploy step started, or found, for one run.
 pub(super) struct Deployment {
-    /// The private broker (`--spawn-broker`); shared with the fault plan, which restarts it.
-    pub broker: Option<SharedBroker>,
+    /// The private broker's nodes (`--spawn-broker`, `--broker-nodes N`); shared with the
+    /// fault plan, which stops and restarts them.
+    pub brokers: Vec<BrokerNode>,
     /// Where the broker is (spawned or `--amqp-url`), for the publisher and the probe.
     pub broker_url: Option<AmqpUrl>,
     /// The one spawned API or worker (no `--instances`).
@@ -39,8 +39,6 @@ pub(super) struct Deployment {
     pub mark: std::io::Result<Option<FileMark>>,
     /// The (first) server's command line, for the report.
     pub server_command: Option<Vec<String>>,
-    /// The broker's restarts by the fault plan, for the report.
-    pub broker_restarts: Arc<Mutex<Vec<CrashEvent>>>,
     /// Abandons a broker start still in progress when the run is dropped.
     _cancel: CancelOnDrop,
 }
@@ -57,18 +55,18 @@ impl Drop for CancelOnDrop {
 /// Starts the run's hosts and points `options`' client (and spawned server) at them.
 pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deployment> {
     let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
-    let (broker, broker_url) = match options.messaging.as_ref().map(|m| &m.broker) {
-        Some(BrokerSource::Spawn) => {
-            let (broker, url) = start_broker(cancel.0.clone()).await?;
-            (Some(broker), Some(url))
+    let (brokers, broker_url) = match options.messaging.as_ref().map(|m| &m.broker) {
+        Some(BrokerSource::Spawn { nodes }) => {
+            let (brokers, url) = start_brokers(*nodes, cancel.0.clone()).await?;
+            (brokers, Some(url))
         }
         Some(BrokerSource::Url(url)) => {
             let mut probe = QueueProbe::new(url);
             probe.check().await?;
             probe.close().await;
-            (None, Some(url.clone()))
+            (Vec::new(), Some(url.clone()))
         }
-        None => (None, None),
+        None => (Vec::new(), None),
     };
     if let Some(url) = &broker_url {
         point_at_broker(options, url);
@@ -87,37 +85,51 @@ pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deploymen
         None => server.as_ref().map(ServerHandle::command_line),
     };
     Ok(Deployment {
-        broker: broker.map(|b| Arc::new(Mutex::new(Some(b)))),
+        brokers,
         broker_url,
         server: server.map(|s| Arc::new(Mutex::new(s))),
         cluster,
         mark: orders_file.as_deref().map(FileMark::take).transpose(),
         orders_file,
         server_command,
-        broker_restarts: Arc::default(),
         _cancel: cancel,
     })
 }
 
-/// `--spawn-broker`: a private RabbitMQ, outside the emulated VM.
-async fn start_broker(cancel: Arc<AtomicBool>) -> anyhow::Result<(Broker, AmqpUrl)> {
-    eprintln!("loadtest: starting a private RabbitMQ broker (usually 4-13 s)");
+/// `--spawn-broker`: a private RabbitMQ of `nodes` nodes, outside the emulated VM; the URL
+/// of the first node.
+async fn start_brokers(
+    nodes: usize,
+    cancel: Arc<AtomicBool>,
+) -> anyhow::Result<(Vec<BrokerNode>, AmqpUrl)> {
+    if nodes > 1 {
+        eprintln!(
+            "loadtest: starting a private RabbitMQ cluster of {nodes} nodes (usually 10-20 s)"
+        );
+    } else {
+        eprintln!("loadtest: starting a private RabbitMQ broker (usually 4-13 s)");
+    }
     let broker_options = BrokerOptions {
         progress: true,
         cancel: Some(cancel),
         ..BrokerOptions::default()
     };
-    let broker = tokio::task::spawn_blocking(move || Broker::start(broker_options))
+    let brokers = tokio::task::spawn_blocking(move || start_cluster(nodes, broker_options))
         .await
         .context("the broker start-up task failed")?
         .context("cannot start the private broker (--spawn-broker)")?;
-    let url = AmqpUrl::parse(&broker.amqp_url())
+    let url = AmqpUrl::parse(&brokers[0].amqp_url())
         .context("the private broker's own URL is unusable (a bug in loadtest)")?;
-    eprintln!(
-        "loadtest: broker ready on {url} (data in {})",
-        broker.data_dir().display()
-    );
-    Ok((broker, url))
+    for broker in &brokers {
+        eprintln!(
+            "loadtest: broker {} ready on {} (data in {})",
+            broker.node_name(),
+            amqp_link::redact(&broker.amqp_url()),
+            broker.data_dir().display()
+        );
+    }
+    let brokers = brokers.into_iter().enumerate();
+    Ok((brokers.map(|(i, b)| BrokerNode::new(i, b)).collect(), url))
 }
 
 /// The publisher and the spawned worker go to the broker at `url`.
@@ -196,23 +208,32 @@ impl Deployment {
                 .as_ref()
                 .zip(options.scale_out)
                 .map(|(c, scale)| (c.nodes(), scale.down_for)),
-            broker: (self.broker.clone()).map(|b| (b, self.broker_restarts.clone())),
+            brokers: self.brokers.clone(),
+            last_leader: Arc::default(),
         }
     }
 
     /// The orderly stop of what is still running (the servers stopped at the settle step):
-    /// the private broker, which a warning names if it did not stop cleanly.
+    /// the private broker's nodes, the last first; a warning names a node that did not stop
+    /// cleanly.
     pub async fn teardown(self) {
-        let broker = self
-            .broker
-            .and_then(|b| b.lock().ok().and_then(|mut b| b.take()));
-        if let Some(broker) = broker {
-            eprintln!("loadtest: stopping the private broker");
-            match tokio::task::spawn_blocking(move || broker.stop()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => eprintln!("loadtest: warning: the broker did not stop cleanly: {e}"),
-                Err(e) => eprintln!("loadtest: warning: the broker stop task failed: {e}"),
+        let brokers: Vec<Broker> = (self.brokers.iter().rev())
+            .filter_map(|n| n.broker.lock().ok().and_then(|mut b| b.take()))
+            .collect();
+        if brokers.is_empty() {
+            return;
+        }
+        eprintln!("loadtest: stopping the private broker");
+        let stopped = tokio::task::spawn_blocking(move || {
+            for broker in brokers {
+                let node = broker.node_name().to_string();
+                if let Err(e) = broker.stop() {
+                    eprintln!("loadtest: warning: the broker {node} did not stop cleanly: {e}");
+                }
             }
+        });
+        if let Err(e) = stopped.await {
+            eprintln!("loadtest: warning: the broker stop task failed: {e}");
         }
     }
 }

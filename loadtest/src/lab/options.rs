@@ -90,8 +90,13 @@ impl LabOptions {
             }
         }
         if let Some(m) = &self.messaging {
-            let spawned = matches!(m.broker, BrokerSource::Spawn);
-            hosts.push(Host::new(Role::Broker.host(0), Role::Broker, spawned));
+            let (nodes, spawned) = match m.broker {
+                BrokerSource::Spawn { nodes } => (nodes, true),
+                BrokerSource::Url(_) => (1, false),
+            };
+            for i in 0..nodes {
+                hosts.push(Host::new(Role::Broker.host(i), Role::Broker, spawned));
+            }
         }
         if self.scale_out.is_some() || self.external_balancer.is_some() {
             let spawned = self.scale_out.is_some();

@@ -7,20 +7,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use amqp_link::AmqpUrl;
+use amqp_link::{AmqpUrl, redact};
 use inventory::DeliveryMode;
 use tokio::time::Instant;
 use wire_contract::amqp::{DEAD_LETTER_QUEUE, QUEUE};
 
 use super::options::SAMPLE_EVERY;
 use super::recorder::PublishTimes;
+use crate::broker::BrokerNode;
 use crate::e2e::{OrdersTail, end_to_end, percentiles};
 use crate::messaging::{
     Drained, MessagingOptions, Monitor, MonitorInputs, MonitorState, QueueProbe, drain_rate,
     wait_for_drain,
 };
 use crate::reconcile::FileMark;
-use crate::report::{self, BrokerReport, CrashEvent, MessagingReport};
+use crate::report::{self, BrokerNodeReport, BrokerReport, CrashEvent, MessagingReport};
 use crate::runner::Live;
 use crate::stats::Aggregates;
 
@@ -164,6 +165,7 @@ fn messaging_report(
     let latency = &run.aggregates.latency;
     MessagingReport {
         delivery: options.delivery.as_str().into(),
+        queue_type: options.delivery.queue_type().into(),
         publish_latency_ms: report::Percentiles {
             count: run.published.len() as u64,
             p50: latency.acknowledged_p50,
@@ -186,13 +188,29 @@ fn messaging_report(
     }
 }
 
-/// The report's `broker` object for a broker the lab spawned: its restarts by the fault
-/// plan.
-pub(super) fn broker_report(restarts: &std::sync::Mutex<Vec<CrashEvent>>) -> BrokerReport {
-    let events = restarts.lock().map(|e| e.clone()).unwrap_or_default();
+/// The report's `broker` object for the nodes the lab spawned: what the fault plan did to
+/// each (every node's restarts also in `restart_events`, in time order).
+pub(super) fn broker_report(nodes: &[BrokerNode]) -> BrokerReport {
+    let lock = |n: &BrokerNode| n.restarts.lock().map(|e| e.clone()).unwrap_or_default();
+    let mut restart_events: Vec<CrashEvent> = nodes.iter().flat_map(lock).collect();
+    restart_events.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+    let node = |n: &BrokerNode| {
+        let broker = n.broker.lock().ok();
+        let broker = broker.as_ref().and_then(|b| b.as_ref());
+        BrokerNodeReport {
+            name: n.host.clone(),
+            node: broker
+                .map(|b| b.node_name().to_string())
+                .unwrap_or_default(),
+            url: broker.map(|b| redact(&b.amqp_url())).unwrap_or_default(),
+            crashes: n.kills.load(Ordering::Relaxed),
+            restarts: lock(n).len() as u64,
+        }
+    };
     BrokerReport {
         spawned: true,
-        restarts: events.len() as u64,
-        restart_events: events,
+        restarts: restart_events.len() as u64,
+        restart_events,
+        nodes: nodes.iter().map(node).collect(),
     }
 }
