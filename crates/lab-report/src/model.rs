@@ -65,7 +65,7 @@ pub struct FaultEvent {
     pub target: String,
     /// The host it hit, when the target was resolved as the fault fired (`broker-leader`:
     /// the node that led the orders queue then).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub host: Option<String>,
     /// Whether it was carried out (false: e.g. the host was down already).
     pub ok: bool,

@@ -408,7 +408,8 @@ pub struct RunArgs {
     /// drain). ACTION: kill (SIGKILL; a supervised process comes back after its down
     /// time), stop, start, restart, pause (SIGSTOP: alive, answering nothing), resume.
     /// TARGET: a host the lab starts: api0, api1, … (worker0 with --transport amqp),
-    /// broker0. E.g. --fault every=20s:kill:worker0 --fault 30s:restart:broker0.
+    /// broker0, broker1, … (--broker-nodes), or broker-leader (the broker node leading the
+    /// orders queue when the fault fires; start/resume bring back the one it hit). E.g. --fault every=20s:kill:worker0 --fault 30s:restart:broker0.
     #[arg(long = "fault", value_name = "WHEN:ACTION:TARGET", help_heading = "Faults",
           value_parser = parse_fault)]
     pub faults: Vec<Fault>,
