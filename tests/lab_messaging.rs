@@ -88,7 +88,7 @@ fn u(v: &Value, path: &str) -> u64 {
 fn broker_dir(stderr: &str) -> PathBuf {
     let line = stderr
         .lines()
-        .find(|l| l.contains("broker ready on"))
+        .find(|l| l.starts_with("loadtest: broker ") && l.contains(" ready on "))
         .unwrap_or_else(|| panic!("no broker line in:\n{stderr}"));
     let dir = line
         .rsplit_once("(data in ")
@@ -298,5 +298,59 @@ fn what_the_drain_deadline_leaves_in_the_queue_is_still_queued_not_lost() {
     );
     assert_eq!(u(&r, "/reconciliation/lost"), 0, "reliable: none is lost");
     assert_eq!(u(&r, "/reconciliation/duplicates"), 0);
+    assert_nothing_left(&out, &broker_dir(&stderr));
+}
+
+/// `--workers 2`: two workers compete for the one queue and append to one orders file;
+/// worker1 is killed mid-run. Every acknowledged order is written exactly once (their
+/// shared idempotency journal), both workers wrote some, and the report names each.
+#[test]
+fn two_competing_workers_write_every_order_once_through_a_kill_of_one() {
+    let Some(_installation) = loadtest::broker::require_installed_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("two-workers");
+    let extra = ["--workers", "2", "--fault", "2s:kill:worker1"];
+    let (r, stderr) = run_lab(&out, "reliable", &extra);
+    check_common(&r, "reliable");
+    let acknowledged = u(&r, "/requests/acknowledged");
+    assert_eq!(
+        u(&r, "/reconciliation/acknowledged_persisted"),
+        acknowledged
+    );
+    assert_eq!(
+        u(&r, "/reconciliation/lost"),
+        0,
+        "{:#}",
+        r["reconciliation"]
+    );
+    assert_eq!(u(&r, "/reconciliation/duplicates"), 0);
+    let workers = r["messaging"]["workers"]
+        .as_array()
+        .expect("messaging.workers");
+    let names: Vec<&str> = workers
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["worker0", "worker1"], "{workers:#?}");
+    for w in workers {
+        assert!(
+            u(w, "/orders_written") > 0,
+            "each worker wrote some: {workers:#?}"
+        );
+        assert!(w["cpu_seconds"].as_f64().is_some(), "{w:#}");
+    }
+    assert_eq!(u(&workers[1], "/crashes"), 1, "{workers:#?}");
+    assert_eq!(u(&workers[1], "/restarts"), 1, "{workers:#?}");
+    assert_eq!(u(&workers[0], "/crashes"), 0, "{workers:#?}");
+    let hosts: Vec<&str> = (r["topology"]["hosts"].as_array().unwrap().iter())
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        hosts.starts_with(&["worker0", "worker1", "broker0"]),
+        "{hosts:?}"
+    );
+    assert!(out.join("server.worker1.log").exists());
     assert_nothing_left(&out, &broker_dir(&stderr));
 }

@@ -199,7 +199,14 @@ impl Cluster {
             lab_cpu,
             stop_outcome,
         });
-        (merge(&self.names, observations), report)
+        let names: Vec<String> = self.names.iter().map(|n| n.name.clone()).collect();
+        let merged = ServerObservations::merge(
+            &names,
+            observations,
+            "nodes behind HAProxy",
+            "the lab and HAProxy run on",
+        );
+        (merged, report)
     }
 }
 
@@ -384,58 +391,6 @@ fn failover(
     }
 }
 
-/// The nodes as one server for the report's `server` object: every node's crashes
-/// (named), restarts, CPU seconds summed, the highest peak memory; the first node's
-/// samples (the timeline's memory and CPU charts show api0; per-node figures are in the
-/// `balancer` object).
-fn merge(names: &[Node], observations: Vec<ServerObservations>) -> ServerObservations {
-    let mut merged = observations.first().cloned().unwrap_or_default();
-    merged.crashes = names
-        .iter()
-        .zip(&observations)
-        .flat_map(|(node, o)| {
-            o.crashes.iter().map(move |c| CrashEvent {
-                t_s: c.t_s,
-                cause: format!("{}: {}", node.name, c.cause),
-                oom_killed: c.oom_killed,
-            })
-        })
-        .collect();
-    merged.crashes.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
-    merged.restarts = observations.iter().map(|o| o.restarts).sum();
-    merged.cpu_seconds = observations
-        .iter()
-        .map(|o| o.cpu_seconds)
-        .sum::<Option<f64>>();
-    merged.peak_memory_bytes = observations
-        .iter()
-        .filter_map(|o| o.peak_memory_bytes)
-        .max();
-    merged.stopped_cleanly = observations.iter().all(|o| o.stopped_cleanly);
-    // Each node's text ends with where the lab ran after that node started; the last
-    // one is where it stayed.
-    const LAB_PART: &str = "; the lab runs on ";
-    let lab = observations
-        .last()
-        .and_then(|o| o.confinement.split_once(LAB_PART))
-        .map(|(_, lab)| format!("; the lab and HAProxy run on {lab}"))
-        .unwrap_or_default();
-    merged.confinement = format!(
-        "{} nodes behind HAProxy: {}{lab}",
-        names.len(),
-        names
-            .iter()
-            .zip(&observations)
-            .map(|(n, o)| {
-                let own = o.confinement.split(LAB_PART).next().unwrap_or_default();
-                format!("{} {own}", n.name)
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    merged
-}
-
 /// Starts the `index`-th node from `spec`: on core slot `index`, its stderr in
 /// `OUT/server.<host>.log`, and (an API node) answering HAProxy's agent check. Returns it
 /// with its entry in the balancer's configuration, named as its topology host (`api0`).
@@ -445,7 +400,7 @@ async fn start_node(
     instances: usize,
     out_dir: &std::path::Path,
 ) -> anyhow::Result<(ServerHandle, Node)> {
-    let name = crate::topology::Role::Api.host(index);
+    let name = spec.kind.role().host(index);
     let mut node_spec = spec.clone();
     node_spec.core_slot = index;
     node_spec.log_file = Some(out_dir.join(format!("server.{name}.log")));

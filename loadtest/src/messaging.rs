@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use amqp_link::AmqpUrl;
+use amqp_link::{AmqpUrl, AmqpUrls};
 use anyhow::Context;
 use inventory::DeliveryMode;
 use lapin::options::QueueDeclareOptions;
@@ -73,8 +73,8 @@ pub enum BrokerSource {
     /// The lab starts a private broker (outside the emulated VM) of `nodes` nodes joined
     /// into one cluster (`--broker-nodes`), and stops it at the end.
     Spawn { nodes: usize },
-    /// A broker the user runs (`--amqp-url`).
-    Url(AmqpUrl),
+    /// Brokers the user runs (`--amqp-url`: one, or a cluster's nodes).
+    Url(AmqpUrls),
 }
 
 /// The messaging run's knobs (`--transport amqp`).
@@ -83,6 +83,9 @@ pub struct MessagingOptions {
     pub broker: BrokerSource,
     /// Both sides: the publisher's and the worker's `--delivery`.
     pub delivery: DeliveryMode,
+    /// `--workers K`: spawned workers competing for the queue (`worker0`, …; 1 without
+    /// the flag, and for a remote worker).
+    pub workers: usize,
     /// How long to wait after the load for the queue to drain.
     pub drain_timeout: Duration,
 }
@@ -95,32 +98,48 @@ pub fn split_absent(acknowledged_absent: u64, still_ready: Option<u64>) -> (u64,
     (acknowledged_absent - queued, queued)
 }
 
-/// A connection of the lab's own to ask the broker how many messages are ready.
+/// A connection of the lab's own to ask the broker how many messages are ready. Given a
+/// cluster's nodes, it moves to the next node when the one it asks stops answering.
 #[derive(Default)]
 pub struct QueueProbe {
     /// `None` only in the placeholder a finished [`Monitor`] leaves behind, which
     /// answers nothing.
-    url: Option<AmqpUrl>,
+    urls: Option<AmqpUrls>,
+    /// Which of `urls` to connect to next (counted round the list).
+    next: usize,
     session: Option<(Connection, Channel)>,
 }
 
 impl QueueProbe {
-    pub fn new(url: &AmqpUrl) -> QueueProbe {
+    pub fn new(urls: &AmqpUrls) -> QueueProbe {
         QueueProbe {
-            url: Some(url.clone()),
+            urls: Some(urls.clone()),
+            next: 0,
             session: None,
         }
     }
 
-    /// Opens the probe's connection now, to fail early with what to do when the broker
-    /// cannot be reached (a wrong `--amqp-url`, a broker that is down).
+    /// Opens the probe's connection now, to fail early with what to do when no broker
+    /// can be reached (a wrong `--amqp-url`, a broker that is down): tries every node once.
     pub async fn check(&mut self) -> anyhow::Result<()> {
-        let url = self
-            .url
+        let urls = self
+            .urls
             .clone()
             .context("the queue probe has no broker URL")?;
+        let mut failure = None;
+        for url in urls.iter() {
+            match self.check_one(url).await {
+                Ok(()) => return Ok(()),
+                Err(e) => failure = Some(e),
+            }
+            self.next += 1;
+        }
+        Err(failure.unwrap_or_else(|| anyhow::anyhow!("no broker URL to check")))
+    }
+
+    async fn check_one(&mut self, url: &AmqpUrl) -> anyhow::Result<()> {
         let wait = PROBE_TIMEOUT * 5;
-        match tokio::time::timeout(wait, open_session(&url)).await {
+        match tokio::time::timeout(wait, open_session(url)).await {
             Ok(Ok(session)) => {
                 self.session = Some(session);
                 Ok(())
@@ -137,14 +156,15 @@ impl QueueProbe {
 
     /// Messages ready in `queue`; `None` when the broker does not answer or the queue does
     /// not exist (yet, or any more: a restarted broker forgets a faithful queue). The next
-    /// call reconnects after a failure.
+    /// call reconnects after a failure, to the next node of a cluster.
     pub async fn ready(&mut self, queue: &str) -> Option<u64> {
-        let url = self.url.clone()?;
+        let url = self.urls.as_ref()?.cycle(self.next).clone();
         let result = tokio::time::timeout(PROBE_TIMEOUT, self.try_ready(&url, queue)).await;
         match result {
             Ok(Ok(n)) => Some(n),
             _ => {
                 self.close().await;
+                self.next += 1;
                 None
             }
         }
@@ -249,7 +269,7 @@ impl WorkerCounters {
 
 /// A counter summed across the worker's processes: a reading lower than the previous
 /// one means a new process started counting from 0.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Accumulated {
     carried: u64,
     last: u64,
@@ -269,27 +289,66 @@ impl Accumulated {
     }
 }
 
-/// What the monitor reads besides the broker: the worker's probe address, the lines
-/// written so far and the acknowledged publishes so far.
+/// What the monitor reads besides the broker: the workers' probe addresses (`worker0`,
+/// …), the lines written so far and the acknowledged publishes so far.
 pub struct MonitorInputs {
-    pub worker: Option<SocketAddr>,
+    pub workers: Vec<SocketAddr>,
     pub delivery: DeliveryMode,
     pub written: Box<dyn Fn() -> u64 + Send>,
     pub acknowledged: Box<dyn Fn() -> u64 + Send>,
 }
 
+/// One worker host as the monitor follows it: its latest scrape and its counters summed
+/// across its processes.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct WorkerTrack {
+    /// `None` when its last scrape failed (it is down, or too busy to answer in time).
+    pub latest: Option<WorkerCounters>,
+    pub redelivered: Accumulated,
+    pub lost: Accumulated,
+    pub written: Accumulated,
+}
+
+impl WorkerTrack {
+    fn update(&mut self, scraped: Option<WorkerCounters>) {
+        if let Some(w) = scraped {
+            self.redelivered.update(w.redelivered);
+            self.lost.update(w.lost);
+            self.written.update(w.written);
+        }
+        self.latest = scraped;
+    }
+}
+
 /// The latest state and every sample, shared between the monitor task and the drain.
 #[derive(Debug, Default)]
 pub struct MonitorState {
-    /// Whether there is a worker to ask (the lab spawned it); without one, what it holds
-    /// is unknown and the drain goes by the queue and the orders file alone.
-    pub scrapes_worker: bool,
+    /// One per worker the lab spawned; empty when there is none to ask (a remote worker:
+    /// what it holds is unknown and the drain goes by the queue and the orders file).
+    pub workers: Vec<WorkerTrack>,
     pub samples: Vec<QueueSample>,
-    pub latest_worker: Option<WorkerCounters>,
-    pub redelivered: Accumulated,
-    pub worker_lost: Accumulated,
     /// When any figure last moved (lines, worker counters), since the epoch.
     pub last_change: Duration,
+}
+
+impl MonitorState {
+    /// Messages all workers hold; `None` when one of them could not be asked. With no
+    /// worker to ask, 0 (the drain then goes by the queue and the file).
+    pub fn held(&self, delivery: DeliveryMode) -> Option<u64> {
+        (self.workers.iter())
+            .map(|w| w.latest.map(|c| c.held(delivery)))
+            .sum()
+    }
+
+    /// Redeliveries the workers counted, over all their processes.
+    pub fn redelivered(&self) -> u64 {
+        self.workers.iter().map(|w| w.redelivered.total()).sum()
+    }
+
+    /// Faithful mode: messages the workers lost, over all their processes.
+    pub fn worker_lost(&self) -> u64 {
+        self.workers.iter().map(|w| w.lost.total()).sum()
+    }
 }
 
 /// Samples the queue every `every` until stopped.
@@ -307,7 +366,7 @@ impl Monitor {
         every: Duration,
     ) -> Self {
         let state = Arc::new(std::sync::Mutex::new(MonitorState {
-            scrapes_worker: inputs.worker.is_some(),
+            workers: vec![WorkerTrack::default(); inputs.workers.len()],
             ..MonitorState::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -355,48 +414,30 @@ async fn monitor(
     stop: Arc<AtomicBool>,
 ) -> QueueProbe {
     let mut tick = 0u32;
-    let mut last_seen: Option<(u64, WorkerCounters)> = None;
+    let mut last_seen: Option<(u64, Vec<Option<WorkerCounters>>)> = None;
     while !stop.load(Ordering::Relaxed) {
         let ready = probe.ready(QUEUE).await;
         let dead_lettered = match inputs.delivery {
             DeliveryMode::Reliable => probe.ready(DEAD_LETTER_QUEUE).await,
             DeliveryMode::Faithful => None,
         };
-        let worker = match inputs.worker {
-            Some(addr) => tokio::task::spawn_blocking(move || {
-                crate::server::scrape_metrics(addr).and_then(|t| WorkerCounters::parse(&t))
-            })
-            .await
-            .ok()
-            .flatten(),
-            None => None,
-        };
+        let workers = scrape_workers(&inputs.workers).await;
         let written = (inputs.written)();
         let acknowledged = (inputs.acknowledged)();
         let t = epoch.elapsed();
-        {
-            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(w) = worker {
-                s.redelivered.update(w.redelivered);
-                s.worker_lost.update(w.lost);
-            }
-            let now = (written, worker.unwrap_or_default());
-            if last_seen != Some(now) {
-                s.last_change = t;
-                last_seen = Some(now);
-            }
-            s.latest_worker = worker;
-            let redelivered = s.redelivered.total();
-            s.samples.push(QueueSample {
+        record_tick(&state, &mut last_seen, t, (written, workers), |s| {
+            QueueSample {
                 t_s: t.as_secs_f64(),
                 ready,
-                at_worker: worker.map(|w| w.held(inputs.delivery)),
+                at_worker: (!s.workers.is_empty())
+                    .then(|| s.held(inputs.delivery))
+                    .flatten(),
                 outstanding: acknowledged.saturating_sub(written),
                 written,
-                redelivered,
+                redelivered: s.redelivered(),
                 dead_lettered,
-            });
-        }
+            }
+        });
         tick += 1;
         let next = epoch + every * tick;
         if next > Instant::now() {
@@ -406,6 +447,43 @@ async fn monitor(
         }
     }
     probe
+}
+
+/// What the monitor saw at one tick, into the shared state: each worker's scrape, when
+/// anything last moved, and the sample `sample` builds from the updated state.
+fn record_tick(
+    state: &std::sync::Mutex<MonitorState>,
+    last_seen: &mut Option<(u64, Vec<Option<WorkerCounters>>)>,
+    t: Duration,
+    now: (u64, Vec<Option<WorkerCounters>>),
+    sample: impl FnOnce(&MonitorState) -> QueueSample,
+) {
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    for (track, scraped) in s.workers.iter_mut().zip(&now.1) {
+        track.update(*scraped);
+    }
+    if last_seen.as_ref() != Some(&now) {
+        s.last_change = t;
+        *last_seen = Some(now);
+    }
+    let sample = sample(&s);
+    s.samples.push(sample);
+}
+
+/// One scrape of each worker's `/metrics`, in the order given (a std thread's plain
+/// HTTP, off the runtime).
+async fn scrape_workers(workers: &[SocketAddr]) -> Vec<Option<WorkerCounters>> {
+    let (count, workers) = (workers.len(), workers.to_vec());
+    let scrape = move || {
+        (workers.iter())
+            .map(|&addr| {
+                crate::server::scrape_metrics(addr).and_then(|t| WorkerCounters::parse(&t))
+            })
+            .collect::<Vec<_>>()
+    };
+    tokio::task::spawn_blocking(scrape)
+        .await
+        .unwrap_or_else(|_| vec![None; count])
 }
 
 /// How the drain ended.
@@ -433,10 +511,7 @@ pub async fn wait_for_drain(
             let s = monitor.state();
             let last = s.samples.last();
             let ready = last.and_then(|q| q.ready);
-            let held = match s.scrapes_worker {
-                true => s.latest_worker.map(|w| w.held(delivery)),
-                false => Some(0),
-            };
+            let held = s.held(delivery);
             let empty = ready == Some(0) && held == Some(0);
             // Quiet since the later of the last change and the drain's start.
             let since = s.last_change.max(started.duration_since(epoch));

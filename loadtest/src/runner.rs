@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use inventory::{AmqpUrl, BaseUrl, DeliveryMode, RetryPolicy, StockManager};
+use inventory::{AmqpUrls, BaseUrl, DeliveryMode, RetryPolicy, StockManager};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
@@ -53,9 +53,10 @@ pub struct ClientConfig {
     /// Retries per logical request under the client's retry policy (0 = off, as the
     /// original client never retried).
     pub retries: u32,
-    /// Publish to this broker with this delivery mode instead of calling `base_url`
+    /// Publish to these brokers (tried in order; the publisher moves on to the next when
+    /// its node is lost) with this delivery mode instead of calling `base_url`
     /// (`--transport amqp`); one iteration is then one publish.
-    pub amqp: Option<(AmqpUrl, DeliveryMode)>,
+    pub amqp: Option<(AmqpUrls, DeliveryMode)>,
 }
 
 impl ClientConfig {
@@ -64,7 +65,7 @@ impl ClientConfig {
         // attempts asked for; `None` is the original client, which never retried.
         let policy = (self.retries > 0).then(|| RetryPolicy::with_max_attempts(self.retries + 1));
         let builder = match &self.amqp {
-            Some((url, mode)) => StockManager::amqp_builder(url.clone(), *mode),
+            Some((urls, mode)) => StockManager::amqp_builder(urls.clone(), *mode),
             None => StockManager::builder(self.base_url.clone()),
         };
         builder

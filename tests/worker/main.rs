@@ -12,10 +12,12 @@
 //! where they fail (`loadtest::broker::require_installed_or_skip`).
 //!
 //! The tests are here; the shared broker, AMQP from the test's side and the worker
-//! process are in `support.rs`.
+//! process are in `support.rs`. `failover.rs` has two brokers of its own, one of which it
+//! kills: the publisher and the worker given both URLs.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod failover;
 mod foreign;
 mod poison;
 mod probes;

@@ -31,13 +31,25 @@
 //!   original did (`using (var connection = factory.CreateConnection())` per call); the
 //!   call connects, declares, publishes and closes — the close handshake is part of the
 //!   call, as the original's `Dispose`.
-//! * **Reconnect on the next call**: no background reconnection. A session that lapin knows
-//!   to be dead (the broker closed it, the socket broke) is replaced at the start of the
-//!   next call; a call whose own publish hits the failure fails with
-//!   [`ReplenishmentError::ConnectionLost`] (or another kind) and marks the session unusable,
-//!   so the call after it reconnects. Nothing is retried behind the caller's back: whether
-//!   to publish again is the retry policy's decision (reliable mode only, with the same
-//!   `message_id`).
+//! * **Reconnect, to another node**: no background reconnection. A session that lapin
+//!   knows to be dead (the broker closed it, the socket broke) is replaced at the start of
+//!   the next call, on the first node of the list that takes it, starting after the node
+//!   that was lost (see the `nodes` module for the order and the bounds). A call whose own publish
+//!   hits the failure marks the session unusable, so the call after it reconnects.
+//! * **Reliable: a lost connection is "not confirmed", so the message goes out again**: a
+//!   call whose message was published but not confirmed when the connection was lost
+//!   publishes it again, with the same `message_id`, on the new connection (at most once
+//!   per node in the list, and within the call's deadline). Every call waiting for a
+//!   confirm does so for its own message, so every unconfirmed message is republished and
+//!   none is reported confirmed until a broker confirmed it — once: a call returns once.
+//!   If the lost broker had queued it after all, the worker drops the duplicate by its
+//!   `message_id`. [`Delivery::republished`](crate::Delivery::republished) counts it. Anything else that fails a call
+//!   (a timeout, a nack, a returned message) is the caller's to retry, as before: whether
+//!   to publish again is the retry policy's decision.
+//! * **Faithful: a failed publish is a failure**, as in the original: no republishing (a
+//!   faithful message has no id, so a second copy would be a second order); the call
+//!   fails with [`ReplenishmentError::ConnectionLost`] and the next one connects to the
+//!   next node.
 //! * **One runtime**: lapin serves the connection's socket through the tokio runtime that
 //!   opened it, so a manager is used from one runtime (as the HTTP client's pooled
 //!   connections are). If that runtime is gone, the next call times out and the one after
@@ -50,38 +62,34 @@
 //!   answering is not trusted with the next message.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use amqp_link::DeclareError;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use amqp_link::AmqpUrls;
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
+use lapin::{BasicProperties, Confirmation};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout_at};
 use wire_contract::amqp::{CONTENT_TYPE, DEFAULT_EXCHANGE, PERSISTENT, QUEUE, REQUEST_ID_HEADER};
 
+pub use nodes::NODE_CONNECT_TIMEOUT;
+pub use session::CONNECTION_NAME;
 pub use wire_contract::amqp::Delivery as DeliveryMode;
 
-use crate::amqp_url::AmqpUrl;
-use crate::error::{AmqpStage, ReplenishmentError, io_phrase};
+use crate::error::{AmqpStage, ReplenishmentError};
 use crate::wire::one_line;
+use nodes::Nodes;
+use session::Session;
 
-/// AMQP reply codes of a broker that answered and refused: a login it turned down, and a
-/// virtual host that does not exist or that the user may not use.
-const ACCESS_REFUSED: u16 = 403;
-const NOT_ALLOWED: u16 = 530;
-
-/// The name the publisher's connections show in the broker's log and in `rabbitmqctl
-/// list_connections`, so an operator (or a test) can tell them from the worker's.
-pub const CONNECTION_NAME: &str = "inventory StockManager";
+mod nodes;
+mod session;
 
 /// Publishes orders to the broker; the AMQP half of `StockManager`. Cheap to clone:
-/// clones share the session.
+/// clones share the session and the choice of node.
 #[derive(Debug, Clone)]
 pub(crate) struct Publisher {
-    /// Where the broker is; also names it in errors (password hidden).
-    url: AmqpUrl,
+    /// The brokers, in the order they are tried, and where the next connect starts.
+    nodes: Nodes,
     /// What the queues and messages look like, and what success means.
     mode: DeliveryMode,
     /// The original's behaviour: a connection (and channel) opened and closed per call.
@@ -93,39 +101,28 @@ pub(crate) struct Publisher {
     session: Arc<Mutex<Option<Arc<Session>>>>,
 }
 
-/// One open connection with its channel, the queues declared and (reliable mode) confirms
-/// enabled.
+/// How one publish call went: its result, and how often the message was published again
+/// after a lost connection (reliable mode).
 #[derive(Debug)]
-struct Session {
-    /// Kept for its state, and because dropping the last handle closes the connection.
-    connection: Connection,
-    channel: Channel,
-    /// Set when a call on this session failed in a way that leaves it in doubt (timed out,
-    /// lost, returned message, closed channel): the next call opens a new session. Set
-    /// without the lock, so a failing call never waits for another caller's connect.
-    unusable: AtomicBool,
-}
-
-impl Session {
-    fn is_usable(&self) -> bool {
-        !self.unusable.load(Ordering::Relaxed)
-            && self.connection.status().connected()
-            && self.channel.status().connected()
-    }
+pub(crate) struct Published {
+    pub(crate) result: Result<(), ReplenishmentError>,
+    /// Times the message went out again, with the same `message_id`, on a new connection
+    /// after the one it was published on was lost before its confirm.
+    pub(crate) republished: u32,
 }
 
 impl Publisher {
-    pub(crate) fn new(url: AmqpUrl, mode: DeliveryMode, connection_per_call: bool) -> Self {
+    pub(crate) fn new(urls: AmqpUrls, mode: DeliveryMode, connection_per_call: bool) -> Self {
         Publisher {
-            url,
+            nodes: Nodes::new(urls),
             mode,
             connection_per_call,
             session: Arc::new(Mutex::new(None)),
         }
     }
 
-    pub(crate) fn url(&self) -> &AmqpUrl {
-        &self.url
+    pub(crate) fn urls(&self) -> &AmqpUrls {
+        self.nodes.urls()
     }
 
     pub(crate) fn mode(&self) -> DeliveryMode {
@@ -133,9 +130,10 @@ impl Publisher {
     }
 
     /// Publishes one message for `item_code` and waits for what counts as success in this
-    /// mode, by `deadline` at the latest. `message_id` is the logical order's idempotency
-    /// key (reliable mode; `None` in faithful mode, whose messages carry no properties).
-    /// `after` is the timeout reported when the deadline passes.
+    /// mode, by `deadline` at the latest; in reliable mode a lost connection sends the
+    /// message again on a new one (see the module doc). `message_id` is the logical
+    /// order's idempotency key (reliable mode; `None` in faithful mode, whose messages
+    /// carry no properties). `after` is the timeout reported when the deadline passes.
     pub(crate) async fn publish(
         &self,
         item_code: &str,
@@ -143,36 +141,99 @@ impl Publisher {
         message_id: Option<&uuid::Uuid>,
         deadline: Instant,
         after: Duration,
-    ) -> Result<(), ReplenishmentError> {
+    ) -> Published {
+        let properties = match self.check(item_code, request_id, message_id) {
+            Ok(properties) => properties,
+            Err(error) => return Published::failed(error, 0),
+        };
+        let mut republished = 0;
+        let mut lost: Option<ReplenishmentError> = None;
+        loop {
+            let session = match self.session(deadline, after).await {
+                Ok(session) => session,
+                Err(error) => return Published::failed(in_doubt(lost, error), republished),
+            };
+            let result = self
+                .publish_on(&session, item_code, properties.clone(), deadline, after)
+                .await;
+            self.done_with(&session, &result, deadline).await;
+            let Err(loss @ ReplenishmentError::ConnectionLost { .. }) = result else {
+                return Published {
+                    result,
+                    republished,
+                };
+            };
+            self.nodes.lost(session.node);
+            if !self.may_republish(republished, deadline) {
+                return Published::failed(loss, republished);
+            }
+            republished += 1;
+            lost = Some(loss);
+        }
+    }
+
+    /// The item code and the properties, checked before anything is sent.
+    fn check(
+        &self,
+        item_code: &str,
+        request_id: &str,
+        message_id: Option<&uuid::Uuid>,
+    ) -> Result<BasicProperties, ReplenishmentError> {
         if let Err(reason) = item_code::ItemCode::parse(item_code) {
             return Err(ReplenishmentError::InvalidItemCode {
                 code: item_code.to_owned(),
                 reason,
             });
         }
-        let properties = self.properties(request_id, message_id)?;
+        self.properties(request_id, message_id)
+    }
+
+    /// Whether a message whose connection was lost goes out again: reliable mode only, at
+    /// most once per node of the list (each loss moves on to the next node), and only
+    /// while the call has time left.
+    fn may_republish(&self, republished: u32, deadline: Instant) -> bool {
+        self.mode == DeliveryMode::Reliable
+            && (republished as usize) < self.nodes.urls().len()
+            && Instant::now() < deadline
+    }
+
+    /// The session this call publishes on: its own (connection per call) or the shared one.
+    async fn session(
+        &self,
+        deadline: Instant,
+        after: Duration,
+    ) -> Result<Arc<Session>, ReplenishmentError> {
         if self.connection_per_call {
-            let session = self.open(deadline, after).await?;
-            let result = self
-                .publish_on(&session, item_code, properties, deadline, after)
-                .await;
-            // The original's `Dispose`: close the channel and connection before returning.
+            let session = self.nodes.open(self.mode, deadline, after).await?;
+            return Ok(Arc::new(session));
+        }
+        self.shared_session(deadline, after).await
+    }
+
+    /// After a publish on `session`: the original's `Dispose` when the connection is the
+    /// call's own; else a session left in doubt is marked so the next call replaces it.
+    async fn done_with(
+        &self,
+        session: &Session,
+        result: &Result<(), ReplenishmentError>,
+        deadline: Instant,
+    ) {
+        if self.connection_per_call {
             // A close that fails or runs out of time changes nothing about the message (it
-            // was handed over, or the error above says why not); dropping the session then
+            // was handed over, or the error says why not); dropping the session then
             // closes the socket anyway.
             let _ = timeout_at(deadline, session.connection.close(200, "call done".into())).await;
-            return result;
+            return;
         }
-        let session = self.shared_session(deadline, after).await?;
-        let result = self
-            .publish_on(&session, item_code, properties, deadline, after)
-            .await;
-        if let Err(error) = &result
-            && !matches!(error, ReplenishmentError::Nacked)
-        {
-            session.unusable.store(true, Ordering::Relaxed);
+        // A nack leaves one broker's session as it is (the broker refused one message);
+        // on a cluster it ends the session too: measured on RabbitMQ 3.10, a channel on a
+        // surviving node keeps nacking every publish to a quorum queue after the node that
+        // led it dies, though a new leader is elected within a second and a new
+        // connection publishes at once.
+        let nacked = matches!(result, Err(ReplenishmentError::Nacked));
+        if result.is_err() && (!nacked || self.nodes.urls().len() > 1) {
+            session.set_unusable();
         }
-        result
     }
 
     /// Opens the shared session now — connect, confirms (reliable), declare — so the first
@@ -236,78 +297,14 @@ impl Publisher {
         if let Some(session) = slot.as_ref().filter(|s| s.is_usable()) {
             return Ok(Arc::clone(session));
         }
+        // A session lapin found dead moves the next connect on, as a loss seen by a call.
+        if let Some(dead) = slot.take() {
+            self.nodes.lost(dead.node);
+        }
         // Dropping the old handle closes that connection once no call uses it any more.
-        *slot = None;
-        let session = Arc::new(self.open(deadline, after).await?);
+        let session = Arc::new(self.nodes.open(self.mode, deadline, after).await?);
         *slot = Some(Arc::clone(&session));
         Ok(session)
-    }
-
-    /// Connects, opens a channel, enables confirms (reliable mode) and declares the
-    /// mode's queues.
-    async fn open(
-        &self,
-        deadline: Instant,
-        after: Duration,
-    ) -> Result<Session, ReplenishmentError> {
-        let timed_out = |stage| ReplenishmentError::AmqpTimedOut { after, stage };
-        let (connection, channel) = timeout_at(deadline, self.connect())
-            .await
-            .map_err(|_| timed_out(AmqpStage::Connecting))??;
-        let session = Session {
-            connection,
-            channel,
-            unusable: AtomicBool::new(false),
-        };
-        timeout_at(deadline, self.declare(&session))
-            .await
-            .map_err(|_| timed_out(AmqpStage::Declaring))??;
-        Ok(session)
-    }
-
-    async fn connect(&self) -> Result<(Connection, Channel), ReplenishmentError> {
-        let connect_error = |error: lapin::Error| {
-            let (url, reason) = (self.url.to_string(), describe(&error));
-            // The broker answered: it is reachable, and said why it will not serve us.
-            match amqp_reply(&error) {
-                Some((ACCESS_REFUSED | NOT_ALLOWED, _)) => {
-                    ReplenishmentError::AmqpRefused { url, reason }
-                }
-                _ => ReplenishmentError::AmqpConnect { url, reason },
-            }
-        };
-        let properties =
-            ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
-        let connection = Connection::connect_uri(self.url.uri().clone(), properties)
-            .await
-            .map_err(connect_error)?;
-        let channel = connection.create_channel().await.map_err(connect_error)?;
-        if self.mode == DeliveryMode::Reliable {
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(connect_error)?;
-        }
-        Ok((connection, channel))
-    }
-
-    /// Declares [`DeliveryMode::queues`] as every side does ([`amqp_link::declare_queues`]).
-    async fn declare(&self, session: &Session) -> Result<(), ReplenishmentError> {
-        amqp_link::declare_queues(&session.channel, self.mode)
-            .await
-            .map_err(|error| match error {
-                DeclareError::Mismatch {
-                    wanted,
-                    argument,
-                    broker_said,
-                    ..
-                } => ReplenishmentError::QueueMismatch {
-                    wanted,
-                    argument,
-                    broker_said,
-                },
-                DeclareError::Failed { source, .. } => self.failure(session, &source),
-            })
     }
 
     /// Hands the message over and, in reliable mode, waits for the broker's verdict.
@@ -339,7 +336,7 @@ impl Publisher {
             after,
             stage: AmqpStage::Publishing,
         })?
-        .map_err(|error| self.failure(session, &error))?;
+        .map_err(|error| session.failure(&error))?;
         if !reliable {
             // The original's success: the publish call returned. The confirm future is
             // already resolved (`NotRequested`); nothing to wait for.
@@ -348,72 +345,54 @@ impl Publisher {
         let confirmation = timeout_at(deadline, confirm)
             .await
             .map_err(|_| ReplenishmentError::ConfirmTimedOut { after })?
-            .map_err(|error| self.failure(session, &error))?;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                Err(ReplenishmentError::Returned {
-                    reply_code: returned.reply_code,
-                    reply_text: one_line(returned.reply_text.as_str()),
-                })
-            }
-            Confirmation::Nack(None) => Err(ReplenishmentError::Nacked),
-            // Cannot happen on a channel in confirm mode; not a success all the same.
-            Confirmation::NotRequested => Err(ReplenishmentError::ChannelClosed {
-                reason: "the channel is not in publisher-confirm mode, so the message is \
-                         unconfirmed"
-                    .to_owned(),
-            }),
+            .map_err(|error| session.failure(&error))?;
+        verdict(confirmation)
+    }
+}
+
+impl Published {
+    fn failed(error: ReplenishmentError, republished: u32) -> Self {
+        Published {
+            result: Err(error),
+            republished,
         }
     }
+}
 
-    /// Sorts an error on an open session: the broker closing the channel (a soft error,
-    /// or the channel found closed on a live connection) or the connection being gone.
-    fn failure(&self, session: &Session, error: &lapin::Error) -> ReplenishmentError {
-        let channel_level = error.is_amqp_soft_error()
-            || (matches!(error.kind(), ErrorKind::InvalidChannelState(..))
-                && session.connection.status().connected());
-        if channel_level {
-            ReplenishmentError::ChannelClosed {
-                reason: describe(error),
-            }
-        } else {
+/// What the broker's answer to a confirmed publish means.
+fn verdict(confirmation: Confirmation) -> Result<(), ReplenishmentError> {
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+            Err(ReplenishmentError::Returned {
+                reply_code: returned.reply_code,
+                reply_text: one_line(returned.reply_text.as_str()),
+            })
+        }
+        Confirmation::Nack(None) => Err(ReplenishmentError::Nacked),
+        // Cannot happen on a channel in confirm mode; not a success all the same.
+        Confirmation::NotRequested => Err(ReplenishmentError::ChannelClosed {
+            reason: "the channel is not in publisher-confirm mode, so the message is \
+                     unconfirmed"
+                .to_owned(),
+        }),
+    }
+}
+
+/// The error of a call that could not publish again after `lost`: once a message went out
+/// on a connection that was lost, it may be queued there, so the call's error says "may or
+/// may not be queued" (the loss), with why no other connection took it — never "nothing
+/// was published".
+fn in_doubt(lost: Option<ReplenishmentError>, error: ReplenishmentError) -> ReplenishmentError {
+    match lost {
+        Some(ReplenishmentError::ConnectionLost { url, reason }) => {
             ReplenishmentError::ConnectionLost {
-                url: self.url.to_string(),
-                reason: describe(error),
+                url,
+                reason: format!("{reason}; publishing it again failed: {error}"),
             }
         }
-    }
-}
-
-/// The broker's reply code and text, when `error` is one it sent (a channel or connection
-/// close), e.g. `(406, "PRECONDITION_FAILED - inequivalent arg 'durable' …")`.
-fn amqp_reply(error: &lapin::Error) -> Option<(u16, String)> {
-    match error.kind() {
-        ErrorKind::ProtocolError(amqp) => {
-            Some((amqp.get_id(), one_line(amqp.get_message().as_str())))
-        }
-        _ => None,
-    }
-}
-
-/// One line saying what went wrong, in the broker's or the socket's words.
-fn describe(error: &lapin::Error) -> String {
-    if let Some((code, text)) = amqp_reply(error) {
-        return format!("{code} {text}");
-    }
-    match error.kind() {
-        ErrorKind::IOError(io) | ErrorKind::RuntimeShutdownError(io) => {
-            io_phrase(io).map_or_else(|| one_line(&io.to_string()), str::to_owned)
-        }
-        ErrorKind::MissingHeartbeatError => "no heartbeat from the broker in time".to_owned(),
-        ErrorKind::InvalidConnectionState(state) => {
-            format!("the connection is {}", format!("{state:?}").to_lowercase())
-        }
-        ErrorKind::InvalidChannelState(state, _) => {
-            format!("the channel is {}", format!("{state:?}").to_lowercase())
-        }
-        _ => one_line(&error.to_string()),
+        Some(other) => other,
+        None => error,
     }
 }
 
@@ -424,7 +403,7 @@ mod tests {
     #[test]
     fn faithful_messages_carry_no_properties_at_all() {
         let publisher = Publisher::new(
-            AmqpUrl::parse("amqp://broker").unwrap(),
+            AmqpUrls::parse("amqp://broker").unwrap(),
             DeliveryMode::Faithful,
             false,
         );
@@ -438,7 +417,7 @@ mod tests {
     #[test]
     fn reliable_messages_are_persistent_and_identified() {
         let publisher = Publisher::new(
-            AmqpUrl::parse("amqp://broker").unwrap(),
+            AmqpUrls::parse("amqp://broker").unwrap(),
             DeliveryMode::Reliable,
             false,
         );
@@ -470,7 +449,7 @@ mod tests {
     #[test]
     fn a_request_id_too_long_for_a_short_string_is_refused_not_a_panic() {
         let publisher = Publisher::new(
-            AmqpUrl::parse("amqp://broker").unwrap(),
+            AmqpUrls::parse("amqp://broker").unwrap(),
             DeliveryMode::Reliable,
             false,
         );
@@ -481,20 +460,13 @@ mod tests {
         assert!(publisher.properties(&"x".repeat(255), None).is_ok());
     }
 
-    #[test]
-    fn io_errors_are_described_in_words() {
-        let refused: lapin::Error =
-            std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into();
-        assert_eq!(describe(&refused), "connection refused");
-    }
-
     #[tokio::test]
     async fn nothing_listening_is_a_connect_error_naming_the_broker() {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let url = AmqpUrl::parse(&format!("amqp://guest:secret@127.0.0.1:{port}/%2f")).unwrap();
+        let url = AmqpUrls::parse(&format!("amqp://guest:secret@127.0.0.1:{port}/%2f")).unwrap();
         for per_call in [false, true] {
             let publisher = Publisher::new(url.clone(), DeliveryMode::Reliable, per_call);
             let after = Duration::from_secs(5);
@@ -502,6 +474,7 @@ mod tests {
             let error = publisher
                 .publish("123", "req", None, started + after, after)
                 .await
+                .result
                 .unwrap_err();
             assert!(started.elapsed() < after, "refused at once");
             assert_eq!(error.kind(), "amqp_connect", "{error}");
@@ -519,13 +492,14 @@ mod tests {
     async fn a_broker_that_never_answers_times_out_while_connecting() {
         // Accepts (the kernel completes the handshake from the backlog) and never speaks.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = AmqpUrl::parse(&format!("amqp://{}", listener.local_addr().unwrap())).unwrap();
+        let url = AmqpUrls::parse(&format!("amqp://{}", listener.local_addr().unwrap())).unwrap();
         let publisher = Publisher::new(url, DeliveryMode::Faithful, false);
         let after = Duration::from_millis(300);
         let started = Instant::now();
         let error = publisher
             .publish("123", "req", None, started + after, after)
             .await
+            .result
             .unwrap_err();
         let took = started.elapsed();
         assert!(took >= after && took < after * 5, "{took:?}");
@@ -542,6 +516,94 @@ mod tests {
         assert!(
             error.to_string().contains("nothing was published"),
             "{error}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod several_nodes {
+    use super::*;
+
+    /// A loopback port where nothing listens.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn no_node_reachable_is_one_connect_error_naming_each_without_its_password() {
+        let (a, b) = (closed_port(), closed_port());
+        let urls = AmqpUrls::parse(&format!(
+            "amqp://guest:s3cret@127.0.0.1:{a}/%2f,amqp://guest:s3cret@127.0.0.1:{b}/%2f"
+        ))
+        .unwrap();
+        let publisher = Publisher::new(urls, DeliveryMode::Reliable, false);
+        let after = Duration::from_secs(5);
+        let started = Instant::now();
+        let published = publisher
+            .publish("123", "req", None, started + after, after)
+            .await;
+        assert!(started.elapsed() < after, "refused at once");
+        assert_eq!(published.republished, 0, "nothing was ever published");
+        let error = published.result.unwrap_err();
+        assert!(error.is_connect(), "{error}");
+        assert_eq!(error.kind(), "amqp_connect");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("could not connect to any of the 2 RabbitMQ brokers (")
+                && text.contains(&format!("127.0.0.1:{a}/%2f: connection refused; "))
+                && text.contains(&format!("127.0.0.1:{b}/%2f: connection refused)"))
+                && !text.contains("s3cret"),
+            "{text}"
+        );
+    }
+
+    /// Connections waiting on `listener` (accepted and dropped here).
+    fn accepted(listener: &std::net::TcpListener) -> usize {
+        std::iter::from_fn(|| listener.accept().ok()).count()
+    }
+
+    #[tokio::test]
+    async fn the_next_connect_starts_after_the_node_that_failed() {
+        // Two nodes that accept and never speak: each connect times out on the node it
+        // tries first, which the listeners' queues then tell.
+        let silent = || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            listener
+        };
+        let (a, b) = (silent(), silent());
+        let urls = AmqpUrls::parse(&format!(
+            "amqp://{},amqp://{}",
+            a.local_addr().unwrap(),
+            b.local_addr().unwrap()
+        ))
+        .unwrap();
+        let nodes = Nodes::new(urls);
+        let after = Duration::from_millis(200);
+        let open = || nodes.open(DeliveryMode::Faithful, Instant::now() + after, after);
+        let timed_out =
+            |e: &ReplenishmentError| matches!(e, ReplenishmentError::AmqpTimedOut { .. });
+
+        assert!(timed_out(&open().await.unwrap_err()));
+        assert_eq!(
+            (accepted(&a), accepted(&b)),
+            (1, 0),
+            "the first connect tries A"
+        );
+        assert!(timed_out(&open().await.unwrap_err()));
+        assert_eq!(
+            (accepted(&a), accepted(&b)),
+            (0, 1),
+            "A failed last: B first"
+        );
+        // A loss reported late (the cursor has moved on since) skips no node.
+        nodes.lost(1);
+        assert!(timed_out(&open().await.unwrap_err()));
+        assert_eq!(
+            (accepted(&a), accepted(&b)),
+            (1, 0),
+            "B failed last: A first"
         );
     }
 }

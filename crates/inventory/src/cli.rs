@@ -13,7 +13,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::amqp::DeliveryMode;
-use crate::amqp_url::{AmqpUrl, PURCHASING_AMQP_URL};
+use crate::amqp_url::{AmqpUrls, PURCHASING_AMQP_URL};
 use crate::base_url::BaseUrl;
 use crate::retry::{MAX_ATTEMPTS_LIMIT, RetryPolicy};
 use crate::stock_manager::{
@@ -71,17 +71,22 @@ pub struct RequestArgs {
     /// Publish the orders to this RabbitMQ broker instead of calling the API (amqp:// only,
     /// e.g. amqp://guest:guest@127.0.0.1:5672/%2f, as `loadtest broker` prints it).
     ///
-    /// One connection is opened for all the codes. Each code becomes one message on the
-    /// queue stock-replenishment-requests, as --delivery describes; `ok` means the broker
-    /// has it (reliable) or it was handed to the connection (faithful) — the order is
-    /// written later, by the purchasing worker.
+    /// Several brokers — the nodes of a cluster — as a comma-separated list, or the flag
+    /// repeated (the lists add up, in order; the environment variable takes a comma list);
+    /// a comma in a password is written %2C. The first reachable one is used, and when its
+    /// connection is lost the next call goes on to the next one. One connection is opened
+    /// for all the codes. Each code becomes one message on the queue
+    /// stock-replenishment-requests, as --delivery describes; `ok` means the broker has it
+    /// (reliable) or it was handed to the connection (faithful) — the order is written
+    /// later, by the purchasing worker.
     #[arg(
         long,
         value_name = "URL",
         env = PURCHASING_AMQP_URL,
-        value_parser = AmqpUrl::value_parser(),
+        action = clap::ArgAction::Append,
+        value_parser = AmqpUrls::value_parser(),
     )]
-    pub amqp_url: Option<AmqpUrl>,
+    pub amqp_url: Vec<AmqpUrls>,
 
     /// How the orders travel through the queue (with --amqp-url).
     ///
@@ -91,8 +96,10 @@ pub struct RequestArgs {
     ///
     /// reliable: a durable queue (with a dead-letter queue), persistent messages with a
     /// message id and the request id, publisher confirms; `ok` once the broker has it on
-    /// disk. Both sides must use the same mode: a broker that has the queue from the other
-    /// mode refuses it (the error says how to fix that).
+    /// disk; a message unconfirmed when its connection is lost is published again, with
+    /// the same message id, on the next broker. Both sides must use the same mode: a
+    /// broker that has the queue from the other mode refuses it (the error says how to fix
+    /// that).
     #[arg(
         long,
         value_name = "MODE",
@@ -179,9 +186,15 @@ pub fn parse_timeout(text: &str) -> Result<Seconds, TimeoutError> {
 }
 
 impl RequestArgs {
+    /// Every `--amqp-url` given, as one list in order; `None` for HTTP.
+    pub fn amqp_urls(&self) -> Option<AmqpUrls> {
+        AmqpUrls::concat(&self.amqp_url)
+    }
+
     /// The combinations clap cannot check: retries over AMQP need reliable delivery.
     pub fn check(&self) -> Result<(), clap::Error> {
-        if self.amqp_url.is_some() && self.delivery == DeliveryMode::Faithful && self.retries > 0 {
+        if !self.amqp_url.is_empty() && self.delivery == DeliveryMode::Faithful && self.retries > 0
+        {
             let mut command = Cli::command();
             let request = command
                 .find_subcommand_mut("request")
@@ -212,8 +225,9 @@ async fn request(args: RequestArgs) -> ExitCode {
         return ExitCode::from(USAGE_ERROR);
     }
     let policy = (args.retries > 0).then(|| RetryPolicy::with_max_attempts(args.retries + 1));
-    let builder = match &args.amqp_url {
-        Some(url) => StockManager::amqp_builder(url.clone(), args.delivery),
+    let amqp_urls = args.amqp_urls();
+    let builder = match &amqp_urls {
+        Some(urls) => StockManager::amqp_builder(urls.clone(), args.delivery),
         None => StockManager::builder(args.url.clone()),
     };
     let manager = match builder.timeout(args.timeout.0).retry_policy(policy).build() {
@@ -235,7 +249,7 @@ async fn request(args: RequestArgs) -> ExitCode {
         let delivery = tokio::select! {
             biased;
             _ = &mut interrupted => {
-                let fate = if args.amqp_url.is_some() { "may or may not be queued" }
+                let fate = if amqp_urls.is_some() { "may or may not be queued" }
                     else { "may or may not have been placed" };
                 let _ = writeln!(io::stdout(), "{}", interrupted_line(code, &request_id, fate));
                 let _ = writeln!(io::stderr(),
@@ -258,10 +272,15 @@ async fn request(args: RequestArgs) -> ExitCode {
         );
     }
     if failed > 0 && failed == could_not_connect {
-        let hint = match &args.amqp_url {
-            Some(url) => format!(
-                "the RabbitMQ broker at {url} is not reachable; start one with \
+        let hint = match &amqp_urls {
+            Some(urls) if urls.len() == 1 => format!(
+                "the RabbitMQ broker at {urls} is not reachable; start one with \
                  `{START_BROKER_HINT}` (it prints the URL to pass)"
+            ),
+            Some(urls) => format!(
+                "none of the {} RabbitMQ brokers ({urls}) is reachable; start one with \
+                 `{START_BROKER_HINT}` (it prints the URL to pass)",
+                urls.len()
             ),
             None => format!(
                 "the purchasing API at {} is not reachable; start it with `{START_API_HINT}`",
@@ -305,8 +324,9 @@ fn printable(code: &str) -> String {
 
 /// One line per code: `ok      CODE  (request id ID)` or
 /// `failed  CODE  (request id ID): WHY`. After the id come, when they apply, the attempts
-/// (`3 attempts`), a server replay (`replayed`) and why a due retry was not made
-/// (`retry budget spent`, `no time left to retry`). Control characters in the code are
+/// (`3 attempts`), a server replay (`replayed`), why a due retry was not made (`retry
+/// budget spent`, `no time left to retry`) and a message sent again on a new connection
+/// (`republished after a lost connection`). Control characters in the code are
 /// escaped so that every outcome stays on its own line.
 pub fn outcome_line(code: &str, request_id: &str, delivery: &Delivery) -> String {
     let shown = printable(code);
@@ -322,6 +342,11 @@ pub fn outcome_line(code: &str, request_id: &str, delivery: &Delivery) -> String
     }
     if delivery.deadline_denied {
         about.push_str(", no time left to retry");
+    }
+    match delivery.republished {
+        0 => {}
+        1 => about.push_str(", republished after a lost connection"),
+        n => about.push_str(&format!(", republished {n} times after lost connections")),
     }
     match &delivery.result {
         Ok(()) => format!("ok      {shown}  ({about})"),
@@ -404,7 +429,7 @@ mod tests {
         assert_eq!(args.url.as_str(), DEFAULT_URL);
         assert_eq!(args.timeout, Seconds(DEFAULT_TIMEOUT));
         assert_eq!(args.retries, 0, "retries are off by default");
-        assert!(args.amqp_url.is_none(), "HTTP by default");
+        assert!(args.amqp_urls().is_none(), "HTTP by default");
         assert_eq!(args.delivery, DeliveryMode::Faithful);
     }
 
@@ -415,7 +440,7 @@ mod tests {
         }
         let url = "amqp://guest:guest@127.0.0.1:5672/%2f";
         let args = parse(&["request", "--amqp-url", url, "A", "B"]).unwrap();
-        assert_eq!(args.amqp_url.as_ref().unwrap().host(), "127.0.0.1");
+        assert_eq!(args.amqp_urls().unwrap().first().host(), "127.0.0.1");
         assert_eq!(args.delivery, DeliveryMode::Faithful, "faithful by default");
         let args = parse(&["request", "--amqp-url", url, "--delivery", "reliable", "A"]).unwrap();
         assert_eq!(args.delivery, DeliveryMode::Reliable);
@@ -426,6 +451,35 @@ mod tests {
         let tls = parse(&["request", "--amqp-url", "amqps://broker", "A"]).unwrap_err();
         assert_eq!(tls.kind(), ErrorKind::ValueValidation);
         assert!(tls.to_string().contains("without TLS"), "{tls}");
+    }
+
+    #[test]
+    fn amqp_url_takes_a_list_and_repeats_add_up_in_order() {
+        if urls_in_environment() {
+            return;
+        }
+        let ports = |args: &RequestArgs| -> Vec<u16> {
+            args.amqp_urls().unwrap().iter().map(|u| u.port()).collect()
+        };
+        let (a, b, c) = ("amqp://h:5671", "amqp://h:5672", "amqp://h:5673");
+        let listed = parse(&["request", "--amqp-url", &format!("{a}, {b}"), "X"]).unwrap();
+        assert_eq!(ports(&listed), [5671, 5672]);
+        let repeated = parse(&[
+            "request",
+            "--amqp-url",
+            &format!("{a},{b}"),
+            "--amqp-url",
+            c,
+            "X",
+        ])
+        .unwrap();
+        assert_eq!(ports(&repeated), [5671, 5672, 5673]);
+        let hole = parse(&["request", "--amqp-url", &format!("{a},,{b}"), "X"]).unwrap_err();
+        assert_eq!(hole.kind(), ErrorKind::ValueValidation);
+        assert!(
+            hole.to_string().contains("empty element (2 of 3)"),
+            "{hole}"
+        );
     }
 
     #[test]
@@ -545,6 +599,7 @@ mod tests {
             replayed: false,
             idempotency_key: None,
             last_attempt: std::time::Duration::ZERO,
+            republished: 0,
         }
     }
 
@@ -595,6 +650,14 @@ mod tests {
             outcome_line("123", "id-1", &denied),
             "failed  123  (request id id-1, retry budget spent): the purchasing API rejected \
              the request: 503 Service Unavailable"
+        );
+        let moved = Delivery {
+            republished: 1,
+            ..delivery(Ok(()), 1)
+        };
+        assert_eq!(
+            outcome_line("123", "id-1", &moved),
+            "ok      123  (request id id-1, republished after a lost connection)"
         );
         let late = Delivery {
             deadline_denied: true,

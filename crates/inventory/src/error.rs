@@ -52,7 +52,8 @@ pub enum ConfigError {
 /// progress"), leaves the order's fate open.
 ///
 /// Over AMQP the question is whether the message is *queued* (the worker writes the order
-/// later): it is not after [`ReplenishmentError::AmqpConnect`], [`ReplenishmentError::Nacked`],
+/// later): it is not after [`ReplenishmentError::AmqpConnect`],
+/// [`ReplenishmentError::AmqpUnreachable`], [`ReplenishmentError::Nacked`],
 /// [`ReplenishmentError::Returned`], [`ReplenishmentError::QueueMismatch`] and a timeout
 /// while connecting or declaring; it may be after [`ReplenishmentError::ConfirmTimedOut`],
 /// [`ReplenishmentError::ConnectionLost`] and a timeout while publishing.
@@ -122,6 +123,16 @@ pub enum ReplenishmentError {
          and are the user, password and virtual host in the URL right?"
     )]
     AmqpConnect { url: String, reason: String },
+
+    /// Several brokers were given and none took the connection in a pass over the list
+    /// (each tried once, see [`crate::amqp`]); `reasons` names each broker and why. Nothing
+    /// was published by this connect. Counted as `amqp_connect`: to a caller it is the
+    /// same outcome as one broker that could not be reached.
+    #[error(
+        "could not connect to any of the {count} RabbitMQ brokers ({reasons}) — are they \
+         running, and are the users, passwords and virtual hosts in the URLs right?"
+    )]
+    AmqpUnreachable { count: usize, reasons: String },
 
     /// The broker answered and turned the connection down: the login was refused
     /// (`403 ACCESS_REFUSED`) or the virtual host does not exist or may not be used
@@ -248,7 +259,9 @@ impl ReplenishmentError {
             ReplenishmentError::Transport { .. } => "transport",
             ReplenishmentError::InvalidRequestId { .. } => "invalid_request_id",
             ReplenishmentError::InvalidItemCode { .. } => "invalid_item_code",
-            ReplenishmentError::AmqpConnect { .. } => "amqp_connect",
+            ReplenishmentError::AmqpConnect { .. } | ReplenishmentError::AmqpUnreachable { .. } => {
+                "amqp_connect"
+            }
             ReplenishmentError::AmqpRefused { .. } => "amqp_refused",
             ReplenishmentError::AmqpTimedOut { .. } => "amqp_timed_out",
             ReplenishmentError::ConfirmTimedOut { .. } => "confirm_timed_out",
@@ -260,13 +273,16 @@ impl ReplenishmentError {
         }
     }
 
-    /// Nothing could be connected to — the server or the broker is down or unreachable
-    /// ([`ReplenishmentError::Connect`] or [`ReplenishmentError::AmqpConnect`]); nothing was
-    /// sent.
+    /// Nothing could be connected to — the server or the broker (or every broker given)
+    /// is down or unreachable ([`ReplenishmentError::Connect`],
+    /// [`ReplenishmentError::AmqpConnect`] or [`ReplenishmentError::AmqpUnreachable`]);
+    /// nothing was sent.
     pub fn is_connect(&self) -> bool {
         matches!(
             self,
-            ReplenishmentError::Connect { .. } | ReplenishmentError::AmqpConnect { .. }
+            ReplenishmentError::Connect { .. }
+                | ReplenishmentError::AmqpConnect { .. }
+                | ReplenishmentError::AmqpUnreachable { .. }
         )
     }
 
@@ -416,6 +432,10 @@ mod tests {
                 url: "amqp://guest:***@127.0.0.1:5672/%2f".into(),
                 reason: "connection refused".into(),
             },
+            ReplenishmentError::AmqpUnreachable {
+                count: 2,
+                reasons: "amqp://a: connection refused; amqp://b: connection refused".into(),
+            },
             ReplenishmentError::AmqpTimedOut {
                 after,
                 stage: AmqpStage::Connecting,
@@ -468,7 +488,7 @@ mod tests {
             assert!(!text.contains('\n'), "{text}");
             assert_eq!(error.status(), None);
         }
-        assert!(errors[0].is_connect() && !errors[1].is_connect());
+        assert!(errors[0].is_connect() && errors[1].is_connect() && !errors[2].is_connect());
     }
 
     #[test]
@@ -481,22 +501,22 @@ mod tests {
              virtual host in the URL right?"
         );
         assert!(
-            errors[1]
+            errors[2]
                 .to_string()
                 .contains("while connecting (timed out); nothing was published")
         );
         assert!(
-            errors[2]
+            errors[3]
                 .to_string()
                 .contains("while publishing (timed out); the message may or may not")
         );
         assert!(
-            errors[3]
+            errors[4]
                 .to_string()
                 .contains("did not confirm the message within 30s")
         );
-        assert!(errors[5].to_string().contains("(312 NO_ROUTE)"));
-        let mismatch = errors[6].to_string();
+        assert!(errors[6].to_string().contains("(312 NO_ROUTE)"));
+        let mismatch = errors[7].to_string();
         assert!(
             mismatch.starts_with(&queue_mismatch_hint(
                 DeliveryMode::Reliable,
@@ -505,6 +525,12 @@ mod tests {
                 .ends_with("(broker: 406 PRECONDITION_FAILED - inequivalent arg 'durable')"),
             "{mismatch}"
         );
-        assert!(errors[8].to_string().contains("the next call reconnects"));
+        assert!(errors[9].to_string().contains("the next call reconnects"));
+        assert_eq!(
+            errors[1].to_string(),
+            "could not connect to any of the 2 RabbitMQ brokers (amqp://a: connection refused; \
+             amqp://b: connection refused) — are they running, and are the users, passwords \
+             and virtual hosts in the URLs right?"
+        );
     }
 }

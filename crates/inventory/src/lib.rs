@@ -36,7 +36,7 @@ pub mod stock_manager;
 pub mod wire;
 
 pub use amqp::DeliveryMode;
-pub use amqp_url::{AmqpUrl, PURCHASING_AMQP_URL};
+pub use amqp_url::{AmqpUrl, AmqpUrls, PURCHASING_AMQP_URL};
 pub use base_url::BaseUrl;
 pub use error::{AmqpStage, ConfigError, ReplenishmentError};
 pub use retry::{RetryBudget, RetryPolicy};

@@ -205,6 +205,7 @@ pub fn is_retryable(error: &ReplenishmentError) -> bool {
         | ReplenishmentError::InvalidItemCode { .. }
         | ReplenishmentError::AmqpRefused { .. } => false,
         ReplenishmentError::AmqpConnect { .. }
+        | ReplenishmentError::AmqpUnreachable { .. }
         | ReplenishmentError::AmqpTimedOut { .. }
         | ReplenishmentError::ConfirmTimedOut { .. }
         | ReplenishmentError::Nacked

@@ -120,6 +120,30 @@ pub struct MessagingReport {
     /// Messages the worker counted as lost (faithful: auto-acknowledged, never written),
     /// summed over its processes as sampled (a killed process's last counts are missed).
     pub worker_lost: u64,
+    /// Each worker the lab started (`worker0`, …; `--workers K`), competing for the one
+    /// queue; empty for a worker the lab did not start.
+    #[serde(default)]
+    pub workers: Vec<WorkerReport>,
+}
+
+/// One purchasing worker the lab started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WorkerReport {
+    /// Its host in the topology: `worker0`, `worker1`, …
+    pub name: String,
+    /// Its cgroup and cores.
+    pub confinement: String,
+    /// Order lines it appended, from its `/metrics` counter summed over its processes as
+    /// sampled every 250 ms (a killed process's count since its last sample is missed).
+    pub orders_written: u64,
+    /// CPU seconds of all its processes (exact, from `wait4`).
+    pub cpu_seconds: Option<f64>,
+    /// Highest memory use (its cgroup's peak when confined, else the highest RSS sampled).
+    pub peak_memory_bytes: Option<u64>,
+    /// Exits the lab did not ask for (injected kills included).
+    pub crashes: u64,
+    /// Times its supervisor started it again.
+    pub restarts: u64,
 }
 
 /// p50/p99 of a latency, milliseconds.

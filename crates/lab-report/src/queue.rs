@@ -332,6 +332,7 @@ mod tests {
                 cause: "injected: <restart>".into(),
                 oom_killed: false,
             }],
+            nodes: Vec::new(),
         });
         r.timeline.queue = (0..20)
             .map(|i| QueueSample {

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use amqp_link::AmqpUrl;
+use amqp_link::AmqpUrls;
 use clap::Parser;
 use purchasing_persistence::{StoreOptions, Workload};
 use purchasing_service::store_flags::StoreFlags;
@@ -61,14 +61,17 @@ const LOG_HELP: &str = "Log filter: a level (error, warn, info, debug, trace) or
 #[command(mut_arg("log", |arg| arg.help(LOG_HELP)))]
 pub struct Config {
     /// The broker, as an AMQP URI (amqp://USER:PASSWORD@HOST:PORT/VHOST, the default
-    /// virtual host spelled %2f). If the broker is down the worker keeps trying.
+    /// virtual host spelled %2f); several — the nodes of a cluster — comma-separated or
+    /// with the flag repeated (a comma in a password is written %2C). The worker consumes
+    /// from one at a time, in order; when its connection is lost it goes on to the next.
+    /// If every broker is down the worker keeps trying, round the list.
     // hide_env_values: --help would otherwise print the password from the environment.
     // value_parser: clap's own errors repeat the raw value, password included; this one
     // words its error with the password hidden (and keeps an IPv6 host, which lapin's
-    // parser would turn into localhost).
+    // parser would turn into localhost). Append: repeated flags add up (`amqp_urls`).
     #[arg(long, env = "PURCHASING_AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true,
-          value_parser = AmqpUrl::value_parser(), value_name = "URL")]
-    pub amqp_url: AmqpUrl,
+          action = clap::ArgAction::Append, value_parser = AmqpUrls::value_parser(), value_name = "URL")]
+    pub amqp_url: Vec<AmqpUrls>,
 
     /// How messages travel: `faithful` (the original: a transient queue, auto-ack, one
     /// message at a time, no prefetch limit; a crash loses what was pushed) or `reliable`
@@ -193,6 +196,11 @@ pub enum FlagConflict {
 
 pub use purchasing_service::telemetry::LogFormat;
 
+/// [`DEFAULT_AMQP_URL`] as a list (a constant, checked by the tests).
+fn default_urls() -> AmqpUrls {
+    AmqpUrls::parse(DEFAULT_AMQP_URL).expect("the default broker URL parses")
+}
+
 /// What the flags ask for, checked for combinations that would silently do nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -212,6 +220,11 @@ pub struct Settings {
 impl Config {
     pub fn workload(&self) -> Workload {
         self.store.workload()
+    }
+
+    /// Every `--amqp-url` as one list, in order (the default when none was given).
+    pub fn amqp_urls(&self) -> AmqpUrls {
+        AmqpUrls::concat(&self.amqp_url).unwrap_or_else(default_urls)
     }
 
     /// Resolves the flags. Fails, with a message for the person at the terminal, on
@@ -251,7 +264,11 @@ mod tests {
     #[test]
     fn defaults_are_the_original_handler() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config.amqp_url, AmqpUrl::parse(DEFAULT_AMQP_URL).unwrap());
+        assert_eq!(config.amqp_urls(), default_urls());
+        assert_eq!(
+            config.amqp_urls().to_string(),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
         assert_eq!(config.http_bind.to_string(), "127.0.0.1:0");
         assert_eq!(config.workload(), Workload::default());
         let settings = config.settings().unwrap();
@@ -322,10 +339,26 @@ mod tests {
             assert!(!err.contains("s3cret"), "{bad}: {err}");
         }
         let config = parse(&["--amqp-url", "amqp://guest:s3cret@[fd00::7]:5999/%2f"]).unwrap();
-        assert_eq!(config.amqp_url.host(), "fd00::7");
+        assert_eq!(config.amqp_urls().first().host(), "fd00::7");
         assert_eq!(
-            config.amqp_url.to_string(),
+            config.amqp_urls().to_string(),
             "amqp://guest:***@[fd00::7]:5999/%2f"
+        );
+    }
+
+    #[test]
+    fn several_brokers_come_as_a_list_or_a_repeated_flag() {
+        let (a, b, c) = ("amqp://h:5671", "amqp://h:5672", "amqp://[::1]:5673");
+        let ports =
+            |config: Config| -> Vec<u16> { config.amqp_urls().iter().map(|u| u.port()).collect() };
+        let listed = parse(&["--amqp-url", &format!("{a} , {b},{c}")]).unwrap();
+        assert_eq!(ports(listed), [5671, 5672, 5673]);
+        let repeated = parse(&["--amqp-url", &format!("{a},{b}"), "--amqp-url", c]).unwrap();
+        assert_eq!(ports(repeated), [5671, 5672, 5673]);
+        let err = parse(&["--amqp-url", &format!("amqp://u:s3cret@h,,{b}")]).unwrap_err();
+        assert!(
+            err.contains("empty element (2 of 3)") && !err.contains("s3cret"),
+            "{err}"
         );
     }
 }

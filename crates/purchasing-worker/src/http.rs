@@ -36,7 +36,8 @@ pub struct Health {
     pub delivery: &'static str,
     /// The queue consumed.
     pub queue: &'static str,
-    /// The broker, without its password.
+    /// The broker node the worker is on (or trying to reach), without its password: with
+    /// several `--amqp-url`s, the one it failed over to.
     pub broker: String,
     /// Why the worker is not consuming; absent while it is.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,7 +66,7 @@ async fn health(State(shared): State<Shared>) -> (StatusCode, Json<Health>) {
             version: env!("CARGO_PKG_VERSION"),
             delivery: shared.delivery.as_str(),
             queue: wire_contract::amqp::QUEUE,
-            broker: shared.broker.to_string(),
+            broker: shared.broker.get(),
             reason,
             problems,
         }),
@@ -97,7 +98,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
-    use crate::state::Status;
+    use crate::state::{Node, Status};
 
     fn shared(dir: &tempfile::TempDir) -> Shared {
         let workload = Workload {
@@ -110,7 +111,9 @@ mod tests {
             metrics: Arc::new(Metrics::new(1000, 0)),
             status: Arc::new(Status::default()),
             delivery: Delivery::Faithful,
-            broker: "amqp://guest@127.0.0.1:5672/%2f".into(),
+            broker: Arc::new(Node::new(
+                &amqp_link::AmqpUrl::parse("amqp://guest@127.0.0.1:5672/%2f").unwrap(),
+            )),
         }
     }
 

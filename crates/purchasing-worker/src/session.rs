@@ -60,7 +60,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use amqp_link::{AmqpUrl, DeclareError};
+use amqp_link::{AmqpUrl, AmqpUrls, DeclareError};
 use futures_lite::StreamExt;
 use lapin::message::Delivery as Message;
 use lapin::options::{
@@ -107,8 +107,11 @@ pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// What this process consumes with, fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The broker (shown without its password).
-    pub url: AmqpUrl,
+    /// The brokers, in the order they are tried (shown without their passwords).
+    pub urls: AmqpUrls,
+    /// Which of them this session connects to: set by the reconnect loop, which moves on
+    /// to the next node after each failure (counted round the list).
+    pub node: usize,
     /// Which queues to declare and how to acknowledge.
     pub delivery: Delivery,
     /// `basic.qos` prefetch in reliable mode; unused (no limit) in faithful mode.
@@ -129,6 +132,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The broker this session connects to.
+    pub fn url(&self) -> &AmqpUrl {
+        self.urls.cycle(self.node)
+    }
+
     /// The prefetch this session asks for.
     fn session_prefetch(&self) -> u16 {
         if self.probation { 1 } else { self.prefetch }
@@ -188,6 +196,7 @@ pub async fn run(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> Resul
     shared.metrics.set_connected(true);
     shared.status.set(Phase::Consuming, None);
     tracing::info!(
+        broker = %plan.url(),
         queue = contract::QUEUE,
         delivery = %plan.delivery,
         prefetch = plan.session_prefetch(),
@@ -264,7 +273,7 @@ async fn connect(plan: &Plan) -> Result<(Connection, Channel, Consumer), Setup> 
     let failed = |what: &str, error: lapin::Error| Setup::Failed(format!("{what}: {error}"));
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("purchasing-worker[{}]", std::process::id()).into());
-    let connection = Connection::connect_uri(plan.url.uri().clone(), properties)
+    let connection = Connection::connect_uri(plan.url().uri().clone(), properties)
         .await
         .map_err(|e| failed("cannot connect", e))?;
     let channel = connection

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use amqp_link::AmqpUrl;
 use purchasing_persistence::PurchaseOrderStore;
 use wire_contract::amqp::Delivery;
 
@@ -55,6 +56,25 @@ impl Status {
     }
 }
 
+/// The broker node the worker is on, or trying, now (password hidden): with several URLs
+/// it changes at each failover, and `/health` says which.
+#[derive(Debug, Default)]
+pub struct Node(Mutex<String>);
+
+impl Node {
+    pub fn new(url: &AmqpUrl) -> Self {
+        Self(Mutex::new(url.to_string()))
+    }
+
+    pub fn set(&self, url: &AmqpUrl) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = url.to_string();
+    }
+
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// Everything both sides read. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Shared {
@@ -66,8 +86,8 @@ pub struct Shared {
     pub status: Arc<Status>,
     /// Reported by /health, so a probe can tell which kind of worker answers.
     pub delivery: Delivery,
-    /// The broker without its password, for /health and logs.
-    pub broker: Arc<str>,
+    /// The node consumed from (or being connected to), for /health.
+    pub broker: Arc<Node>,
 }
 
 impl Shared {

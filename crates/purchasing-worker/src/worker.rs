@@ -9,6 +9,15 @@
 //! connection drops. A broker that is down at start-up is the same case: the worker
 //! says so in the log and keeps trying, with `/health` answering 503 `connecting`.
 //!
+//! With several broker URLs (the nodes of a cluster) each reconnect goes to the **next
+//! node** of the list, round and round: the node just lost is the one least likely to
+//! answer. The pause comes once per round — after every node has failed since the last
+//! session that consumed — so a failover to a live node costs no backoff, while a
+//! cluster that is down entirely is retried no faster than one broker would be. The
+//! broker redelivers what the lost connection held unacknowledged, to whichever worker
+//! consumes next; an order already written is replayed from the journal, not written
+//! again.
+//!
 //! A failure that sticks until a restart (the store's orders file or journal) stops
 //! consuming and leaves the worker up, `/health` answering 503 `failing` with the
 //! store's message, until SIGTERM: a supervisor or an operator restarts it (the restart
@@ -29,7 +38,7 @@ use crate::config::{Config, FillsSetting, PrefetchSetting, Settings};
 use crate::metrics::{Counter, Metrics};
 use crate::session::{self, Ended, Fatal, Loss, Plan};
 use crate::shutdown::Shutdown;
-use crate::state::{Phase, Shared, Status};
+use crate::state::{Node, Phase, Shared, Status};
 use crate::{http, sizing};
 
 /// Blocking threads beyond one per order in flight: room for the runtime's own blocking
@@ -137,13 +146,13 @@ async fn serve(
     prefetch: u16,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let broker = config.amqp_url.to_string();
+    let urls = config.amqp_urls();
     let shared = Shared {
         store: Arc::new(store),
         metrics: Arc::new(Metrics::new(config.store.alloc_chars, prefetch)),
         status: Arc::new(Status::default()),
         delivery: settings.delivery,
-        broker: broker.as_str().into(),
+        broker: Arc::new(Node::new(urls.first())),
     };
     let listener = listener::bind(
         config.http_bind,
@@ -171,7 +180,8 @@ async fn serve(
         },
     ));
     let plan = Plan {
-        url: config.amqp_url.clone(),
+        urls,
+        node: 0,
         delivery: settings.delivery,
         prefetch,
         ack_delay: settings.ack_delay,
@@ -191,7 +201,7 @@ async fn serve(
 fn log_ready(config: &Config, settings: &Settings, prefetch: u16, addr: std::net::SocketAddr) {
     tracing::info!(
         %addr,
-        broker = %config.amqp_url,
+        brokers = %config.amqp_urls(),
         queue = wire_contract::amqp::QUEUE,
         delivery = %settings.delivery,
         prefetch,
@@ -209,9 +219,11 @@ fn log_ready(config: &Config, settings: &Settings, prefetch: u16, addr: std::net
 /// Runs sessions until a shutdown (see the module doc).
 async fn consume(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> anyhow::Result<()> {
     let mut backoff = Backoff::default();
+    let mut failover = Failover::default();
     let mut ever_consumed = false;
     let mut plan = plan.clone();
     loop {
+        shared.broker.set(plan.url());
         let ended = session::run(&plan, shared, shutdown)
             .await
             .map_err(|Fatal(why)| anyhow::anyhow!(why))?;
@@ -249,19 +261,94 @@ async fn consume(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> anyho
         // After an unreadable delivery, and until a session makes progress: probation.
         plan.probation = plan.delivery == wire_contract::amqp::Delivery::Reliable
             && (unreadable || (plan.probation && !progressed));
-        let pause = backoff.next_pause();
+        let lost = plan.url().clone();
+        let round_failed = failover.next(&mut plan, consumed);
+        let pause = if round_failed {
+            backoff.next_pause()
+        } else {
+            Duration::ZERO
+        };
         let phase = if ever_consumed {
             Phase::Reconnecting
         } else {
             Phase::Connecting
         };
         shared.status.set(phase, Some(reason.clone()));
-        tracing::warn!(broker = %shared.broker, %reason, retry_in_ms = pause.as_millis() as u64,
-            "{}; retrying",
+        tracing::warn!(broker = %lost, next = %plan.url(), %reason,
+            retry_in_ms = pause.as_millis() as u64, "{}; retrying",
             if consumed { "lost the broker connection" } else { "cannot reach the broker" });
         tokio::select! {
             () = shutdown.requested() => return Ok(()),
             () = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// Which node the next session connects to, and whether a backoff pause is due first
+/// (see the module doc).
+#[derive(Debug, Default)]
+struct Failover {
+    /// Sessions in a row that failed since the last one that consumed, in this round.
+    failed: usize,
+}
+
+impl Failover {
+    /// After a session on `plan.node` failed (`consumed`: it got as far as consuming):
+    /// moves `plan` on to the next node, and says whether every node has now failed once
+    /// in this round, so the pause is due. With one node, every failure ends a round.
+    fn next(&mut self, plan: &mut Plan, consumed: bool) -> bool {
+        let nodes = plan.urls.len();
+        if consumed {
+            self.failed = 0;
+        }
+        self.failed += 1;
+        plan.node = (plan.node + 1) % nodes;
+        let round_over = self.failed >= nodes;
+        if round_over {
+            self.failed = 0;
+        }
+        round_over
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(urls: &str) -> Plan {
+        Plan {
+            urls: amqp_link::AmqpUrls::parse(urls).unwrap(),
+            node: 0,
+            delivery: wire_contract::amqp::Delivery::Reliable,
+            prefetch: 1,
+            ack_delay: Duration::ZERO,
+            probation: false,
+        }
+    }
+
+    #[test]
+    fn one_node_pauses_after_every_failure_as_before() {
+        let (mut plan, mut failover) = (plan("amqp://a"), Failover::default());
+        for consumed in [true, false, false] {
+            assert!(failover.next(&mut plan, consumed));
+            assert_eq!(plan.node, 0);
+        }
+    }
+
+    #[test]
+    fn a_lost_node_is_left_for_the_next_at_once_and_a_failed_round_pauses() {
+        let (mut plan, mut failover) = (plan("amqp://a,amqp://b,amqp://c"), Failover::default());
+        // Consuming on a, lost: b at once.
+        assert!(!failover.next(&mut plan, true));
+        assert_eq!(plan.url().host(), "b");
+        // b and c unreachable too: the round is over after c, and a is next.
+        assert!(!failover.next(&mut plan, false));
+        assert_eq!(plan.url().host(), "c");
+        assert!(failover.next(&mut plan, false));
+        assert_eq!(plan.url().host(), "a");
+        // A new round: a pause again only after three more failures.
+        assert!(!failover.next(&mut plan, false));
+        assert!(!failover.next(&mut plan, false));
+        assert!(failover.next(&mut plan, false));
     }
 }

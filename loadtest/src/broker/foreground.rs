@@ -42,8 +42,8 @@ impl StopSignals {
 /// `loadtest broker`: starts `nodes` brokers joined into one cluster (one by default),
 /// prints their AMQP URLs, comma-separated, as the only line on stdout (and on stderr how
 /// to run `rabbitmqctl` against each), and runs until SIGINT (Ctrl-C), SIGTERM or SIGHUP,
-/// then stops them cleanly. A signal during the start abandons it. Fails if a node dies
-/// by itself.
+/// then stops them cleanly. A signal during the start abandons it. Fails if the broker
+/// (every node of a cluster) dies by itself.
 pub fn run_foreground(options: BrokerOptions, nodes: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -150,17 +150,34 @@ fn announce(brokers: &[Broker]) {
     );
 }
 
-/// Until a stop signal (`None`) or a node's death (how it ended).
+/// Until a stop signal (`None`) or the broker's death (how it ended). A cluster's node
+/// that dies is reported once and the others keep running — killing one by hand to watch
+/// the clients fail over is what a cluster is for; the watch ends when the last node has
+/// died.
 async fn watch(brokers: &[Broker], signals: &mut StopSignals) -> Option<String> {
     // Often enough that a crash is reported at once; a check is one waitpid.
     let mut check = tokio::time::interval(Duration::from_millis(500));
+    let mut reported = vec![false; brokers.len()];
     loop {
         tokio::select! {
             () = signals.recv() => return None,
             _ = check.tick() => {
-                if let Some(dead) = brokers.iter().find(|b| !b.is_running()) {
-                    let how = dead.exit_description().unwrap_or_else(|| "ended".into());
-                    return Some(format!("(node {}) {how}", dead.node_name()));
+                let mut last = None;
+                for (broker, reported) in brokers.iter().zip(&mut reported) {
+                    if broker.is_running() || *reported {
+                        continue;
+                    }
+                    *reported = true;
+                    let how = broker.exit_description().unwrap_or_else(|| "ended".into());
+                    let how = format!("(node {}) {how}", broker.node_name());
+                    if brokers.len() > 1 {
+                        eprintln!("loadtest: RabbitMQ {how}; the other nodes keep running (Ctrl-C stops them)");
+                    }
+                    last = Some(how);
+                }
+                if reported.iter().all(|r| *r) {
+                    let how = last.unwrap_or_else(|| "ended".into());
+                    return Some(if brokers.len() > 1 { format!("{how}, the last node") } else { how });
                 }
             }
         }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use crate::child::Supervised;
 use crate::server::{is_stopped, signal, signal_group};
 
-use super::cluster::SharedErlang;
 use super::data_dir::{DataDir, process_group_of, read_pid_file};
 use super::epmd::start_epmd;
+use super::erlang::SharedErlang;
 use super::install::Installation;
 use super::options::{
     BrokerError, BrokerOptions, EPMD_GRACE, Failure, INSTALL_HINT, KILL_WAIT, PORT_ATTEMPTS,

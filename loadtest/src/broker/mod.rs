@@ -53,6 +53,7 @@ mod cluster;
 mod ctl;
 mod data_dir;
 mod epmd;
+mod erlang;
 mod foreground;
 mod handle;
 mod install;

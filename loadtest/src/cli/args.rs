@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, ValueEnum};
-use inventory::AmqpUrl;
+use inventory::AmqpUrls;
 
 use crate::cluster::{self};
 use crate::faults::{self, Fault};
@@ -374,11 +374,21 @@ pub struct RunArgs {
           help_heading = "Messaging (--transport amqp)",
           value_parser = clap::value_parser!(u16).range(1..=crate::broker::MAX_NODES as i64))]
     pub broker_nodes: u16,
+    /// With --spawn-server: start K purchasing-worker processes (worker0, …), competing
+    /// for the one queue, each confined alone to --cpus/--memory (on cores of its own
+    /// while the machine has enough) with the prefetch its own size gives it, all
+    /// appending to one orders file (their shared idempotency journal keeps a message
+    /// from being written twice by two workers) [default: 1].
+    #[arg(long, value_name = "K", help_heading = "Messaging (--transport amqp)",
+          requires = "spawn_server", conflicts_with_all = REMOTE_TARGET,
+          value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
+    pub workers: Option<u32>,
     /// A broker you run, e.g. amqp://guest:guest@127.0.0.1:5672/%2f; instead of
-    /// --spawn-broker.
+    /// --spawn-broker. Several (a cluster's nodes) comma-separated or with the flag
+    /// repeated: the publisher and the worker fail over from one to the next.
     #[arg(long, value_name = "URL", help_heading = "Messaging (--transport amqp)",
-          value_parser = AmqpUrl::value_parser())]
-    pub amqp_url: Option<AmqpUrl>,
+          action = clap::ArgAction::Append, value_parser = AmqpUrls::value_parser())]
+    pub amqp_url: Vec<AmqpUrls>,
     /// Delivery mode of both sides: `faithful` (the original: transient, no confirms,
     /// auto-ack) or `reliable` (durable, confirms, manual ack, dedup) [default: faithful].
     #[arg(long, value_name = "faithful|reliable", value_parser = parse_delivery,
@@ -407,7 +417,7 @@ pub struct RunArgs {
     /// starts (20, 20s, 1.5s) or every=20s (again and again, through the load and the
     /// drain). ACTION: kill (SIGKILL; a supervised process comes back after its down
     /// time), stop, start, restart, pause (SIGSTOP: alive, answering nothing), resume.
-    /// TARGET: a host the lab starts: api0, api1, … (worker0 with --transport amqp),
+    /// TARGET: a host the lab starts: api0, api1, … (worker0, worker1, … with --transport amqp),
     /// broker0, broker1, … (--broker-nodes), or broker-leader (the broker node leading the
     /// orders queue when the fault fires; start/resume bring back the one it hit). E.g. --fault every=20s:kill:worker0 --fault 30s:restart:broker0.
     #[arg(long = "fault", value_name = "WHEN:ACTION:TARGET", help_heading = "Faults",

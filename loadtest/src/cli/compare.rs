@@ -40,7 +40,7 @@ pub(super) fn configuration(
     let http = |run: &mut RunArgs| {
         run.transport = Transport::Http;
         run.spawn_broker = false;
-        run.amqp_url = None;
+        run.amqp_url = Vec::new();
         run.delivery = None;
         run.drain_timeout = None;
         run.kill_worker_every = None;
@@ -49,7 +49,7 @@ pub(super) fn configuration(
     let amqp = |run: &mut RunArgs, delivery: inventory::DeliveryMode| {
         run.transport = Transport::Amqp;
         run.delivery = Some(delivery);
-        run.spawn_broker = run.amqp_url.is_none();
+        run.spawn_broker = run.amqp_url.is_empty();
     };
     match config {
         SweepConfig::Baseline => {

@@ -365,9 +365,10 @@ impl RunArgs {
         if self.transport == Transport::Http {
             let given = [
                 ("--spawn-broker", self.spawn_broker),
-                ("--amqp-url", self.amqp_url.is_some()),
+                ("--amqp-url", !self.amqp_url.is_empty()),
                 ("--delivery", self.delivery.is_some()),
                 ("--drain-timeout", self.drain_timeout.is_some()),
+                ("--workers", self.workers.is_some()),
                 ("--kill-worker-every", self.kill_worker_every.is_some()),
                 ("--restart-broker-at", self.restart_broker_at.is_some()),
             ];
@@ -380,8 +381,11 @@ impl RunArgs {
         }
         // clap requires one of the two with --transport amqp and refuses both; these
         // `Err`s answer options built in code.
-        let broker = match (&self.amqp_url, self.spawn_broker) {
-            (Some(url), false) => BrokerSource::Url(url.clone()),
+        let broker = match (
+            inventory::AmqpUrls::concat(&self.amqp_url),
+            self.spawn_broker,
+        ) {
+            (Some(urls), false) => BrokerSource::Url(urls),
             (None, true) => BrokerSource::Spawn {
                 nodes: self.broker_nodes.into(),
             },
@@ -397,6 +401,7 @@ impl RunArgs {
         Ok(Some(MessagingOptions {
             broker,
             delivery,
+            workers: self.workers.map_or(1, |k| k as usize),
             drain_timeout: self
                 .drain_timeout
                 .unwrap_or(Duration::from_secs_f64(DEFAULT_DRAIN_TIMEOUT_S)),

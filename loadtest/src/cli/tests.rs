@@ -453,9 +453,33 @@ fn a_broker_url_reaches_the_lab_whole() {
             panic!("a URL")
         };
         let given = inventory::AmqpUrl::parse(url).unwrap();
-        assert_eq!(passed.uri(), given.uri(), "{url} → {passed}");
+        assert_eq!(passed.first().uri(), given.uri(), "{url} → {passed}");
         // What the spawned worker's --amqp-url gets: the URL as given, password and all.
         assert_eq!(passed.secret(), url);
+    }
+}
+
+#[test]
+fn several_broker_urls_reach_the_lab_in_order_listed_or_repeated() {
+    let (a, b, c) = ("amqp://h:5671", "amqp://h:5672", "amqp://h:5673");
+    let list = format!("{a},{b}");
+    for args in [
+        vec!["--transport", "amqp", "--amqp-url", &list, "--amqp-url", c],
+        vec![
+            "--transport",
+            "amqp",
+            "--amqp-url",
+            a,
+            "--amqp-url",
+            &format!("{b} ,{c}"),
+        ],
+    ] {
+        let o = parse(&args).unwrap();
+        let BrokerSource::Url(urls) = o.messaging.unwrap().broker else {
+            panic!("URLs")
+        };
+        let ports: Vec<u16> = urls.iter().map(|u| u.port()).collect();
+        assert_eq!(ports, [5671, 5672, 5673], "{args:?}");
     }
 }
 

@@ -19,8 +19,9 @@ use crate::topology::Role;
 /// What the plan can reach: the hosts the lab started, by name.
 #[derive(Clone, Default)]
 pub struct Deployed {
-    /// The one spawned server (`api0` or `worker0`) when the run has no cluster.
-    pub server: Option<(String, Arc<Mutex<ServerHandle>>)>,
+    /// The spawned servers by host name when the run has no cluster: `api0`, or
+    /// `worker0`, `worker1`, … (`--workers K`).
+    pub servers: Vec<(String, Arc<Mutex<ServerHandle>>)>,
     /// `api0`, `api1`, … of a scaled-out run, and how long a killed node stays down.
     pub nodes: Option<(SharedNodes, Duration)>,
     /// `broker0`, `broker1`, … that the lab started.
@@ -161,9 +162,7 @@ fn record(events: &Mutex<Vec<FaultEvent>>, at_s: f64, action: Action, target: &s
 
 /// Carries out one fault; returns whether it was, and a line saying what happened.
 async fn inject(action: Action, target: &str, deployed: &Deployed, at_s: f64) -> Done {
-    if let Some((name, server)) = &deployed.server
-        && name == target
-    {
+    if let Some((_, server)) = deployed.servers.iter().find(|(name, _)| name == target) {
         return on_server(action, &lock(server), Duration::ZERO).into();
     }
     if let Some((nodes, down_for)) = &deployed.nodes {
@@ -348,16 +347,11 @@ async fn heal(deployed: &Deployed, epoch: Instant, events: &Arc<Mutex<Vec<FaultE
     let paused = |s: &ServerHandle| s.is_paused() && s.inject_pause(false);
     let at_s = || epoch.elapsed().as_secs_f64();
     let why = "end of the plan: resumed so that it can stop cleanly";
-    if let Some((name, server)) = &deployed.server
-        && paused(&lock(server))
-    {
-        record(
-            events,
-            at_s(),
-            Action::Resume,
-            name,
-            (true, why.into()).into(),
-        );
+    for (name, server) in &deployed.servers {
+        if paused(&lock(server)) {
+            let done = (true, why.to_string()).into();
+            record(events, at_s(), Action::Resume, name, done);
+        }
     }
     if let Some((nodes, _)) = &deployed.nodes {
         let resumed: Vec<usize> = lock(nodes)

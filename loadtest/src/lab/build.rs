@@ -9,7 +9,7 @@ use anyhow::Context;
 use super::deploy::Deployment;
 use super::load::Loaded;
 use super::options::LabOptions;
-use super::queue::{MessagingOutcome, broker_report};
+use super::queue::{MessagingOutcome, broker_report, worker_reports};
 use super::settle::Settled;
 use crate::cluster::Watcher;
 use crate::profile::RateProfile;
@@ -45,7 +45,11 @@ pub(super) fn build_report(
         if let Some((url, _)) = &options.plan.client.amqp {
             report.run.url = url.to_string();
         }
-        report.messaging = Some(m.report);
+        let workers = worker_reports(&settled.per_server, &m.written_by_worker);
+        report.messaging = Some(report::MessagingReport {
+            workers,
+            ..m.report
+        });
         report.broker =
             (!deployment.brokers.is_empty()).then(|| broker_report(&deployment.brokers));
         report.timeline.queue = m.samples;

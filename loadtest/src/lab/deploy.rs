@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use amqp_link::AmqpUrl;
+use amqp_link::{AmqpUrl, AmqpUrls};
 use anyhow::Context;
 
 use super::options::{LabOptions, Target};
@@ -28,10 +28,11 @@ pub(super) struct Deployment {
     /// The private broker's nodes (`--spawn-broker`, `--broker-nodes N`); shared with the
     /// fault plan, which stops and restarts them.
     pub brokers: Vec<BrokerNode>,
-    /// Where the broker is (spawned or `--amqp-url`), for the publisher and the probe.
-    pub broker_url: Option<AmqpUrl>,
-    /// The one spawned API or worker (no `--instances`).
-    pub server: Option<Arc<Mutex<ServerHandle>>>,
+    /// Where the broker is (every spawned node, or `--amqp-url`), for the queue probe.
+    pub broker_urls: Option<AmqpUrls>,
+    /// The spawned API (no `--instances`) or workers (`worker0`, … with `--workers K`),
+    /// shared with the fault plan; empty for a remote target or a cluster.
+    pub servers: Vec<Arc<Mutex<ServerHandle>>>,
     /// `--instances K`: the nodes and the HAProxy in front of them.
     pub cluster: Option<Cluster>,
     /// The file to reconcile, and where it stood before the load.
@@ -55,23 +56,23 @@ impl Drop for CancelOnDrop {
 /// Starts the run's hosts and points `options`' client (and spawned server) at them.
 pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deployment> {
     let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
-    let (brokers, broker_url) = match options.messaging.as_ref().map(|m| &m.broker) {
+    let (brokers, broker_urls) = match options.messaging.as_ref().map(|m| &m.broker) {
         Some(BrokerSource::Spawn { nodes }) => {
-            let (brokers, url) = start_brokers(*nodes, cancel.0.clone()).await?;
-            (brokers, Some(url))
+            let (brokers, urls) = start_brokers(*nodes, cancel.0.clone()).await?;
+            (brokers, Some(urls))
         }
-        Some(BrokerSource::Url(url)) => {
-            let mut probe = QueueProbe::new(url);
+        Some(BrokerSource::Url(urls)) => {
+            let mut probe = QueueProbe::new(urls);
             probe.check().await?;
             probe.close().await;
-            (Vec::new(), Some(url.clone()))
+            (Vec::new(), Some(urls.clone()))
         }
         None => (Vec::new(), None),
     };
-    if let Some(url) = &broker_url {
-        point_at_broker(options, url);
+    if let Some(urls) = &broker_urls {
+        point_at_broker(options, urls);
     }
-    let (server, cluster) = start_target(options).await?;
+    let (servers, cluster) = start_target(options).await?;
     let orders_file = match &options.target {
         Target::Spawn(spec) => Some(spec.orders_file.clone()),
         Target::Remote { orders_file } => orders_file.clone(),
@@ -82,12 +83,15 @@ pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deploymen
             .lock()
             .ok()
             .and_then(|n| n.first().map(ServerHandle::command_line)),
-        None => server.as_ref().map(ServerHandle::command_line),
+        None => servers.first().map(ServerHandle::command_line),
     };
     Ok(Deployment {
         brokers,
-        broker_url,
-        server: server.map(|s| Arc::new(Mutex::new(s))),
+        broker_urls,
+        servers: servers
+            .into_iter()
+            .map(|s| Arc::new(Mutex::new(s)))
+            .collect(),
         cluster,
         mark: orders_file.as_deref().map(FileMark::take).transpose(),
         orders_file,
@@ -96,12 +100,12 @@ pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deploymen
     })
 }
 
-/// `--spawn-broker`: a private RabbitMQ of `nodes` nodes, outside the emulated VM; the URL
-/// of the first node.
+/// `--spawn-broker`: a private RabbitMQ of `nodes` nodes, outside the emulated VM; the URLs
+/// of every node, the first node's first (clients fail over along the list).
 async fn start_brokers(
     nodes: usize,
     cancel: Arc<AtomicBool>,
-) -> anyhow::Result<(Vec<BrokerNode>, AmqpUrl)> {
+) -> anyhow::Result<(Vec<BrokerNode>, AmqpUrls)> {
     if nodes > 1 {
         eprintln!(
             "loadtest: starting a private RabbitMQ cluster of {nodes} nodes (usually 10-20 s)"
@@ -118,8 +122,13 @@ async fn start_brokers(
         .await
         .context("the broker start-up task failed")?
         .context("cannot start the private broker (--spawn-broker)")?;
-    let url = AmqpUrl::parse(&brokers[0].amqp_url())
-        .context("the private broker's own URL is unusable (a bug in loadtest)")?;
+    let urls = brokers
+        .iter()
+        .map(|b| AmqpUrl::parse(&b.amqp_url()))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+        .and_then(AmqpUrls::new)
+        .context("the private broker's own URLs are unusable (a bug in loadtest)")?;
     for broker in &brokers {
         eprintln!(
             "loadtest: broker {} ready on {} (data in {})",
@@ -129,51 +138,79 @@ async fn start_brokers(
         );
     }
     let brokers = brokers.into_iter().enumerate();
-    Ok((brokers.map(|(i, b)| BrokerNode::new(i, b)).collect(), url))
+    Ok((brokers.map(|(i, b)| BrokerNode::new(i, b)).collect(), urls))
 }
 
-/// The publisher and the spawned worker go to the broker at `url`.
-fn point_at_broker(options: &mut LabOptions, url: &AmqpUrl) {
+/// The publisher and the spawned worker go to the brokers at `urls` (the worker gets them
+/// as one comma-separated `--amqp-url`).
+fn point_at_broker(options: &mut LabOptions, urls: &AmqpUrls) {
     let Some(m) = &options.messaging else { return };
-    options.plan.client.amqp = Some((url.clone(), m.delivery));
+    options.plan.client.amqp = Some((urls.clone(), m.delivery));
     if let Target::Spawn(spec) = &mut options.target {
         spec.lab_args = vec![
             "--amqp-url".into(),
-            url.secret().into(),
+            urls.secret(),
             "--delivery".into(),
             m.delivery.as_str().into(),
         ];
     }
 }
 
-/// The API or worker the load goes to: one process, K nodes behind HAProxy, or a remote
-/// server (nothing to start). Points the HTTP client at what was started.
+/// The API or workers the load goes to: one process, K nodes behind HAProxy, K workers
+/// on one queue, or a remote server (nothing to start). Points the HTTP client at what was
+/// started.
 async fn start_target(
     options: &mut LabOptions,
-) -> anyhow::Result<(Option<ServerHandle>, Option<Cluster>)> {
+) -> anyhow::Result<(Vec<ServerHandle>, Option<Cluster>)> {
     let Target::Spawn(spec) = &options.target else {
-        return Ok((None, None));
+        return Ok((Vec::new(), None));
     };
-    let (server, cluster, url) = match &options.scale_out {
+    let (servers, cluster, url) = match &options.scale_out {
         Some(scale) => {
             let timeout = options.plan.client.timeout;
             let cluster = Cluster::start(spec, scale.instances, &options.out_dir, timeout).await?;
             let url = cluster.url();
-            (None, Some(cluster), url)
+            (Vec::new(), Some(cluster), url)
         }
         None => {
-            let handle = ServerHandle::start(spec.clone()).await?;
-            let url = handle.url().to_string();
-            eprintln!(
-                "loadtest: started {} → {url}",
-                handle.command_line().join(" ")
-            );
-            (Some(handle), None, url)
+            let servers = start_servers(spec, options.spawned_servers(), &options.out_dir).await?;
+            let url = servers[0].url().to_string();
+            (servers, None, url)
         }
     };
     options.plan.client.base_url = inventory::BaseUrl::parse(&url)
         .with_context(|| format!("the address {url} the lab started is unusable"))?;
-    Ok((server, cluster))
+    Ok((servers, cluster))
+}
+
+/// `count` servers from `spec`, one after the other: one alone as today (its log
+/// `OUT/server.log`); several (`--workers K`) each on core slot `i` with its log in
+/// `OUT/server.worker<i>.log`.
+async fn start_servers(
+    spec: &crate::server::ServerSpec,
+    count: usize,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<Vec<ServerHandle>> {
+    let mut servers = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut spec = spec.clone();
+        let host = spec.kind.role().host(i);
+        if count > 1 {
+            spec.core_slot = i;
+            spec.log_file = Some(out_dir.join(format!("server.{host}.log")));
+        }
+        let handle = ServerHandle::start(spec)
+            .await
+            .with_context(|| format!("cannot start {host} ({} of {count})", i + 1))?;
+        eprintln!(
+            "loadtest: started {host} {} → {} ({})",
+            handle.command_line().join(" "),
+            handle.url(),
+            handle.confinement()
+        );
+        servers.push(handle);
+    }
+    Ok(servers)
 }
 
 impl Deployment {
@@ -183,26 +220,30 @@ impl Deployment {
             let nodes = cluster.nodes();
             return Some(Box::new(move || Cluster::crashes_so_far(&nodes)));
         }
-        let server = self.server.clone()?;
+        if self.servers.is_empty() {
+            return None;
+        }
+        let servers = self.servers.clone();
         Some(Box::new(move || {
-            server.lock().map(|s| s.crashes_so_far()).unwrap_or(0)
+            (servers.iter())
+                .map(|s| s.lock().map(|s| s.crashes_so_far()).unwrap_or(0))
+                .sum()
         }))
     }
 
-    /// The spawned worker's probe address, to read what it holds.
-    pub fn worker_addr(&self) -> Option<SocketAddr> {
-        self.server
-            .as_ref()
-            .and_then(|s| s.lock().ok().map(|s| s.addr()))
+    /// The spawned workers' probe addresses, to read what they hold.
+    pub fn worker_addrs(&self) -> Vec<SocketAddr> {
+        (self.servers.iter())
+            .filter_map(|s| s.lock().ok().map(|s| s.addr()))
+            .collect()
     }
 
     /// What the fault plan may act on.
     pub fn fault_targets(&self, options: &LabOptions) -> Deployed {
         Deployed {
-            server: self
-                .server
-                .as_ref()
-                .map(|s| (options.server_role().host(0), s.clone())),
+            servers: (self.servers.iter().enumerate())
+                .map(|(i, s)| (options.server_role().host(i), s.clone()))
+                .collect(),
             nodes: self
                 .cluster
                 .as_ref()
@@ -235,5 +276,53 @@ impl Deployment {
         if let Err(e) = stopped.await {
             eprintln!("loadtest: warning: the broker stop task failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn run_options(args: &[&str]) -> LabOptions {
+        let argv = ["loadtest", "run"].iter().chain(args);
+        let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!("parsed a run")
+        };
+        run.into_options().unwrap()
+    }
+
+    #[test]
+    fn the_publisher_and_the_spawned_worker_get_every_broker_in_order() {
+        let (a, b) = (
+            "amqp://guest:s3cret@127.0.0.1:5672/%2f",
+            "amqp://guest:s3cret@[::1]:5673/%2f",
+        );
+        let mut options = run_options(&[
+            "--transport",
+            "amqp",
+            "--amqp-url",
+            &format!("{a}, {b}"),
+            "--spawn-server",
+            "--server-bin",
+            "/bin/true",
+        ]);
+        let Some(BrokerSource::Url(urls)) = options.messaging.as_ref().map(|m| m.broker.clone())
+        else {
+            panic!("the brokers given")
+        };
+        point_at_broker(&mut options, &urls);
+        let (published_to, _) = options.plan.client.amqp.as_ref().unwrap();
+        assert_eq!(published_to, &urls);
+        let Target::Spawn(spec) = &options.target else {
+            panic!("a spawned worker")
+        };
+        // One argument, as given, passwords and all: the worker's own parser splits it.
+        assert_eq!(
+            spec.lab_args[..2],
+            ["--amqp-url".to_owned(), format!("{a},{b}")]
+        );
     }
 }

@@ -21,10 +21,10 @@ pub(super) fn deployed_topology(options: &LabOptions, deployment: &Deployment) -
             handle.cores(),
         );
     };
-    if let Some(server) = &deployment.server
-        && let Ok(handle) = server.lock()
-    {
-        fill(0, &handle);
+    for (i, server) in deployment.servers.iter().enumerate() {
+        if let Ok(handle) = server.lock() {
+            fill(i, &handle);
+        }
     }
     if let Some(cluster) = &deployment.cluster
         && let Ok(nodes) = cluster.nodes().lock()

@@ -125,13 +125,16 @@ fn watch_queue(
     live: &Arc<Live>,
     epoch: Instant,
 ) -> Option<QueueWatch> {
-    let (m, url) = (options.messaging.as_ref()?, deployment.broker_url.as_ref()?);
+    let (m, urls) = (
+        options.messaging.as_ref()?,
+        deployment.broker_urls.as_ref()?,
+    );
     let orders = match (&deployment.orders_file, &deployment.mark) {
         (Some(path), Ok(Some(mark))) => Some((path.as_path(), *mark)),
         _ => None,
     };
-    let worker = deployment.worker_addr();
+    let workers = deployment.worker_addrs();
     Some(QueueWatch::start(
-        url, m.delivery, orders, worker, live, epoch,
+        urls, m.delivery, orders, workers, live, epoch,
     ))
 }

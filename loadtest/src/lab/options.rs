@@ -73,12 +73,22 @@ impl LabOptions {
         }
     }
 
+    /// How many API nodes or workers the lab starts for a spawned target: `--instances`
+    /// or `--workers`, else one.
+    pub fn spawned_servers(&self) -> usize {
+        match (&self.scale_out, &self.messaging) {
+            (Some(scale), _) => scale.instances,
+            (None, Some(m)) => m.workers,
+            (None, None) => 1,
+        }
+    }
+
     pub fn topology(&self) -> Topology {
         let mut hosts = Vec::new();
         let role = self.server_role();
         match &self.target {
             Target::Spawn(spec) => {
-                for i in 0..self.scale_out.map_or(1, |s| s.instances) {
+                for i in 0..self.spawned_servers() {
                     let mut host = Host::new(role.host(i), role, true);
                     host.cpus = spec.limits.cpus;
                     host.memory_bytes = spec.limits.memory_bytes;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use amqp_link::{AmqpUrl, redact};
+use amqp_link::{AmqpUrls, redact};
 use inventory::DeliveryMode;
 use tokio::time::Instant;
 use wire_contract::amqp::{DEAD_LETTER_QUEUE, QUEUE};
@@ -21,8 +21,11 @@ use crate::messaging::{
     wait_for_drain,
 };
 use crate::reconcile::FileMark;
-use crate::report::{self, BrokerNodeReport, BrokerReport, CrashEvent, MessagingReport};
+use crate::report::{
+    self, BrokerNodeReport, BrokerReport, CrashEvent, MessagingReport, WorkerReport,
+};
 use crate::runner::Live;
+use crate::server::ServerObservations;
 use crate::stats::Aggregates;
 
 /// The queue and the orders file, watched from the load's start.
@@ -36,6 +39,8 @@ pub(super) struct QueueWatch {
 pub(super) struct MessagingOutcome {
     pub report: MessagingReport,
     pub samples: Vec<report::QueueSample>,
+    /// Orders each spawned worker wrote, by its `/metrics` (in host order).
+    pub written_by_worker: Vec<u64>,
 }
 
 /// What [`QueueWatch::finish`] needs from the rest of the run.
@@ -48,13 +53,13 @@ pub(super) struct Measured<'a> {
 }
 
 impl QueueWatch {
-    /// Starts the monitor (asking `worker` what it holds, when the lab spawned it) and the
-    /// tail of the orders file from `mark`.
+    /// Starts the monitor (asking `workers` what they hold, when the lab spawned them)
+    /// and the tail of the orders file from `mark`.
     pub fn start(
-        url: &AmqpUrl,
+        urls: &AmqpUrls,
         delivery: DeliveryMode,
         orders: Option<(&std::path::Path, FileMark)>,
-        worker: Option<std::net::SocketAddr>,
+        workers: Vec<std::net::SocketAddr>,
         live: &Arc<Live>,
         epoch: Instant,
     ) -> QueueWatch {
@@ -69,12 +74,12 @@ impl QueueWatch {
         };
         let live = live.clone();
         let inputs = MonitorInputs {
-            worker,
+            workers,
             delivery,
             written,
             acknowledged: Box::new(move || live.acknowledged.load(Ordering::Relaxed)),
         };
-        let monitor = Monitor::start(QueueProbe::new(url), inputs, epoch, SAMPLE_EVERY);
+        let monitor = Monitor::start(QueueProbe::new(urls), inputs, epoch, SAMPLE_EVERY);
         QueueWatch { monitor, tail }
     }
 
@@ -137,6 +142,7 @@ impl QueueWatch {
                 dead_lettered: dead_lettered.unwrap_or(0),
                 ..report
             },
+            written_by_worker: state.workers.iter().map(|w| w.written.total()).collect(),
             samples: state.samples,
         }
     }
@@ -182,10 +188,30 @@ fn messaging_report(
         last_written_s: last_written.map(|d| d.as_secs_f64()),
         queue_depth_max,
         still_ready: None,
-        redelivered: state.redelivered.total(),
+        redelivered: state.redelivered(),
         dead_lettered: 0,
-        worker_lost: state.worker_lost.total(),
+        worker_lost: state.worker_lost(),
+        workers: Vec::new(),
     }
+}
+
+/// The report's `messaging.workers`: each spawned worker's observations with the orders
+/// its counters say it wrote.
+pub(super) fn worker_reports(
+    per_server: &[(String, ServerObservations)],
+    written: &[u64],
+) -> Vec<WorkerReport> {
+    (per_server.iter().enumerate())
+        .map(|(i, (name, o))| WorkerReport {
+            name: name.clone(),
+            confinement: o.confinement.clone(),
+            orders_written: written.get(i).copied().unwrap_or(0),
+            cpu_seconds: o.cpu_seconds,
+            peak_memory_bytes: o.peak_memory_bytes,
+            crashes: o.crashes.len() as u64,
+            restarts: o.restarts,
+        })
+        .collect()
 }
 
 /// The report's `broker` object for the nodes the lab spawned: what the fault plan did to

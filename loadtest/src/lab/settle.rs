@@ -21,8 +21,12 @@ pub(super) struct Settled {
     /// `None`: not a messaging run.
     pub drained: Option<Drained>,
     pub faults: Vec<FaultEvent>,
-    /// The spawned servers' observations (merged over the nodes with `--instances`).
+    /// The spawned servers' observations (merged over the nodes with `--instances`, and
+    /// over the workers with `--workers`).
     pub observations: Option<ServerObservations>,
+    /// The spawned servers one by one, by host (`worker0`, …; empty with `--instances`,
+    /// whose nodes are in the `balancer` object).
+    pub per_server: Vec<(String, ServerObservations)>,
     /// `--instances`: what HAProxy saw.
     pub balancer: Option<BalancerReport>,
     /// From the drain's end until the file was complete.
@@ -47,37 +51,69 @@ pub(super) async fn drain_and_settle(
     let started = Instant::now();
     // Long enough for every order in flight to finish even at the client's timeout.
     let grace = options.plan.client.timeout.max(Duration::from_secs(60)) * 2;
-    let (observations, balancer) = match (deployment.server.take(), deployment.cluster.take()) {
-        (_, Some(cluster)) => {
-            eprintln!(
-                "loadtest: load finished; stopping the nodes so in-flight orders reach the file, then HAProxy"
-            );
-            let seconds = &loaded.aggregates.seconds;
-            let (merged, report) = cluster.stop(grace, loaded.epoch, seconds).await;
-            (Some(merged), Some(report))
-        }
-        (Some(server), None) => {
-            eprintln!(
-                "loadtest: load finished; stopping the server so in-flight orders reach the file"
-            );
-            let handle = sole_handle(server)?;
-            (
-                Some(handle.stop(grace, loaded.epoch.into_std()).await),
-                None,
-            )
-        }
-        (None, None) => {
-            settle_remote(options, deployment.orders_file.as_deref()).await;
-            (None, None)
-        }
-    };
+    let servers = std::mem::take(&mut deployment.servers);
+    let (mut observations, mut balancer, mut per_server) = (None, None, Vec::new());
+    if let Some(cluster) = deployment.cluster.take() {
+        eprintln!(
+            "loadtest: load finished; stopping the nodes so in-flight orders reach the file, then HAProxy"
+        );
+        let seconds = &loaded.aggregates.seconds;
+        let (merged, report) = cluster.stop(grace, loaded.epoch, seconds).await;
+        (observations, balancer) = (Some(merged), Some(report));
+    } else if !servers.is_empty() {
+        eprintln!(
+            "loadtest: load finished; stopping the server{} so in-flight orders reach the file",
+            if servers.len() > 1 { "s" } else { "" }
+        );
+        per_server = stop_servers(options, servers, grace, loaded.epoch).await?;
+        observations = Some(merged(&per_server));
+    } else {
+        settle_remote(options, deployment.orders_file.as_deref()).await;
+    }
     Ok(Settled {
         drained,
         faults,
         observations,
+        per_server,
         balancer,
         duration: started.elapsed(),
     })
+}
+
+/// Stops every server side by side (each finishes its in-flight orders within `grace`);
+/// their observations by host name.
+async fn stop_servers(
+    options: &LabOptions,
+    servers: Vec<Arc<Mutex<ServerHandle>>>,
+    grace: Duration,
+    epoch: Instant,
+) -> anyhow::Result<Vec<(String, ServerObservations)>> {
+    let mut stops = Vec::with_capacity(servers.len());
+    for server in servers {
+        let handle = sole_handle(server)?;
+        stops.push(tokio::spawn(handle.stop(grace, epoch.into_std())));
+    }
+    let mut stopped = Vec::with_capacity(stops.len());
+    for (i, stop) in stops.into_iter().enumerate() {
+        let host = options.server_role().host(i);
+        stopped.push((host, stop.await.unwrap_or_default()));
+    }
+    Ok(stopped)
+}
+
+/// One server's observations as they are; several merged for the `server` object.
+fn merged(per_server: &[(String, ServerObservations)]) -> ServerObservations {
+    if let [(_, only)] = per_server {
+        return only.clone();
+    }
+    let (names, observations): (Vec<String>, Vec<ServerObservations>) =
+        per_server.iter().cloned().unzip();
+    ServerObservations::merge(
+        &names,
+        observations,
+        "workers on one queue",
+        "the lab runs on",
+    )
 }
 
 /// The server's handle, once the fault plan (its other holder) has finished.

@@ -26,6 +26,7 @@
 //! [`ServerHandle`] dropped without [`ServerHandle::stop`] kills it. No stray servers.
 
 mod handle;
+mod merge;
 mod output;
 mod process;
 mod sampler;

@@ -49,6 +49,14 @@ impl SutKind {
         }
     }
 
+    /// Its role in the run's topology (its hosts are `api0`, … or `worker0`, …).
+    pub fn role(self) -> crate::topology::Role {
+        match self {
+            SutKind::Api => crate::topology::Role::Api,
+            SutKind::Worker => crate::topology::Role::Worker,
+        }
+    }
+
     /// How errors name it.
     pub fn describe(self) -> &'static str {
         match self {

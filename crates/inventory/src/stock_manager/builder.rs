@@ -7,7 +7,7 @@ use super::http::http_transport;
 use super::manager::{DEFAULT_TIMEOUT, Retry, StockManager};
 use super::transport::Transport;
 use crate::amqp::{DeliveryMode, Publisher};
-use crate::amqp_url::AmqpUrl;
+use crate::amqp_url::AmqpUrls;
 use crate::base_url::BaseUrl;
 use crate::error::ConfigError;
 use crate::retry::{RetryBudget, RetryPolicy};
@@ -27,7 +27,7 @@ pub struct StockManagerBuilder {
 #[derive(Debug, Clone)]
 enum Target {
     Http(BaseUrl),
-    Amqp(AmqpUrl, DeliveryMode),
+    Amqp(AmqpUrls, DeliveryMode),
 }
 
 impl StockManager {
@@ -51,14 +51,16 @@ impl StockManager {
         }
     }
 
-    /// Over AMQP, publishing to the broker at `url` with delivery `mode` (see
-    /// [`crate::amqp`] for what each mode declares, sends and counts as success). Starts
-    /// with a 30 s timeout, no retries and — unlike the original, which connected per call
-    /// — one connection reused by every call and every clone; ask for the original's with
+    /// Over AMQP, publishing to the brokers at `urls` — one [`AmqpUrl`](crate::AmqpUrl)
+    /// or several [`AmqpUrls`], the nodes of a cluster, tried in order — with delivery
+    /// `mode` (see [`crate::amqp`] for what each mode declares, sends and counts as
+    /// success, and how a lost node is left for the next one). Starts with a 30 s timeout,
+    /// no retries and — unlike the original, which connected per call — one connection
+    /// reused by every call and every clone; ask for the original's with
     /// [`StockManagerBuilder::new_connection_per_request`].
-    pub fn amqp_builder(url: AmqpUrl, mode: DeliveryMode) -> StockManagerBuilder {
+    pub fn amqp_builder(urls: impl Into<AmqpUrls>, mode: DeliveryMode) -> StockManagerBuilder {
         StockManagerBuilder {
-            target: Target::Amqp(url, mode),
+            target: Target::Amqp(urls.into(), mode),
             timeout: DEFAULT_TIMEOUT,
             new_connection_per_request: false,
             retry_policy: None,
@@ -135,8 +137,8 @@ impl StockManagerBuilder {
                 self.timeout,
                 self.new_connection_per_request,
             )?),
-            Target::Amqp(url, mode) => {
-                Transport::Amqp(Publisher::new(url, mode, self.new_connection_per_request))
+            Target::Amqp(urls, mode) => {
+                Transport::Amqp(Publisher::new(urls, mode, self.new_connection_per_request))
             }
         };
         Ok(StockManager {

@@ -35,6 +35,11 @@ pub struct Delivery {
     /// server's own response time, without the backoff waits between attempts. Over AMQP
     /// the publish latency: connecting when needed, publishing and (reliable) the confirm.
     pub last_attempt: Duration,
+    /// AMQP, reliable delivery: how often the message was published again, with the same
+    /// `message_id`, on a new connection (another node when there are several) because the
+    /// one it went out on was lost before the broker confirmed it — summed over the
+    /// attempts. Not counted in `attempts`: the caller asked for nothing. 0 otherwise.
+    pub republished: u32,
 }
 
 impl Delivery {
@@ -47,6 +52,7 @@ impl Delivery {
             replayed: false,
             idempotency_key: None,
             last_attempt: Duration::ZERO,
+            republished: 0,
         }
     }
 }
@@ -57,6 +63,8 @@ pub(super) struct Answer {
     /// The server's `Retry-After`, on a refusal.
     pub(super) retry_after: Option<Duration>,
     pub(super) replayed: bool,
+    /// Republished after a lost connection (see [`Delivery::republished`]).
+    pub(super) republished: u32,
 }
 
 impl Answer {
@@ -66,6 +74,7 @@ impl Answer {
             result,
             retry_after: None,
             replayed: false,
+            republished: 0,
         }
     }
 }

@@ -67,6 +67,7 @@ impl Http {
                 result: Ok(()),
                 retry_after: None,
                 replayed,
+                republished: 0,
             };
         }
         let retry_after = header(RETRY_AFTER.as_str())
@@ -75,6 +76,7 @@ impl Http {
             result: Err(rejection(response).await),
             retry_after,
             replayed,
+            republished: 0,
         }
     }
 

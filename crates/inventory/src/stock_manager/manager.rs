@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::delivery::Delivery;
 use super::transport::Transport;
 use crate::amqp::DeliveryMode;
-use crate::amqp_url::AmqpUrl;
+use crate::amqp_url::AmqpUrls;
 use crate::base_url::BaseUrl;
 use crate::error::{NOT_A_HEADER_VALUE, ReplenishmentError};
 use crate::retry::{self, Jitter, RetryBudget, RetryPolicy};
@@ -76,11 +76,12 @@ impl StockManager {
         }
     }
 
-    /// The broker's URL, when the manager publishes over AMQP.
-    pub fn amqp_url(&self) -> Option<&AmqpUrl> {
+    /// The brokers' URLs, in the order they are tried, when the manager publishes over
+    /// AMQP.
+    pub fn amqp_urls(&self) -> Option<&AmqpUrls> {
         match &self.transport {
             Transport::Http(_) => None,
-            Transport::Amqp(publisher) => Some(publisher.url()),
+            Transport::Amqp(publisher) => Some(publisher.urls()),
         }
     }
 
@@ -92,11 +93,12 @@ impl StockManager {
         }
     }
 
-    /// Where the orders go, for people: the API's or the broker's URL (password hidden).
+    /// Where the orders go, for people: the API's URL or the brokers' (comma-separated,
+    /// passwords hidden).
     pub fn target(&self) -> String {
         match &self.transport {
             Transport::Http(http) => http.base_url.to_string(),
-            Transport::Amqp(publisher) => publisher.url().to_string(),
+            Transport::Amqp(publisher) => publisher.urls().to_string(),
         }
     }
 
@@ -207,6 +209,7 @@ impl StockManager {
                 replayed: answer.replayed,
                 idempotency_key: message_id,
                 last_attempt: sent.elapsed(),
+                republished: answer.republished,
             };
         };
         let deadline = Instant::now() + self.timeout;
@@ -222,6 +225,7 @@ impl StockManager {
             replayed: false,
             idempotency_key: Some(key),
             last_attempt: Duration::ZERO,
+            republished: 0,
         };
         // Drawn from the OS's randomness only if a retry is actually considered.
         let mut jitter = None;
@@ -241,6 +245,7 @@ impl StockManager {
             delivery.last_attempt = sent.elapsed();
             delivery.attempts += 1;
             delivery.replayed = answer.replayed;
+            delivery.republished += answer.republished;
             delivery.result = answer.result;
             let Err(error) = &delivery.result else {
                 return delivery;

@@ -40,7 +40,7 @@ impl Transport {
                 // A HeaderValue built from a &str is valid UTF-8.
                 let request_id = request_id.to_str().unwrap_or_default();
                 let message_id = message_id.filter(|_| publisher.mode() == DeliveryMode::Reliable);
-                let result = publisher
+                let published = publisher
                     .publish(
                         item_code,
                         request_id,
@@ -49,7 +49,10 @@ impl Transport {
                         timeout,
                     )
                     .await;
-                Answer::plain(result)
+                Answer {
+                    republished: published.republished,
+                    ..Answer::plain(published.result)
+                }
             }
         }
     }

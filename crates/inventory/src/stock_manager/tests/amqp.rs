@@ -22,7 +22,7 @@ fn amqp_managers_reuse_one_connection_unless_asked_and_say_where_they_publish() 
         .unwrap();
     assert!(original.new_connection_per_request());
     let http = StockManager::new(DEFAULT_URL).unwrap();
-    assert_eq!((http.amqp_url(), http.delivery_mode()), (None, None));
+    assert_eq!((http.amqp_urls(), http.delivery_mode()), (None, None));
 }
 
 #[test]
