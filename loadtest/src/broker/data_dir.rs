@@ -24,6 +24,13 @@ pub(super) const NODE_NAME_FILE: &str = "node-name";
 /// memory well inside a broker's cgroup.
 const WAL_MAX_SIZE_BYTES: u64 = 64_000_000;
 
+/// The memory one lab broker node is sized for, as a small VM would have: an idle node
+/// (≈ 130 MB) plus about three times its write-ahead log, with room for a queue of small
+/// orders. RabbitMQ is told this is all the memory there is
+/// (`total_memory_available_override_value`), so its memory alarm — publishers blocked at
+/// 40 % of it — fires against the node's budget rather than the whole host's.
+pub const NODE_MEMORY_BYTES: u64 = 1 << 30;
+
 /// The largest message the lab broker accepts (RabbitMQ's default is 128 MiB). An order is
 /// an item code of at most 100 characters; a 100 MB body from a careless publisher would
 /// otherwise be pushed into every worker's prefetch window before the worker can refuse
@@ -139,6 +146,8 @@ impl DataDir {
                      # defaults to 512 MiB and wants about three times that in memory;\n\
                      # a lab broker holds small messages and may run in a small cgroup.\n\
                      raft.wal_max_size_bytes = {WAL_MAX_SIZE_BYTES}\n\
+                     # The node's memory budget, for its memory alarm (not the host's).\n\
+                     total_memory_available_override_value = {NODE_MEMORY_BYTES}\n\
                      # Orders are item codes; nothing legitimate comes near this.\n\
                      max_message_size = {MAX_MESSAGE_SIZE_BYTES}\n"
                 ),

@@ -66,7 +66,7 @@ mod tests;
 
 pub use cluster::{MAX_NODES, start_cluster};
 pub use ctl::{Ctl, CtlError, RABBITMQ_QUEUES};
-pub use data_dir::MAX_MESSAGE_SIZE_BYTES;
+pub use data_dir::{MAX_MESSAGE_SIZE_BYTES, NODE_MEMORY_BYTES};
 pub use foreground::run_foreground;
 pub use handle::{Broker, Stopped};
 

@@ -105,7 +105,11 @@ impl LabOptions {
                 BrokerSource::Url(_) => (1, false),
             };
             for i in 0..nodes {
-                hosts.push(Host::new(Role::Broker.host(i), Role::Broker, spawned));
+                let mut host = Host::new(Role::Broker.host(i), Role::Broker, spawned);
+                // A node the lab starts is sized for its configuration (RabbitMQ's memory
+                // alarm works against this budget); one the user runs is unknown.
+                host.memory_bytes = spawned.then_some(crate::broker::NODE_MEMORY_BYTES);
+                hosts.push(host);
             }
         }
         if self.scale_out.is_some() || self.external_balancer.is_some() {
