@@ -48,6 +48,14 @@ pub struct CompareArgs {
           requires = "spawn_server", conflicts_with_all = REMOTE_TARGET,
           value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
     pub scale_out: Vec<u32>,
+    /// Compare both styles at scale: rpc-protected with K API nodes behind HAProxy against
+    /// messaging-reliable with K competing workers on a RabbitMQ cluster (3 nodes, or
+    /// --spawn-broker --broker-nodes N; or your --amqp-url), same load, same node size
+    /// (--cpus/--memory apply to each node and each worker). Needs --spawn-server.
+    #[arg(long, value_name = "K", requires = "spawn_server",
+          conflicts_with_all = ["transports", "scale_out"],
+          value_parser = clap::value_parser!(u32).range(1..=cluster::MAX_INSTANCES as i64))]
+    pub at_scale: Option<u32>,
     #[command(flatten)]
     pub run: RunArgs,
 }

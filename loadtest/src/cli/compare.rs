@@ -175,6 +175,71 @@ pub(super) fn compare_scale_out(args: RunArgs, ks: &[u32]) -> ExitCode {
     any_threshold_failed(&comparison)
 }
 
+/// The broker cluster `compare --at-scale` starts unless `--broker-nodes` says: the
+/// smallest that survives the loss of a node.
+const AT_SCALE_BROKER_NODES: u16 = 3;
+
+/// `compare --at-scale K`: rpc-protected on K API nodes behind HAProxy, then
+/// messaging-reliable with K workers on a RabbitMQ cluster, same load and node size, one
+/// side-by-side report.
+pub(super) fn compare_at_scale(args: RunArgs, k: u32) -> ExitCode {
+    let out = args.out.clone().unwrap_or_else(|| default_out("at-scale-"));
+    let runs = match at_scale_runs(&args, k, &out) {
+        Ok(runs) => runs,
+        Err(e) => return usage_error(&e),
+    };
+    let mut options = Vec::new();
+    for (name, run) in runs {
+        match run.into_options() {
+            Ok(o) => options.push((name, o)),
+            Err(e) => return usage_error(&format!("{name}: {e}")),
+        }
+    }
+    let comparison = match run_side_by_side(options, &out, "Both styles at scale") {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    println!(
+        "\nreport: {}/comparison.html (also comparison.json, one directory per style)",
+        out.display()
+    );
+    any_threshold_failed(&comparison)
+}
+
+/// The two named runs of `compare --at-scale K`, their output under `out`.
+pub(super) fn at_scale_runs(
+    args: &RunArgs,
+    k: u32,
+    out: &std::path::Path,
+) -> Result<Vec<(String, RunArgs)>, String> {
+    if args.instances.is_some() || args.workers.is_some() {
+        return Err(
+            "compare --at-scale chooses --instances and --workers for its runs; drop them".into(),
+        );
+    }
+    let mut rpc = configuration(args, SweepConfig::Protected, out.join("rpc-protected"))?;
+    rpc.instances = Some(k);
+    let mut messaging = configuration(
+        args,
+        SweepConfig::MessagingReliable,
+        out.join("messaging-reliable"),
+    )?;
+    messaging.workers = Some(k);
+    let brokers = if messaging.spawn_broker {
+        messaging.broker_nodes = match args.broker_nodes {
+            1 => AT_SCALE_BROKER_NODES,
+            n => n,
+        };
+        format!("{} brokers", messaging.broker_nodes)
+    } else {
+        "your broker".to_string()
+    };
+    Ok(vec![
+        (format!("rpc-protected ×{k} (HAProxy)"), rpc),
+        (format!("messaging-reliable ×{k} ({brokers})"), messaging),
+    ])
+}
+
 /// `compare --transports`: the four configurations of [`SweepConfig::STYLES`] on the same
 /// profile, one after the other, and one side-by-side report.
 pub(super) fn compare_transports(args: RunArgs) -> ExitCode {

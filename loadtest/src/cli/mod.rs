@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::lab::run_lab;
 
 use common::{fail, interruptible, threshold_exit, usage_error};
-use compare::{compare, compare_scale_out, compare_transports};
+use compare::{compare, compare_at_scale, compare_scale_out, compare_transports};
 use options::{limits, seconds};
 use rerender::rerender;
 use sweep::sweep;
@@ -56,7 +56,7 @@ pub enum Command {
     /// Run the same load twice — against the faithful baseline and against
     /// `purchasing-api --protect` with client retries — and write one side-by-side report;
     /// with --transports, four times: rpc, rpc-protected, messaging-faithful and
-    /// messaging-reliable.
+    /// messaging-reliable; with --at-scale K, both styles scaled out to K.
     Compare(Box<CompareArgs>),
     /// Find the capacity: an open-model run at each offered rate, against the baseline and
     /// the protected configuration, and a chart of goodput against offered load.
@@ -77,9 +77,12 @@ pub fn main_with(cli: Cli) -> ExitCode {
             let CompareArgs {
                 transports,
                 scale_out,
+                at_scale,
                 run,
             } = *args;
-            if transports {
+            if let Some(k) = at_scale {
+                compare_at_scale(run, k)
+            } else if transports {
                 compare_transports(run)
             } else if !scale_out.is_empty() {
                 compare_scale_out(run, &scale_out)

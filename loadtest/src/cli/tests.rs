@@ -527,3 +527,113 @@ fn the_help_states_the_defaults_in_force() {
         assert!(flat.contains(&wanted), "--help says {wanted:?}");
     }
 }
+
+#[test]
+fn workers_k_are_hosts_of_their_own_and_belong_to_the_messaging_half() {
+    let o = parse(&[
+        "--transport",
+        "amqp",
+        "--spawn-broker",
+        "--broker-nodes",
+        "3",
+        "--spawn-server",
+        "--server-bin",
+        "/bin/true",
+        "--workers",
+        "2",
+        "--fault",
+        "2s:kill:worker1",
+    ])
+    .unwrap();
+    assert_eq!(o.messaging.as_ref().unwrap().workers, 2);
+    assert_eq!(o.spawned_servers(), 2);
+    let names = o.topology().names();
+    for host in ["worker0", "worker1", "broker0", "broker2", "client"] {
+        assert!(names.contains(host), "{host} in {names}");
+    }
+    let broker = o.topology().host("broker1").cloned().unwrap();
+    assert_eq!(broker.memory_bytes, Some(crate::broker::NODE_MEMORY_BYTES));
+
+    let err = parse(&[
+        "--spawn-server",
+        "--server-bin",
+        "/bin/true",
+        "--workers",
+        "2",
+    ])
+    .unwrap_err();
+    assert!(
+        err.contains("--workers belongs to the messaging half"),
+        "{err}"
+    );
+    let err = parse(&[
+        "--transport",
+        "amqp",
+        "--spawn-broker",
+        "--spawn-server",
+        "--server-bin",
+        "/bin/true",
+        "--fault",
+        "2s:kill:worker1",
+    ])
+    .unwrap_err();
+    assert!(err.contains("worker1"), "{err}");
+}
+
+#[test]
+fn at_scale_compares_k_api_nodes_with_k_workers_on_a_cluster() {
+    let cli = Cli::try_parse_from([
+        "loadtest",
+        "compare",
+        "--at-scale",
+        "2",
+        "--spawn-server",
+        "--server-bin",
+        "/bin/true",
+        "--profile",
+        "rate",
+        "--rate",
+        "5",
+        "--duration",
+        "2",
+    ])
+    .unwrap();
+    let Command::Compare(args) = cli.command else {
+        unreachable!()
+    };
+    let runs = at_scale_runs(&args.run, 2, &PathBuf::from("x")).unwrap();
+    let names: Vec<&str> = runs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "rpc-protected ×2 (HAProxy)",
+            "messaging-reliable ×2 (3 brokers)"
+        ]
+    );
+    let rpc = runs[0].1.clone().into_options().unwrap();
+    assert_eq!(rpc.scale_out.map(|s| s.instances), Some(2));
+    assert!(rpc.messaging.is_none());
+    let messaging = runs[1].1.clone().into_options().unwrap();
+    let m = messaging.messaging.unwrap();
+    assert_eq!(
+        (m.workers, m.broker.clone()),
+        (2, BrokerSource::Spawn { nodes: 3 })
+    );
+    assert_eq!(m.delivery, inventory::DeliveryMode::Reliable);
+
+    let mut with_instances = args.run.clone();
+    with_instances.instances = Some(2);
+    let err = at_scale_runs(&with_instances, 2, &PathBuf::from("x")).unwrap_err();
+    assert!(err.contains("drop them"), "{err}");
+    assert!(
+        Cli::try_parse_from([
+            "loadtest",
+            "compare",
+            "--at-scale",
+            "2",
+            "--transports",
+            "--spawn-server"
+        ])
+        .is_err()
+    );
+}
