@@ -417,15 +417,8 @@ async fn start_node(
         }
         crate::server::SutKind::Worker => None,
     };
-    let handle = ServerHandle::start(node_spec)
-        .await
-        .with_context(|| format!("cannot start {name} (node {} of {instances})", index + 1))?;
-    eprintln!(
-        "loadtest: started {name} {} → {} ({})",
-        handle.command_line().join(" "),
-        handle.url(),
-        handle.confinement()
-    );
+    let of = format!("node {} of {instances}", index + 1);
+    let handle = ServerHandle::start_host(node_spec, &name, &of).await?;
     let node = Node {
         agent,
         ..Node::numbered(index, handle.addr())

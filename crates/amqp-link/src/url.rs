@@ -197,18 +197,29 @@ impl clap::builder::TypedValueParser for AmqpUrlParser {
         arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> Result<AmqpUrl, clap::Error> {
-        let flag = arg.and_then(|a| a.get_long()).unwrap_or("amqp-url");
-        let refused = |why: String| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid value for --{flag}: {why}\n"),
-            )
-        };
-        let text = value
-            .to_str()
-            .ok_or_else(|| refused("the broker URL is not valid UTF-8".to_owned()))?;
-        AmqpUrl::parse(text).map_err(|error| refused(error.to_string()))
+        parse_flag(arg, value, "the broker URL", AmqpUrl::parse)
     }
+}
+
+/// A flag's value read by `parse`, or clap's one-line refusal naming the flag (`what`:
+/// how the refusal names a value that is not UTF-8). For both URL parsers.
+pub(crate) fn parse_flag<T, E: std::fmt::Display>(
+    arg: Option<&clap::Arg>,
+    value: &std::ffi::OsStr,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<T, clap::Error> {
+    let flag = arg.and_then(|a| a.get_long()).unwrap_or("amqp-url");
+    let refused = |why: String| {
+        clap::Error::raw(
+            clap::error::ErrorKind::ValueValidation,
+            format!("invalid value for --{flag}: {why}\n"),
+        )
+    };
+    let text = value
+        .to_str()
+        .ok_or_else(|| refused(format!("{what} is not valid UTF-8")))?;
+    parse(text).map_err(|error| refused(error.to_string()))
 }
 
 #[cfg(test)]

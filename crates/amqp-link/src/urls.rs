@@ -255,17 +255,7 @@ impl clap::builder::TypedValueParser for AmqpUrlsParser {
         arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> Result<AmqpUrls, clap::Error> {
-        let flag = arg.and_then(|a| a.get_long()).unwrap_or("amqp-url");
-        let refused = |why: String| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid value for --{flag}: {why}\n"),
-            )
-        };
-        let text = value
-            .to_str()
-            .ok_or_else(|| refused("the broker URLs are not valid UTF-8".to_owned()))?;
-        AmqpUrls::parse(text).map_err(|error| refused(error.to_string()))
+        crate::url::parse_flag(arg, value, "the broker URLs", AmqpUrls::parse)
     }
 }
 

@@ -199,16 +199,8 @@ async fn start_servers(
             spec.core_slot = i;
             spec.log_file = Some(out_dir.join(format!("server.{host}.log")));
         }
-        let handle = ServerHandle::start(spec)
-            .await
-            .with_context(|| format!("cannot start {host} ({} of {count})", i + 1))?;
-        eprintln!(
-            "loadtest: started {host} {} → {} ({})",
-            handle.command_line().join(" "),
-            handle.url(),
-            handle.confinement()
-        );
-        servers.push(handle);
+        let of = format!("{} of {count}", i + 1);
+        servers.push(ServerHandle::start_host(spec, &host, &of).await?);
     }
     Ok(servers)
 }

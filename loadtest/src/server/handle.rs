@@ -55,6 +55,25 @@ impl ServerHandle {
             .context("the server start-up task failed")?
     }
 
+    /// [`ServerHandle::start`] for the host `host` of a run (`of`: e.g. "node 1 of 2" for
+    /// the error), saying on stderr what was started, where and how confined.
+    pub async fn start_host(
+        spec: ServerSpec,
+        host: &str,
+        of: &str,
+    ) -> anyhow::Result<ServerHandle> {
+        let handle = ServerHandle::start(spec)
+            .await
+            .with_context(|| format!("cannot start {host} ({of})"))?;
+        eprintln!(
+            "loadtest: started {host} {} → {} ({})",
+            handle.command_line().join(" "),
+            handle.url(),
+            handle.confinement()
+        );
+        Ok(handle)
+    }
+
     /// `http://127.0.0.1:PORT`; the same after restarts.
     pub fn url(&self) -> &str {
         &self.url
