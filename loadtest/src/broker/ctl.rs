@@ -89,15 +89,18 @@ impl Ctl {
         if quorum.is_ok() {
             return quorum;
         }
-        let args = ["list_queues", "name", "type", "pid", "--formatter", "json"];
+        // Tab-separated, not JSON: the JSON formatter prints a pid as `#PID<10987.740.0>`,
+        // without the node it lives on; the plain one as `<NODE.1796568583.740.0>`.
+        let args = [
+            "list_queues",
+            "--quiet",
+            "--no-table-headers",
+            "name",
+            "type",
+            "pid",
+        ];
         let said = self.run(&args, deadline)?;
-        let queues = json_in(&said).unwrap_or_default();
-        let classic = queues.as_array().and_then(|all| {
-            let q = all
-                .iter()
-                .find(|q| q["name"] == queue && q["type"] == "classic")?;
-            node_of_pid(q["pid"].as_str()?)
-        });
+        let classic = classic_queue_node(&said, queue);
         // Not a classic queue either: the quorum call's error says why best (e.g. no
         // majority of its replicas is up, so it has no leader).
         classic.map_or(quorum, Ok)
@@ -202,6 +205,16 @@ pub(super) fn leader_in(members: &serde_json::Value) -> Option<String> {
 }
 
 /// The node in an Erlang process id as the CLI prints it: `<broker0-ab@localhost.1.2.0>`.
+/// The node of the classic queue `queue` in `list_queues name type pid`'s tab-separated
+/// lines.
+pub(super) fn classic_queue_node(listed: &str, queue: &str) -> Option<String> {
+    listed.lines().find_map(|line| {
+        let mut fields = line.trim_end().split('\t');
+        let (name, kind, pid) = (fields.next()?, fields.next()?, fields.next()?);
+        (name == queue && kind == "classic").then(|| node_of_pid(pid))?
+    })
+}
+
 pub(super) fn node_of_pid(pid: &str) -> Option<String> {
     let inner = pid.strip_prefix('<')?.strip_suffix('>')?;
     let mut parts = inner.rsplitn(4, '.');

@@ -90,7 +90,7 @@ fn shell_words_reach_the_program_as_they_were() {
 
 #[test]
 fn a_queue_leader_is_read_from_the_cli_output() {
-    use super::ctl::{leader_in, node_of_pid};
+    use super::ctl::{classic_queue_node, leader_in, node_of_pid};
     let members = serde_json::json!([
         {"Node Name": "broker0-x@localhost", "Raft State": "follower"},
         {"Node Name": "broker2-x@localhost", "Raft State": "leader"},
@@ -102,4 +102,14 @@ fn a_queue_leader_is_read_from_the_cli_output() {
         Some("broker1-ab.c@localhost")
     );
     assert_eq!(node_of_pid("broker1@localhost"), None);
+    // What `rabbitmqctl list_queues --quiet --no-table-headers name type pid` printed (the
+    // JSON formatter's `#PID<10987.740.0>` names no node).
+    let listed = "q.dead-letter\tquorum\t<broker0-x@localhost.1.2.0>\n\
+                  q\tclassic\t<broker2-x@localhost.1796568583.740.0>\n";
+    assert_eq!(
+        classic_queue_node(listed, "q").as_deref(),
+        Some("broker2-x@localhost")
+    );
+    assert_eq!(classic_queue_node(listed, "q.dead-letter"), None);
+    assert_eq!(classic_queue_node("#PID<10987.740.0>", "q"), None);
 }
