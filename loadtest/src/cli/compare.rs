@@ -133,7 +133,7 @@ pub(super) fn compare_scale_out(args: RunArgs, ks: &[u32]) -> ExitCode {
         .out
         .clone()
         .unwrap_or_else(|| default_out("scale-out-"));
-    let mut options = Vec::new();
+    let mut runs = Vec::new();
     for &k in ks {
         let name = if k == 1 {
             "1 node".to_string()
@@ -143,11 +143,12 @@ pub(super) fn compare_scale_out(args: RunArgs, ks: &[u32]) -> ExitCode {
         let mut run = args.clone();
         run.instances = Some(k);
         run.out = Some(out.join(format!("k{k}")));
-        match run.into_options() {
-            Ok(o) => options.push((name, o)),
-            Err(e) => return usage_error(&format!("{name}: {e}")),
-        }
+        runs.push((name, run));
     }
+    let options = match named_options(runs) {
+        Ok(options) => options,
+        Err(e) => return usage_error(&e),
+    };
     let comparison = match run_side_by_side(options, &out, "Scale-out behind HAProxy") {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -175,6 +176,16 @@ pub(super) fn compare_scale_out(args: RunArgs, ks: &[u32]) -> ExitCode {
     any_threshold_failed(&comparison)
 }
 
+/// Each named run's options; the first refusal, prefixed with the run's name.
+fn named_options(runs: Vec<(String, RunArgs)>) -> Result<Vec<(String, LabOptions)>, String> {
+    (runs.into_iter())
+        .map(|(name, run)| match run.into_options() {
+            Ok(o) => Ok((name, o)),
+            Err(e) => Err(format!("{name}: {e}")),
+        })
+        .collect()
+}
+
 /// The broker cluster `compare --at-scale` starts unless `--broker-nodes` says: the
 /// smallest that survives the loss of a node.
 const AT_SCALE_BROKER_NODES: u16 = 3;
@@ -184,17 +195,10 @@ const AT_SCALE_BROKER_NODES: u16 = 3;
 /// side-by-side report.
 pub(super) fn compare_at_scale(args: RunArgs, k: u32) -> ExitCode {
     let out = args.out.clone().unwrap_or_else(|| default_out("at-scale-"));
-    let runs = match at_scale_runs(&args, k, &out) {
-        Ok(runs) => runs,
+    let options = match at_scale_runs(&args, k, &out).and_then(named_options) {
+        Ok(options) => options,
         Err(e) => return usage_error(&e),
     };
-    let mut options = Vec::new();
-    for (name, run) in runs {
-        match run.into_options() {
-            Ok(o) => options.push((name, o)),
-            Err(e) => return usage_error(&format!("{name}: {e}")),
-        }
-    }
     let comparison = match run_side_by_side(options, &out, "Both styles at scale") {
         Ok(c) => c,
         Err(e) => return fail(&e),
