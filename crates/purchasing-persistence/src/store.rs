@@ -19,6 +19,7 @@ use crate::idempotency::{IdempotencyKey, Journal, JournalRecovery, KeyIndex};
 use crate::workload::{FillGate, Workload};
 
 mod append;
+mod group_commit;
 mod start_up;
 mod submit;
 #[cfg(test)]
@@ -113,6 +114,9 @@ pub struct PurchaseOrderStore {
     append_lock: Mutex<()>,
     /// `Some` iff [`StoreOptions::idempotency`].
     idempotency: Option<Idempotency>,
+    /// Durable mode's flushes of the orders file, each covering every line appended while
+    /// the previous one ran (unused otherwise).
+    group_commit: group_commit::GroupCommit,
     /// `Some` iff [`StoreOptions::max_concurrent_fills`].
     fill_gate: Option<FillGate>,
     /// The last partial line this store removed from the orders file, for the log.

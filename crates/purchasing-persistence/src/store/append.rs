@@ -1,11 +1,13 @@
 //! The append under the locks: the deadline checked last, the journal caught up and its
 //! record written, the order line written in one `write` — and each write taken back when
-//! it fails, so no partial line or orphan record stays behind.
+//! it fails, so no partial line or orphan record stays behind. In durable mode the line's
+//! fsync comes after the locks, shared with the lines written meanwhile (`group_commit`).
 
 use std::fs::File;
 use std::io::Write;
 use std::time::Instant;
 
+use super::group_commit::Ticket;
 use super::{PurchaseOrderStore, Submitted, deadline_passed};
 use crate::error::{StoreError, sync_error_at};
 use crate::files::{find_partial_tail, truncate_back};
@@ -26,6 +28,45 @@ impl PurchaseOrderStore {
         deadline: Option<Instant>,
         key: Option<&IdempotencyKey>,
     ) -> Result<Submitted, AppendError> {
+        match self.append_under_locks(code, deadline, key)? {
+            Appended::Replayed => Ok(Submitted::Replayed),
+            Appended::Written { sync: None } => Ok(Submitted::Written),
+            Appended::Written {
+                sync: Some((file, ticket)),
+            } => {
+                self.wait_until_on_disk(&file, ticket)?;
+                Ok(Submitted::Written)
+            }
+        }
+    }
+
+    /// Durable mode, after the locks were let go: returns once a flush covering the line
+    /// has finished (see [`super::group_commit`]). A failed flush marks the store broken.
+    fn wait_until_on_disk(&self, file: &File, ticket: Ticket) -> Result<(), AppendError> {
+        // An fsync error is fatal for this request and is never retried: after a failed
+        // fsync Linux may drop the dirty pages and mark them clean, so a second fsync can
+        // succeed without the data being on disk (PostgreSQL's "fsyncgate", 2018). The
+        // line is in the file, but whether it will survive is unknown — and so is every
+        // line appended since, which is why the store stops acknowledging.
+        self.group_commit
+            .wait_durable(ticket, file)
+            .map_err(|error| {
+                let _ = self.mark_broken(format!("syncing the orders file failed ({error})"));
+                AppendError {
+                    error: sync_error_at(&self.path, error),
+                    line_written: true,
+                }
+            })
+    }
+
+    /// The append itself, under both locks; in durable mode it returns the line's ticket
+    /// and a descriptor to sync it through, the OS lock already let go.
+    fn append_under_locks(
+        &self,
+        code: &ItemCode,
+        deadline: Option<Instant>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Appended, AppendError> {
         let line = order_line::format_line(code);
         // A poisoned mutex only means another thread panicked while appending; the
         // mutex guards no data, so it is still safe to take.
@@ -70,7 +111,7 @@ impl PurchaseOrderStore {
                         // another store sharing the file wrote it while we did the work.
                         if let Some(original) = idempotency.index.completed_code(key) {
                             return if original == *code {
-                                Ok(Submitted::Replayed)
+                                Ok(Appended::Replayed)
                             } else {
                                 Err(StoreError::KeyReused {
                                     key: key.to_string(),
@@ -96,17 +137,17 @@ impl PurchaseOrderStore {
             }
             return Err(error.into());
         }
-        if durable {
-            // An fsync error is fatal for this request and is never retried: after a
-            // failed fsync Linux may drop the dirty pages and mark them clean, so a second
-            // fsync can succeed without the data being on disk (PostgreSQL's "fsyncgate",
-            // 2018). The line is in the file, but whether it will survive is unknown.
-            file.sync_data().map_err(|error| AppendError {
-                error: sync_error_at(&self.path, error),
-                line_written: true,
-            })?;
+        if !durable {
+            return Ok(Appended::Written { sync: None });
         }
-        Ok(Submitted::Written)
+        // Numbered under the append lock, after the write: tickets follow the file.
+        let ticket = self.group_commit.appended();
+        // Other processes sharing the file may append while this one waits for the flush.
+        // Should unlocking fail, closing the file after the flush lets the lock go anyway.
+        let _ = file.unlock();
+        Ok(Appended::Written {
+            sync: Some((file, ticket)),
+        })
     }
 
     /// Removes a partial last line found under the locks before an append (see
@@ -162,6 +203,15 @@ impl PurchaseOrderStore {
     fn mark_broken(&self, cause: String) -> StoreError {
         self.broken_error(self.orders_file_broken.get_or_init(|| cause))
     }
+}
+
+/// What an append under the locks did.
+enum Appended {
+    /// Another store sharing the file completed the key meanwhile: nothing written.
+    Replayed,
+    /// The line is in the file; in durable mode, still to be synced through this
+    /// descriptor.
+    Written { sync: Option<(File, Ticket)> },
 }
 
 /// Why an append failed, and whether the order line reached the file anyway.

@@ -56,6 +56,7 @@ impl PurchaseOrderStore {
             options,
             append_lock: Mutex::new(()),
             fill_gate: options.max_concurrent_fills.map(FillGate::new),
+            group_commit: Default::default(),
             idempotency: None,
             repaired_tail: Mutex::new(None),
             orders_file_broken: OnceLock::new(),

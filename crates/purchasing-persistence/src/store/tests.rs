@@ -244,6 +244,7 @@ fn store_with_journal(orders: &Path, journal: &Path, durable: bool) -> PurchaseO
         },
         append_lock: Mutex::new(()),
         fill_gate: None,
+        group_commit: Default::default(),
         idempotency: Some(Idempotency {
             index: KeyIndex::default(),
             journal: Journal::at(journal.to_owned()),
