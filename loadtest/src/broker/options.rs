@@ -53,6 +53,10 @@ pub struct BrokerOptions {
     /// Set to `true` to abandon a start in progress (e.g. on Ctrl-C): what was started is
     /// stopped and the start returns [`BrokerError::Cancelled`].
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Run the broker on these cores only (`None`: wherever the lab may run). The lab puts
+    /// its brokers beside itself, off the cores its confined hosts are pinned to, so a
+    /// broker's work never lands in an emulated VM's CPU; restarts keep the same cores.
+    pub cores: Option<Vec<usize>>,
 }
 
 impl Default for BrokerOptions {
@@ -62,6 +66,7 @@ impl Default for BrokerOptions {
             data_dir: None,
             progress: false,
             cancel: None,
+            cores: None,
         }
     }
 }

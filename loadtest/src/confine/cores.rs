@@ -92,6 +92,22 @@ pub(super) fn pick_cores_in_slot(allowed: &[usize], cpus: f64, slot: usize) -> O
     Some(cores)
 }
 
+/// The cores of `allowed` left free by `children` confined children in slots 0, 1, …
+/// ([`pick_cores_in_slot`]); `None` when the children are not pinned (one needs every
+/// core) or take every core between them — then there is no side of the machine of its own.
+pub(super) fn cores_left(allowed: &[usize], cpus: f64, children: usize) -> Option<Vec<usize>> {
+    let mut taken = Vec::new();
+    for slot in 0..children {
+        taken.extend(pick_cores_in_slot(allowed, cpus, slot)?);
+    }
+    let left: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|c| !taken.contains(c))
+        .collect();
+    (!left.is_empty()).then_some(left)
+}
+
 /// Cores that confined children of this process are pinned to now (one entry per child
 /// and core), so the lab keeps off all of them, not only the last child's.
 pub(super) static PINNED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());

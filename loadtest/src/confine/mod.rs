@@ -38,6 +38,13 @@ pub use cgroup::{Cgroup, CgroupVersion};
 pub fn cores_allowed_now() -> Option<Vec<usize>> {
     cores::Cores::allowed_now().filter(|cores| !cores.is_empty())
 }
+
+/// The cores `children` confined children of `cpus` each will leave free, before any of
+/// them starts (`None`: none left, or they are not pinned): where the lab puts what must
+/// not run inside an emulated VM — itself and its brokers.
+pub fn cores_left_by_confined(cpus: f64, children: usize) -> Option<Vec<usize>> {
+    cores::cores_left(&cores::Cores::allowed()?, cpus, children)
+}
 pub use error::{CONFINE_REQUIREMENTS, ConfineError};
 pub use limits::{Limits, MIN_MEMORY_BYTES, format_bytes, parse_memory_size};
 pub use run::run_confined;

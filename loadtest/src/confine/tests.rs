@@ -124,6 +124,26 @@ fn cores_are_the_last_ones_and_only_when_fewer_than_all() {
 }
 
 #[test]
+fn the_cores_left_beside_confined_children_are_the_labs_side() {
+    let four = [0, 1, 2, 3];
+    assert_eq!(cores_left(&four, 1.0, 1), Some(vec![0, 1, 2]));
+    assert_eq!(cores_left(&four, 1.0, 2), Some(vec![0, 1]));
+    assert_eq!(
+        cores_left(&four, 1.5, 2),
+        None,
+        "two children of 2 cores take all four"
+    );
+    let two = [0, 1];
+    assert_eq!(cores_left(&two, 1.0, 1), Some(vec![0]));
+    assert_eq!(
+        cores_left(&two, 1.0, 2),
+        None,
+        "nothing left: brokers share"
+    );
+    assert_eq!(cores_left(&two, 2.0, 1), None, "the child is not pinned");
+}
+
+#[test]
 fn side_by_side_children_get_cores_of_their_own_then_share() {
     let four = [0, 1, 2, 3];
     assert_eq!(pick_cores_in_slot(&four, 1.0, 0), Some(vec![3]));

@@ -58,7 +58,8 @@ pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deploymen
     let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
     let (brokers, broker_urls) = match options.messaging.as_ref().map(|m| &m.broker) {
         Some(BrokerSource::Spawn { nodes }) => {
-            let (brokers, urls) = start_brokers(*nodes, cancel.0.clone()).await?;
+            let cores = brokers_cores(options);
+            let (brokers, urls) = start_brokers(*nodes, cores, cancel.0.clone()).await?;
             (brokers, Some(urls))
         }
         Some(BrokerSource::Url(urls)) => {
@@ -104,6 +105,7 @@ pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deploymen
 /// of every node, the first node's first (clients fail over along the list).
 async fn start_brokers(
     nodes: usize,
+    cores: Option<Vec<usize>>,
     cancel: Arc<AtomicBool>,
 ) -> anyhow::Result<(Vec<BrokerNode>, AmqpUrls)> {
     if nodes > 1 {
@@ -116,6 +118,7 @@ async fn start_brokers(
     let broker_options = BrokerOptions {
         progress: true,
         cancel: Some(cancel),
+        cores,
         ..BrokerOptions::default()
     };
     let brokers = tokio::task::spawn_blocking(move || start_cluster(nodes, broker_options))
@@ -139,6 +142,18 @@ async fn start_brokers(
     }
     let brokers = brokers.into_iter().enumerate();
     Ok((brokers.map(|(i, b)| BrokerNode::new(i, b)).collect(), urls))
+}
+
+/// Where the private brokers run: beside the lab, on the cores the confined servers will
+/// leave free (a broker node is a machine of its own in the model, but this one has only
+/// so many cores; what it must not do is take an emulated VM's CPU). `None` (anywhere)
+/// when the servers are not confined to a CPU share or leave no core free — the report's
+/// topology then shows brokers without cores, sharing with everyone.
+fn brokers_cores(options: &LabOptions) -> Option<Vec<usize>> {
+    let Target::Spawn(spec) = &options.target else {
+        return None;
+    };
+    crate::confine::cores_left_by_confined(spec.limits.cpus?, options.spawned_servers())
 }
 
 /// The publisher and the spawned worker go to the brokers at `urls` (the worker gets them

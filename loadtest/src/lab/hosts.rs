@@ -33,6 +33,15 @@ pub(super) fn deployed_topology(options: &LabOptions, deployment: &Deployment) -
             fill(i, node);
         }
     }
+    for node in &deployment.brokers {
+        let cores = node.broker.lock().ok().and_then(|b| b.as_ref()?.cores());
+        topology.deployed(
+            &node.host,
+            None,
+            Some(crate::broker::NODE_MEMORY_BYTES),
+            cores,
+        );
+    }
     topology.deployed(&Role::Client.host(0), None, None, cores_allowed_now());
     topology
 }
