@@ -14,6 +14,9 @@
 //! * the worker follows: A, then B, then A again (its `/health` names the node), and
 //!   what A redelivers after its restart — orders written whose acks A never read — goes
 //!   through the idempotency journal (replayed), not into the file a second time.
+//!
+//! And a faithful worker whose broker dies while it holds a backlog moves to the other at
+//! once, and still writes the backlog it owned.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use std::time::Duration;
 
 use inventory::{AmqpUrls, DeliveryMode, StockManager};
 use loadtest::broker::{Broker, BrokerOptions, require_installed_or_skip};
-use wire_contract::amqp::QUEUE;
+use wire_contract::amqp::{Delivery, QUEUE};
 
 use crate::support::*;
 
@@ -209,5 +212,57 @@ fn given_two_brokers_the_publisher_and_the_worker_survive_the_death_of_one() {
         republished.len(),
         worker.metric("messages_replayed_total")
     );
+    drop((a, b));
+}
+
+/// Orders a faithful worker has in hand when its broker dies: the broker pushed them all at
+/// once (no prefetch limit) and forgot them (auto-ack).
+const FAITHFUL_BACKLOG: usize = 40;
+
+/// Faithful: A pushes a backlog to the worker, then dies. The backlog is the worker's own
+/// (auto-acknowledged), so it must still be written — and the worker must consume on B at
+/// once, not only after working through it one order at a time (40 × 200 ms here; with
+/// the faithful workload, minutes in which what is published to B waits for nobody).
+#[test]
+fn a_faithful_worker_moves_to_the_next_broker_at_once_and_still_writes_its_backlog() {
+    let Some(_) = require_installed_or_skip() else {
+        return;
+    };
+    let (mut a, b) = start_two();
+    let (a_url, b_url) = (a.amqp_url(), b.amqp_url());
+    let dir = tempfile::tempdir().unwrap();
+    let orders = dir.path().join("PurchaseOrders.txt");
+    let slow = [
+        "--alloc-chars",
+        "1000",
+        "--delay-ms",
+        "200",
+        "--delivery",
+        "faithful",
+    ];
+    let worker = WorkerProcess::spawn(&format!("{a_url},{b_url}"), &orders, &slow);
+    wait_consuming_from(&worker, &a_url);
+
+    let backlog: Vec<Message> = (0..FAITHFUL_BACKLOG).map(|_| Message::order()).collect();
+    publish(&a_url, Delivery::Faithful, &backlog);
+    wait_until("A has pushed the whole backlog to the worker", || {
+        (ready_in(&a_url, QUEUE) == 0).then_some(())
+    });
+    a.kill().expect("kill A");
+    wait_until("the worker consumes from B", || {
+        let (code, health) = worker.health();
+        (code == 200 && health["broker"] == amqp_link::redact(&b_url).as_str()).then_some(())
+    });
+    let written_when_moved = lines_in(&orders);
+    assert!(
+        written_when_moved < FAITHFUL_BACKLOG / 2,
+        "the worker reached B only after {written_when_moved} of its {FAITHFUL_BACKLOG} \
+         orders in hand were written"
+    );
+
+    let later: Vec<Message> = (0..5).map(|_| Message::order()).collect();
+    publish(&b_url, Delivery::Faithful, &later);
+    wait_for_lines(&orders, FAITHFUL_BACKLOG + later.len());
+    assert_each_once(&orders, &backlog.iter().chain(&later).collect::<Vec<_>>());
     drop((a, b));
 }

@@ -114,6 +114,7 @@ mod tests {
             broker: Arc::new(Node::new(
                 &amqp_link::AmqpUrl::parse("amqp://guest@127.0.0.1:5672/%2f").unwrap(),
             )),
+            backlog: Default::default(),
         }
     }
 

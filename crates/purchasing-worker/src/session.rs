@@ -54,7 +54,10 @@
 //! * **Lost connection**: the orders in progress still finish (their memory must be
 //!   given back before a new connection brings new messages), their acks cannot be sent,
 //!   and the broker redelivers those messages to whoever consumes next — replayed then,
-//!   not written twice.
+//!   not written twice. Faithful mode owns what was pushed to it (auto-acknowledged): the
+//!   session notices the loss before taking its next message, moves what is still buffered
+//!   to [`crate::state::Shared::backlog`] and ends at once, so the next session consumes on
+//!   another node while it works through that backlog first.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -206,7 +209,7 @@ pub async fn run(plan: &Plan, shared: &Shared, shutdown: &mut Shutdown) -> Resul
 
     let mut work = Work::new(plan, shared);
     let stop = match plan.delivery {
-        Delivery::Faithful => work.faithful(&mut consumer, shutdown).await,
+        Delivery::Faithful => work.faithful(&connection, &mut consumer, shutdown).await,
         Delivery::Reliable => work.reliable(&mut consumer, shutdown).await,
     };
     let ended = match stop {
@@ -428,23 +431,64 @@ impl Work {
     }
 
     /// The faithful loop: one message at a time, each written before the next is taken.
-    async fn faithful(&mut self, consumer: &mut Consumer, shutdown: &mut Shutdown) -> Stop {
+    async fn faithful(
+        &mut self,
+        connection: &Connection,
+        consumer: &mut Consumer,
+        shutdown: &mut Shutdown,
+    ) -> Stop {
         loop {
-            let next = tokio::select! {
-                biased;
-                () = shutdown.requested() => return Stop::Shutdown,
-                next = consumer.next() => next,
-            };
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(error)) => return Stop::lost(&error),
-                None => return Stop::ended(consumer),
+            if shutdown.is_requested() {
+                return Stop::Shutdown;
+            }
+            // Before each message, not only when the stream says so: the stream yields
+            // its whole buffer before the error.
+            if !connection.status().connected() {
+                return self.keep_what_was_pushed(consumer).await;
+            }
+            let message = match self.shared.backlog_pop() {
+                Some(message) => message,
+                None => {
+                    let next = tokio::select! {
+                        biased;
+                        () = shutdown.requested() => return Stop::Shutdown,
+                        next = consumer.next() => next,
+                    };
+                    match next {
+                        Some(Ok(message)) => message,
+                        Some(Err(error)) => return Stop::lost(&error),
+                        None => return Stop::ended(consumer),
+                    }
+                }
             };
             self.received(&message);
             let failed = self.handle_faithful(message).await;
             self.settlements.settled.fetch_add(1, Ordering::Relaxed);
             if let Some(reason) = failed {
                 return Stop::StoreFailed(reason);
+            }
+        }
+    }
+
+    /// Faithful mode, the connection gone while deliveries it pushed wait in the consumer:
+    /// they were auto-acknowledged, so they move to the backlog for the next session to
+    /// handle first, and the session ends now rather than after them — a backlog of
+    /// hundreds of orders at the faithful rate is minutes in which nobody would consume
+    /// what is published to the queue on the node the publisher moved to.
+    async fn keep_what_was_pushed(&mut self, consumer: &mut Consumer) -> Stop {
+        loop {
+            // Only what is already buffered: an empty stream that has not ended yet would
+            // otherwise be waited on.
+            match futures_lite::future::poll_once(consumer.next()).await {
+                Some(Some(Ok(message))) => self.shared.backlog_push(message),
+                Some(Some(Err(error))) => return Stop::lost(&error),
+                Some(None) => return Stop::ended(consumer),
+                None => {
+                    return Stop::Lost {
+                        reason: "the connection to the broker was lost".into(),
+                        unreadable: false,
+                    };
+                }
             }
         }
     }
@@ -608,6 +652,8 @@ impl Work {
         {
             tracing::warn!("the broker did not confirm the cancel in time; closing anyway");
         }
+        // Faithful deliveries kept from a lost connection are lost the same way.
+        pushed_not_started += self.shared.backlog_take_all() as u64;
         if pushed_not_started > 0 {
             self.shared
                 .metrics

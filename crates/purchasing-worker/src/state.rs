@@ -88,9 +88,39 @@ pub struct Shared {
     pub delivery: Delivery,
     /// The node consumed from (or being connected to), for /health.
     pub broker: Arc<Node>,
+    /// Faithful mode: deliveries pushed on a connection that was then lost, not yet
+    /// handled. They were auto-acknowledged, so they are this process's to write; the next
+    /// session handles them first, while its new consumer already takes what is published
+    /// now (see `session`).
+    pub backlog: Backlog,
 }
 
+/// See [`Shared::backlog`].
+pub type Backlog = Arc<Mutex<std::collections::VecDeque<lapin::message::Delivery>>>;
+
 impl Shared {
+    /// The oldest delivery kept from a lost connection (faithful mode).
+    pub fn backlog_pop(&self) -> Option<lapin::message::Delivery> {
+        self.backlog_lock().pop_front()
+    }
+
+    /// Keeps a delivery pushed on a connection that is gone, behind the others.
+    pub fn backlog_push(&self, message: lapin::message::Delivery) {
+        self.backlog_lock().push_back(message);
+    }
+
+    /// Empties the backlog (a shutdown loses it); how many it held.
+    pub fn backlog_take_all(&self) -> usize {
+        std::mem::take(&mut *self.backlog_lock()).len()
+    }
+
+    fn backlog_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<lapin::message::Delivery>> {
+        // Pushed and popped whole: a panic elsewhere cannot leave it half-changed.
+        self.backlog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Why the store refuses orders until a restart, if it does (both parts).
     pub fn store_problems(&self) -> Vec<String> {
         [

@@ -153,6 +153,7 @@ async fn serve(
         status: Arc::new(Status::default()),
         delivery: settings.delivery,
         broker: Arc::new(Node::new(urls.first())),
+        backlog: Default::default(),
     };
     let listener = listener::bind(
         config.http_bind,
