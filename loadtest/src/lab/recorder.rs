@@ -18,6 +18,10 @@ use crate::stats::Aggregator;
 /// slow disk write at tens of thousands of requests per second.
 const RECORD_BUFFER: usize = 8192;
 
+/// How often the recorder takes what the senders queued: at 50k requests/s a tick brings
+/// 250 records, a thirtieth of the buffer.
+const RECORDER_TICK: Duration = Duration::from_millis(5);
+
 /// Item code → the start of its acknowledged publish (messaging runs), for the
 /// end-to-end matcher.
 pub(super) type PublishTimes = std::collections::HashMap<uuid::Uuid, Duration>;
@@ -69,12 +73,29 @@ fn record_all(
     keep_publish_times: bool,
 ) -> Recorded {
     let mut published = PublishTimes::new();
-    while let Some(record) = records.blocking_recv() {
-        csv.write(&record)?;
-        aggregator.add(&record);
-        if keep_publish_times && record.outcome.is_acknowledged() {
-            published.insert(record.item_code, record.started);
+    let mut batch = Vec::with_capacity(RECORD_BUFFER);
+    loop {
+        // Whatever has arrived, without waiting: a receiver parked in `recv` is woken by
+        // every send — a futex call and a context switch per request, measured at about
+        // 5 % of the generator's CPU at 12k requests/s. Polling on a tick costs nothing
+        // per request; the buffer holds far more than a tick's worth.
+        while batch.len() < RECORD_BUFFER {
+            match records.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
         }
+        for record in batch.drain(..) {
+            csv.write(&record)?;
+            aggregator.add(&record);
+            if keep_publish_times && record.outcome.is_acknowledged() {
+                published.insert(record.item_code, record.started);
+            }
+        }
+        if records.is_closed() && records.is_empty() {
+            break;
+        }
+        std::thread::sleep(RECORDER_TICK);
     }
     csv.finish()?;
     Ok((aggregator, published))
