@@ -315,6 +315,7 @@ impl Aggregator {
             lag_p99_ms: lag_p99,
             lag_max_ms: (n > 0).then(|| self.lag.max() as f64 / 1000.0),
             saturated: lag_p99.is_some_and(|p| p > SATURATED_LAG_P99.as_secs_f64() * 1000.0),
+            cpu_seconds: None, // measured around the load by the lab, not from records
         };
         let throughput = Throughput {
             requests_per_s: per_s(n),

@@ -77,6 +77,12 @@ fn a_step_run_accounts_for_every_order() {
         stdout.contains("acknowledged & persisted") && stdout.contains("step  users"),
         "{stdout}"
     );
+    // What the generator cost is measured, and printed per request.
+    let cpu = report["generator"]["cpu_seconds"]
+        .as_f64()
+        .expect("generator.cpu_seconds");
+    assert!(cpu > 0.0 && cpu < 30.0, "generator CPU {cpu} s");
+    assert!(stdout.contains("µs per request"), "{stdout}");
 
     // Every request is in the CSV, and the file holds exactly the acknowledged ones.
     let outcomes = csv_outcomes(&out.join("requests.csv"));

@@ -98,6 +98,7 @@ pub mod tests_support {
                 lag_p99_ms: Some(1.0),
                 lag_max_ms: Some(2.0),
                 saturated: false,
+                cpu_seconds: None,
             },
             steps: Vec::new(),
             knee_step: None,

@@ -314,6 +314,11 @@ pub struct GeneratorHealth {
     /// True when the lag grew past what a healthy generator shows: the numbers then
     /// understate the load that was meant to be offered.
     pub saturated: bool,
+    /// CPU time (user + system) the lab's process used while the load ran: what sending,
+    /// recording and watching cost, so a reader can see the generator was not the
+    /// bottleneck. `None` in reports written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -127,12 +127,23 @@ fn render_defences(out: &mut String, r: &Report) {
         );
     }
     let g = &r.generator;
+    // Lag is well under a millisecond when the generator keeps up: whole milliseconds
+    // would print 0 for every healthy run.
+    let lag = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+    let cpu = match g.cpu_seconds {
+        Some(s) if r.requests.total > 0 => format!(
+            "  CPU {s:.1} s ({:.0} µs per request)",
+            s * 1e6 / r.requests.total as f64
+        ),
+        Some(s) => format!("  CPU {s:.1} s"),
+        None => String::new(),
+    };
     let _ = writeln!(
         out,
-        "generator  lag p50 {} ms  p99 {} ms  max {} ms{}",
-        ms(g.lag_p50_ms),
-        ms(g.lag_p99_ms),
-        ms(g.lag_max_ms),
+        "generator  lag p50 {} ms  p99 {} ms  max {} ms{cpu}{}",
+        lag(g.lag_p50_ms),
+        lag(g.lag_p99_ms),
+        lag(g.lag_max_ms),
         if g.saturated {
             "  GENERATOR SATURATED: the offered load was lower than planned"
         } else {

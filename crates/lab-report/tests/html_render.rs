@@ -72,6 +72,7 @@ fn base_report(profile: &str, shape: &str, elapsed_s: f64) -> Report {
             lag_p99_ms: Some(1.4),
             lag_max_ms: Some(6.0),
             saturated: false,
+            cpu_seconds: None,
         },
         steps: Vec::new(),
         knee_step: None,

@@ -74,15 +74,20 @@ pub(super) async fn run_load(
     let faults = Schedule::start(&options.faults, deployment.fault_targets(options), epoch);
 
     let plan = options.plan.clone();
+    let cpu_before = own_cpu_seconds();
     let gauges = runner::run(plan, client, epoch, live, records).await;
     let load_end = epoch.elapsed();
     let _ = progress.await;
     let (aggregator, published) = recorder.finish()?;
+    let mut aggregates = aggregator.finish(&gauges);
+    aggregates.generator.cpu_seconds = cpu_before
+        .zip(own_cpu_seconds())
+        .map(|(before, after)| after - before);
     Ok(Loaded {
         started_at,
         epoch,
         load_end,
-        aggregates: aggregator.finish(&gauges),
+        aggregates,
         published,
         connect_ms,
         topology,
@@ -90,6 +95,14 @@ pub(super) async fn run_load(
         queue,
         faults: Some(faults),
     })
+}
+
+/// CPU time (user + system) of this process so far, every thread counted: the lab's load
+/// generator, its recorder and its watchers. `None` if the kernel will not say.
+fn own_cpu_seconds() -> Option<f64> {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()?;
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some(seconds(usage.user_time()) + seconds(usage.system_time()))
 }
 
 /// A publisher that keeps one connection opens it before the clock starts, as a
