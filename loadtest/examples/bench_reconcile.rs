@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use loadtest::reconcile::{FileMark, SentCodes, reconcile};
+use loadtest::reconcile::{FileMark, SentCodes};
 use purchasing_persistence::{ItemCode, order_line};
 
 fn main() {
@@ -43,10 +43,9 @@ fn run(n: u64, path: &Path) -> Result<(), String> {
     let before = status_kib("VmRSS:");
 
     let started = Instant::now();
-    let written = FileMark { len: 0 }
-        .read_since(path)
+    let counts = FileMark { len: 0 }
+        .reconcile_since(&sent, path)
         .map_err(|e| e.to_string())?;
-    let counts = reconcile(&sent, &written);
     let took = started.elapsed();
     assert_eq!(counts.acknowledged_persisted, n, "{counts:?}");
     println!(

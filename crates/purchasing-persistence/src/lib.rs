@@ -48,7 +48,7 @@ pub use idempotency::{
 // The rule lives in its own crate (the AMQP client checks codes with it too).
 pub use item_code::{ItemCode, ItemCodeError, MAX_ITEM_CODE_CHARS};
 pub use order_line::{
-    LineError, MalformedLine, OrdersFile, format_line, parse_line, read_orders_file,
+    LineError, MalformedLine, OrdersFile, for_each_line, format_line, parse_line, read_orders_file,
 };
 pub use store::{DEFAULT_ORDERS_FILE, PurchaseOrderStore, StoreOptions, SubmitOptions, Submitted};
 pub use workload::{DEFAULT_ALLOC_CHARS, DEFAULT_DELAY, FillTiming, Workload};

@@ -57,41 +57,55 @@ impl OrdersFile {
     /// order is reported in [`OrdersFile::malformed`], so a reconciliation can count it.
     pub fn parse(bytes: &[u8]) -> Self {
         let mut file = OrdersFile::default();
-        if bytes.is_empty() {
-            return file;
-        }
-        let ends_with_newline = bytes.ends_with(b"\n");
-        let body = if ends_with_newline {
-            &bytes[..bytes.len() - 1]
-        } else {
-            bytes
-        };
-        let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
-        let last = lines.len();
-        for (index, raw) in lines.into_iter().enumerate() {
-            let line_number = index + 1;
-            let malformed = |reason: String| MalformedLine {
-                line_number,
-                text: String::from_utf8_lossy(raw).into_owned(),
-                reason,
-            };
-            // Every order is written with its newline in one write; a last line without
-            // one was cut short (a crash mid-write, or a writer that is not ours).
-            if line_number == last && !ends_with_newline {
-                file.malformed
-                    .push(malformed("last line has no newline (torn write)".into()));
-                continue;
-            }
-            match std::str::from_utf8(raw) {
-                Err(_) => file.malformed.push(malformed("not valid UTF-8".into())),
-                Ok(text) => match parse_line(text) {
-                    Ok(code) => file.orders.push(code),
-                    Err(reason) => file.malformed.push(malformed(reason.to_string())),
-                },
-            }
-        }
+        // Reading from a slice cannot fail.
+        let _ = for_each_line(bytes, |line| match line {
+            Ok(code) => file.orders.push(code),
+            Err(malformed) => file.malformed.push(malformed),
+        });
         file
     }
+}
+
+/// Reads an orders file line by line, handing each to `each` as [`OrdersFile::parse`]
+/// classifies it, without holding the file in memory: for files of millions of orders.
+/// Fails only when reading fails.
+pub fn for_each_line(
+    mut reader: impl std::io::BufRead,
+    mut each: impl FnMut(Result<ItemCode, MalformedLine>),
+) -> std::io::Result<()> {
+    let mut raw = Vec::new();
+    for line_number in 1.. {
+        raw.clear();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
+            break;
+        }
+        let ends_with_newline = raw.last() == Some(&b'\n');
+        if ends_with_newline {
+            raw.pop();
+        }
+        each(classify(&raw, line_number, ends_with_newline));
+    }
+    Ok(())
+}
+
+/// One line of an orders file (without its `\n`): an order, or why it is not one.
+fn classify(
+    raw: &[u8],
+    line_number: usize,
+    ends_with_newline: bool,
+) -> Result<ItemCode, MalformedLine> {
+    let malformed = |reason: String| MalformedLine {
+        line_number,
+        text: String::from_utf8_lossy(raw).into_owned(),
+        reason,
+    };
+    // Every order is written with its newline in one write; a last line without one was
+    // cut short (a crash mid-write, or a writer that is not ours).
+    if !ends_with_newline {
+        return Err(malformed("last line has no newline (torn write)".into()));
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| malformed("not valid UTF-8".into()))?;
+    parse_line(text).map_err(|reason| malformed(reason.to_string()))
 }
 
 /// Reads and parses the orders file at `path`. A missing file is an error (the caller

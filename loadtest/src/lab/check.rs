@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::messaging::split_absent;
-use crate::reconcile::{FileMark, SentCodes, reconcile};
+use crate::reconcile::{FileMark, SentCodes};
 use crate::report::Reconciliation;
 
 /// Reconciles `sent` against what was appended to `orders_file` after `mark`.
@@ -31,11 +31,10 @@ pub(super) fn check_orders(
         Ok(None) => return unavailable(Some(path), "no mark was taken before the load".into()),
         Err(e) => return unavailable(Some(path), format!("cannot read {}: {e}", path.display())),
     };
-    let written = match mark.read_since(path) {
-        Ok(written) => written,
+    let c = match mark.reconcile_since(sent, path) {
+        Ok(counts) => counts,
         Err(e) => return unavailable(Some(path), e.to_string()),
     };
-    let c = reconcile(sent, &written);
     let (lost, still_queued) = match still_ready {
         Some(ready) => {
             let (lost, queued) = split_absent(c.lost, ready);
