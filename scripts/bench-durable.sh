@@ -17,36 +17,24 @@ connections=${CONNECTIONS:-64}
 seconds=${SECONDS_EACH:-10}
 api_bin=${API_BIN:-./target/release/purchasing-api}
 
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk (Debian package)..." >&2
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
+source scripts/bench-lib.sh
+ensure_wrk
 [ -n "${API_BIN:-}" ] || cargo build --release -q -p purchasing-api
 
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/bench-durable.XXXXXX")
 api=
 trap '[ -z "$api" ] || kill "$api" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = "=123"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-LUA
+write_post_lua "$work/post.lua"
 
 # One run: starts the API with the given flags, wrk against it, prints requests/s.
 measure() {
     local name=$1; shift
-    rm -f "$work/PurchaseOrders.txt" "$work/api.out"
-    "$api_bin" --bind 127.0.0.1:0 --orders-file "$work/PurchaseOrders.txt" \
-        --alloc-chars 0 --delay-ms 0 --log warn "$@" >"$work/api.out" 2>"$work/api.err" &
-    api=$!
-    for _ in $(seq 100); do grep -q listening "$work/api.out" 2>/dev/null && break; sleep 0.1; done
-    local url
-    url=$(sed -n 's/^listening on //p' "$work/api.out")
-    [ -n "$url" ] || { echo "the API did not start:" >&2; cat "$work/api.err" >&2; exit 1; }
+    rm -f "$work/PurchaseOrders.txt"
+    start_null_api "$api_bin" "$work/PurchaseOrders.txt" "$@"
     echo "== $name: wrk, $connections connections, ${seconds}s, $*" >&2
     wrk -t2 -c"$connections" -d"${seconds}s" -s "$work/post.lua" \
         "$url/api/StockReplenishmentRequests" >"$work/wrk-$name.txt"
-    kill "$api"; wait "$api" 2>/dev/null || true; api=
+    stop_api
     local lines
     lines=$(wc -l <"$work/PurchaseOrders.txt")
     local rate

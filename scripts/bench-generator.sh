@@ -13,28 +13,16 @@ cd "$(dirname "$0")/.."
 connections=${CONNECTIONS:-50}
 seconds=${SECONDS_EACH:-10}
 
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk (Debian package)..." >&2
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
+source scripts/bench-lib.sh
+ensure_wrk
 cargo build --release -q
 
 work=$(mktemp -d)
-trap 'kill "$api" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+api=
+trap '[ -z "$api" ] || kill "$api" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Logging at warn: a log line per request would measure the logger, not the generator.
-./target/release/purchasing-api --bind 127.0.0.1:0 --orders-file "$work/PurchaseOrders.txt" \
-    --alloc-chars 0 --delay-ms 0 --log warn >"$work/api.out" 2>"$work/api.err" &
-api=$!
-for _ in $(seq 100); do grep -q listening "$work/api.out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^listening on //p' "$work/api.out")
-[ -n "$url" ] || { echo "the API did not start:" >&2; cat "$work/api.err" >&2; exit 1; }
-
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = "=123"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-LUA
+start_null_api ./target/release/purchasing-api "$work/PurchaseOrders.txt"
+write_post_lua "$work/post.lua"
 
 echo "== wrk: $connections connections, ${seconds}s, POST =123 to $url" >&2
 wrk -t2 -c"$connections" -d"${seconds}s" -s "$work/post.lua" "$url/api/StockReplenishmentRequests" | tee "$work/wrk.txt" >&2

@@ -5,6 +5,8 @@
 //!
 //!   cargo run --release -p loadtest --example bench_reconcile -- 1000000 /var/tmp/orders.txt
 
+mod common;
+
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
@@ -40,7 +42,7 @@ fn run(n: u64, path: &Path) -> Result<(), String> {
     }
     out.flush().map_err(|e| e.to_string())?;
     drop(out);
-    let before = status_kib("VmRSS:");
+    let before = common::status_kib("VmRSS:");
 
     let started = Instant::now();
     let counts = FileMark { len: 0 }
@@ -53,20 +55,8 @@ fn run(n: u64, path: &Path) -> Result<(), String> {
          (requests held before: {:.1} MiB)",
         took.as_secs_f64(),
         took.as_secs_f64() * 1e6 / n.max(1) as f64,
-        status_kib("VmHWM:") as f64 / 1024.0,
+        common::status_kib("VmHWM:") as f64 / 1024.0,
         before as f64 / 1024.0
     );
     Ok(())
-}
-
-/// A field of /proc/self/status in KiB (0 if unreadable).
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -12,6 +12,12 @@ fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.0}"))
 }
 
+/// Milliseconds to 0.01: for what is well under a millisecond when healthy (the
+/// generator's lag), where whole milliseconds would print 0 for every good run.
+fn ms_fine(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
+}
+
 fn count(v: Option<u64>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
@@ -127,9 +133,6 @@ fn render_defences(out: &mut String, r: &Report) {
         );
     }
     let g = &r.generator;
-    // Lag is well under a millisecond when the generator keeps up: whole milliseconds
-    // would print 0 for every healthy run.
-    let lag = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
     let cpu = match g.cpu_seconds {
         Some(s) if r.requests.total > 0 => format!(
             "  CPU {s:.1} s ({:.0} µs per request)",
@@ -141,9 +144,9 @@ fn render_defences(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "generator  lag p50 {} ms  p99 {} ms  max {} ms{cpu}{}",
-        lag(g.lag_p50_ms),
-        lag(g.lag_p99_ms),
-        lag(g.lag_max_ms),
+        ms_fine(g.lag_p50_ms),
+        ms_fine(g.lag_p99_ms),
+        ms_fine(g.lag_max_ms),
         if g.saturated {
             "  GENERATOR SATURATED: the offered load was lower than planned"
         } else {

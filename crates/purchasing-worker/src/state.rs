@@ -96,7 +96,9 @@ pub struct Shared {
 }
 
 /// See [`Shared::backlog`].
-pub type Backlog = Arc<Mutex<std::collections::VecDeque<lapin::message::Delivery>>>;
+pub type Backlog = Arc<Mutex<Deliveries>>;
+/// Deliveries in the order they were pushed.
+pub type Deliveries = std::collections::VecDeque<lapin::message::Delivery>;
 
 impl Shared {
     /// The oldest delivery kept from a lost connection (faithful mode).
@@ -114,9 +116,7 @@ impl Shared {
         std::mem::take(&mut *self.backlog_lock()).len()
     }
 
-    fn backlog_lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<lapin::message::Delivery>> {
+    fn backlog_lock(&self) -> std::sync::MutexGuard<'_, Deliveries> {
         // Pushed and popped whole: a panic elsewhere cannot leave it half-changed.
         self.backlog.lock().unwrap_or_else(|p| p.into_inner())
     }

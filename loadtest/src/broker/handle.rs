@@ -478,7 +478,7 @@ impl Broker {
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr));
-        if let Some(cores) = self.cores.as_deref().map(cpu_set) {
+        if let Some(cores) = self.cores.as_deref().map(crate::confine::cpu_set) {
             // SAFETY: the hook runs in the forked child before exec and makes one
             // async-signal-safe call on a set prepared beforehand; it allocates nothing.
             unsafe {
@@ -525,13 +525,4 @@ pub(super) fn shell_word(word: &str) -> String {
     } else {
         format!("'{}'", word.replace('\'', "'\\''"))
     }
-}
-
-/// The CPU set of `cores` (an index past `CPU_SETSIZE` is left out).
-fn cpu_set(cores: &[usize]) -> nix::sched::CpuSet {
-    let mut set = nix::sched::CpuSet::new();
-    for &core in cores {
-        let _ = set.set(core);
-    }
-    set
 }

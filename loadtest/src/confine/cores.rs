@@ -56,16 +56,21 @@ impl Cores {
 
     /// These cores (each below `CPU_SETSIZE`, as `sched_getaffinity` reports them).
     pub(super) fn of(cores: &[usize]) -> Cores {
-        let mut set = CpuSet::new();
-        for &cpu in cores {
-            // Below CpuSet::count() by the rule above; a larger index is left out.
-            let _ = set.set(cpu);
-        }
         Cores {
             list: cores.to_vec(),
-            set,
+            set: cpu_set(cores),
         }
     }
+}
+
+/// The CPU set of `cores`, for `sched_setaffinity`; an index past `CPU_SETSIZE` (which
+/// `sched_getaffinity` never reports) is left out.
+pub fn cpu_set(cores: &[usize]) -> CpuSet {
+    let mut set = CpuSet::new();
+    for &cpu in cores {
+        let _ = set.set(cpu);
+    }
+    set
 }
 
 /// The last ⌈cpus⌉ of `allowed`, or `None` when that is all of them.

@@ -32,6 +32,7 @@ mod run;
 mod tests;
 
 pub use cgroup::{Cgroup, CgroupVersion};
+pub use cores::cpu_set;
 
 /// The cores this process may run on now (after the lab moved itself off a confined
 /// child's): the `client` host's cores in the report.

@@ -36,9 +36,7 @@ pub(super) fn deployed_topology(options: &LabOptions, deployment: &Deployment) -
     for node in &deployment.brokers {
         let cores = node.broker.lock().ok().and_then(|b| b.as_ref()?.cores());
         topology.deployed(
-            &node.host,
-            None,
-            Some(crate::broker::NODE_MEMORY_BYTES),
+            &node.host, None, None, // its memory budget is already in the topology asked for
             cores,
         );
     }

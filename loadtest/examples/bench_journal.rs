@@ -2,10 +2,12 @@
 //! then opening the store on them again (recovery), each in a process of its own so its
 //! memory is its own. Prints one line per phase: keys, seconds, resident memory.
 //!
-//!   cargo run --release -p purchasing-persistence --example bench_journal -- write 1000000 DIR
-//!   cargo run --release -p purchasing-persistence --example bench_journal -- recover DIR
+//!   cargo run --release -p loadtest --example bench_journal -- write 1000000 DIR
+//!   cargo run --release -p loadtest --example bench_journal -- recover DIR
 //!
 //! DIR must not exist for `write` (it is created); both leave it in place.
+
+mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -73,23 +75,11 @@ fn open(dir: &Path) -> Result<PurchaseOrderStore, String> {
 }
 
 fn report(phase: &str, keys: usize, took: Duration) {
-    let rss = status_kib("VmRSS:");
+    let rss = common::status_kib("VmRSS:");
     println!(
         "{phase:8} keys {keys:>10}  {:>8.2} s  resident {:>7.1} MiB  ({:.0} bytes per key)",
         took.as_secs_f64(),
         rss as f64 / 1024.0,
         rss as f64 * 1024.0 / keys.max(1) as f64
     );
-}
-
-/// A field of /proc/self/status in KiB (0 if unreadable).
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
