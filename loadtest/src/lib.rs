@@ -14,7 +14,8 @@
 //! [`record`] (one row per request, streamed to CSV), [`stats`] (aggregation), [`reconcile`],
 //! [`confine`] (cgroups), [`server`] (spawning and supervising the API), [`broker`] (a
 //! private RabbitMQ as a child process), [`messaging`] (the queue's depth, the drain, the
-//! still-queued rule), [`e2e`] (tailing the orders file for end-to-end latency),
+//! still-queued rule), [`e2e`] (tailing the orders file for end-to-end latency), [`network`] (hosts in
+//! network namespaces of their own, and network faults),
 //! [`report`], [`threshold`], [`cli`], [`prerequisite`] (the rule for tests whose
 //! prerequisite is missing).
 
@@ -31,6 +32,7 @@ pub mod e2e;
 pub mod faults;
 pub mod lab;
 pub mod messaging;
+pub mod network;
 pub mod prerequisite;
 pub mod profile;
 pub mod progress;

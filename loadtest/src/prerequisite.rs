@@ -85,6 +85,26 @@ pub fn cgroups() -> bool {
     .is_some()
 }
 
+/// True when this machine can give hosts networks of their own (root, `ip`, `iptables`,
+/// `tc`: [`crate::network::check_prerequisites`]); otherwise [`require`]'s rule, and false.
+pub fn network() -> bool {
+    use crate::network::{NETWORK_REQUIREMENTS, NetworkError, check_prerequisites};
+    let found = check_prerequisites().map_err(|e| {
+        let what = match e {
+            NetworkError::Missing(what) => what,
+            other => other.to_string(),
+        };
+        let what = what
+            .strip_suffix(&format!("; {NETWORK_REQUIREMENTS}"))
+            .unwrap_or(&what);
+        Missing {
+            what: what.to_string(),
+            how: NETWORK_REQUIREMENTS.to_string(),
+        }
+    });
+    require(found).is_some()
+}
+
 /// What [`require`] does with a missing prerequisite.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Decision {
