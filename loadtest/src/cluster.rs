@@ -66,11 +66,14 @@ impl Cluster {
         instances: usize,
         out_dir: &std::path::Path,
         client_timeout: Duration,
+        network: Option<&crate::lab::LabNetwork>,
     ) -> anyhow::Result<Cluster> {
         let mut handles = Vec::with_capacity(instances);
         let mut names = Vec::with_capacity(instances);
         for index in 0..instances {
-            let (handle, node) = start_node(spec, index, instances, out_dir).await?;
+            let mut spec = spec.clone();
+            spec.link = network.and_then(|n| n.link(&spec.kind.role().host(index)));
+            let (handle, node) = start_node(&spec, index, instances, out_dir).await?;
             handles.push(handle);
             names.push(node);
         }
@@ -81,8 +84,9 @@ impl Cluster {
             .flatten();
         let nodes = names.clone();
         let out = out_dir.to_path_buf();
+        let link = network.and_then(|n| n.link(&crate::topology::Role::Balancer.host(0)));
         let balancer = tokio::task::spawn_blocking(move || {
-            Balancer::start(nodes, &out, |config| {
+            Balancer::start(nodes, &out, link.as_ref(), |config| {
                 config.maxconn_per_node = maxconn;
                 config.server_timeout = client_timeout + Duration::from_secs(5);
             })
@@ -410,7 +414,8 @@ async fn start_node(
         crate::server::SutKind::Api => {
             let port = crate::balancer::free_port()
                 .context("cannot find a free port for a node's agent check")?;
-            let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+            let ip = (node_spec.link.as_ref()).map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.address);
+            let addr = std::net::SocketAddr::from((ip, port));
             node_spec.args.push("--haproxy-agent-bind".into());
             node_spec.args.push(addr.to_string());
             Some(addr)

@@ -36,6 +36,7 @@ async fn start_node(dir: &Path, index: usize) -> ServerHandle {
         sample_every: Duration::from_millis(100),
         log_file: Some(dir.join(format!("node{index}.log"))),
         core_slot: index,
+        link: None,
     };
     ServerHandle::start(spec).await.expect("start a node")
 }
@@ -53,7 +54,7 @@ async fn two_nodes_behind_haproxy(
         Node::numbered(1, node1.addr()),
     ];
     let out = balancer_dir.to_path_buf();
-    let balancer = tokio::task::spawn_blocking(move || Balancer::start(nodes, &out, |_| {}))
+    let balancer = tokio::task::spawn_blocking(move || Balancer::start(nodes, &out, None, |_| {}))
         .await
         .unwrap()
         .expect("start haproxy");

@@ -30,6 +30,7 @@ fn spec(dir: &Path, args: &[&str], limits: Limits, restart_on_crash: bool) -> Se
         sample_every: Duration::from_millis(50),
         log_file: Some(dir.join("server.log")),
         core_slot: 0,
+        link: None,
     }
 }
 

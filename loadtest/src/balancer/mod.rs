@@ -84,9 +84,11 @@ impl Balancer {
     /// Writes `haproxy.cfg` into `out_dir`, checks it with `haproxy -c`, starts HAProxy
     /// and waits until it listens. `configure` adjusts the defaults of
     /// [`BalancerConfig::new`] (the listening port and the socket are chosen here).
+    /// `link` (`--network`): HAProxy runs in that host's namespace, on its address.
     pub fn start(
         nodes: Vec<Node>,
         out_dir: &Path,
+        link: Option<&crate::network::HostLink>,
         configure: impl FnOnce(&mut BalancerConfig),
     ) -> Result<Balancer, BalancerError> {
         let program = installed().ok_or(BalancerError::NotInstalled)?;
@@ -104,9 +106,10 @@ impl Balancer {
         let port = free_port()
             .map_err(io_error("cannot find a free port on 127.0.0.1"))
             .map_err(cleanup)?;
+        let ip = link.map_or(Ipv4Addr::LOCALHOST, |l| l.address);
         let mut config = BalancerConfig::new(
             nodes,
-            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            SocketAddr::from((ip, port)),
             socket_dir.join("stats.sock"),
         );
         configure(&mut config);
@@ -116,7 +119,9 @@ impl Balancer {
             .map_err(cleanup)?;
         check_config(&config_path).map_err(cleanup)?;
         let log_path = out_dir.join("haproxy.log");
-        let (child, pumps, tail) = spawn(&program, &config_path, &log_path).map_err(cleanup)?;
+        let netns = link.map(|l| &l.netns);
+        let (child, pumps, tail) =
+            spawn(&program, &config_path, &log_path, netns).map_err(cleanup)?;
         let mut balancer = Balancer {
             url: format!("http://{}", config.listen),
             config,
@@ -242,6 +247,7 @@ fn spawn(
     program: &Path,
     config_path: &Path,
     log_path: &Path,
+    netns: Option<&crate::network::Netns>,
 ) -> Result<(Supervised, Vec<JoinHandle<()>>, Tail), BalancerError> {
     let log = OpenOptions::new()
         .create(true)
@@ -256,6 +262,9 @@ fn spawn(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(netns) = netns {
+        netns.enter_on_exec(&mut command);
+    }
     let (child, stdout, stderr) =
         Supervised::spawn_piped("haproxy", command).map_err(io_error("cannot start haproxy"))?;
     let tail = Arc::new(Mutex::new(Vec::new()));

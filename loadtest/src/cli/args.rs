@@ -421,6 +421,39 @@ pub struct RunArgs {
           requires = "spawn_broker", conflicts_with = "amqp_url", value_parser = positive_seconds)]
     pub restart_broker_at: Option<Duration>,
 
+    /// Give every host (each API node, worker, broker node, the balancer and the lab's
+    /// client side) a network namespace of its own with one address on a lab network — a
+    /// bridge the lab creates and removes, also on Ctrl-C — so that network faults
+    /// (partition, isolate, loss, rate, heal) can be injected. Needs root and the
+    /// programs ip and iptables. The report's topology.hosts[].address says who was where.
+    #[arg(long, help_heading = "Network", requires = "spawn_server",
+          conflicts_with_all = ["url", "balancer_url", "amqp_url"])]
+    pub network: bool,
+    /// The lab network's IPv4 range; host i of the topology gets its address i + 2
+    /// [default: 10.200.0.0/24, which exists only inside the lab's namespaces].
+    #[arg(
+        long,
+        value_name = "CIDR",
+        help_heading = "Network",
+        requires = "network"
+    )]
+    pub network_cidr: Option<crate::network::Cidr>,
+    /// Limit every host's link to RATE, both ways, as a VM's bandwidth setting does
+    /// (e.g. 100mbit, 10mbit, 512kbit; a tbf qdisc on each end of the host's link)
+    /// [default: unlimited].
+    #[arg(
+        long,
+        value_name = "RATE",
+        help_heading = "Network",
+        requires = "network"
+    )]
+    pub link_rate: Option<crate::network::LinkRate>,
+    /// Delay every packet a host sends by this long (e.g. 20ms). Needs the kernel's netem
+    /// qdisc; where it is missing the run is refused before anything starts.
+    #[arg(long, value_name = "TIME", help_heading = "Network", requires = "network",
+          value_parser = positive_seconds)]
+    pub link_delay: Option<Duration>,
+
     /// A fault to inject, WHEN:ACTION:TARGET; repeatable. WHEN: seconds after the load
     /// starts (20, 20s, 1.5s) or every=20s (again and again, through the load and the
     /// drain). ACTION: kill (SIGKILL; a supervised process comes back after its down

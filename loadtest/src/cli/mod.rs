@@ -17,6 +17,7 @@ mod args;
 mod common;
 mod compare;
 mod help;
+mod network;
 mod options;
 mod rerender;
 mod sweep;
@@ -73,6 +74,12 @@ pub fn main_with(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Confine(args) => confine(args),
         Command::Broker(args) => broker(args),
+        Command::Compare(args) if args.run.network => {
+            usage_error("--network works with `loadtest run` only (for now)")
+        }
+        Command::Sweep(args) if args.run.network => {
+            usage_error("--network works with `loadtest run` only (for now)")
+        }
         Command::Compare(args) => {
             let CompareArgs {
                 transports,
@@ -130,9 +137,15 @@ fn broker(args: BrokerArgs) -> ExitCode {
 
 /// `loadtest run`: one run of the lab, its summary, and the threshold's exit code.
 fn run(args: RunArgs) -> ExitCode {
-    let options = match args.into_options() {
+    let mut options = match args.into_options() {
         Ok(o) => o,
         Err(e) => return usage_error(&e),
+    };
+    // Before the runtime, so that its threads are born in the client's namespace; dropped
+    // after it (declared first), so that no host is left in a namespace being removed.
+    let _client_side = match network::build(&mut options) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
     };
     let runtime = match common::runtime() {
         Ok(r) => r,

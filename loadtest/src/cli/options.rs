@@ -8,8 +8,9 @@ use inventory::BaseUrl;
 use crate::cluster::{self, ExternalBalancer, ScaleOut};
 use crate::confine::{Limits, parse_memory_size};
 use crate::faults::{self, Action, Fault, FaultPlan, When};
-use crate::lab::{LabOptions, SAMPLE_EVERY, Target};
+use crate::lab::{LabNetwork, LabOptions, SAMPLE_EVERY, Target};
 use crate::messaging::{BrokerSource, MessagingOptions};
+use crate::network::NetworkOptions;
 use crate::profile::{RateProfile, Spike, StepProfile};
 use crate::runner::{ClientConfig, Load, Plan};
 use crate::server::{ServerSpec, SutKind};
@@ -73,6 +74,7 @@ impl RunArgs {
         let messaging = self.messaging_options()?;
         let scale_out = self.scale_out(messaging.is_some())?;
         let external_balancer = self.external_balancer(messaging.is_some())?;
+        let network = self.network_options(messaging.as_ref())?;
         let out_dir = self.out.clone().unwrap_or_else(|| default_out(""));
         let (target, base_url) = self.target(&out_dir, messaging.is_some())?;
         let client = ClientConfig {
@@ -98,9 +100,34 @@ impl RunArgs {
             scale_out,
             external_balancer,
             faults: FaultPlan::default(),
+            network,
         }
         .with_faults(faults)
         .map_err(|e| e.to_string())
+    }
+
+    /// `--network`, `--network-cidr`, `--link-rate`, `--link-delay` (the network itself is
+    /// built just before the run).
+    fn network_options(
+        &self,
+        messaging: Option<&MessagingOptions>,
+    ) -> Result<Option<LabNetwork>, String> {
+        if !self.network {
+            return Ok(None);
+        }
+        if let Some(BrokerSource::Spawn { nodes }) = messaging.map(|m| &m.broker)
+            && *nodes > 1
+        {
+            return Err("--network with --broker-nodes above 1 is not supported yet: a RabbitMQ cluster across namespaces needs long node names; use one broker node".into());
+        }
+        let mut options = NetworkOptions::default();
+        options.cidr = self.network_cidr.unwrap_or(options.cidr);
+        options.link_rate = self.link_rate;
+        options.link_delay = self.link_delay;
+        Ok(Some(LabNetwork {
+            options,
+            built: None,
+        }))
     }
 
     /// The load of `--profile` from its own flags, refusing another profile's flags.
@@ -320,6 +347,7 @@ impl RunArgs {
             sample_every: SAMPLE_EVERY,
             log_file: Some(out_dir.join("server.log")),
             core_slot: 0,
+            link: None,
         })
     }
 

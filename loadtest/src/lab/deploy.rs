@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use amqp_link::{AmqpUrl, AmqpUrls};
 use anyhow::Context;
 
-use super::options::{LabOptions, Target};
+use super::options::{LabNetwork, LabOptions, Target};
 use crate::broker::{Broker, BrokerNode, BrokerOptions, start_cluster};
 use crate::cluster::Cluster;
 use crate::faults::schedule::Deployed;
@@ -183,12 +183,16 @@ async fn start_target(
     let (servers, cluster, url) = match &options.scale_out {
         Some(scale) => {
             let timeout = options.plan.client.timeout;
-            let cluster = Cluster::start(spec, scale.instances, &options.out_dir, timeout).await?;
+            let network = options.network.as_ref();
+            let cluster =
+                Cluster::start(spec, scale.instances, &options.out_dir, timeout, network).await?;
             let url = cluster.url();
             (Vec::new(), Some(cluster), url)
         }
         None => {
-            let servers = start_servers(spec, options.spawned_servers(), &options.out_dir).await?;
+            let count = options.spawned_servers();
+            let network = options.network.as_ref();
+            let servers = start_servers(spec, count, &options.out_dir, network).await?;
             let url = servers[0].url().to_string();
             (servers, None, url)
         }
@@ -205,11 +209,13 @@ async fn start_servers(
     spec: &crate::server::ServerSpec,
     count: usize,
     out_dir: &std::path::Path,
+    network: Option<&LabNetwork>,
 ) -> anyhow::Result<Vec<ServerHandle>> {
     let mut servers = Vec::with_capacity(count);
     for i in 0..count {
         let mut spec = spec.clone();
         let host = spec.kind.role().host(i);
+        spec.link = network.and_then(|n| n.link(&host));
         if count > 1 {
             spec.core_slot = i;
             spec.log_file = Some(out_dir.join(format!("server.{host}.log")));

@@ -28,7 +28,7 @@ mod recorder;
 mod settle;
 
 pub use build::write_report_files;
-pub use options::{LabOptions, SAMPLE_EVERY, Target};
+pub use options::{LabNetwork, LabOptions, SAMPLE_EVERY, Target};
 
 /// Runs the lab and writes `report.json`, `requests.csv` and `report.html` to
 /// `out_dir`. Returns the report (thresholds evaluated).

@@ -1,11 +1,13 @@
 //! What a lab run is asked to do: [`LabOptions`] and its [`Target`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster::{ExternalBalancer, ScaleOut};
 use crate::faults::{FaultPlan, PlanError};
 use crate::messaging::{BrokerSource, MessagingOptions};
+use crate::network::{HostLink, Network, NetworkOptions};
 use crate::runner::Plan;
 use crate::server::ServerSpec;
 use crate::threshold::Threshold;
@@ -44,6 +46,24 @@ pub struct LabOptions {
     /// The faults to inject (`--fault`, `--faults` and the older fault flags), checked
     /// against [`LabOptions::topology`] by [`LabOptions::with_faults`].
     pub faults: FaultPlan,
+    /// `--network`: every host in a network namespace of its own.
+    pub network: Option<LabNetwork>,
+}
+
+/// `--network`: what was asked, and the network once built. The command line builds it
+/// before the async runtime starts ([`crate::cli`]), because the lab's own threads must
+/// be born in the `client` host's namespace.
+#[derive(Debug, Clone)]
+pub struct LabNetwork {
+    pub options: NetworkOptions,
+    pub built: Option<Arc<Network>>,
+}
+
+impl LabNetwork {
+    /// `host`'s place on the built network.
+    pub fn link(&self, host: &str) -> Option<HostLink> {
+        self.built.as_ref()?.host(host).cloned()
+    }
 }
 
 impl LabOptions {
@@ -83,6 +103,11 @@ impl LabOptions {
         }
     }
 
+    /// `host`'s place on the lab network (`None` without `--network`).
+    pub fn link(&self, host: &str) -> Option<HostLink> {
+        self.network.as_ref()?.link(host)
+    }
+
     pub fn topology(&self) -> Topology {
         let mut hosts = Vec::new();
         let role = self.server_role();
@@ -117,6 +142,10 @@ impl LabOptions {
             hosts.push(Host::new(Role::Balancer.host(0), Role::Balancer, spawned));
         }
         hosts.push(Host::new(Role::Client.host(0), Role::Client, true));
+        for host in &mut hosts {
+            let link = self.network.as_ref().and_then(|n| n.link(&host.name));
+            host.address = link.map(|l| l.address.to_string());
+        }
         Topology { hosts }
     }
 }

@@ -59,8 +59,8 @@ pub struct Network {
     pub(super) hub: String,
     pub(super) hosts: Vec<HostLink>,
     pub(super) options: NetworkOptions,
-    /// Namespaces to delete, in the order made.
-    made: Vec<String>,
+    /// Namespaces to delete, in the order made (emptied by [`Network::remove`]).
+    made: Mutex<Vec<String>>,
     pub(super) faults: Mutex<FaultState>,
 }
 
@@ -87,7 +87,7 @@ impl Network {
             hub: format!("{id}-hub"),
             hosts: Vec::with_capacity(hosts.len()),
             options,
-            made: Vec::new(),
+            made: Mutex::default(),
             faults: Mutex::default(),
         };
         network.add_namespace(&network.hub.clone())?;
@@ -117,8 +117,28 @@ impl Network {
 
     fn add_namespace(&mut self, name: &str) -> Result<(), NetworkError> {
         cmd::ip(&["netns", "add", name])?;
-        self.made.push(name.to_string());
+        self.made_list().push(name.to_string());
         Ok(())
+    }
+
+    fn made_list(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.made.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes every namespace of the network now, whoever still holds it (dropping does
+    /// the same; this is for the owner that must know it is gone before it goes on). A
+    /// warning names a namespace that could not be deleted, with the command to do it.
+    /// Returns how many were deleted.
+    pub fn remove(&self) -> usize {
+        let made = std::mem::take(&mut *self.made_list());
+        let mut removed = 0;
+        for ns in made.iter().rev() {
+            match cmd::ip(&["netns", "del", ns]) {
+                Ok(_) => removed += 1,
+                Err(e) => eprintln!("loadtest: warning: {e}; remove it with `ip netns del {ns}`"),
+            }
+        }
+        removed
     }
 
     /// One host: its namespace, loopback up, a veth pair from the hub's bridge to its
@@ -161,11 +181,16 @@ pub(super) fn hub_side(host: &str) -> String {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        for ns in self.made.iter().rev() {
-            if let Err(e) = cmd::ip(&["netns", "del", ns]) {
-                eprintln!("loadtest: warning: {e}; remove it with `ip netns del {ns}`");
-            }
-        }
+        self.remove();
+    }
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("hub", &self.hub)
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
     }
 }
 

@@ -261,7 +261,11 @@ pub(super) fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
     refuse_lab_owned_flags(&spec)?;
     let log = open_log(&spec)?;
     let confined = Confined::new(&spec)?;
-    let initial_bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    let ip = spec
+        .link
+        .as_ref()
+        .map_or([127, 0, 0, 1].into(), |l| l.address);
+    let initial_bind = SocketAddr::from((ip, 0));
     let mut fixed_args = vec![
         "--orders-file".to_string(),
         spec.orders_file.display().to_string(),
@@ -285,6 +289,7 @@ pub(super) fn start_blocking(spec: ServerSpec) -> anyhow::Result<ServerHandle> {
         binary: spec.binary.clone(),
         fixed_args,
         cgroup: confined.cgroup.clone(),
+        netns: spec.link.as_ref().map(|l| l.netns.clone()),
         log,
         shared: Arc::clone(&shared),
     };

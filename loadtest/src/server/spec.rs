@@ -100,6 +100,9 @@ pub struct ServerSpec {
     /// Which of several servers confined side by side this is (0 for a single one): each
     /// gets cores of its own while the machine has enough ([`Cgroup::create_in_slot`]).
     pub core_slot: usize,
+    /// `--network`: the host's namespace, which the server joins before it executes, and
+    /// its address, which it listens on (`None`: the lab's own namespace, 127.0.0.1).
+    pub link: Option<crate::network::HostLink>,
 }
 
 /// What was seen of the server while it ran, with times relative to the `epoch` given to

@@ -38,6 +38,8 @@ pub(super) struct Launcher {
     /// `--orders-file PATH` and the user's arguments (everything but `--bind`).
     pub(super) fixed_args: Vec<String>,
     pub(super) cgroup: Option<Arc<Cgroup>>,
+    /// The host's network namespace (`--network`), joined before exec.
+    pub(super) netns: Option<crate::network::Netns>,
     pub(super) log: Option<Arc<Mutex<File>>>,
     pub(super) shared: Arc<Shared>,
 }
@@ -131,6 +133,9 @@ impl Launcher {
             .stderr(Stdio::piped());
         if let Some(cgroup) = &self.cgroup {
             cgroup.confine_command(&mut command);
+        }
+        if let Some(netns) = &self.netns {
+            netns.enter_on_exec(&mut command);
         }
         // Die with the thread that starts it (the supervisor), i.e. with the lab.
         die_with_spawning_thread(&mut command);
