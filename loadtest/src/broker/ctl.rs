@@ -43,6 +43,8 @@ pub enum CtlError {
 pub struct Ctl {
     node: String,
     env: [(&'static str, OsString); 2],
+    /// The node's namespace (`--network`): the tools reach it on that loopback.
+    netns: Option<crate::network::Netns>,
 }
 
 impl Ctl {
@@ -50,6 +52,7 @@ impl Ctl {
         Ctl {
             node: broker.node_name().to_string(),
             env: broker.erlang_env(),
+            netns: broker.netns().cloned(),
         }
     }
 
@@ -129,6 +132,9 @@ impl Ctl {
             .stderr(Stdio::piped())
             // Its own group, so a timeout ends the Erlang VM behind the script too.
             .process_group(0);
+        if let Some(netns) = &self.netns {
+            netns.enter_on_exec(&mut command);
+        }
         let child = command
             .spawn()
             .map_err(|source| CtlError::Spawn { program, source })?;

@@ -135,13 +135,29 @@ impl DataDir {
 
     /// Writes the configuration for this start (the AMQP port may change between starts
     /// of a kept directory).
-    pub(super) fn write_config(&self, amqp_port: u16) -> Result<(), String> {
+    pub(super) fn write_config(
+        &self,
+        ip: std::net::Ipv4Addr,
+        amqp_port: u16,
+    ) -> Result<(), String> {
+        // RabbitMQ lets `guest` in from loopback only. On the lab network (`--network`) the
+        // clients come from the other hosts' addresses, inside namespaces only the lab
+        // made, so the broker lets guest in from there too.
+        let guest = if ip.is_loopback() {
+            String::new()
+        } else {
+            "# On the lab's own network (--network): clients come from the other hosts.\n\
+             loopback_users = none\n"
+                .to_string()
+        };
         let files = [
             (
                 self.config_file(),
                 format!(
-                    "# Written by loadtest for one private broker: AMQP on loopback only.\n\
-                     listeners.tcp.1 = 127.0.0.1:{amqp_port}\n\
+                    "# Written by loadtest for one private broker: AMQP on loopback only\n\
+                     # (or on its host's address on the lab network).\n\
+                     listeners.tcp.1 = {ip}:{amqp_port}\n\
+                     {guest}\
                      # The reliable queues are quorum queues, whose Raft write-ahead log\n\
                      # defaults to 512 MiB and wants about three times that in memory;\n\
                      # a lab broker holds small messages and may run in a small cgroup.\n\

@@ -19,10 +19,12 @@ use super::ports::mentions_port_taken;
 use super::ready::seconds_text;
 
 /// Starts `epmd -port PORT -address 127.0.0.1` with its output in `dir/epmd.log`, and
-/// waits until it listens.
+/// waits until it listens. With a `link` (`--network`) it runs in the host's namespace
+/// and listens on the host's address too, where the lab checks it.
 pub(super) fn start_epmd(
     installation: &Installation,
     port: u16,
+    link: Option<&crate::network::HostLink>,
     dir: &Path,
     cancel: &AtomicBool,
 ) -> Result<Supervised, Failure> {
@@ -37,7 +39,10 @@ pub(super) fn start_epmd(
         .arg("-port")
         .arg(port.to_string())
         .arg("-address")
-        .arg("127.0.0.1")
+        .arg(match link {
+            Some(l) => format!("127.0.0.1,{}", l.address),
+            None => "127.0.0.1".into(),
+        })
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         // In the data directory, like the broker: no process of ours holds another
@@ -46,15 +51,19 @@ pub(super) fn start_epmd(
         .stdin(Stdio::null())
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(output));
+    if let Some(link) = link {
+        link.netns.enter_on_exec(&mut command);
+    }
     let epmd = Supervised::spawn("epmd", command).map_err(|e| {
         Failure::Other(format!(
             "cannot start {}: {e}; check that Erlang is installed ({INSTALL_HINT})",
             installation.epmd.display()
         ))
     })?;
+    let ip = link.map_or(Ipv4Addr::LOCALHOST, |l| l.address);
     let waiting = Waiting {
         installation,
-        port,
+        addr: SocketAddr::from((ip, port)),
         log: &log,
         offset,
     };
@@ -65,7 +74,7 @@ pub(super) fn start_epmd(
 /// One epmd start's wait: where it should listen and where its output is.
 struct Waiting<'a> {
     installation: &'a Installation,
-    port: u16,
+    addr: SocketAddr,
     log: &'a Path,
     offset: u64,
 }
@@ -74,7 +83,7 @@ impl Waiting<'_> {
     /// Waits until `epmd` listens, at most [`EPMD_GRACE`]; kills it if it does not (or if
     /// the start is cancelled). A failure quotes its output.
     fn until_listening(&self, epmd: &Supervised, cancel: &AtomicBool) -> Result<(), Failure> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let addr = self.addr;
         let deadline = Instant::now() + EPMD_GRACE;
         loop {
             if TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).is_ok() {

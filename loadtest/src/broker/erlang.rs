@@ -41,7 +41,7 @@ impl SharedErlang {
         let mut last = None;
         for _ in 0..super::options::PORT_ATTEMPTS {
             let port = Ports::pick()?.epmd;
-            match super::epmd::start_epmd(installation, port, home.path(), &cancel) {
+            match super::epmd::start_epmd(installation, port, None, home.path(), &cancel) {
                 Ok(epmd) => {
                     return Ok(SharedErlang {
                         epmd,

@@ -53,6 +53,8 @@ pub struct Broker {
     ready_after: Duration,
     /// The cores the VM runs on (`None`: not pinned); see [`BrokerOptions::cores`].
     cores: Option<Vec<usize>>,
+    /// See [`BrokerOptions::link`].
+    link: Option<crate::network::HostLink>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -113,6 +115,7 @@ impl Broker {
             beam_pid: None,
             ready_after: Duration::ZERO,
             cores: options.cores.clone(),
+            link: options.link.clone(),
         };
         let cancel = options.cancel.unwrap_or_default();
         let mut attempt = 1;
@@ -148,9 +151,21 @@ impl Broker {
         format!("amqp://guest:guest@{}/%2f", self.amqp_addr())
     }
 
-    /// The AMQP listener, `127.0.0.1:PORT`.
+    /// The AMQP listener, `127.0.0.1:PORT` (the host's address with `--network`).
     pub fn amqp_addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.amqp))
+        SocketAddr::from((self.ip(), self.ports.amqp))
+    }
+
+    /// Where the node listens for AMQP: its host's address, else 127.0.0.1.
+    fn ip(&self) -> Ipv4Addr {
+        self.link
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, |l| l.address)
+    }
+
+    /// The host's namespace (`--network`), which every process of the node joins.
+    pub(super) fn netns(&self) -> Option<&crate::network::Netns> {
+        self.link.as_ref().map(|l| &l.netns)
     }
 
     /// The Erlang distribution port in use (it may change on [`Broker::restart`] when
@@ -361,12 +376,13 @@ impl Broker {
     /// Starts epmd (unless it runs) and the broker on `self.ports`, and waits until ready.
     pub(super) fn boot(&mut self, cancel: &AtomicBool) -> Result<(), Failure> {
         self.dir
-            .write_config(self.ports.amqp)
+            .write_config(self.ip(), self.ports.amqp)
             .map_err(Failure::Other)?;
         if self.shared.is_none() && !self.epmd.as_ref().is_some_and(Supervised::is_running) {
             self.epmd = Some(start_epmd(
                 &self.installation,
                 self.ports.epmd,
+                self.link.as_ref(),
                 self.dir.path(),
                 cancel,
             )?);
@@ -379,11 +395,12 @@ impl Broker {
                 self.installation.rabbitmq_server.display()
             ))
         })?;
+        let addr = self.amqp_addr();
         let beam = self.beam.insert(beam);
         Readiness {
             beam,
             node: &self.node,
-            port: self.ports.amqp,
+            addr,
             started,
             timeout: self.ready_timeout,
             progress: self.progress,
@@ -462,7 +479,7 @@ impl Broker {
         command
             .envs(self.erlang_env())
             .env("RABBITMQ_NODENAME", &self.node)
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_IP_ADDRESS", self.ip().to_string())
             .env("RABBITMQ_NODE_PORT", self.ports.amqp.to_string())
             .env("RABBITMQ_DIST_PORT", self.ports.dist.to_string())
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
@@ -487,6 +504,9 @@ impl Broker {
                         .map_err(std::io::Error::from)
                 });
             }
+        }
+        if let Some(netns) = self.netns() {
+            netns.enter_on_exec(&mut command);
         }
         Ok(command)
     }

@@ -57,6 +57,11 @@ pub struct BrokerOptions {
     /// its brokers beside itself, off the cores its confined hosts are pinned to, so a
     /// broker's work never lands in an emulated VM's CPU; restarts keep the same cores.
     pub cores: Option<Vec<usize>>,
+    /// `--network`: the broker host's namespace, which every process of the node (epmd,
+    /// the Erlang VM, rabbitmqctl) joins, and its address, where AMQP listens (`None`:
+    /// the lab's own namespace, 127.0.0.1). The node's Erlang distribution and epmd stay
+    /// on the namespace's own loopback.
+    pub link: Option<crate::network::HostLink>,
 }
 
 impl Default for BrokerOptions {
@@ -67,6 +72,7 @@ impl Default for BrokerOptions {
             progress: false,
             cancel: None,
             cores: None,
+            link: None,
         }
     }
 }

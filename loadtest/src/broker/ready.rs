@@ -1,6 +1,6 @@
 //! Readiness: the broker counts as started once it completes an AMQP handshake.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,8 @@ use super::ports::mentions_port_taken;
 pub(super) struct Readiness<'a> {
     pub(super) beam: &'a Supervised,
     pub(super) node: &'a str,
-    pub(super) port: u16,
+    /// The AMQP listener probed.
+    pub(super) addr: SocketAddr,
     pub(super) started: Instant,
     pub(super) timeout: Duration,
     pub(super) progress: bool,
@@ -28,7 +29,7 @@ impl Readiness<'_> {
     /// Probes until the broker completes an AMQP handshake, it exits, the timeout passes
     /// or the start is cancelled. Kills it in the last two cases.
     pub(super) fn wait(&self) -> Result<(), Failure> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let addr = self.addr;
         let mut next_progress = self.started + PROGRESS_EVERY;
         let mut last_refusal = String::from("its AMQP port did not accept connections yet");
         loop {

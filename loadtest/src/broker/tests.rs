@@ -54,7 +54,8 @@ fn a_kept_directory_keeps_its_node_name() {
 fn a_temporary_directory_is_removed() {
     let dir = DataDir::prepare(None).unwrap();
     let path = dir.path().to_path_buf();
-    dir.write_config(5672).unwrap();
+    dir.write_config(std::net::Ipv4Addr::LOCALHOST, 5672)
+        .unwrap();
     let config = fs::read_to_string(path.join("rabbitmq.conf")).unwrap();
     assert!(
         config.contains("listeners.tcp.1 = 127.0.0.1:5672"),

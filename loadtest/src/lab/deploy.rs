@@ -22,6 +22,7 @@ use crate::messaging::{BrokerSource, QueueProbe};
 use crate::progress::CrashCount;
 use crate::reconcile::FileMark;
 use crate::server::ServerHandle;
+use crate::topology::Role;
 
 /// What the deploy step started, or found, for one run.
 pub(super) struct Deployment {
@@ -59,7 +60,8 @@ pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deploymen
     let (brokers, broker_urls) = match options.messaging.as_ref().map(|m| &m.broker) {
         Some(BrokerSource::Spawn { nodes }) => {
             let cores = brokers_cores(options);
-            let (brokers, urls) = start_brokers(*nodes, cores, cancel.0.clone()).await?;
+            let link = options.link(&Role::Broker.host(0));
+            let (brokers, urls) = start_brokers(*nodes, cores, link, cancel.0.clone()).await?;
             (brokers, Some(urls))
         }
         Some(BrokerSource::Url(urls)) => {
@@ -106,6 +108,7 @@ pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deploymen
 async fn start_brokers(
     nodes: usize,
     cores: Option<Vec<usize>>,
+    link: Option<crate::network::HostLink>,
     cancel: Arc<AtomicBool>,
 ) -> anyhow::Result<(Vec<BrokerNode>, AmqpUrls)> {
     if nodes > 1 {
@@ -119,6 +122,7 @@ async fn start_brokers(
         progress: true,
         cancel: Some(cancel),
         cores,
+        link,
         ..BrokerOptions::default()
     };
     let brokers = tokio::task::spawn_blocking(move || start_cluster(nodes, broker_options))
