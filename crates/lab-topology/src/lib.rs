@@ -31,6 +31,14 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Api,
+        Role::Worker,
+        Role::Broker,
+        Role::Balancer,
+        Role::Client,
+    ];
+
     /// The name of the `index`-th host in this role: `api0`, `worker1`, `broker0`; the
     /// one balancer and the one client are `balancer` and `client`.
     pub fn host(self, index: usize) -> String {

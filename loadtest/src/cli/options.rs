@@ -374,6 +374,7 @@ impl RunArgs {
                     when,
                     action,
                     target: role.host(0),
+                    amount: None,
                 });
             }
         }

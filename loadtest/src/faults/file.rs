@@ -10,6 +10,16 @@
 //! every = "15s"       # again and again, through the load and the drain
 //! action = "kill"
 //! target = "worker0"
+//!
+//! [[fault]]
+//! at = "30s"          # network faults (--network): partition, isolate, loss, rate, heal
+//! action = "loss"
+//! target = "client"
+//! value = "5%"        # loss's share; rate's rate ("1mbit")
+//!
+//! [[fault]]
+//! at = "40s"
+//! action = "heal"     # no target: undoes every network fault
 //! ```
 
 use serde::Deserialize;
@@ -29,7 +39,9 @@ struct Entry {
     at: Option<Time>,
     every: Option<Time>,
     action: String,
+    #[serde(default)]
     target: String,
+    value: Option<String>,
 }
 
 /// A time as a number of seconds or as text (`"20s"`, `"500ms"`).
@@ -87,14 +99,10 @@ pub fn parse_file(name: &str, text: &str) -> Result<FaultPlan, String> {
                 ));
             }
         };
-        plan.faults.push(Fault {
-            when,
-            action: entry
-                .action
-                .parse()
-                .map_err(|e| format!("{name}: fault {n}: {e}"))?,
-            target: entry.target.clone(),
-        });
+        let action = (entry.action.parse()).map_err(|e| format!("{name}: fault {n}: {e}"))?;
+        let fault = Fault::new(when, action, &entry.target, entry.value.as_deref())
+            .map_err(|e| format!("{name}: fault {n}: {e}"))?;
+        plan.faults.push(fault);
     }
     Ok(plan)
 }

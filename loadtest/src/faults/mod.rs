@@ -22,7 +22,9 @@ mod plan;
 pub mod schedule;
 
 pub use file::parse_file;
-pub use plan::{Action, Fault, FaultPlan, MIN_EVERY, PlanError, When, parse_seconds};
+pub use plan::{
+    Action, Amount, Fault, FaultPlan, MIN_EVERY, PlanError, When, network_targets, parse_seconds,
+};
 
 #[cfg(test)]
 mod tests;

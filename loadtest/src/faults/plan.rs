@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::network::LinkRate;
 use crate::topology::{Role, Topology};
 
 /// The shortest repeat of `every=`: a fault more often than this would leave the host no
@@ -22,7 +23,8 @@ pub enum When {
 /// fault fires (asked of the cluster then: leaders move when nodes fail).
 pub const BROKER_LEADER: &str = "broker-leader";
 
-/// What a fault does to its host (see the `faults` module docs).
+/// What a fault does to its host (see the `faults` module docs): the first six act on
+/// processes, the rest on the network (`--network`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Kill,
@@ -31,16 +33,26 @@ pub enum Action {
     Restart,
     Pause,
     Resume,
+    Partition,
+    Isolate,
+    Loss,
+    Rate,
+    Heal,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 11] = [
         Action::Kill,
         Action::Stop,
         Action::Start,
         Action::Restart,
         Action::Pause,
         Action::Resume,
+        Action::Partition,
+        Action::Isolate,
+        Action::Loss,
+        Action::Rate,
+        Action::Heal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,8 +63,52 @@ impl Action {
             Action::Restart => "restart",
             Action::Pause => "pause",
             Action::Resume => "resume",
+            Action::Partition => "partition",
+            Action::Isolate => "isolate",
+            Action::Loss => "loss",
+            Action::Rate => "rate",
+            Action::Heal => "heal",
         }
     }
+
+    /// Whether it acts on the network (and so needs `--network`).
+    pub fn is_network(self) -> bool {
+        matches!(
+            self,
+            Action::Partition | Action::Isolate | Action::Loss | Action::Rate | Action::Heal
+        )
+    }
+}
+
+/// The value of a `loss` or `rate` fault: `loss:HOST:5%`, `rate:HOST:1mbit`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Amount {
+    /// A share of the packets, 0 to 1 (`5%` is 0.05).
+    Share(f64),
+    Rate(LinkRate),
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Amount::Share(p) => write!(f, "{}%", p * 100.0),
+            Amount::Rate(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// `5%` (or `0.5%`, `100%`): a share of the packets.
+fn parse_share(text: &str) -> Result<f64, String> {
+    let percent: f64 = text
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse().ok())
+        .filter(|p: &f64| (0.0..=100.0).contains(p))
+        .ok_or_else(|| {
+            format!(
+                "'{text}' is not a share of packets; write a percentage from 0% to 100%, e.g. 5%"
+            )
+        })?;
+    Ok(percent / 100.0)
 }
 
 impl FromStr for Action {
@@ -74,7 +130,61 @@ impl FromStr for Action {
 pub struct Fault {
     pub when: When,
     pub action: Action,
+    /// A host; for `partition`, `SIDE/SIDE` (each side hosts or roles, comma-separated);
+    /// empty for `heal`.
     pub target: String,
+    /// `loss`'s share, `rate`'s rate.
+    pub amount: Option<Amount>,
+}
+
+impl Fault {
+    /// A fault from its parts, checked for its action's shape: `heal` takes no target,
+    /// `loss` and `rate` an amount, `partition` two sides.
+    pub fn new(
+        when: When,
+        action: Action,
+        target: &str,
+        amount: Option<&str>,
+    ) -> Result<Fault, String> {
+        let amount = match (action, amount) {
+            (Action::Loss, Some(a)) => Some(Amount::Share(parse_share(a)?)),
+            (Action::Rate, Some(a)) => Some(Amount::Rate(a.parse()?)),
+            (Action::Loss, None) => return Err("loss needs a share: loss:HOST:5%".into()),
+            (Action::Rate, None) => return Err("rate needs a rate: rate:HOST:1mbit".into()),
+            (_, Some(a)) => {
+                return Err(format!("{} takes no value (':{a}')", action.as_str()));
+            }
+            (_, None) => None,
+        };
+        match action {
+            Action::Heal if !target.is_empty() => {
+                return Err(format!(
+                    "heal takes no target (it undoes every network fault): write WHEN:heal, not heal:{target}"
+                ));
+            }
+            Action::Heal => {}
+            _ if target.is_empty() => {
+                return Err(format!("{} names no target host", action.as_str()));
+            }
+            Action::Partition => {
+                let sides = target
+                    .split_once('/')
+                    .filter(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'));
+                if sides.is_none() {
+                    return Err(format!(
+                        "partition:{target}: name two sides, SIDE/SIDE, e.g. partition:client/api0 or partition:broker0/broker1,broker2"
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(Fault {
+            when,
+            action,
+            target: target.to_string(),
+            amount,
+        })
+    }
 }
 
 impl fmt::Display for Fault {
@@ -83,7 +193,14 @@ impl fmt::Display for Fault {
             When::At(at) => write!(f, "{}s", at.as_secs_f64())?,
             When::Every(every) => write!(f, "every={}s", every.as_secs_f64())?,
         }
-        write!(f, ":{}:{}", self.action.as_str(), self.target)
+        write!(f, ":{}", self.action.as_str())?;
+        if !self.target.is_empty() {
+            write!(f, ":{}", self.target)?;
+        }
+        if let Some(amount) = self.amount {
+            write!(f, ":{amount}")?;
+        }
+        Ok(())
     }
 }
 
@@ -104,37 +221,44 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
 impl FromStr for Fault {
     type Err = String;
 
-    /// `WHEN:ACTION:TARGET`, e.g. `20s:kill:worker0` or `every=20s:pause:api0`.
+    /// `WHEN:ACTION:TARGET`, e.g. `20s:kill:worker0` or `every=20s:pause:api0`; the
+    /// network's `20s:partition:client/api0`, `20s:loss:client:5%`, `30s:heal`.
     fn from_str(spec: &str) -> Result<Self, String> {
         let parts: Vec<&str> = spec.split(':').collect();
-        let [when, action, target] = parts[..] else {
-            return Err(format!(
-                "'{spec}' is not WHEN:ACTION:TARGET, e.g. 20s:kill:worker0 or every=20s:pause:api0"
-            ));
-        };
-        let when = match when.strip_prefix("every=") {
-            Some(every) => {
-                let every = parse_seconds(every)?;
-                if every < MIN_EVERY {
-                    return Err(format!(
-                        "every={} is too often; at least every {} ms",
-                        every.as_secs_f64(),
-                        MIN_EVERY.as_millis()
-                    ));
-                }
-                When::Every(every)
+        let (when, action, target, amount) = match parts[..] {
+            [when, action] => (when, action, "", None),
+            [when, action, target] => (when, action, target, None),
+            [when, action, target, amount] => (when, action, target, Some(amount)),
+            _ => {
+                return Err(format!(
+                    "'{spec}' is not WHEN:ACTION:TARGET, e.g. 20s:kill:worker0 or every=20s:pause:api0"
+                ));
             }
-            None => When::At(parse_seconds(when)?),
         };
-        if target.is_empty() {
+        let action: Action = action.parse()?;
+        if action != Action::Heal && target.is_empty() {
             return Err(format!("'{spec}' names no target host"));
         }
-        Ok(Fault {
-            when,
-            action: action.parse()?,
-            target: target.to_string(),
-        })
+        Fault::new(parse_when(when)?, action, target, amount).map_err(|e| format!("'{spec}': {e}"))
     }
+}
+
+/// `20s` or `every=20s`.
+pub fn parse_when(when: &str) -> Result<When, String> {
+    Ok(match when.strip_prefix("every=") {
+        Some(every) => {
+            let every = parse_seconds(every)?;
+            if every < MIN_EVERY {
+                return Err(format!(
+                    "every={} is too often; at least every {} ms",
+                    every.as_secs_f64(),
+                    MIN_EVERY.as_millis()
+                ));
+            }
+            When::Every(every)
+        }
+        None => When::At(parse_seconds(when)?),
+    })
 }
 
 /// The run's faults, in the order given.
@@ -159,10 +283,18 @@ impl FaultPlan {
     }
 
     /// Refuses, with one line, a fault the run cannot carry out: a host the topology lacks,
-    /// one the lab does not start, or a role that takes no faults yet.
-    pub fn check(&self, topology: &Topology) -> Result<(), PlanError> {
+    /// one the lab does not start, a role that takes no faults yet, or a network fault
+    /// without `--network` (`network`: whether the run has one).
+    pub fn check(&self, topology: &Topology, network: bool) -> Result<(), PlanError> {
         for fault in &self.faults {
             let fault_spec = fault.to_string();
+            if fault.action.is_network() {
+                if !network {
+                    return Err(PlanError::NeedsNetwork { fault: fault_spec });
+                }
+                network_targets(fault, topology)?;
+                continue;
+            }
             // Resolved when it fires; checked as the broker it will be one of.
             let target = match fault.target.as_str() {
                 BROKER_LEADER => Role::Broker.host(0),
@@ -192,6 +324,60 @@ impl FaultPlan {
     }
 }
 
+/// The hosts a network fault acts on, as two sides: `partition:A/B` gives A's and B's
+/// hosts (a side is hosts or roles, comma-separated: `broker` is every broker node);
+/// `isolate`, `loss` and `rate` give their one host and no other side; `heal` nothing.
+pub fn network_targets(
+    fault: &Fault,
+    topology: &Topology,
+) -> Result<(Vec<String>, Vec<String>), PlanError> {
+    let side = |text: &str| -> Result<Vec<String>, PlanError> {
+        let mut hosts = Vec::new();
+        for item in text.split(',').map(str::trim) {
+            let role = Role::ALL.into_iter().find(|r| r.as_str() == item);
+            let found: Vec<String> = (topology.hosts.iter())
+                .filter(|h| h.name == item || Some(h.role) == role)
+                .map(|h| h.name.clone())
+                .collect();
+            if found.is_empty() {
+                return Err(PlanError::NoSuchHost {
+                    fault: fault.to_string(),
+                    host: item.to_string(),
+                    hosts: topology.names(),
+                });
+            }
+            for host in found {
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+        }
+        Ok(hosts)
+    };
+    match fault.action {
+        Action::Heal => Ok((Vec::new(), Vec::new())),
+        Action::Partition => {
+            let (a, b) = fault.target.split_once('/').unwrap_or((&fault.target, ""));
+            let (a, b) = (side(a)?, side(b)?);
+            if let Some(both) = a.iter().find(|h| b.contains(h)) {
+                return Err(PlanError::BothSides {
+                    fault: fault.to_string(),
+                    host: both.clone(),
+                });
+            }
+            Ok((a, b))
+        }
+        _ => match topology.host(&fault.target) {
+            Some(host) => Ok((vec![host.name.clone()], Vec::new())),
+            None => Err(PlanError::NoSuchHost {
+                fault: fault.to_string(),
+                host: fault.target.clone(),
+                hosts: topology.names(),
+            }),
+        },
+    }
+}
+
 /// Why a fault plan does not fit the run's topology (a usage error, before anything starts).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
@@ -207,6 +393,12 @@ pub enum PlanError {
     NotStarted { fault: String, host: String },
     #[error("--fault {fault}: {}", no_faults_reason(*.role))]
     NoFaultsFor { fault: String, role: Role },
+    #[error(
+        "--fault {fault}: network faults need hosts with networks of their own; add --network (root)"
+    )]
+    NeedsNetwork { fault: String },
+    #[error("--fault {fault}: {host} is on both sides of the partition")]
+    BothSides { fault: String, host: String },
 }
 
 /// What to aim at instead of a host of `role`, which takes no faults.

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::plan::{Action, BROKER_LEADER, Fault, FaultPlan, When};
+use super::plan::{Action, Amount, BROKER_LEADER, Fault, FaultPlan, When, network_targets};
 use crate::broker::BrokerNode;
 use crate::cluster::SharedNodes;
+use crate::network::Network;
 use crate::report::{CrashEvent, FaultEvent};
 use crate::server::ServerHandle;
-use crate::topology::Role;
+use crate::topology::{Role, Topology};
 
 /// What the plan can reach: the hosts the lab started, by name.
 #[derive(Clone, Default)]
@@ -30,6 +31,9 @@ pub struct Deployed {
     /// `broker-leader` brings that one back (the cluster has elected another leader
     /// meanwhile).
     pub last_leader: Arc<Mutex<Option<BrokerNode>>>,
+    /// `--network`: the lab network the network faults act on, and the topology that
+    /// names their targets (`broker` is every broker node).
+    pub network: Option<(Arc<Network>, Topology)>,
 }
 
 /// A running plan; [`Schedule::finish`] stops it. Dropped (the run abandoned), it only
@@ -115,7 +119,11 @@ async fn run(
             }
         }
         let at_s = epoch.elapsed().as_secs_f64();
-        let done = inject(fault.action, &fault.target, &deployed, at_s).await;
+        let done = if fault.action.is_network() {
+            on_network(fault, &deployed).await
+        } else {
+            inject(fault.action, &fault.target, &deployed, at_s).await
+        };
         record(&events, at_s, fault.action, &fault.target, done);
     }
 }
@@ -139,6 +147,8 @@ impl From<(bool, String)> for Done {
 }
 
 fn record(events: &Mutex<Vec<FaultEvent>>, at_s: f64, action: Action, target: &str, done: Done) {
+    // `heal` names no host: it acts on the whole network.
+    let target = if target.is_empty() { "network" } else { target };
     let outcome = if done.ok { "" } else { " (not carried out)" };
     let hit = done
         .host
@@ -150,6 +160,7 @@ fn record(events: &Mutex<Vec<FaultEvent>>, at_s: f64, action: Action, target: &s
         action.as_str(),
         done.detail
     );
+
     lock(events).push(FaultEvent {
         at_s,
         action: action.as_str().into(),
@@ -192,6 +203,31 @@ async fn inject(action: Action, target: &str, deployed: &Deployed, at_s: f64) ->
     // The plan was checked against the topology before the run; this is a host that is
     // not deployed (yet), e.g. a node that failed to start.
     (false, format!("{target} is not running in this run")).into()
+}
+
+/// A network fault (blocking: it runs `iptables` and `tc`).
+async fn on_network(fault: &Fault, deployed: &Deployed) -> Done {
+    let Some((network, topology)) = deployed.network.clone() else {
+        return (false, "this run has no lab network (--network)".to_string()).into();
+    };
+    let fault = fault.clone();
+    tokio::task::spawn_blocking(move || {
+        let (a, b) = network_targets(&fault, &topology).map_err(|e| e.to_string())?;
+        let host = a.first().cloned().unwrap_or_default();
+        let done = match (fault.action, fault.amount) {
+            (Action::Partition, _) => network.partition(&a, &b),
+            (Action::Isolate, _) => network.isolate(&host),
+            (Action::Loss, Some(Amount::Share(p))) => network.loss(&host, p),
+            (Action::Rate, Some(Amount::Rate(r))) => network.rate(&host, r),
+            (Action::Heal, _) => network.heal(),
+            _ => return Err(format!("{fault} is not a network fault this lab knows")),
+        };
+        done.map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the fault task failed: {e}")))
+    .map_or_else(|why| (false, why), |detail| (true, detail))
+    .into()
 }
 
 /// The node `broker-leader` means for `action`: the one the last such fault hit for a
@@ -364,6 +400,15 @@ async fn heal(deployed: &Deployed, epoch: Instant, events: &Arc<Mutex<Vec<FaultE
             let done = (true, why.to_string()).into();
             record(events, at_s(), Action::Resume, &Role::Api.host(i), done);
         }
+    }
+    if let Some((network, _)) = deployed.network.clone().filter(|(n, _)| n.is_faulty()) {
+        let healed = tokio::task::spawn_blocking(move || network.heal()).await;
+        let done = match healed {
+            Ok(Ok(detail)) => (true, format!("end of the plan: {detail}")),
+            Ok(Err(e)) => (false, format!("end of the plan: {e}")),
+            Err(e) => (false, format!("end of the plan: the heal task failed: {e}")),
+        };
+        record(events, at_s(), Action::Heal, "", done.into());
     }
     let (brokers, events) = (deployed.brokers.clone(), events.clone());
     let at = at_s();

@@ -268,6 +268,9 @@ impl Deployment {
                 .map(|(c, scale)| (c.nodes(), scale.down_for)),
             brokers: self.brokers.clone(),
             last_leader: Arc::default(),
+            network: (options.network.as_ref())
+                .and_then(|n| n.built.clone())
+                .map(|n| (n, options.topology())),
         }
     }
 

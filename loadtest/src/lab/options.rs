@@ -72,7 +72,7 @@ impl LabOptions {
     /// supervisor restart it.
     pub fn with_faults(mut self, plan: FaultPlan) -> Result<LabOptions, PlanError> {
         let topology = self.topology();
-        plan.check(&topology)?;
+        plan.check(&topology, self.network.is_some())?;
         if plan.kills_a_server(&topology)
             && let Target::Spawn(spec) = &mut self.target
         {
