@@ -26,9 +26,17 @@
 //! After the load the lab waits, at most `--drain-timeout`, until the queue is empty and
 //! everything is written ([`Drained`]): ready = 0, nothing at the worker, and either every
 //! acknowledged publish has its line (the common case: done at once), or nothing changed
-//! (lines, worker counters) for [`QUIET`] — the remainder is then lost, not late (a
-//! faithful worker's buffer being worked through keeps writing lines, so it is never
-//! mistaken for quiet). Then the worker is stopped with SIGTERM.
+//! (lines, worker counters) for [`QUIET`] and the broker holds nothing unacknowledged —
+//! the remainder is then lost, not late (a faithful worker's buffer being worked through
+//! keeps writing lines, so it is never mistaken for quiet). Then the worker is stopped
+//! with SIGTERM.
+//!
+//! The broker's own unacknowledged count ([`UnackedProbe`], asked of a broker the lab
+//! started) matters when a worker is cut off: the broker goes on delivering to it, the
+//! worker receives nothing and so counts nothing, and the messages wait, unacknowledged,
+//! until the broker declares the connection dead (its heartbeat) and requeues them for
+//! the next consumer. Without this check such a run looks drained and quiet, and stopping
+//! there would report every one of those messages lost.
 //!
 //! # Still queued
 //!
@@ -494,8 +502,16 @@ pub struct Drained {
     pub after: Option<Duration>,
 }
 
+/// The broker's count of the orders queue's unacknowledged messages, if it can be asked
+/// (blocking: `rabbitmqctl` takes about a second).
+pub type UnackedProbe = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+
+/// How often, at most, a quiet drain asks the broker for its unacknowledged count.
+const UNACKED_EVERY: Duration = Duration::from_secs(2);
+
 /// Waits until the queue has drained (see the module doc) or `timeout` passes.
-/// `all_written` says whether every acknowledged publish has its line.
+/// `all_written` says whether every acknowledged publish has its line; `unacked` asks the
+/// broker what it has delivered and not had acknowledged.
 pub async fn wait_for_drain(
     monitor: &Monitor,
     delivery: DeliveryMode,
@@ -503,9 +519,12 @@ pub async fn wait_for_drain(
     timeout: Duration,
     every: Duration,
     all_written: impl Fn() -> bool,
+    unacked: Option<UnackedProbe>,
 ) -> Drained {
     let started = Instant::now();
     let mut next_note = started + Duration::from_secs(5);
+    // (when last asked, what the broker said)
+    let mut broker_holds: Option<(Instant, u64)> = None;
     loop {
         let (empty, quiet, ready, held) = {
             let s = monitor.state();
@@ -518,17 +537,38 @@ pub async fn wait_for_drain(
             let quiet = epoch.elapsed().saturating_sub(since) >= QUIET;
             (empty, quiet, ready, held)
         };
-        if empty && (all_written() || quiet) {
+        if empty && all_written() {
             return Drained {
                 after: Some(started.elapsed()),
             };
+        }
+        if empty && quiet {
+            let due = broker_holds.is_none_or(|(at, _)| at.elapsed() >= UNACKED_EVERY);
+            if due && let Some(probe) = unacked.clone() {
+                let held = tokio::task::spawn_blocking(move || probe())
+                    .await
+                    .ok()
+                    .flatten();
+                broker_holds = Some((Instant::now(), held.unwrap_or(0)));
+            }
+            if broker_holds.is_none_or(|(_, n)| n == 0) {
+                return Drained {
+                    after: Some(started.elapsed()),
+                };
+            }
         }
         if started.elapsed() >= timeout {
             return Drained { after: None };
         }
         if Instant::now() >= next_note {
+            let unreached = match broker_holds {
+                Some((_, n)) if n > 0 => format!(
+                    ", {n} delivered and unacknowledged that no worker counts (on their way to one the broker cannot reach, until its heartbeat gives up on it)"
+                ),
+                _ => String::new(),
+            };
             eprintln!(
-                "loadtest: draining: {} ready, {} at the worker, {:.0} s of {:.0} s",
+                "loadtest: draining: {} ready, {} at the worker{unreached}, {:.0} s of {:.0} s",
                 ready.map_or("?".to_string(), |n| n.to_string()),
                 held.map_or("?".to_string(), |n| n.to_string()),
                 started.elapsed().as_secs_f64(),

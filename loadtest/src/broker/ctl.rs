@@ -109,6 +109,25 @@ impl Ctl {
         classic.map_or(quorum, Ok)
     }
 
+    /// How many of queue `queue`'s messages the broker has delivered and not had
+    /// acknowledged (`list_queues name messages_unacknowledged`): messages a consumer
+    /// holds, or that are on their way to one it can no longer reach, until its
+    /// connection is declared dead and they are requeued.
+    pub fn unacknowledged(&self, queue: &str, deadline: Instant) -> Result<u64, CtlError> {
+        let args = [
+            "list_queues",
+            "--quiet",
+            "--no-table-headers",
+            "name",
+            "messages_unacknowledged",
+        ];
+        let said = self.run(&args, deadline)?;
+        unacknowledged_in(&said, queue).ok_or_else(|| CtlError::Unreadable {
+            call: "rabbitmqctl list_queues name messages_unacknowledged".into(),
+            said: one_line(&said),
+        })
+    }
+
     fn call(
         &self,
         program: &'static str,
@@ -218,6 +237,15 @@ pub(super) fn classic_queue_node(listed: &str, queue: &str) -> Option<String> {
         let mut fields = line.trim_end().split('\t');
         let (name, kind, pid) = (fields.next()?, fields.next()?, fields.next()?);
         (name == queue && kind == "classic").then(|| node_of_pid(pid))?
+    })
+}
+
+/// Queue `queue`'s count in `list_queues name messages_unacknowledged`'s tab-separated
+/// output.
+pub(super) fn unacknowledged_in(listed: &str, queue: &str) -> Option<u64> {
+    listed.lines().find_map(|line| {
+        let (name, count) = line.trim_end().split_once('\t')?;
+        (name == queue).then(|| count.trim().parse().ok())?
     })
 }
 

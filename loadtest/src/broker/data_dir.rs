@@ -37,6 +37,13 @@ pub const NODE_MEMORY_BYTES: u64 = 1 << 30;
 /// it. Past this size the broker closes the publisher's channel (406 PRECONDITION_FAILED).
 pub const MAX_MESSAGE_SIZE_BYTES: u64 = 65_536;
 
+/// The AMQP heartbeat timeout a lab-network broker proposes (`--network`), seconds. A peer
+/// that goes quiet is declared gone after about this long, the connection closed and what
+/// it held requeued. RabbitMQ's guide suggests 5–20 s; 10 s notices a partition well
+/// within a run while a CPU-starved worker (one throttled CPU) still answers in time. On
+/// loopback the default (60 s) stays: a dead process is seen at once by its reset.
+pub const NETWORK_HEARTBEAT_S: u32 = 10;
+
 impl DataDir {
     pub(super) fn prepare(keep: Option<&Path>) -> Result<DataDir, BrokerError> {
         let dir = match keep {
@@ -143,12 +150,16 @@ impl DataDir {
         // RabbitMQ lets `guest` in from loopback only. On the lab network (`--network`) the
         // clients come from the other hosts' addresses, inside namespaces only the lab
         // made, so the broker lets guest in from there too.
-        let guest = if ip.is_loopback() {
+        let network = if ip.is_loopback() {
             String::new()
         } else {
-            "# On the lab's own network (--network): clients come from the other hosts.\n\
-             loopback_users = none\n"
-                .to_string()
+            format!(
+                "# On the lab's own network (--network): clients come from the other hosts.\n\
+                 loopback_users = none\n\
+                 # A partition is silent, and only heartbeats notice it: propose {NETWORK_HEARTBEAT_S} s\n\
+                 # (RabbitMQ's 60 s default takes a minute to see a cut peer).\n\
+                 heartbeat = {NETWORK_HEARTBEAT_S}\n"
+            )
         };
         let files = [
             (
@@ -157,7 +168,7 @@ impl DataDir {
                     "# Written by loadtest for one private broker: AMQP on loopback only\n\
                      # (or on its host's address on the lab network).\n\
                      listeners.tcp.1 = {ip}:{amqp_port}\n\
-                     {guest}\
+                     {network}\
                      # The reliable queues are quorum queues, whose Raft write-ahead log\n\
                      # defaults to 512 MiB and wants about three times that in memory;\n\
                      # a lab broker holds small messages and may run in a small cgroup.\n\

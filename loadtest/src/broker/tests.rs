@@ -114,3 +114,13 @@ fn a_queue_leader_is_read_from_the_cli_output() {
     assert_eq!(classic_queue_node(listed, "q.dead-letter"), None);
     assert_eq!(classic_queue_node("#PID<10987.740.0>", "q"), None);
 }
+
+#[test]
+fn the_unacknowledged_count_is_read_from_the_cli_output() {
+    use super::ctl::unacknowledged_in;
+    let listed = "q.dead-letter\t0\nq\t339\n";
+    assert_eq!(unacknowledged_in(listed, "q"), Some(339));
+    assert_eq!(unacknowledged_in(listed, "q.dead-letter"), Some(0));
+    assert_eq!(unacknowledged_in(listed, "other"), None);
+    assert_eq!(unacknowledged_in("q\tmany\n", "q"), None);
+}

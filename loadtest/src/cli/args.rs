@@ -460,7 +460,11 @@ pub struct RunArgs {
     /// time), stop, start, restart, pause (SIGSTOP: alive, answering nothing), resume.
     /// TARGET: a host the lab starts: api0, api1, … (worker0, worker1, … with --transport amqp),
     /// broker0, broker1, … (--broker-nodes), or broker-leader (the broker node leading the
-    /// orders queue when the fault fires; start/resume bring back the one it hit). E.g. --fault every=20s:kill:worker0 --fault 30s:restart:broker0.
+    /// orders queue when the fault fires; start/resume bring back the one it hit). With
+    /// --network also: partition:A/B (each side hosts or roles, comma-separated, e.g.
+    /// client/api0, worker0/broker), isolate:HOST, loss:HOST:5%, rate:HOST:1mbit and heal
+    /// (no target; undoes every network fault), on any host including client and balancer.
+    /// E.g. --fault every=20s:kill:worker0 --fault 30s:restart:broker0.
     #[arg(long = "fault", value_name = "WHEN:ACTION:TARGET", help_heading = "Faults",
           value_parser = parse_fault)]
     pub faults: Vec<Fault>,

@@ -90,6 +90,7 @@ impl QueueWatch {
         options: &MessagingOptions,
         published: &PublishTimes,
         epoch: Instant,
+        brokers: &[BrokerNode],
     ) -> Drained {
         eprintln!(
             "loadtest: load finished; waiting for the queue to drain (at most {:.0} s, --drain-timeout)",
@@ -110,6 +111,7 @@ impl QueueWatch {
             timeout,
             SAMPLE_EVERY,
             all_written,
+            unacked_probe(brokers),
         )
         .await
     }
@@ -239,4 +241,24 @@ pub(super) fn broker_report(nodes: &[BrokerNode]) -> BrokerReport {
         restart_events,
         nodes: nodes.iter().map(node).collect(),
     }
+}
+
+/// Asks the first running node of the brokers the lab started how many of the orders
+/// queue's messages are delivered and unacknowledged; `None` for a broker the lab does not
+/// run (`--amqp-url`), which it cannot ask.
+fn unacked_probe(brokers: &[BrokerNode]) -> Option<crate::messaging::UnackedProbe> {
+    if brokers.is_empty() {
+        return None;
+    }
+    let brokers = brokers.to_vec();
+    Some(Arc::new(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        brokers.iter().find_map(|node| {
+            let ctl = match node.broker.lock().ok()?.as_ref() {
+                Some(b) if b.is_running() && !b.is_paused() => crate::broker::Ctl::of(b),
+                _ => return None,
+            };
+            ctl.unacknowledged(QUEUE, deadline).ok()
+        })
+    }))
 }

@@ -40,7 +40,11 @@ pub(super) async fn drain_and_settle(
     loaded: &mut Loaded,
 ) -> anyhow::Result<Settled> {
     let drained = match (&options.messaging, &loaded.queue) {
-        (Some(m), Some(queue)) => Some(queue.drain(m, &loaded.published, loaded.epoch).await),
+        (Some(m), Some(queue)) => Some(
+            queue
+                .drain(m, &loaded.published, loaded.epoch, &deployment.brokers)
+                .await,
+        ),
         _ => None,
     };
     let faults = match loaded.faults.take() {
