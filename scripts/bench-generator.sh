@@ -15,13 +15,15 @@ seconds=${SECONDS_EACH:-10}
 
 source scripts/bench-lib.sh
 ensure_wrk
-cargo build --release -q
+# BIN_DIR: binaries built already (scripts/bench --smoke uses the test build's); else release.
+bin=${BIN_DIR:-./target/release}
+[ -n "${BIN_DIR:-}" ] || cargo build --release -q
 
 work=$(mktemp -d)
 api=
 trap '[ -z "$api" ] || kill "$api" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-start_null_api ./target/release/purchasing-api "$work/PurchaseOrders.txt"
+start_null_api $bin/purchasing-api "$work/PurchaseOrders.txt"
 write_post_lua "$work/post.lua"
 
 echo "== wrk: $connections connections, ${seconds}s, POST =123 to $url" >&2
@@ -29,7 +31,7 @@ wrk -t2 -c"$connections" -d"${seconds}s" -s "$work/post.lua" "$url/api/StockRepl
 wrk_rate=$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt")
 
 echo "== loadtest: $connections virtual users (one kept-alive connection each), ${seconds}s" >&2
-./target/release/loadtest run --profile step --users "$connections" --step-users 0 \
+$bin/loadtest run --profile step --users "$connections" --step-users 0 \
     --max-users "$connections" --duration "$seconds" --connection reuse \
     --url "$url" --out "$work/loadtest" >"$work/loadtest.txt" 2>&1 || { cat "$work/loadtest.txt" >&2; exit 1; }
 lt_rate=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput"]["requests_per_s"], 1))' "$work/loadtest/report.json")

@@ -66,13 +66,13 @@ impl Cluster {
         instances: usize,
         out_dir: &std::path::Path,
         client_timeout: Duration,
-        network: Option<&crate::lab::LabNetwork>,
+        network: Option<&crate::network::Network>,
     ) -> anyhow::Result<Cluster> {
         let mut handles = Vec::with_capacity(instances);
         let mut names = Vec::with_capacity(instances);
         for index in 0..instances {
             let mut spec = spec.clone();
-            spec.link = network.and_then(|n| n.link(&spec.kind.role().host(index)));
+            spec.link = network.and_then(|n| n.host(&spec.kind.role().host(index)).cloned());
             let (handle, node) = start_node(&spec, index, instances, out_dir).await?;
             handles.push(handle);
             names.push(node);
@@ -84,7 +84,7 @@ impl Cluster {
             .flatten();
         let nodes = names.clone();
         let out = out_dir.to_path_buf();
-        let link = network.and_then(|n| n.link(&crate::topology::Role::Balancer.host(0)));
+        let link = network.and_then(|n| n.host(&crate::topology::Role::Balancer.host(0)).cloned());
         let balancer = tokio::task::spawn_blocking(move || {
             Balancer::start(nodes, &out, link.as_ref(), |config| {
                 config.maxconn_per_node = maxconn;

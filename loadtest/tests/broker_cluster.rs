@@ -112,7 +112,7 @@ fn a_three_node_cluster_keeps_confirmed_messages_through_the_loss_of_the_leader(
     let Some(_) = require_installed_or_skip() else {
         return;
     };
-    let mut nodes = start_cluster(3, BrokerOptions::default()).expect("the cluster forms");
+    let mut nodes = start_cluster(3, BrokerOptions::default(), &[]).expect("the cluster forms");
     let names: Vec<String> = nodes.iter().map(|n| n.node_name().to_string()).collect();
     let mut running = running_nodes(&nodes[2]);
     running.sort();

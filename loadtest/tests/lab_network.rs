@@ -239,3 +239,50 @@ fn ctrl_c_half_way_leaves_no_namespace_and_no_process() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn a_cluster_node_isolated_while_publishing_loses_no_confirmed_order() {
+    if !loadtest::prerequisite::network() || loadtest::broker::require_installed_or_skip().is_none()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // broker0 is the first URL of every client: isolating it makes them fail over.
+    let load = [
+        "--transport",
+        "amqp",
+        "--spawn-broker",
+        "--broker-nodes",
+        "3",
+        "--delivery",
+        "reliable",
+        "--profile",
+        "rate",
+        "--rate",
+        "20",
+        "--duration",
+        "8",
+        "--fault",
+        "2s:isolate:broker0",
+        "--fault",
+        "6s:heal",
+    ];
+    let (pid, output, report) = run_on_network(&out, &load, "purchasing-worker");
+    assert!(output.status.success(), "{}", text(&output));
+    assert_hosts_have_addresses(
+        &report,
+        &["worker0", "broker0", "broker1", "broker2", "client"],
+    );
+    let confirmed = u(&report, "/requests/acknowledged");
+    assert!(confirmed > 80, "{:#}", report["requests"]);
+    assert_eq!(
+        u(&report, "/reconciliation/acknowledged_persisted"),
+        confirmed,
+        "{}",
+        text(&output)
+    );
+    assert_eq!(u(&report, "/reconciliation/lost"), 0);
+    assert_eq!(u(&report, "/reconciliation/duplicates"), 0);
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+}

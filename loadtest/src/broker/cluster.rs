@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ctl::{Ctl, CtlError};
-use super::erlang::SharedErlang;
+use super::erlang::{SharedErlang, node_host};
 use super::handle::Broker;
 use super::install::Installation;
 use super::options::{BrokerError, BrokerOptions};
@@ -35,8 +35,22 @@ pub const MAX_NODES: usize = 7;
 /// answers AMQP and the cluster reports them all running (see the module doc). One node
 /// is a plain [`Broker::start`]. On failure everything started is stopped. Blocks for
 /// seconds (≈ 5 s per node on two cores): call it through `spawn_blocking` in async code.
-pub fn start_cluster(nodes: usize, options: BrokerOptions) -> Result<Vec<Broker>, BrokerError> {
+///
+/// `links` (`--network`): node `i` runs on host `links[i]`, in its namespace and on its
+/// address (see [`super::erlang`]); empty, every node is on this machine's loopback.
+pub fn start_cluster(
+    nodes: usize,
+    mut options: BrokerOptions,
+    links: &[crate::network::HostLink],
+) -> Result<Vec<Broker>, BrokerError> {
+    if !links.is_empty() && links.len() != nodes {
+        return Err(BrokerError::Setup(format!(
+            "a cluster of {nodes} nodes was given {} hosts (a bug in loadtest)",
+            links.len()
+        )));
+    }
     if nodes <= 1 {
+        options.link = links.first().cloned();
         return Ok(vec![Broker::start(options)?]);
     }
     if nodes > MAX_NODES {
@@ -52,9 +66,12 @@ pub fn start_cluster(nodes: usize, options: BrokerOptions) -> Result<Vec<Broker>
     }
     let started = Instant::now();
     let installation = Installation::find()?;
-    let shared = Arc::new(SharedErlang::start(&installation, &options)?);
+    let hosts: Vec<(String, std::net::Ipv4Addr)> = (links.iter())
+        .map(|l| (l.host.clone(), l.address))
+        .collect();
+    let shared = Arc::new(SharedErlang::start(&installation, &options, &hosts)?);
     let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let members = boot_all(nodes, id, &installation, &shared, &options)?;
+    let members = boot_all(nodes, id, &installation, &shared, &options, links)?;
     join_all(&members, options.ready_timeout)?;
     if options.progress {
         eprintln!(
@@ -73,13 +90,17 @@ fn boot_all(
     installation: &Installation,
     shared: &Arc<SharedErlang>,
     options: &BrokerOptions,
+    links: &[crate::network::HostLink],
 ) -> Result<Vec<Broker>, BrokerError> {
     let results: Vec<Result<Broker, BrokerError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..nodes)
             .map(|i| {
-                let node = format!("broker{i}-{id}@localhost");
+                let link = links.get(i).cloned();
+                let host = (link.as_ref()).map_or("localhost".into(), |l| node_host(&l.host));
+                let node = format!("broker{i}-{id}@{host}");
                 let (installation, shared) = (installation.clone(), shared.clone());
-                let options = options.clone();
+                let mut options = options.clone();
+                options.link = link;
                 scope.spawn(move || Broker::start_member(installation, node, shared, options))
             })
             .collect();

@@ -42,7 +42,7 @@ pub enum CtlError {
 /// The tools, pointed at one node.
 pub struct Ctl {
     node: String,
-    env: [(&'static str, OsString); 2],
+    env: Vec<(&'static str, OsString)>,
     /// The node's namespace (`--network`): the tools reach it on that loopback.
     netns: Option<crate::network::Netns>,
 }

@@ -146,6 +146,7 @@ impl DataDir {
         &self,
         ip: std::net::Ipv4Addr,
         amqp_port: u16,
+        cluster: bool,
     ) -> Result<(), String> {
         // RabbitMQ lets `guest` in from loopback only. On the lab network (`--network`) the
         // clients come from the other hosts' addresses, inside namespaces only the lab
@@ -161,6 +162,23 @@ impl DataDir {
                  heartbeat = {NETWORK_HEARTBEAT_S}\n"
             )
         };
+        // A cluster node cut off from the majority pauses itself (closes its listeners) until
+        // the partition heals: its clients fail over to a majority node instead of waiting
+        // on a node whose quorum queues cannot confirm anything. RabbitMQ's default
+        // (`ignore`) would keep the minority accepting publishes it can never confirm.
+        // Nodes notice a silent peer after `net_ticktime` (Erlang's distribution
+        // heartbeat; 60 s by default). Until then the majority waits on it: a queue declare
+        // on a surviving node blocked for the whole of a 40 s partition, so no client could
+        // fail over. 15 s, as RabbitMQ's own Jepsen tests use, lets the majority go on and
+        // the minority pause within about 20 s.
+        let partitions = if cluster {
+            "# A node cut off from the majority pauses until the partition heals.\n\
+             cluster_partition_handling = pause_minority\n\
+             # Peers notice a silent node within about 15-20 s (default 60 s).\n\
+             net_ticktime = 15\n"
+        } else {
+            ""
+        };
         let files = [
             (
                 self.config_file(),
@@ -169,6 +187,7 @@ impl DataDir {
                      # (or on its host's address on the lab network).\n\
                      listeners.tcp.1 = {ip}:{amqp_port}\n\
                      {network}\
+                     {partitions}\
                      # The reliable queues are quorum queues, whose Raft write-ahead log\n\
                      # defaults to 512 MiB and wants about three times that in memory;\n\
                      # a lab broker holds small messages and may run in a small cgroup.\n\

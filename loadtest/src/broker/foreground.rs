@@ -102,7 +102,7 @@ async fn start(
     let cancel = Arc::new(AtomicBool::new(false));
     options.cancel = Some(Arc::clone(&cancel));
     options.progress = true;
-    let starting = tokio::task::spawn_blocking(move || start_cluster(nodes, options));
+    let starting = tokio::task::spawn_blocking(move || start_cluster(nodes, options, &[]));
     tokio::pin!(starting);
     let started = loop {
         tokio::select! {

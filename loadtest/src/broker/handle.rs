@@ -185,7 +185,7 @@ impl Broker {
         let epmd = self
             .epmd
             .as_ref()
-            .or(self.shared.as_ref().map(|s| s.epmd()));
+            .or(self.shared.as_ref().and_then(|s| s.epmd()));
         epmd.filter(|e| e.is_running()).map(|e| e.pid)
     }
 
@@ -376,9 +376,12 @@ impl Broker {
     /// Starts epmd (unless it runs) and the broker on `self.ports`, and waits until ready.
     pub(super) fn boot(&mut self, cancel: &AtomicBool) -> Result<(), Failure> {
         self.dir
-            .write_config(self.ip(), self.ports.amqp)
+            .write_config(self.ip(), self.ports.amqp, self.shared.is_some())
             .map_err(Failure::Other)?;
-        if self.shared.is_none() && !self.epmd.as_ref().is_some_and(Supervised::is_running) {
+        // A cluster's node on loopback uses the cluster's epmd; every other node (a single
+        // broker, a node on the lab network) runs its own.
+        let own_epmd = self.shared.as_ref().is_none_or(|s| s.epmd().is_none());
+        if own_epmd && !self.epmd.as_ref().is_some_and(Supervised::is_running) {
             self.epmd = Some(start_epmd(
                 &self.installation,
                 self.ports.epmd,
@@ -422,15 +425,20 @@ impl Broker {
     /// `ERL_EPMD_PORT` names our epmd, where the node's distribution port is found. The
     /// broker is started with these and [`Broker::rabbitmqctl_command`] shows them: one
     /// definition, so the line printed for the user cannot drift from the broker.
-    pub(super) fn erlang_env(&self) -> [(&'static str, OsString); 2] {
+    pub(super) fn erlang_env(&self) -> Vec<(&'static str, OsString)> {
         let home = match &self.shared {
             Some(shared) => shared.home(),
             None => self.dir.path(),
         };
-        [
+        let mut env = vec![
             ("HOME", home.as_os_str().to_owned()),
             ("ERL_EPMD_PORT", self.ports.epmd.to_string().into()),
-        ]
+        ];
+        // On the lab network the nodes' host names resolve through the cluster's table.
+        if let Some(inetrc) = self.shared.as_ref().and_then(|s| s.inetrc()) {
+            env.push(("ERL_INETRC", inetrc.as_os_str().to_owned()));
+        }
+        env
     }
 
     /// The cores the broker is pinned to (`None`: not pinned).
@@ -474,8 +482,18 @@ impl Broker {
         // while before it sleeps, RabbitMQ's runtime guide says, which on a machine shared
         // with what the lab measures (three nodes of a cluster on two cores) is CPU taken
         // from it for nothing.
-        let erl_args = "-noinput -kernel inet_dist_use_interface {127,0,0,1} \
-                        +sbwt none +sbwtdcpu none +sbwtdio none";
+        // The distribution listens on loopback, or on a cluster node's lab-network address
+        // (its peers are other hosts there; a single broker's distribution serves only
+        // rabbitmqctl, in its own namespace).
+        let dist_ip = match self.shared.as_ref().and_then(|s| s.inetrc()) {
+            Some(_) => self.ip(),
+            None => Ipv4Addr::LOCALHOST,
+        };
+        let [a, b, c, d] = dist_ip.octets();
+        let erl_args = format!(
+            "-noinput -kernel inet_dist_use_interface {{{a},{b},{c},{d}}} \
+             +sbwt none +sbwtdcpu none +sbwtdio none"
+        );
         command
             .envs(self.erlang_env())
             .env("RABBITMQ_NODENAME", &self.node)

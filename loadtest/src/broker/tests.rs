@@ -54,7 +54,7 @@ fn a_kept_directory_keeps_its_node_name() {
 fn a_temporary_directory_is_removed() {
     let dir = DataDir::prepare(None).unwrap();
     let path = dir.path().to_path_buf();
-    dir.write_config(std::net::Ipv4Addr::LOCALHOST, 5672)
+    dir.write_config(std::net::Ipv4Addr::LOCALHOST, 5672, false)
         .unwrap();
     let config = fs::read_to_string(path.join("rabbitmq.conf")).unwrap();
     assert!(

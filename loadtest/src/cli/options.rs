@@ -74,7 +74,7 @@ impl RunArgs {
         let messaging = self.messaging_options()?;
         let scale_out = self.scale_out(messaging.is_some())?;
         let external_balancer = self.external_balancer(messaging.is_some())?;
-        let network = self.network_options(messaging.as_ref())?;
+        let network = self.network_options()?;
         let out_dir = self.out.clone().unwrap_or_else(|| default_out(""));
         let (target, base_url) = self.target(&out_dir, messaging.is_some())?;
         let client = ClientConfig {
@@ -108,17 +108,9 @@ impl RunArgs {
 
     /// `--network`, `--network-cidr`, `--link-rate`, `--link-delay` (the network itself is
     /// built just before the run).
-    fn network_options(
-        &self,
-        messaging: Option<&MessagingOptions>,
-    ) -> Result<Option<LabNetwork>, String> {
+    fn network_options(&self) -> Result<Option<LabNetwork>, String> {
         if !self.network {
             return Ok(None);
-        }
-        if let Some(BrokerSource::Spawn { nodes }) = messaging.map(|m| &m.broker)
-            && *nodes > 1
-        {
-            return Err("--network with --broker-nodes above 1 is not supported yet: a RabbitMQ cluster across namespaces needs long node names; use one broker node".into());
         }
         let mut options = NetworkOptions::default();
         options.cidr = self.network_cidr.unwrap_or(options.cidr);
@@ -297,7 +289,7 @@ impl RunArgs {
         };
         if self.spawn_server {
             return Ok((
-                Target::Spawn(self.server_spec(kind, out_dir)?),
+                Target::Spawn(Box::new(self.server_spec(kind, out_dir)?)),
                 placeholder()?,
             ));
         }

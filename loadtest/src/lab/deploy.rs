@@ -60,8 +60,10 @@ pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deploymen
     let (brokers, broker_urls) = match options.messaging.as_ref().map(|m| &m.broker) {
         Some(BrokerSource::Spawn { nodes }) => {
             let cores = brokers_cores(options);
-            let link = options.link(&Role::Broker.host(0));
-            let (brokers, urls) = start_brokers(*nodes, cores, link, cancel.0.clone()).await?;
+            let links: Vec<_> = (0..*nodes)
+                .filter_map(|i| options.link(&Role::Broker.host(i)))
+                .collect();
+            let (brokers, urls) = start_brokers(*nodes, cores, links, cancel.0.clone()).await?;
             (brokers, Some(urls))
         }
         Some(BrokerSource::Url(urls)) => {
@@ -108,7 +110,7 @@ pub(super) async fn deploy(options: &mut LabOptions) -> anyhow::Result<Deploymen
 async fn start_brokers(
     nodes: usize,
     cores: Option<Vec<usize>>,
-    link: Option<crate::network::HostLink>,
+    links: Vec<crate::network::HostLink>,
     cancel: Arc<AtomicBool>,
 ) -> anyhow::Result<(Vec<BrokerNode>, AmqpUrls)> {
     if nodes > 1 {
@@ -122,10 +124,9 @@ async fn start_brokers(
         progress: true,
         cancel: Some(cancel),
         cores,
-        link,
         ..BrokerOptions::default()
     };
-    let brokers = tokio::task::spawn_blocking(move || start_cluster(nodes, broker_options))
+    let brokers = tokio::task::spawn_blocking(move || start_cluster(nodes, broker_options, &links))
         .await
         .context("the broker start-up task failed")?
         .context("cannot start the private broker (--spawn-broker)")?;
@@ -187,7 +188,7 @@ async fn start_target(
     let (servers, cluster, url) = match &options.scale_out {
         Some(scale) => {
             let timeout = options.plan.client.timeout;
-            let network = options.network.as_ref();
+            let network = options.network.as_ref().and_then(|n| n.built.as_deref());
             let cluster =
                 Cluster::start(spec, scale.instances, &options.out_dir, timeout, network).await?;
             let url = cluster.url();

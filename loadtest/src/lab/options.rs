@@ -23,7 +23,7 @@ pub enum Target {
     /// orders file to be readable here.
     Remote { orders_file: Option<PathBuf> },
     /// The lab starts `purchasing-api` itself; `spec.orders_file` is reconciled.
-    Spawn(ServerSpec),
+    Spawn(Box<ServerSpec>),
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,9 @@ pub const IPTABLES: &str = "iptables";
 pub const IPTABLES_RESTORE: &str = "iptables-restore";
 pub const TC: &str = "tc";
 
+/// What `--network` needs, for messages: root, and the programs `ip` and `iptables`.
+pub const NETWORK_REQUIREMENTS: &str = "--network needs root and the programs ip (Debian package iproute2) and iptables (Debian package iptables): run as root, apt-get install -y iproute2 iptables";
+
 /// Why the network could not be built, changed or removed: one line saying what failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetworkError {
@@ -49,7 +52,7 @@ pub fn run_with_input(
     let path = find(program).ok_or_else(|| {
         NetworkError::Missing(format!(
             "{program} is not installed; {}",
-            super::NETWORK_REQUIREMENTS
+            NETWORK_REQUIREMENTS
         ))
     })?;
     let mut child = Command::new(path)
@@ -111,7 +114,7 @@ pub fn in_ns_with_input(
     let path = find(program).ok_or_else(|| {
         NetworkError::Missing(format!(
             "{program} is not installed; {}",
-            super::NETWORK_REQUIREMENTS
+            NETWORK_REQUIREMENTS
         ))
     })?;
     let path = path.display().to_string();

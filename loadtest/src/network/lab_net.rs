@@ -1,6 +1,7 @@
 //! The lab network itself: [`Network::create`] builds it for a list of hosts, dropping
 //! it removes every namespace it made.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Mutex;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use super::address::{Cidr, LinkRate};
 use super::cmd::{self, NetworkError};
-use super::faults::FaultState;
+use super::link::{self, HOST_IF, HostLink, hub_side};
 use super::netns::Netns;
 
 /// Every namespace the lab makes is named `rsl-PID-N-…` (`rsl`: the RPC spike lab; PID
@@ -17,9 +18,8 @@ use super::netns::Netns;
 /// behind keys on it.
 pub const NAMESPACE_PREFIX: &str = "rsl-";
 
-/// The bridge in the hub namespace, and each host's end of its veth pair.
+/// The bridge in the hub namespace.
 const BRIDGE: &str = "br0";
-pub(super) const HOST_IF: &str = "eth0";
 
 /// Networks made by this process so far (tests make several at once).
 static NETWORKS: AtomicUsize = AtomicUsize::new(0);
@@ -42,14 +42,6 @@ impl Default for NetworkOptions {
             link_delay: None,
         }
     }
-}
-
-/// One host's place on the network: its namespace and its address.
-#[derive(Debug, Clone)]
-pub struct HostLink {
-    pub host: String,
-    pub netns: Netns,
-    pub address: Ipv4Addr,
 }
 
 /// The lab network of one run. Dropping it deletes its namespaces (and with them their
@@ -155,7 +147,7 @@ impl Network {
         let cidr = format!("{address}/{}", self.options.cidr.prefix());
         cmd::ip(&["-n", &ns, "addr", "add", &cidr, "dev", HOST_IF])?;
         cmd::ip(&["-n", &ns, "link", "set", HOST_IF, "up"])?;
-        super::faults::install_chains(&ns)?;
+        link::install_chains(&ns)?;
         let netns = Netns::open(&ns).map_err(|e| NetworkError::Command {
             command: format!("open /run/netns/{ns}"),
             stderr: e.to_string(),
@@ -165,18 +157,10 @@ impl Network {
             netns,
             address,
         };
-        super::faults::shape(&hub, &link, self.options.link_rate, self.options.link_delay)?;
+        link::shape(&hub, &link, self.options.link_rate, self.options.link_delay)?;
         self.hosts.push(link);
         Ok(())
     }
-}
-
-/// The hub's end of `host`'s veth pair: `v-api0` (interface names have 15 bytes at most;
-/// host names are short).
-pub(super) fn hub_side(host: &str) -> String {
-    let mut name = format!("v-{host}");
-    name.truncate(15);
-    name
 }
 
 impl Drop for Network {
@@ -223,4 +207,15 @@ pub fn sweep_stale() -> usize {
         );
     }
     removed
+}
+
+/// What the faults have changed, to heal it.
+#[derive(Debug, Default)]
+pub struct FaultState {
+    /// Loss share per lossy host.
+    pub(super) loss: BTreeMap<String, f64>,
+    /// Hosts whose rate a `rate:` fault changed.
+    pub(super) rated: Vec<String>,
+    /// Whether some partition is in place.
+    pub(super) cut: bool,
 }

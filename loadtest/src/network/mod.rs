@@ -37,15 +37,14 @@ mod address;
 mod cmd;
 pub mod faults;
 mod lab_net;
+mod link;
 mod netns;
 
 pub use address::{Cidr, LinkRate};
-pub use cmd::NetworkError;
-pub use lab_net::{HostLink, NAMESPACE_PREFIX, Network, NetworkOptions, sweep_stale};
+pub use cmd::{NETWORK_REQUIREMENTS, NetworkError};
+pub use lab_net::{NAMESPACE_PREFIX, Network, NetworkOptions, sweep_stale};
+pub use link::HostLink;
 pub use netns::Netns;
-
-/// What `--network` needs, for messages: root, and the programs `ip` and `iptables`.
-pub const NETWORK_REQUIREMENTS: &str = "--network needs root and the programs ip (Debian package iproute2) and iptables (Debian package iptables): run as root, apt-get install -y iproute2 iptables";
 
 /// Checks, before anything starts, that this machine can give hosts networks of their
 /// own: root, `ip`, `iptables` and `tc`. One line saying what is missing.
