@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{sibling_binary, text, u};
+use common::{namespaces_of, processes_mentioning, sibling_binary, text, u};
 
 const TINY: [&str; 4] = ["--alloc-chars", "1000", "--delay-ms", "5"];
 
@@ -47,30 +47,10 @@ fn command(out: &Path, args: &[&str], server: &str) -> Command {
     command
 }
 
-/// The namespaces of the lab process `pid` still in /run/netns.
-fn namespaces_of(pid: u32) -> Vec<String> {
-    let prefix = format!("rsl-{pid}-");
-    std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Processes whose command line mentions `needle` (the run's own output directory).
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(needle) {
-            found.push(cmdline);
-        }
-    }
-    found
+/// Every acknowledged order in the file, none twice.
+fn assert_nothing_lost_or_repeated(report: &Value) {
+    assert_eq!(u(report, "/reconciliation/lost"), 0);
+    assert_eq!(u(report, "/reconciliation/duplicates"), 0);
 }
 
 /// Every host has an address on the lab network, the API's and the client's among them.
@@ -130,8 +110,7 @@ fn an_rpc_run_through_a_partition_times_out_reconciles_and_leaves_nothing() {
         "{:#}",
         report["requests"]
     );
-    assert_eq!(u(&report, "/reconciliation/lost"), 0);
-    assert_eq!(u(&report, "/reconciliation/duplicates"), 0);
+    assert_nothing_lost_or_repeated(&report);
     assert!(u(&report, "/reconciliation/acknowledged_persisted") > 40);
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
     assert_eq!(
@@ -175,8 +154,7 @@ fn a_reliable_worker_cut_from_its_broker_loses_and_repeats_nothing() {
         report["requests"]
     );
     assert_eq!(u(&report, "/reconciliation/acknowledged_persisted"), 80);
-    assert_eq!(u(&report, "/reconciliation/lost"), 0);
-    assert_eq!(u(&report, "/reconciliation/duplicates"), 0);
+    assert_nothing_lost_or_repeated(&report);
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
 }
 
@@ -282,7 +260,6 @@ fn a_cluster_node_isolated_while_publishing_loses_no_confirmed_order() {
         "{}",
         text(&output)
     );
-    assert_eq!(u(&report, "/reconciliation/lost"), 0);
-    assert_eq!(u(&report, "/reconciliation/duplicates"), 0);
+    assert_nothing_lost_or_repeated(&report);
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
 }

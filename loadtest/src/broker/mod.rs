@@ -95,6 +95,15 @@ impl BrokerNode {
             kills: Default::default(),
         }
     }
+
+    /// The tools pointed at this node, if it can answer them now: running, not paused.
+    pub fn ctl(&self) -> Option<Ctl> {
+        let broker = self.broker.lock().unwrap_or_else(|p| p.into_inner());
+        broker
+            .as_ref()
+            .filter(|b| b.is_running() && !b.is_paused())
+            .map(Ctl::of)
+    }
 }
 pub use install::{Installation, require_installed_or_skip};
 

@@ -236,9 +236,6 @@ impl FromStr for Fault {
             }
         };
         let action: Action = action.parse()?;
-        if action != Action::Heal && target.is_empty() {
-            return Err(format!("'{spec}' names no target host"));
-        }
         Fault::new(parse_when(when)?, action, target, amount).map_err(|e| format!("'{spec}': {e}"))
     }
 }

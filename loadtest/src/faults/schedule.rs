@@ -256,10 +256,7 @@ fn leading_node(brokers: &[BrokerNode]) -> Result<BrokerNode, String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut why = "no broker node is running".to_string();
     for node in brokers {
-        let ctl = match lock(&node.broker).as_ref() {
-            Some(b) if b.is_running() && !b.is_paused() => crate::broker::Ctl::of(b),
-            _ => continue,
-        };
+        let Some(ctl) = node.ctl() else { continue };
         match ctl.queue_leader(wire_contract::amqp::QUEUE, deadline) {
             Ok(leader) => {
                 let is_leader = |n: &&BrokerNode| {

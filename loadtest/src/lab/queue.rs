@@ -253,12 +253,6 @@ fn unacked_probe(brokers: &[BrokerNode]) -> Option<crate::messaging::UnackedProb
     let brokers = brokers.to_vec();
     Some(Arc::new(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        brokers.iter().find_map(|node| {
-            let ctl = match node.broker.lock().ok()?.as_ref() {
-                Some(b) if b.is_running() && !b.is_paused() => crate::broker::Ctl::of(b),
-                _ => return None,
-            };
-            ctl.unacknowledged(QUEUE, deadline).ok()
-        })
+        (brokers.iter()).find_map(|node| node.ctl()?.unacknowledged(QUEUE, deadline).ok())
     }))
 }

@@ -37,6 +37,15 @@ pub fn find(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// [`find`], or the one-line error saying what to install.
+pub fn locate(program: &str) -> Result<PathBuf, NetworkError> {
+    find(program).ok_or_else(|| {
+        NetworkError::Missing(format!(
+            "{program} is not installed; {NETWORK_REQUIREMENTS}"
+        ))
+    })
+}
+
 /// Runs `program args…` and returns its stdout; its stderr is the error.
 pub fn run(program: &str, args: &[&str]) -> Result<String, NetworkError> {
     run_with_input(program, args, None)
@@ -49,12 +58,11 @@ pub fn run_with_input(
     input: Option<&str>,
 ) -> Result<String, NetworkError> {
     let command_line = || format!("{program} {}", args.join(" "));
-    let path = find(program).ok_or_else(|| {
-        NetworkError::Missing(format!(
-            "{program} is not installed; {}",
-            NETWORK_REQUIREMENTS
-        ))
-    })?;
+    let failed = |e: std::io::Error| NetworkError::Command {
+        command: command_line(),
+        stderr: e.to_string(),
+    };
+    let path = locate(program)?;
     let mut child = Command::new(path)
         .args(args)
         .stdin(if input.is_some() {
@@ -65,19 +73,11 @@ pub fn run_with_input(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| NetworkError::Command {
-            command: command_line(),
-            stderr: e.to_string(),
-        })?;
+        .map_err(failed)?;
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         let _ = stdin.write_all(text.as_bytes());
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| NetworkError::Command {
-            command: command_line(),
-            stderr: e.to_string(),
-        })?;
+    let output = child.wait_with_output().map_err(failed)?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(NetworkError::Command {
@@ -111,12 +111,7 @@ pub fn in_ns_with_input(
     args: &[&str],
     input: Option<&str>,
 ) -> Result<String, NetworkError> {
-    let path = find(program).ok_or_else(|| {
-        NetworkError::Missing(format!(
-            "{program} is not installed; {}",
-            NETWORK_REQUIREMENTS
-        ))
-    })?;
+    let path = locate(program)?;
     let path = path.display().to_string();
     let mut full = vec!["netns", "exec", ns, path.as_str()];
     full.extend_from_slice(args);

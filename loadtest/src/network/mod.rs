@@ -55,11 +55,7 @@ pub fn check_prerequisites() -> Result<(), NetworkError> {
         )));
     }
     for program in [cmd::IP, cmd::IPTABLES, cmd::IPTABLES_RESTORE, cmd::TC] {
-        if cmd::find(program).is_none() {
-            return Err(NetworkError::Missing(format!(
-                "{program} is not installed; {NETWORK_REQUIREMENTS}"
-            )));
-        }
+        cmd::locate(program)?;
     }
     Ok(())
 }

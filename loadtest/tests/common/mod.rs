@@ -49,3 +49,29 @@ pub fn sibling_binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// The network namespaces of the lab process `pid` (`rsl-PID-…`) in /run/netns.
+pub fn namespaces_of(pid: u32) -> Vec<String> {
+    let prefix = format!("rsl-{pid}-");
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Processes whose command line mentions `needle` (e.g. a run's output directory).
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(cmdline);
+        }
+    }
+    found
+}
