@@ -1,5 +1,6 @@
 //! One record per request, failures included, streamed to `requests.csv` as requests
-//! finish (nothing is held per request, so memory stays flat on long runs).
+//! finish (nothing is held per request, so memory stays flat on long runs), and read
+//! back after the load for what the checker needs of each ([`read_sent`]).
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -144,13 +145,112 @@ impl<W: Write> CsvWriter<W> {
     }
 }
 
-/// RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled.
+/// RFC 4180 quoting: fields with a comma or quote are quoted, quotes doubled. A line break
+/// becomes a space, so every record is one line and the file can be read back line by line.
 fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\"")).into()
+    let text: std::borrow::Cow<'_, str> = if text.contains(['\n', '\r']) {
+        text.replace(['\n', '\r'], " ").into()
     } else {
         text.into()
+    };
+    if text.contains([',', '"']) {
+        format!("\"{}\"", text.replace('"', "\"\"")).into()
+    } else {
+        text
     }
+}
+
+/// What the checker needs of one request, read back from `requests.csv`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SentRow {
+    pub item_code: uuid::Uuid,
+    pub acknowledged: bool,
+    /// When it was handed to the client, since the start of the load (µs resolution).
+    pub started: Duration,
+}
+
+/// Reads a `requests.csv` written by [`CsvWriter`] back, one row at a time, so a run never
+/// holds its requests in memory while the load runs: the sent codes are only needed
+/// afterwards. A row that does not parse is an error naming its line.
+pub fn read_sent(
+    reader: impl io::BufRead,
+    mut visit: impl FnMut(SentRow),
+) -> Result<u64, CsvReadError> {
+    let mut rows = 0;
+    for (index, line) in reader.lines().enumerate() {
+        let line = line.map_err(CsvReadError::Io)?;
+        if index == 0 {
+            if line != CSV_HEADER {
+                return Err(CsvReadError::Header);
+            }
+            continue;
+        }
+        visit(sent_row(&line).ok_or(CsvReadError::Row { line: index + 1 })?);
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Fields 1 (item code), 5 (started, seconds) and 8 (outcome) of one row. Only the request
+/// id (field 2) before them may be quoted; the error, which may hold commas, is the last.
+fn sent_row(line: &str) -> Option<SentRow> {
+    let mut fields = Fields { rest: line };
+    let _seq = fields.next()?;
+    let item_code = uuid::Uuid::parse_str(&fields.next()?).ok()?;
+    let _request_id = fields.next()?;
+    let _user = fields.next()?;
+    let _scheduled = fields.next()?;
+    let started = Duration::try_from_secs_f64(fields.next()?.parse().ok()?).ok()?;
+    let _ended = fields.next()?;
+    let _latency = fields.next()?;
+    let acknowledged = fields.next()? == Outcome::Acknowledged.label();
+    Some(SentRow {
+        item_code,
+        acknowledged,
+        started,
+    })
+}
+
+/// The fields of one CSV line, quotes undone.
+struct Fields<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    fn next(&mut self) -> Option<std::borrow::Cow<'a, str>> {
+        if let Some(quoted) = self.rest.strip_prefix('"') {
+            // Up to the quote not followed by another; "" is a quote inside.
+            let mut text = String::new();
+            let mut chars = quoted.char_indices();
+            while let Some((i, c)) = chars.next() {
+                if c != '"' {
+                    text.push(c);
+                } else if quoted[i + 1..].starts_with('"') {
+                    text.push('"');
+                    chars.next();
+                } else {
+                    let after = &quoted[i + 1..];
+                    self.rest = after.strip_prefix(',').unwrap_or(after);
+                    return Some(text.into());
+                }
+            }
+            return None;
+        }
+        let (field, rest) = self.rest.split_once(',').unwrap_or((self.rest, ""));
+        self.rest = rest;
+        Some(field.into())
+    }
+}
+
+/// Why `requests.csv` could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvReadError {
+    #[error("{0}")]
+    Io(io::Error),
+    #[error("its first line is not the header this version writes")]
+    Header,
+    #[error("line {line} is not a request record")]
+    Row { line: usize },
 }
 
 #[cfg(test)]
@@ -198,6 +298,44 @@ mod tests {
             lines[2]
         );
         assert_eq!(lines[1].split(',').count(), CSV_HEADER.split(',').count());
+    }
+
+    #[test]
+    fn rows_read_back_give_each_code_its_outcome_and_start() {
+        let mut w = CsvWriter::new(Vec::new()).unwrap();
+        let mut quoted = record(Outcome::TimedOut, Some("reset, \"then\"\nagain"));
+        quoted.item_code = uuid::Uuid::new_v4();
+        quoted.request_id = "a,\"b\"".into();
+        w.write(&record(Outcome::Acknowledged, None)).unwrap();
+        w.write(&quoted).unwrap();
+        let text = w.finish().unwrap();
+        let mut rows = Vec::new();
+        assert_eq!(read_sent(&text[..], |row| rows.push(row)).unwrap(), 2);
+        let started = Duration::from_millis(1002);
+        assert_eq!(
+            rows,
+            [
+                SentRow {
+                    item_code: uuid::Uuid::nil(),
+                    acknowledged: true,
+                    started
+                },
+                SentRow {
+                    item_code: quoted.item_code,
+                    acknowledged: false,
+                    started
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_row_that_is_not_a_record_is_an_error_naming_its_line() {
+        let text = format!("{CSV_HEADER}\n1,not-a-uuid,r,,0,0,0,0,acknowledged,,1,0,\n");
+        let err = read_sent(text.as_bytes(), |_| {}).unwrap_err();
+        assert_eq!(err.to_string(), "line 2 is not a request record");
+        let err = read_sent(&b"seq,other\n"[..], |_| {}).unwrap_err();
+        assert!(matches!(err, CsvReadError::Header));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::profile::StepProfile;
-use crate::reconcile::SentCodes;
 use crate::record::{Outcome, RequestRecord};
 use crate::report::{
     GeneratorHealth, LatencySummary, RequestCounts, SecondRow, StepRow, Throughput,
@@ -119,7 +118,6 @@ pub struct Aggregator {
     /// Folded seconds, indexed by second.
     seconds: Vec<SecondRow>,
     steps: BTreeMap<u64, StepAcc>,
-    sent: SentCodes,
     last_end: Duration,
 }
 
@@ -136,7 +134,6 @@ pub struct Aggregates {
     pub steps: Vec<StepRow>,
     pub knee_step: Option<usize>,
     pub seconds: Vec<SecondRow>,
-    pub sent: SentCodes,
     /// From the start of the load to the last answer.
     pub elapsed: Duration,
     pub attempts: AttemptCounts,
@@ -159,7 +156,6 @@ impl Aggregator {
             open_seconds: BTreeMap::new(),
             seconds: Vec::new(),
             steps: BTreeMap::new(),
-            sent: SentCodes::default(),
             last_end: Duration::ZERO,
         }
     }
@@ -193,7 +189,6 @@ impl Aggregator {
         self.attempts.replayed += u64::from(r.replayed);
         self.latency_sum_us += u128::from(latency_us);
         self.last_end = self.last_end.max(r.ended);
-        self.sent.insert(r.item_code, r.outcome.is_acknowledged());
 
         self.add_to_second(r, latency_us);
         if let Some(profile) = self.step_profile {
@@ -336,7 +331,6 @@ impl Aggregator {
             steps,
             knee_step,
             seconds: self.seconds,
-            sent: self.sent,
             elapsed,
             attempts: self.attempts,
         }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::deploy::Deployment;
 use super::options::LabOptions;
 use super::queue::QueueWatch;
-use super::recorder::{PublishTimes, Recorder};
+use super::recorder::{Recorder, Sent};
 use crate::cluster::Watcher;
 use crate::faults::schedule::Schedule;
 use crate::progress::report_progress;
@@ -29,7 +29,8 @@ pub(super) struct Loaded {
     /// When the load ended, since the epoch.
     pub load_end: Duration,
     pub aggregates: Aggregates,
-    pub published: PublishTimes,
+    /// Every request's code and outcome, read back from the CSV.
+    pub sent: Sent,
     /// How long the publisher's connection took, when it was opened before the load.
     pub connect_ms: Option<f64>,
     pub topology: Topology,
@@ -78,7 +79,7 @@ pub(super) async fn run_load(
     let gauges = runner::run(plan, client, epoch, live, records).await;
     let load_end = epoch.elapsed();
     let _ = progress.await;
-    let (aggregator, published) = recorder.finish()?;
+    let (aggregator, sent) = recorder.finish()?;
     let mut aggregates = aggregator.finish(&gauges);
     aggregates.generator.cpu_seconds = cpu_before
         .zip(own_cpu_seconds())
@@ -88,7 +89,7 @@ pub(super) async fn run_load(
         epoch,
         load_end,
         aggregates,
-        published,
+        sent,
         connect_ms,
         topology,
         watcher,

@@ -43,7 +43,7 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         (Some(m), Some(queue)) => {
             let measured = queue::Measured {
                 aggregates: &loaded.aggregates,
-                published: &loaded.published,
+                published: &loaded.sent.published,
                 connect_ms: loaded.connect_ms,
                 load_end: loaded.load_end,
                 drained: settled.drained.clone(),
@@ -53,7 +53,7 @@ pub async fn run_lab(mut options: LabOptions) -> anyhow::Result<Report> {
         _ => None,
     };
     let reconciliation = check::check_orders(
-        &loaded.aggregates.sent,
+        &loaded.sent.codes,
         deployment.orders_file.as_deref(),
         std::mem::replace(&mut deployment.mark, Ok(None)),
         messaging.as_ref().map(|m| m.report.still_ready),

@@ -1,5 +1,8 @@
 //! The recorder: a thread of its own that writes every request record to `requests.csv`
 //! and folds it into the run's aggregates, so the senders never wait on a disk write.
+//! Nothing is kept per request while the load runs, so the lab's memory stays flat however
+//! long it runs; what the checker needs of each request (its code, whether it was
+//! acknowledged, when it started) is read back from the CSV when the load is over.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -11,7 +14,8 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::profile::StepProfile;
-use crate::record::{CsvWriter, RequestRecord};
+use crate::reconcile::SentCodes;
+use crate::record::{CsvWriter, RequestRecord, read_sent};
 use crate::stats::Aggregator;
 
 /// Records buffered between the senders and the recorder thread: enough to ride out a
@@ -26,11 +30,17 @@ const RECORDER_TICK: Duration = Duration::from_millis(5);
 /// end-to-end matcher.
 pub(super) type PublishTimes = std::collections::HashMap<uuid::Uuid, Duration>;
 
-type Recorded = std::io::Result<(Aggregator, PublishTimes)>;
+/// What the run sent, read back from the CSV after the load.
+pub(super) struct Sent {
+    pub codes: SentCodes,
+    /// Messaging runs; empty otherwise.
+    pub published: PublishTimes,
+}
 
 pub(super) struct Recorder {
-    thread: JoinHandle<Recorded>,
+    thread: JoinHandle<std::io::Result<Aggregator>>,
     csv_path: PathBuf,
+    keep_publish_times: bool,
 }
 
 impl Recorder {
@@ -51,18 +61,38 @@ impl Recorder {
         let aggregator = Aggregator::new(step_profile);
         let thread = std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || record_all(records_rx, csv, aggregator, keep_publish_times))
+            .spawn(move || record_all(records_rx, csv, aggregator))
             .context("cannot start the recorder thread")?;
-        Ok((Recorder { thread, csv_path }, records_tx))
+        let recorder = Recorder {
+            thread,
+            csv_path,
+            keep_publish_times,
+        };
+        Ok((recorder, records_tx))
     }
 
-    /// Waits until every sender is gone and the CSV is flushed.
-    pub fn finish(self) -> anyhow::Result<(Aggregator, PublishTimes)> {
-        let csv_path = self.csv_path;
-        self.thread
+    /// Waits until every sender is gone and the CSV is flushed, then reads it back.
+    pub fn finish(self) -> anyhow::Result<(Aggregator, Sent)> {
+        let csv_path = &self.csv_path;
+        let aggregator = self
+            .thread
             .join()
             .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))?
-            .with_context(|| format!("cannot write {}", csv_path.display()))
+            .with_context(|| format!("cannot write {}", csv_path.display()))?;
+        let mut sent = Sent {
+            codes: SentCodes::default(),
+            published: PublishTimes::new(),
+        };
+        let file =
+            File::open(csv_path).with_context(|| format!("cannot read {}", csv_path.display()))?;
+        read_sent(std::io::BufReader::with_capacity(1 << 20, file), |row| {
+            sent.codes.insert(row.item_code, row.acknowledged);
+            if self.keep_publish_times && row.acknowledged {
+                sent.published.insert(row.item_code, row.started);
+            }
+        })
+        .with_context(|| format!("cannot read {} back", csv_path.display()))?;
+        Ok((aggregator, sent))
     }
 }
 
@@ -70,9 +100,7 @@ fn record_all(
     mut records: mpsc::Receiver<RequestRecord>,
     mut csv: CsvWriter<BufWriter<File>>,
     mut aggregator: Aggregator,
-    keep_publish_times: bool,
-) -> Recorded {
-    let mut published = PublishTimes::new();
+) -> std::io::Result<Aggregator> {
     let mut batch = Vec::with_capacity(RECORD_BUFFER);
     loop {
         // Whatever has arrived, without waiting: a receiver parked in `recv` is woken by
@@ -88,9 +116,6 @@ fn record_all(
         for record in batch.drain(..) {
             csv.write(&record)?;
             aggregator.add(&record);
-            if keep_publish_times && record.outcome.is_acknowledged() {
-                published.insert(record.item_code, record.started);
-            }
         }
         if records.is_closed() && records.is_empty() {
             break;
@@ -98,5 +123,5 @@ fn record_all(
         std::thread::sleep(RECORDER_TICK);
     }
     csv.finish()?;
-    Ok((aggregator, published))
+    Ok(aggregator)
 }

@@ -42,7 +42,7 @@ pub(super) async fn drain_and_settle(
     let drained = match (&options.messaging, &loaded.queue) {
         (Some(m), Some(queue)) => Some(
             queue
-                .drain(m, &loaded.published, loaded.epoch, &deployment.brokers)
+                .drain(m, &loaded.sent.published, loaded.epoch, &deployment.brokers)
                 .await,
         ),
         _ => None,
