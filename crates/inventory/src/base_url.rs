@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use reqwest::Url;
+use url::Url;
 
 use crate::error::ConfigError;
 use crate::wire::REPLENISHMENT_PATH;

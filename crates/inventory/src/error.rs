@@ -11,6 +11,9 @@ use wire_contract::amqp::{Delivery as DeliveryMode, QUEUE, queue_mismatch_hint};
 
 use crate::wire::one_line;
 
+/// The cause of a connect or transport failure: a socket error, or the HTTP stack's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The client cannot be set up: the base URL is unusable, or the HTTP stack refused to start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -32,12 +35,6 @@ pub enum ConfigError {
 
     #[error("invalid retry policy: {reason}")]
     InvalidRetryPolicy { reason: String },
-
-    #[error("could not set up the HTTP client: {source}")]
-    Client {
-        #[source]
-        source: reqwest::Error,
-    },
 }
 
 /// Why one replenishment request did not succeed.
@@ -74,7 +71,7 @@ pub enum ReplenishmentError {
     Connect {
         url: String,
         #[source]
-        source: reqwest::Error,
+        source: BoxError,
     },
 
     /// The server answered with a status outside 2xx; `title` and `detail` come from its
@@ -91,7 +88,7 @@ pub enum ReplenishmentError {
     #[error("the request to the purchasing API failed: {}", root_cause(source))]
     Transport {
         #[source]
-        source: reqwest::Error,
+        source: BoxError,
     },
 
     /// The caller's request id cannot be sent (e.g. it contains a line break); nothing was
@@ -297,7 +294,7 @@ impl ReplenishmentError {
 
 /// `400 Bad Request: <detail>` — the status, its reason phrase, and what the server said.
 fn rejection(status: u16, title: &Option<String>, detail: &Option<String>) -> String {
-    let reason = reqwest::StatusCode::from_u16(status)
+    let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason());
     let mut text = match reason {
@@ -318,10 +315,10 @@ fn rejection(status: u16, title: &Option<String>, detail: &Option<String>) -> St
     text
 }
 
-/// The innermost cause of a transport error, in words: reqwest's own message only says
-/// "error sending request for url (…)", the useful part is at the bottom of the chain.
-fn root_cause(error: &reqwest::Error) -> String {
-    let mut deepest: &(dyn std::error::Error + 'static) = error;
+/// The innermost cause of a transport error, in words: the HTTP stack's own message may
+/// only say "connection error", the useful part is at the bottom of the chain.
+fn root_cause(error: &BoxError) -> String {
+    let mut deepest: &(dyn std::error::Error + 'static) = error.as_ref();
     while let Some(next) = deepest.source() {
         deepest = next;
     }
@@ -421,8 +418,8 @@ mod tests {
             bad_id.to_string(),
             r#"request id "a\nb" cannot be sent: it is not a valid HTTP header value (visible ASCII, no line breaks)"#
         );
-        // Connect and Transport carry a real reqwest::Error; stock_manager's socket tests
-        // check their labels and messages.
+        // Connect and Transport carry the real socket or HTTP error; stock_manager's socket
+        // tests check their labels and messages.
     }
 
     fn amqp_errors() -> Vec<ReplenishmentError> {

@@ -471,7 +471,7 @@ mod tests {
             argument: None,
             broker_said: String::new(),
         }));
-        // Connect and Transport carry a real reqwest::Error; the socket tests in
+        // Connect and Transport carry the real socket or HTTP error; the socket tests in
         // stock_manager retry them.
     }
 

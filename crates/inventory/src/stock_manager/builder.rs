@@ -132,11 +132,9 @@ impl StockManagerBuilder {
             None => None,
         };
         let transport = match self.target {
-            Target::Http(base_url) => Transport::Http(http_transport(
-                base_url,
-                self.timeout,
-                self.new_connection_per_request,
-            )?),
+            Target::Http(base_url) => {
+                Transport::Http(http_transport(base_url, self.new_connection_per_request)?)
+            }
             Target::Amqp(urls, mode) => {
                 Transport::Amqp(Publisher::new(urls, mode, self.new_connection_per_request))
             }

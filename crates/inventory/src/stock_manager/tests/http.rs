@@ -242,6 +242,36 @@ async fn connections_can_be_reused_instead() {
     assert_eq!(connections_for_two_calls(false).await, 1);
 }
 
+#[tokio::test]
+async fn a_kept_alive_connection_the_server_closed_while_idle_is_not_reused() {
+    // A server that answers one request per connection (without saying so) and closes it,
+    // as a server does whose idle timeout ran out between two calls.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut stream, _) = listener.accept().unwrap();
+            read_request(&mut stream).unwrap();
+            stream.write_all(CREATED.as_bytes()).unwrap();
+        }
+    });
+    let url = BaseUrl::parse(&format!("http://{addr}")).unwrap();
+    let manager = StockManager::builder(url)
+        .new_connection_per_request(false)
+        .build()
+        .unwrap();
+    manager.request_stock_replenishment("1").await.unwrap();
+    server_gone_quiet().await;
+    let second = manager.request_stock_replenishment("2").await;
+    assert!(second.is_ok(), "{second:?}");
+    server.join().unwrap();
+}
+
+/// Time for a close on loopback to reach the client.
+async fn server_gone_quiet() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 #[test]
 fn defaults_are_the_originals() {
     let manager = StockManager::new(DEFAULT_URL).unwrap();
@@ -253,10 +283,23 @@ fn defaults_are_the_originals() {
     let Transport::Http(http) = &manager.transport else {
         panic!("an HTTP manager");
     };
+    assert_eq!(http.path, wire::REPLENISHMENT_PATH);
+    assert_eq!(http.host_header, "127.0.0.1:8080");
+    assert_eq!((http.host.as_str(), http.port), ("127.0.0.1", 8080));
+}
+
+#[test]
+fn the_host_and_the_target_come_from_the_base_url() {
+    let manager = StockManager::new("http://[::1]/shop/").unwrap();
+    let Transport::Http(http) = &manager.transport else {
+        panic!("an HTTP manager");
+    };
     assert_eq!(
-        http.endpoint.as_str(),
-        format!("http://127.0.0.1:8080{}", wire::REPLENISHMENT_PATH)
+        http.path,
+        format!("/shop{}", wire::REPLENISHMENT_PATH).as_str()
     );
+    assert_eq!(http.host_header, "[::1]");
+    assert_eq!((http.host.as_str(), http.port), ("::1", 80));
 }
 
 #[test]
