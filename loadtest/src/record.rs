@@ -153,20 +153,20 @@ struct Fixed {
 
 impl Fixed {
     fn seconds(d: Duration) -> Self {
-        let us = d.as_micros();
-        Fixed {
-            whole: us / 1_000_000,
-            fraction: us % 1_000_000,
-            digits: 6,
-        }
+        Fixed::of(d, 1_000_000, 6)
     }
 
     fn millis(d: Duration) -> Self {
+        Fixed::of(d, 1000, 3)
+    }
+
+    /// `d` in units of `unit` microseconds, with `digits` decimals (`unit` = 10^digits).
+    fn of(d: Duration, unit: u128, digits: usize) -> Self {
         let us = d.as_micros();
         Fixed {
-            whole: us / 1000,
-            fraction: us % 1000,
-            digits: 3,
+            whole: us / unit,
+            fraction: us % unit,
+            digits,
         }
     }
 }
@@ -220,6 +220,7 @@ pub fn read_sent(
     reader: impl io::BufRead,
     mut visit: impl FnMut(SentRow),
 ) -> Result<u64, CsvReadError> {
+    let columns = Columns::of_header();
     let mut rows = 0;
     for (index, line) in reader.lines().enumerate() {
         let line = line.map_err(CsvReadError::Io)?;
@@ -229,40 +230,75 @@ pub fn read_sent(
             }
             continue;
         }
-        visit(sent_row(&line).ok_or(CsvReadError::Row { line: index + 1 })?);
+        visit(
+            columns
+                .read(&line)
+                .ok_or(CsvReadError::Row { line: index + 1 })?,
+        );
         rows += 1;
     }
     Ok(rows)
 }
 
-/// Fields 1 (item code), 5 (started, seconds) and 8 (outcome) of one row. Only the request
-/// id (field 2) before them may be quoted; the error, which may hold commas, is the last.
-fn sent_row(line: &str) -> Option<SentRow> {
-    let mut fields = Fields { rest: line };
-    let _seq = fields.next()?;
-    let item_code = uuid::Uuid::parse_str(&fields.next()?).ok()?;
-    let _request_id = fields.next()?;
-    let _user = fields.next()?;
-    let _scheduled = fields.next()?;
-    let started = Duration::try_from_secs_f64(fields.next()?.parse().ok()?).ok()?;
-    let _ended = fields.next()?;
-    let _latency = fields.next()?;
-    let acknowledged = fields.next()? == Outcome::Acknowledged.label();
-    Some(SentRow {
-        item_code,
-        acknowledged,
-        started,
-    })
+/// The columns the checker reads, found by name in [`CSV_HEADER`]: the header is the one
+/// definition of the columns' order.
+struct Columns {
+    item_code: usize,
+    started: usize,
+    outcome: usize,
 }
 
-/// The fields of one CSV line, quotes undone.
+impl Columns {
+    fn of_header() -> Self {
+        let at = |name| {
+            CSV_HEADER
+                .split(',')
+                .position(|column| column == name)
+                .expect("a column of CSV_HEADER")
+        };
+        Columns {
+            item_code: at("item_code"),
+            started: at("started_s"),
+            outcome: at("outcome"),
+        }
+    }
+
+    /// One row's fields up to the last of the three. The error, which may hold commas, is
+    /// the last column and never read.
+    fn read(&self, line: &str) -> Option<SentRow> {
+        let (mut item_code, mut started, mut acknowledged) = (None, None, None);
+        let last = self.item_code.max(self.started).max(self.outcome);
+        for (index, field) in (Fields { rest: Some(line) }).take(last + 1).enumerate() {
+            if index == self.item_code {
+                item_code = uuid::Uuid::parse_str(&field).ok();
+            } else if index == self.started {
+                started = field
+                    .parse()
+                    .ok()
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok());
+            } else if index == self.outcome {
+                acknowledged = Some(field == Outcome::Acknowledged.label());
+            }
+        }
+        Some(SentRow {
+            item_code: item_code?,
+            acknowledged: acknowledged?,
+            started: started?,
+        })
+    }
+}
+
+/// The fields of one CSV line, quotes undone; `rest` is `None` after the last.
 struct Fields<'a> {
-    rest: &'a str,
+    rest: Option<&'a str>,
 }
 
-impl<'a> Fields<'a> {
-    fn next(&mut self) -> Option<std::borrow::Cow<'a, str>> {
-        if let Some(quoted) = self.rest.strip_prefix('"') {
+impl<'a> Iterator for Fields<'a> {
+    type Item = std::borrow::Cow<'a, str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.rest.take()?;
+        if let Some(quoted) = rest.strip_prefix('"') {
             // Up to the quote not followed by another; "" is a quote inside.
             let mut text = String::new();
             let mut chars = quoted.char_indices();
@@ -273,15 +309,17 @@ impl<'a> Fields<'a> {
                     text.push('"');
                     chars.next();
                 } else {
-                    let after = &quoted[i + 1..];
-                    self.rest = after.strip_prefix(',').unwrap_or(after);
+                    self.rest = quoted[i + 1..].strip_prefix(',');
                     return Some(text.into());
                 }
             }
             return None;
         }
-        let (field, rest) = self.rest.split_once(',').unwrap_or((self.rest, ""));
-        self.rest = rest;
+        let (field, after) = match rest.split_once(',') {
+            Some((field, after)) => (field, Some(after)),
+            None => (rest, None),
+        };
+        self.rest = after;
         Some(field.into())
     }
 }
