@@ -65,6 +65,12 @@ fn codes_the_purchasing_side_would_refuse_are_refused_before_publishing() {
         // Not "the broker is not reachable": the broker was never the problem.
         assert!(!out.stderr.contains("not reachable"), "{}", out.stderr);
         run(async {
+            // A faithful publish is not confirmed: the command may exit before the broker's
+            // queue has counted it, so wait (bounded) for it to arrive, then check it is alone.
+            let arrived = Instant::now() + Duration::from_secs(5);
+            while depth(&shared.url, QUEUE).await == 0 && Instant::now() < arrived {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             assert_eq!(depth(&shared.url, QUEUE).await, 1, "{delivery}: only GOOD");
             let (connection, channel) = crate::raw::raw(&shared.url).await;
             let message = get(&channel, QUEUE).await;
