@@ -153,20 +153,21 @@ struct Fixed {
 
 impl Fixed {
     fn seconds(d: Duration) -> Self {
-        Fixed::of(d, 1_000_000, 6)
+        Fixed::of(d, 6)
     }
 
     fn millis(d: Duration) -> Self {
-        Fixed::of(d, 1000, 3)
+        Fixed::of(d, 3)
     }
 
-    /// `d` in units of `unit` microseconds, with `digits` decimals (`unit` = 10^digits).
-    fn of(d: Duration, unit: u128, digits: usize) -> Self {
+    /// `d` with `digits` decimals, in units of 10^digits microseconds.
+    fn of(d: Duration, digits: u32) -> Self {
+        let unit = 10u128.pow(digits);
         let us = d.as_micros();
         Fixed {
             whole: us / unit,
             fraction: us % unit,
-            digits,
+            digits: digits as usize,
         }
     }
 }
@@ -246,6 +247,8 @@ struct Columns {
     item_code: usize,
     started: usize,
     outcome: usize,
+    /// The last of the three: no field after it is read.
+    last: usize,
 }
 
 impl Columns {
@@ -256,10 +259,12 @@ impl Columns {
                 .position(|column| column == name)
                 .expect("a column of CSV_HEADER")
         };
+        let (item_code, started, outcome) = (at("item_code"), at("started_s"), at("outcome"));
         Columns {
-            item_code: at("item_code"),
-            started: at("started_s"),
-            outcome: at("outcome"),
+            item_code,
+            started,
+            outcome,
+            last: item_code.max(started).max(outcome),
         }
     }
 
@@ -267,8 +272,10 @@ impl Columns {
     /// the last column and never read.
     fn read(&self, line: &str) -> Option<SentRow> {
         let (mut item_code, mut started, mut acknowledged) = (None, None, None);
-        let last = self.item_code.max(self.started).max(self.outcome);
-        for (index, field) in (Fields { rest: Some(line) }).take(last + 1).enumerate() {
+        for (index, field) in (Fields { rest: Some(line) })
+            .take(self.last + 1)
+            .enumerate()
+        {
             if index == self.item_code {
                 item_code = uuid::Uuid::parse_str(&field).ok();
             } else if index == self.started {
